@@ -1,0 +1,3 @@
+//! Agent configuration: YAML in the OpenTelemetry Collector's shape.
+
+pub mod duration;

@@ -1,0 +1,3 @@
+//! Receivers: where metrics enter the agent. Today: `procfs`.
+
+pub mod procfs;

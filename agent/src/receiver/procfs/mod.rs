@@ -1,0 +1,1 @@
+//! The procfs receiver. STUB: being written.

@@ -1,0 +1,49 @@
+//! OpenTelemetry semantic-convention names (v1.44) used by Phoenix, plus
+//! Phoenix's own attributes. One place, so receivers, processors and
+//! exporters cannot disagree on a spelling.
+
+// Process metrics.
+pub const PROCESS_CPU_TIME: &str = "process.cpu.time";
+pub const PROCESS_CPU_UTILIZATION: &str = "process.cpu.utilization";
+pub const PROCESS_MEMORY_USAGE: &str = "process.memory.usage";
+pub const PROCESS_MEMORY_VIRTUAL: &str = "process.memory.virtual";
+pub const PROCESS_DISK_IO: &str = "process.disk.io";
+pub const PROCESS_THREAD_COUNT: &str = "process.thread.count";
+pub const PROCESS_UNIX_FILE_DESCRIPTOR_COUNT: &str = "process.unix.file_descriptor.count";
+pub const PROCESS_CONTEXT_SWITCHES: &str = "process.context_switches";
+pub const PROCESS_PAGING_FAULTS: &str = "process.paging.faults";
+pub const PROCESS_UPTIME: &str = "process.uptime";
+
+// Data-point attributes and their values.
+pub const CPU_MODE: &str = "cpu.mode";
+pub const CPU_MODE_USER: &str = "user";
+pub const CPU_MODE_SYSTEM: &str = "system";
+pub const DISK_IO_DIRECTION: &str = "disk.io.direction";
+pub const DISK_IO_DIRECTION_READ: &str = "read";
+pub const DISK_IO_DIRECTION_WRITE: &str = "write";
+pub const PROCESS_CONTEXT_SWITCH_TYPE: &str = "process.context_switch.type";
+pub const CONTEXT_SWITCH_VOLUNTARY: &str = "voluntary";
+pub const CONTEXT_SWITCH_INVOLUNTARY: &str = "involuntary";
+pub const SYSTEM_PAGING_FAULT_TYPE: &str = "system.paging.fault.type";
+pub const PAGING_FAULT_MAJOR: &str = "major";
+pub const PAGING_FAULT_MINOR: &str = "minor";
+
+// Resource attributes.
+pub const PROCESS_PID: &str = "process.pid";
+pub const PROCESS_PARENT_PID: &str = "process.parent_pid";
+pub const PROCESS_CREATION_TIME: &str = "process.creation.time";
+pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+pub const PROCESS_EXECUTABLE_PATH: &str = "process.executable.path";
+pub const PROCESS_COMMAND: &str = "process.command";
+pub const PROCESS_COMMAND_LINE: &str = "process.command_line";
+pub const PROCESS_OWNER: &str = "process.owner";
+pub const HOST_NAME: &str = "host.name";
+
+// Phoenix's own resource attributes.
+pub const PHOENIX_PIPELINE: &str = "phoenix.pipeline";
+pub const PHOENIX_EXPERIMENT_ID: &str = "phoenix.experiment.id";
+pub const PHOENIX_VARIANT: &str = "phoenix.variant";
+pub const PHOENIX_PRIORITY: &str = "phoenix.priority";
+
+/// Instrumentation scope name stamped on everything Phoenix exports.
+pub const SCOPE_NAME: &str = "phoenix.receiver.procfs";
