@@ -1,1 +1,3 @@
+//! Shared code of Phoenix's benchmarks.
 
+pub mod floor;

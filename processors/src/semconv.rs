@@ -44,6 +44,21 @@ pub const PHOENIX_PIPELINE: &str = "phoenix.pipeline";
 pub const PHOENIX_EXPERIMENT_ID: &str = "phoenix.experiment.id";
 pub const PHOENIX_VARIANT: &str = "phoenix.variant";
 pub const PHOENIX_PRIORITY: &str = "phoenix.priority";
+/// Marks a resource that stands for several processes (`others` from top-k
+/// and budget); its value says which kind of rollup.
+pub const PHOENIX_ROLLUP: &str = "phoenix.rollup";
+pub const PHOENIX_ROLLUP_OTHERS: &str = "others";
+
+// Phoenix's own metrics.
+/// How many processes a rollup resource (an aggregate group, `others`)
+/// stands for: an UpDownCounter, unit `{process}`, integer.
+pub const PHOENIX_PROCESS_COUNT: &str = "phoenix.process.count";
+
+// Values of `phoenix.priority`.
+pub const PRIORITY_CRITICAL: &str = "critical";
+pub const PRIORITY_HIGH: &str = "high";
+pub const PRIORITY_MEDIUM: &str = "medium";
+pub const PRIORITY_LOW: &str = "low";
 
 /// Instrumentation scope name stamped on everything Phoenix exports.
 pub const SCOPE_NAME: &str = "phoenix.receiver.procfs";

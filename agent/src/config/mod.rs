@@ -1,3 +1,610 @@
 //! Agent configuration: YAML in the OpenTelemetry Collector's shape.
+//!
+//! Loading is pure (text in, typed config or every error out) so it can be
+//! tested without an environment and reused by `validate`, startup and, later,
+//! reloads. Errors name the component and, where the YAML has one, the line
+//! and column.
 
+pub mod component_id;
 pub mod duration;
+mod env;
+mod locate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use serde_norway::Value;
+
+pub use component_id::ComponentId;
+
+use phoenix_processors::ProcessorConfig;
+
+use crate::exporter::ExporterConfig;
+use crate::receiver::procfs::ProcfsConfig;
+
+/// The configuration the agent runs when started without `--config`.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
+
+/// One problem in a config, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The section and component (`exporters::otlp_grpc/x`), when it is about one.
+    pub component: Option<String>,
+    pub message: String,
+    /// 1-based line and column in the YAML, when known.
+    pub location: Option<(usize, usize)>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(c) = &self.component {
+            write!(f, "{c}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some((line, column)) = self.location {
+            write!(f, " (line {line}, column {column})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a config; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The typed config of a receiver, chosen by the type part of its id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiverConfig {
+    Procfs(ProcfsConfig),
+}
+
+impl ReceiverConfig {
+    pub fn collection_interval(&self) -> std::time::Duration {
+        match self {
+            ReceiverConfig::Procfs(c) => c.collection_interval,
+        }
+    }
+}
+
+/// Whether a pipeline's output leaves the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipelineMode {
+    /// Processed, measured and exported.
+    #[default]
+    Export,
+    /// Processed and measured, never exported: a candidate on trial.
+    Shadow,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    receivers: Vec<String>,
+    #[serde(default)]
+    processors: Vec<String>,
+    #[serde(default)]
+    exporters: Vec<String>,
+    #[serde(default)]
+    mode: PipelineMode,
+}
+
+/// A pipeline: receivers → processors → exporters, by component id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    pub receivers: Vec<ComponentId>,
+    pub processors: Vec<ComponentId>,
+    pub exporters: Vec<ComponentId>,
+    pub mode: PipelineMode,
+}
+
+/// Log output settings (`service.telemetry.logs`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// `trace`, `debug`, `info`, `warn`, `error`, or a `tracing` filter.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The agent's own telemetry (`service.telemetry`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/-/reload` are served.
+    pub address: SocketAddr,
+    /// Accept `POST /-/reload` from other hosts than localhost.
+    pub remote_reload: bool,
+    pub logs: LogsConfig,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            address: SocketAddr::from(([127, 0, 0, 1], 8888)),
+            remote_reload: false,
+            logs: LogsConfig::default(),
+        }
+    }
+}
+
+/// The optional `experiment:` block: the pipelines as variants of one trial.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub id: String,
+    /// The pipeline the others are compared with (`metrics/baseline`).
+    pub baseline: String,
+    /// Regexes on the executable name of processes that must stay visible.
+    #[serde(default)]
+    pub critical_processes: Vec<String>,
+}
+
+/// A loaded, checked agent config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub receivers: BTreeMap<ComponentId, ReceiverConfig>,
+    pub processors: BTreeMap<ComponentId, ProcessorConfig>,
+    pub exporters: BTreeMap<ComponentId, ExporterConfig>,
+    pub pipelines: BTreeMap<ComponentId, PipelineConfig>,
+    pub telemetry: TelemetryConfig,
+    pub experiment: Option<ExperimentConfig>,
+}
+
+impl AgentConfig {
+    /// Parse and check `text`, substituting `${env:NAME}` from the process
+    /// environment. Returns every error found, not just the first.
+    pub fn load(text: &str) -> Result<AgentConfig, ConfigErrors> {
+        Self::load_with_env(text, &|name| std::env::var(name).ok())
+    }
+
+    /// [`AgentConfig::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AgentConfig, ConfigErrors> {
+        Loader::new(text).load(lookup)
+    }
+
+    /// The embedded default config (procfs every 10s, console, Prometheus on
+    /// 127.0.0.1:9464).
+    pub fn embedded_default() -> AgentConfig {
+        AgentConfig::load(EMBEDDED_DEFAULT).expect("the embedded default config is valid")
+    }
+}
+
+/// Collects errors while walking one config text.
+struct Loader<'a> {
+    text: &'a str,
+    errors: Vec<ConfigError>,
+    /// Every component id declared, valid or not, by section: a pipeline
+    /// naming an invalid component gets that component's error, not a
+    /// second "not defined" one.
+    declared: BTreeMap<&'static str, std::collections::BTreeSet<ComponentId>>,
+}
+
+const SECTIONS: &[&str] = &[
+    "receivers",
+    "processors",
+    "exporters",
+    "service",
+    "experiment",
+];
+
+impl<'a> Loader<'a> {
+    fn new(text: &'a str) -> Self {
+        Loader {
+            text,
+            errors: Vec::new(),
+            declared: BTreeMap::new(),
+        }
+    }
+
+    fn error(&mut self, component: Option<String>, path: &[&str], message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            component,
+            message: message.into(),
+            location: locate::locate(self.text, path),
+        });
+    }
+
+    fn load(
+        mut self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AgentConfig, ConfigErrors> {
+        let mut root: Value = match serde_norway::from_str(self.text) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    component: None,
+                    message: format!("invalid YAML: {}", strip_location(&e.to_string())),
+                    location: e.location().map(|l| (l.line(), l.column())),
+                }]));
+            }
+        };
+        if root.is_null() {
+            root = Value::Mapping(Default::default());
+        }
+        for name in env::substitute(&mut root, lookup) {
+            self.error(None, &[], format!("environment variable {name} is not set (write ${{env:{name}:-default}} to give a default)"));
+        }
+        let Value::Mapping(top) = root else {
+            return Err(ConfigErrors(vec![ConfigError {
+                component: None,
+                message: "the config must be a YAML mapping with receivers, exporters and service"
+                    .into(),
+                location: Some((1, 1)),
+            }]));
+        };
+        let mut sections: BTreeMap<String, Value> = BTreeMap::new();
+        for (k, v) in top {
+            match k.as_str() {
+                Some(k) if SECTIONS.contains(&k) => {
+                    sections.insert(k.to_string(), v);
+                }
+                _ => {
+                    let key = yaml_key(&k);
+                    self.error(
+                        None,
+                        &[&key],
+                        format!(
+                            "unknown top-level key {key:?} (expected one of: {})",
+                            SECTIONS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+
+        let receivers =
+            self.components(
+                "receivers",
+                sections.remove("receivers"),
+                |kind, v| match kind {
+                    "procfs" => parse_typed::<ProcfsConfig>(v).map(|c| {
+                        let problems = c.validate();
+                        (ReceiverConfig::Procfs(c), problems)
+                    }),
+                    other => Err(format!("unknown receiver type {other:?} (known: procfs)")),
+                },
+            );
+        let processors = self.components("processors", sections.remove("processors"), |kind, v| {
+            ProcessorConfig::from_kind(kind, v).map(|c| {
+                let problems = c.validate();
+                (c, problems)
+            })
+        });
+        let exporters = self.components("exporters", sections.remove("exporters"), |kind, v| {
+            ExporterConfig::from_yaml(kind, v).map(|c| {
+                let problems = c.validate();
+                (c, problems)
+            })
+        });
+        let (pipelines, telemetry) = self.service(sections.remove("service"));
+        let experiment = self.experiment(sections.remove("experiment"), &pipelines);
+        self.check_references(&pipelines);
+
+        if !self.errors.is_empty() {
+            self.errors
+                .sort_by_key(|e| e.location.unwrap_or((usize::MAX, 0)));
+            return Err(ConfigErrors(self.errors));
+        }
+        Ok(AgentConfig {
+            receivers,
+            processors,
+            exporters,
+            pipelines,
+            telemetry,
+            experiment,
+        })
+    }
+
+    /// Parse one section (`receivers`, ...) of `id: config` entries.
+    fn components<T>(
+        &mut self,
+        section: &'static str,
+        value: Option<Value>,
+        parse: impl Fn(&str, Value) -> Result<(T, Vec<String>), String>,
+    ) -> BTreeMap<ComponentId, T> {
+        let mut out = BTreeMap::new();
+        let entries = match value {
+            None | Some(Value::Null) => return out,
+            Some(Value::Mapping(m)) => m,
+            Some(_) => {
+                self.error(
+                    None,
+                    &[section],
+                    format!("{section} must be a mapping of component ids to their configs"),
+                );
+                return out;
+            }
+        };
+        for (key, v) in entries {
+            let key = yaml_key(&key);
+            let component = Some(format!("{section}::{key}"));
+            let id = match ComponentId::parse(&key) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.error(component, &[section, &key], e);
+                    continue;
+                }
+            };
+            self.declared.entry(section).or_default().insert(id.clone());
+            match parse(id.kind(), v) {
+                Ok((config, problems)) => {
+                    for p in problems {
+                        self.error(component.clone(), &[section, &key], p);
+                    }
+                    out.insert(id, config);
+                }
+                Err(e) => {
+                    let field = unknown_field(&e);
+                    let path: Vec<&str> = [section, key.as_str()]
+                        .into_iter()
+                        .chain(field.as_deref())
+                        .collect();
+                    self.error(component, &path, strip_location(&e));
+                }
+            }
+        }
+        out
+    }
+
+    fn service(
+        &mut self,
+        value: Option<Value>,
+    ) -> (BTreeMap<ComponentId, PipelineConfig>, TelemetryConfig) {
+        let mut pipelines = BTreeMap::new();
+        let mut telemetry = TelemetryConfig::default();
+        let Some(Value::Mapping(service)) = value else {
+            self.error(None, &["service"], "service.pipelines is required: at least one pipeline wiring receivers to exporters");
+            return (pipelines, telemetry);
+        };
+        for (k, v) in service {
+            match k.as_str() {
+                Some("pipelines") => {
+                    let Value::Mapping(entries) = v else {
+                        self.error(
+                            None,
+                            &["service", "pipelines"],
+                            "service.pipelines must be a mapping of pipeline ids",
+                        );
+                        continue;
+                    };
+                    for (key, v) in entries {
+                        let key = yaml_key(&key);
+                        let component = Some(format!("service::pipelines::{key}"));
+                        let path = ["service", "pipelines", key.as_str()];
+                        let id = match ComponentId::parse(&key) {
+                            Ok(id) if id.kind() == "metrics" => id,
+                            Ok(_) => {
+                                self.error(component, &path, "pipeline ids are metrics[/name]: Phoenix pipelines carry metrics");
+                                continue;
+                            }
+                            Err(e) => {
+                                self.error(component, &path, e);
+                                continue;
+                            }
+                        };
+                        match parse_typed::<RawPipeline>(v) {
+                            Ok(raw) => {
+                                if let Some(p) = self.pipeline(&key, raw) {
+                                    pipelines.insert(id, p);
+                                }
+                            }
+                            Err(e) => self.error(component, &path, strip_location(&e)),
+                        }
+                    }
+                }
+                Some("telemetry") => match parse_typed::<TelemetryConfig>(v) {
+                    Ok(t) => telemetry = t,
+                    Err(e) => self.error(
+                        Some("service::telemetry".into()),
+                        &["service", "telemetry"],
+                        strip_location(&e),
+                    ),
+                },
+                _ => {
+                    let key = yaml_key(&k);
+                    self.error(
+                        None,
+                        &["service", &key],
+                        format!("unknown key service.{key} (expected pipelines, telemetry)"),
+                    );
+                }
+            }
+        }
+        if pipelines.is_empty()
+            && !self.errors.iter().any(|e| {
+                e.component
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("service::pipelines"))
+            })
+        {
+            self.error(
+                None,
+                &["service"],
+                "service.pipelines is empty: define at least one pipeline",
+            );
+        }
+        (pipelines, telemetry)
+    }
+
+    fn pipeline(&mut self, key: &str, raw: RawPipeline) -> Option<PipelineConfig> {
+        let component = Some(format!("service::pipelines::{key}"));
+        let path = ["service", "pipelines", key];
+        if raw.receivers.is_empty() {
+            self.error(
+                component.clone(),
+                &path,
+                "a pipeline needs at least one receiver",
+            );
+        }
+        if raw.exporters.is_empty() && raw.mode == PipelineMode::Export {
+            self.error(
+                component.clone(),
+                &path,
+                "an exported pipeline needs at least one exporter (or mode: shadow)",
+            );
+        }
+        let mut ids = |list: Vec<String>| -> Vec<ComponentId> {
+            list.into_iter()
+                .filter_map(|s| match ComponentId::parse(&s) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        self.error(component.clone(), &path, e);
+                        None
+                    }
+                })
+                .collect()
+        };
+        Some(PipelineConfig {
+            receivers: ids(raw.receivers),
+            processors: ids(raw.processors),
+            exporters: ids(raw.exporters),
+            mode: raw.mode,
+        })
+    }
+
+    fn experiment(
+        &mut self,
+        value: Option<Value>,
+        pipelines: &BTreeMap<ComponentId, PipelineConfig>,
+    ) -> Option<ExperimentConfig> {
+        let value = value.filter(|v| !v.is_null())?;
+        let component = Some("experiment".to_string());
+        let experiment = match parse_typed::<ExperimentConfig>(value) {
+            Ok(e) => e,
+            Err(e) => {
+                self.error(component, &["experiment"], strip_location(&e));
+                return None;
+            }
+        };
+        if experiment.id.trim().is_empty() {
+            self.error(
+                component.clone(),
+                &["experiment", "id"],
+                "experiment.id must not be empty",
+            );
+        }
+        let baseline_known =
+            ComponentId::parse(&experiment.baseline).is_ok_and(|id| pipelines.contains_key(&id));
+        if !baseline_known {
+            self.error(
+                component.clone(),
+                &["experiment", "baseline"],
+                format!(
+                    "baseline {:?} is not a pipeline under service.pipelines",
+                    experiment.baseline
+                ),
+            );
+        }
+        for pattern in &experiment.critical_processes {
+            if let Err(e) = regex::Regex::new(pattern) {
+                self.error(
+                    component.clone(),
+                    &["experiment", "critical_processes"],
+                    format!("invalid regex {pattern:?}: {e}"),
+                );
+            }
+        }
+        Some(experiment)
+    }
+
+    fn check_references(&mut self, pipelines: &BTreeMap<ComponentId, PipelineConfig>) {
+        for (pid, p) in pipelines {
+            let key = pid.to_string();
+            let component = Some(format!("service::pipelines::{key}"));
+            let sections: [(&str, &[ComponentId]); 3] = [
+                ("receivers", &p.receivers),
+                ("processors", &p.processors),
+                ("exporters", &p.exporters),
+            ];
+            for (section, ids) in sections {
+                for id in ids {
+                    let declared = self.declared.get(section).is_some_and(|d| d.contains(id));
+                    if !declared {
+                        self.error(
+                            component.clone(),
+                            &["service", "pipelines", &key, section],
+                            format!(
+                                "references {section} {:?}, which is not defined under {section}:",
+                                id.to_string()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn parse_typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
+    // `console:` with nothing after it means "all defaults".
+    let v = if v.is_null() {
+        Value::Mapping(Default::default())
+    } else {
+        v
+    };
+    serde_norway::from_value(v).map_err(|e| e.to_string())
+}
+
+fn yaml_key(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => serde_norway::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+/// serde's "unknown field `x`" → `x`, to point the location at that field.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// Locations inside a re-parsed sub-value are meaningless for the user's
+/// file (ours come from `locate`), so drop serde's own "at line X" suffix.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

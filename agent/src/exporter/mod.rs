@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use phoenix_processors::model::Batch;
 
+use crate::pipeline::accounting::IntervalReport;
 use crate::telemetry::registry::{Counter, Gauge, Registry};
 
 /// A pipeline's output for one interval, shared by every exporter it goes to.
@@ -42,6 +43,11 @@ pub trait Exporter: Send + Sync {
     /// Stop accepting batches, deliver what is queued until `deadline`
     /// elapses, and say what was flushed and what was dropped.
     fn shutdown(&self, deadline: Duration) -> BoxFuture<'_, ShutdownReport>;
+
+    /// Called once per interval, after every pipeline of the receiver ran,
+    /// with what each pipeline cost and kept. Only exporters that show the
+    /// side-by-side comparison (the console) use it.
+    fn observe_interval(&self, _report: &IntervalReport) {}
 }
 
 /// The typed config of an exporter, chosen by the type part of its id.

@@ -125,7 +125,13 @@ impl Registry {
     }
 
     /// The counter `name{labels=values}`, created on first use.
-    pub fn counter(&self, name: &str, help: &str, labels: &[&str], values: &[&str]) -> Arc<Counter> {
+    pub fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        values: &[&str],
+    ) -> Arc<Counter> {
         self.with_family(
             name,
             help,
@@ -286,7 +292,11 @@ pub fn format_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -299,7 +309,8 @@ mod tests {
     #[test]
     fn renders_counters_gauges_and_histograms() {
         let r = Registry::new();
-        r.counter("x_total", "X things.", &["kind"], &["a\"b"]).add(3);
+        r.counter("x_total", "X things.", &["kind"], &["a\"b"])
+            .add(3);
         r.gauge("y", "Y.", &[], &[]).set(1.5);
         let h = r.histogram("d_seconds", "D.", &[0.1, 1.0], &[], &[]);
         h.observe(0.05);

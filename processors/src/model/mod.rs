@@ -115,6 +115,12 @@ impl Metric {
 pub struct Resource {
     pub attributes: Attributes,
     pub metrics: Vec<Metric>,
+    /// Stable identity of the process behind this resource (a hash of pid
+    /// and start time), never exported. Processors that keep a process
+    /// individually keep it, rollups (aggregates, `others`) have `None`; it
+    /// lets top-k hysteresis and coverage checks follow a process even after
+    /// an `attributes` processor removed `process.pid`.
+    pub identity: Option<u64>,
 }
 
 impl Resource {

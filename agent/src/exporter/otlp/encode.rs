@@ -143,6 +143,7 @@ mod tests {
                 kv("process.pid", Value::Int(0)),
             ]),
             resources: vec![Resource {
+                identity: None,
                 attributes: Attributes::new(vec![kv("process.pid", Value::Int(7))]),
                 metrics: vec![Metric {
                     desc,

@@ -1,0 +1,169 @@
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(text: &str) -> Result<AgentConfig, ConfigErrors> {
+    AgentConfig::load_with_env(text, &no_env)
+}
+
+const MINIMAL: &str = "\
+receivers:
+  procfs:
+    collection_interval: 5s
+exporters:
+  console:
+service:
+  pipelines:
+    metrics/a:
+      receivers: [procfs]
+      exporters: [console]
+";
+
+#[test]
+fn loads_a_minimal_config() {
+    let c = load(MINIMAL).unwrap();
+    let procfs = ComponentId::parse("procfs").unwrap();
+    assert_eq!(
+        c.receivers[&procfs].collection_interval(),
+        std::time::Duration::from_secs(5)
+    );
+    let p = &c.pipelines[&ComponentId::parse("metrics/a").unwrap()];
+    assert_eq!(p.mode, PipelineMode::Export);
+    assert_eq!(p.exporters[0].to_string(), "console");
+    assert_eq!(c.telemetry.address.port(), 8888);
+}
+
+#[test]
+fn the_embedded_default_is_valid() {
+    let c = AgentConfig::embedded_default();
+    assert_eq!(c.pipelines.len(), 1);
+    assert_eq!(c.exporters.len(), 2);
+}
+
+#[test]
+fn reports_every_error_with_component_and_line() {
+    let text = "\
+receivers:
+  procfs:
+    colection_interval: 5s
+exporters:
+  console:
+  kafka/x: {}
+service:
+  pipelines:
+    metrics/a:
+      receivers: [procfs]
+      processors: [topk/nope]
+      exporters: [console, file/missing]
+";
+    let errors = load(text).unwrap_err().0;
+    let rendered: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    let find = |needle: &str| {
+        errors
+            .iter()
+            .find(|e| e.to_string().contains(needle))
+            .unwrap_or_else(|| panic!("no error mentions {needle:?}: {rendered:#?}"))
+    };
+    let typo = find("colection_interval");
+    assert_eq!(typo.component.as_deref(), Some("receivers::procfs"));
+    assert_eq!(typo.location, Some((3, 5)));
+    let kafka = find("unknown exporter type \"kafka\"");
+    assert_eq!(kafka.location, Some((6, 3)));
+    find("topk/nope");
+    let missing = find("file/missing");
+    assert_eq!(
+        missing.component.as_deref(),
+        Some("service::pipelines::metrics/a")
+    );
+    assert_eq!(missing.location, Some((12, 7)));
+}
+
+#[test]
+fn yaml_syntax_errors_carry_their_location() {
+    let errors = load("receivers:\n  procfs: [\n").unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].message.starts_with("invalid YAML"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].location.is_some());
+}
+
+#[test]
+fn env_substitution_fills_values_and_reports_unset_ones() {
+    let text = MINIMAL.replace("5s", "${env:INTERVAL}");
+    let env = |n: &str| (n == "INTERVAL").then(|| "7s".to_string());
+    let c = AgentConfig::load_with_env(&text, &env).unwrap();
+    assert_eq!(
+        c.receivers[&ComponentId::parse("procfs").unwrap()].collection_interval(),
+        std::time::Duration::from_secs(7)
+    );
+    let errors = load(&text).unwrap_err().0;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("INTERVAL is not set")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn pipelines_need_receivers_and_exporters_unless_shadow() {
+    let text = "\
+receivers: { procfs: {} }
+service:
+  pipelines:
+    metrics/a: { receivers: [procfs] }
+    metrics/b: { receivers: [procfs], mode: shadow }
+";
+    let errors = load(text).unwrap_err().0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].message.contains("needs at least one exporter"));
+    assert_eq!(
+        errors[0].component.as_deref(),
+        Some("service::pipelines::metrics/a")
+    );
+}
+
+#[test]
+fn experiment_baseline_must_be_a_pipeline() {
+    let text = format!(
+        "{MINIMAL}experiment:\n  id: demo\n  baseline: metrics/nope\n  critical_processes: ['(']\n"
+    );
+    let errors = load(&text).unwrap_err().0;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().any(|e| e.message.contains("metrics/nope")));
+    assert!(errors.iter().any(|e| e.message.contains("invalid regex")));
+}
+
+#[test]
+fn unknown_sections_and_bad_ids_are_rejected() {
+    let text = format!("{MINIMAL}extensions: {{}}\n");
+    let errors = load(&text).unwrap_err().0;
+    assert!(
+        errors[0]
+            .message
+            .contains("unknown top-level key \"extensions\"")
+    );
+    let text = MINIMAL.replace("metrics/a", "traces/a");
+    let errors = load(&text).unwrap_err().0;
+    assert!(errors[0].message.contains("pipeline ids are metrics"));
+}
+
+#[test]
+fn garbage_never_panics() {
+    for text in [
+        "",
+        "- a\n- b",
+        "receivers: 3",
+        "service: {pipelines: 4}",
+        "\u{0}\u{1}",
+        "{{{{",
+        "receivers: {procfs: {metrics: 7}}",
+    ] {
+        let _ = load(text);
+    }
+}

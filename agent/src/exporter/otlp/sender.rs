@@ -1,0 +1,486 @@
+//! The exporter both OTLP transports share: a bounded queue filled by
+//! `submit` and drained by one sending task that retries with backoff.
+//!
+//! One task per exporter sends one batch at a time: batches are one per
+//! interval, so concurrency would buy nothing but reordering, and a single
+//! sender keeps the backend's view of cumulative series in time order.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use phoenix_processors::model::Batch;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::RetryConfig;
+use super::queue::{BatchQueue, Pushed};
+use super::retry::{Backoff, SendError, XorShift};
+use crate::exporter::{
+    BoxFuture, BuildContext, ExportBatch, Exporter, ExporterMetrics, ShutdownReport,
+};
+use crate::telemetry::registry::Counter;
+
+/// What the server said about an accepted request.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Accepted {
+    /// OTLP partial success: points the server refused (0 = all taken).
+    pub rejected_points: i64,
+    /// The server's explanation or warning (may be set with 0 rejected).
+    pub message: String,
+}
+
+/// One wire protocol: how a batch becomes a request and how it is sent.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// The encoded (and compressed) request, built once per batch so that
+    /// retries do not encode again.
+    type Payload: Send + Sync;
+
+    fn prepare(&self, batch: &Batch) -> Result<Self::Payload, String>;
+
+    /// One attempt. Must give up by itself within the configured timeout.
+    fn send<'a>(&'a self, payload: &'a Self::Payload)
+    -> BoxFuture<'a, Result<Accepted, SendError>>;
+}
+
+/// Extra time `shutdown` grants the task beyond the deadline before
+/// aborting it. The task honours the deadline itself; this only covers an
+/// attempt that does not react to cancellation promptly.
+const ABORT_GRACE: Duration = Duration::from_millis(200);
+
+/// Logs a warning the first time and then at most once per interval, with
+/// the number of occurrences it did not log, so a permanently failing
+/// endpoint does not flood the log at one line per batch.
+pub(crate) struct LogLimiter {
+    every: Duration,
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    pub(crate) fn new(every: Duration) -> Self {
+        LogLimiter {
+            every,
+            last: Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Calls `log(suppressed_since_last)` when a line is due.
+    pub(crate) fn maybe(&self, log: impl FnOnce(u64)) {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some(t) if now.duration_since(t) < self.every => {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                *last = Some(now);
+                drop(last);
+                log(self.suppressed.swap(0, Ordering::Relaxed));
+            }
+        }
+    }
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// State shared by the exporter handle and its sending task.
+struct Shared {
+    id: String,
+    kind: &'static str,
+    queue: BatchQueue,
+    metrics: ExporterMetrics,
+    rejected_points: Arc<Counter>,
+    retry: RetryConfig,
+    /// `Some(deadline)` once shutdown started: drain until then.
+    drain_until: watch::Sender<Option<Instant>>,
+    /// A batch popped but not yet delivered or dropped. Whoever clears it
+    /// (the task on an outcome, or shutdown after aborting the task) counts
+    /// it, so it is counted exactly once.
+    in_flight: AtomicBool,
+    /// Outcomes since shutdown began, for its report.
+    flushed_at_shutdown: AtomicU64,
+    dropped_at_shutdown: AtomicU64,
+    warn_overflow: LogLimiter,
+    warn_failure: LogLimiter,
+    warn_partial: LogLimiter,
+    warn_closed: LogLimiter,
+}
+
+impl Shared {
+    fn draining(&self) -> bool {
+        self.drain_until.borrow().is_some()
+    }
+
+    fn count_dropped(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.metrics.dropped.add(n);
+        if self.draining() {
+            self.dropped_at_shutdown.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Settles the in-flight batch once: true when this call did.
+    fn settle(&self) -> bool {
+        self.in_flight.swap(false, Ordering::AcqRel)
+    }
+
+    fn delivered(&self) {
+        if self.settle() {
+            self.metrics.sent.inc();
+            if self.draining() {
+                self.flushed_at_shutdown.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn given_up(&self, why: &str, detail: &str) {
+        if !self.settle() {
+            return;
+        }
+        self.count_dropped(1);
+        self.warn_failure.maybe(|suppressed| {
+            tracing::warn!(
+                exporter = %self.id,
+                transport = self.kind,
+                reason = why,
+                error = detail,
+                similar_not_logged = suppressed,
+                "OTLP export failed; batch dropped"
+            );
+        });
+    }
+}
+
+/// An OTLP exporter over transport `T`.
+pub(crate) struct QueuedExporter {
+    shared: Arc<Shared>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    shut_down: AtomicBool,
+}
+
+/// The runtime to spawn on. Checked before anything else is built, since
+/// tonic's lazy channel spawns too and would panic without one.
+pub(crate) fn runtime(ctx: &BuildContext) -> anyhow::Result<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: exporters must be built inside the tokio runtime",
+            ctx.id
+        )
+    })
+}
+
+/// Start the sending task on `runtime` and return the exporter.
+pub(crate) fn start<T: Transport>(
+    runtime: &tokio::runtime::Handle,
+    transport: T,
+    ctx: &BuildContext,
+    kind: &'static str,
+    queue_size: usize,
+    retry: RetryConfig,
+) -> anyhow::Result<Arc<dyn Exporter>> {
+    let metrics = ExporterMetrics::new(ctx);
+    let rejected_points = ctx.registry.counter(
+        "phoenix_exporter_rejected_points_total",
+        "Data points a backend refused in an OTLP partial success response.",
+        &["exporter"],
+        &[ctx.id.as_str()],
+    );
+    let shared = Arc::new(Shared {
+        id: ctx.id.clone(),
+        kind,
+        queue: BatchQueue::new(queue_size, metrics.clone()),
+        metrics,
+        rejected_points,
+        retry,
+        drain_until: watch::Sender::new(None),
+        in_flight: AtomicBool::new(false),
+        flushed_at_shutdown: AtomicU64::new(0),
+        dropped_at_shutdown: AtomicU64::new(0),
+        warn_overflow: LogLimiter::new(LOG_EVERY),
+        warn_failure: LogLimiter::new(LOG_EVERY),
+        warn_partial: LogLimiter::new(LOG_EVERY),
+        warn_closed: LogLimiter::new(LOG_EVERY),
+    });
+    let worker = Worker {
+        transport,
+        shared: shared.clone(),
+        deadline: shared.drain_until.subscribe(),
+        rng: XorShift::from_entropy(),
+    };
+    let task = runtime.spawn(worker.run());
+    Ok(Arc::new(QueuedExporter {
+        shared,
+        task: Mutex::new(Some(task)),
+        shut_down: AtomicBool::new(false),
+    }))
+}
+
+impl Exporter for QueuedExporter {
+    fn submit(&self, batch: ExportBatch) {
+        let s = &self.shared;
+        match s.queue.push(batch) {
+            Pushed::Queued => {}
+            Pushed::DroppedOldest => s.warn_overflow.maybe(|suppressed| {
+                tracing::warn!(
+                    exporter = %s.id,
+                    queue_size = s.queue.capacity(),
+                    similar_not_logged = suppressed,
+                    "OTLP export queue full (endpoint slow or down); dropped the oldest batch"
+                );
+            }),
+            Pushed::Closed => {
+                s.metrics.dropped.inc();
+                s.warn_closed.maybe(|suppressed| {
+                    tracing::warn!(
+                        exporter = %s.id,
+                        similar_not_logged = suppressed,
+                        "batch submitted after shutdown; dropped"
+                    );
+                });
+            }
+        }
+    }
+
+    fn shutdown(&self, deadline: Duration) -> BoxFuture<'_, ShutdownReport> {
+        Box::pin(async move {
+            if self.shut_down.swap(true, Ordering::AcqRel) {
+                // Already shut down (or shutting down): it holds nothing more.
+                return ShutdownReport::default();
+            }
+            let now = Instant::now();
+            // `Instant + Duration` panics on overflow; a year is "no deadline".
+            let until = now
+                .checked_add(deadline)
+                .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
+            let s = &self.shared;
+            // Order matters: mark draining before closing so that every
+            // outcome from here on lands in the report.
+            s.drain_until.send_replace(Some(until));
+            s.queue.close();
+            let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(mut task) = task {
+                let hard_stop = until.checked_add(ABORT_GRACE).unwrap_or(until);
+                if tokio::time::timeout_at(hard_stop.into(), &mut task)
+                    .await
+                    .is_err()
+                {
+                    task.abort();
+                    let _ = task.await;
+                }
+            }
+            // Whatever the task did not get to (aborted, or it panicked).
+            s.count_dropped(s.queue.take_all() as u64);
+            if s.settle() {
+                s.count_dropped(1);
+            }
+            let report = ShutdownReport {
+                flushed: s.flushed_at_shutdown.load(Ordering::Relaxed),
+                dropped: s.dropped_at_shutdown.load(Ordering::Relaxed),
+            };
+            tracing::debug!(exporter = %s.id, ?report, "OTLP exporter shut down");
+            report
+        })
+    }
+}
+
+impl Drop for QueuedExporter {
+    /// Dropped without `shutdown` (e.g. removed by a reload that gave it no
+    /// time): stop the task instead of leaking it, and count what it held.
+    fn drop(&mut self) {
+        let task = self
+            .task
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            self.shared.queue.close();
+            task.abort();
+            // The task may still be mid-poll on another thread. Emptying the
+            // queue first and then settling (see `BatchQueue::pop`) counts
+            // each batch once, whichever side gets to it.
+            self.shared
+                .count_dropped(self.shared.queue.take_all() as u64);
+            if self.shared.settle() {
+                self.shared.count_dropped(1);
+            }
+        }
+    }
+}
+
+struct Worker<T> {
+    transport: T,
+    shared: Arc<Shared>,
+    deadline: watch::Receiver<Option<Instant>>,
+    rng: XorShift,
+}
+
+impl<T: Transport> Worker<T> {
+    async fn run(mut self) {
+        while let Some(batch) = self.shared.queue.pop(&self.shared.in_flight).await {
+            if self.deadline_passed() {
+                self.shared
+                    .given_up("shutdown deadline reached", "batch still queued");
+                continue;
+            }
+            self.deliver(&batch).await;
+        }
+    }
+
+    fn deadline_passed(&self) -> bool {
+        self.deadline.borrow().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Send one batch, retrying as configured; records the outcome.
+    async fn deliver(&mut self, batch: &Batch) {
+        let payload = match self.transport.prepare(batch) {
+            Ok(p) => p,
+            Err(e) => return self.shared.given_up("cannot encode the batch", &e),
+        };
+        let retry = self.shared.retry.clone();
+        let started = Instant::now();
+        let mut backoff = Backoff::new(&retry);
+        let mut attempt = 0u32;
+        loop {
+            if attempt > 0 {
+                self.shared.metrics.retried.inc();
+            }
+            attempt += 1;
+            let send = self.transport.send(&payload);
+            let result = match until_deadline(&mut self.deadline, send).await {
+                Some(r) => r,
+                None => {
+                    self.shared.metrics.failed.inc();
+                    return self
+                        .shared
+                        .given_up("shutdown deadline reached", "attempt cut short");
+                }
+            };
+            let error = match result {
+                Ok(accepted) => {
+                    self.partial_success(&accepted);
+                    return self.shared.delivered();
+                }
+                Err(e) => e,
+            };
+            self.shared.metrics.failed.inc();
+            tracing::debug!(
+                exporter = %self.shared.id,
+                attempt,
+                retryable = error.retryable,
+                error = %error.reason,
+                "OTLP export attempt failed"
+            );
+            if !error.retryable {
+                return self
+                    .shared
+                    .given_up("permanent error (not retried)", &error.reason);
+            }
+            if !retry.enabled {
+                return self.shared.given_up("retries disabled", &error.reason);
+            }
+            let backoff_delay = backoff.next_delay(&mut self.rng);
+            // The server knows best when it will take data again.
+            let delay = error.retry_after.unwrap_or(backoff_delay);
+            if !retry.max_elapsed_time.is_zero()
+                && started.elapsed().saturating_add(delay) > retry.max_elapsed_time
+            {
+                return self.shared.given_up(
+                    "retries exhausted (retry_on_failure.max_elapsed_time)",
+                    &error.reason,
+                );
+            }
+            // No point sleeping into a shutdown deadline we cannot retry before.
+            let now = Instant::now();
+            if self
+                .deadline
+                .borrow()
+                .is_some_and(|d| now.checked_add(delay).is_none_or(|t| t >= d))
+            {
+                return self
+                    .shared
+                    .given_up("shutdown deadline reached", &error.reason);
+            }
+            if until_deadline(&mut self.deadline, tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
+                return self
+                    .shared
+                    .given_up("shutdown deadline reached", &error.reason);
+            }
+        }
+    }
+
+    fn partial_success(&self, accepted: &Accepted) {
+        if accepted.rejected_points <= 0 && accepted.message.is_empty() {
+            return;
+        }
+        let rejected = accepted.rejected_points.max(0) as u64;
+        self.shared.rejected_points.add(rejected);
+        let s = &self.shared;
+        s.warn_partial.maybe(|suppressed| {
+            tracing::warn!(
+                exporter = %s.id,
+                rejected_points = rejected,
+                message = %accepted.message,
+                similar_not_logged = suppressed,
+                "OTLP backend reported a partial success (or a warning)"
+            );
+        });
+    }
+}
+
+/// Runs `fut` unless the shutdown deadline passes first (`None`). The
+/// deadline may be set while `fut` runs, so it is watched, not read once.
+async fn until_deadline<F: Future>(
+    deadline_rx: &mut watch::Receiver<Option<Instant>>,
+    fut: F,
+) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        let deadline = *deadline_rx.borrow_and_update();
+        let expired = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            () = expired => return None,
+            changed = deadline_rx.changed() => {
+                if changed.is_err() {
+                    // The exporter is gone; nothing can set a deadline now.
+                    return Some(fut.await);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_limiter_logs_first_then_counts_suppressed() {
+        let l = LogLimiter::new(Duration::from_secs(3600));
+        let mut logged = Vec::new();
+        for _ in 0..5 {
+            l.maybe(|s| logged.push(s));
+        }
+        assert_eq!(logged, [0], "only the first is logged within the interval");
+        assert_eq!(l.suppressed.load(Ordering::Relaxed), 4);
+        let l = LogLimiter::new(Duration::ZERO);
+        let mut n = 0;
+        for _ in 0..3 {
+            l.maybe(|_| n += 1);
+        }
+        assert_eq!(n, 3);
+    }
+}

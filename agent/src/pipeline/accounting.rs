@@ -1,0 +1,495 @@
+//! Per-pipeline accounting, every interval: what a pipeline's output costs
+//! (series, datapoints, encoded bytes, its own CPU, churn) and, inside an
+//! experiment, what a candidate keeps compared with the baseline (critical
+//! coverage, top-N fidelity, conservation of totals).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::io::Write as _;
+use std::time::Duration;
+
+use phoenix_processors::model::{Attributes, Batch, Value};
+use phoenix_processors::semconv;
+use prost::Message as _;
+use regex::RegexSet;
+use serde::Serialize;
+
+use crate::config::PipelineMode;
+use crate::exporter::otlp::encode;
+
+/// How many of the baseline's top processes (by CPU and by memory) a
+/// candidate is expected to keep individually visible.
+pub const TOP_N: usize = 10;
+
+/// What one pipeline's output cost in one interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PipelineStats {
+    pub pipeline: String,
+    pub mode: PipelineMode,
+    pub resources: usize,
+    /// Distinct metric + attribute sets (what a backend bills as series).
+    pub series: usize,
+    pub datapoints: usize,
+    /// Size of the OTLP protobuf export request, uncompressed and gzipped.
+    pub bytes_raw: usize,
+    pub bytes_gzip: usize,
+    /// CPU time the pipeline's processors took this interval.
+    pub processing_cpu: Duration,
+    /// Series that appeared and disappeared since the previous interval.
+    pub series_added: usize,
+    pub series_removed: usize,
+    /// Totals over the output, for conservation checks.
+    pub cpu_total: f64,
+    pub memory_total: f64,
+    /// Present for candidates inside an experiment.
+    pub comparison: Option<Comparison>,
+}
+
+/// A candidate measured against the baseline on the same interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub baseline: String,
+    /// 1 - candidate / baseline (0.8 = 80% fewer).
+    pub series_reduction: f64,
+    pub datapoints_reduction: f64,
+    pub bytes_reduction: f64,
+    /// Processes matching `critical_processes` in the scrape, and how many
+    /// of them the candidate keeps as individual resources.
+    pub critical_total: usize,
+    pub critical_visible: usize,
+    /// Share of the baseline's top-N CPU and top-N memory processes the
+    /// candidate keeps individually visible (1.0 = all of them).
+    pub topn_fidelity: f64,
+    /// Candidate total / baseline total (1.0 = conserved).
+    pub cpu_conservation: f64,
+    pub memory_conservation: f64,
+}
+
+impl Comparison {
+    /// Share of critical processes kept visible; 1.0 when there are none.
+    pub fn critical_coverage(&self) -> f64 {
+        if self.critical_total == 0 {
+            1.0
+        } else {
+            self.critical_visible as f64 / self.critical_total as f64
+        }
+    }
+}
+
+/// Every pipeline's stats for one interval of one receiver.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalReport {
+    pub time_unix_nano: u64,
+    /// The receiver whose scrape this was, and how many resources it held.
+    pub receiver: String,
+    pub scraped_resources: usize,
+    pub experiment_id: Option<String>,
+    pub pipelines: Vec<PipelineStats>,
+}
+
+/// Keys are already hashes: hashing them again is wasted work.
+#[derive(Default)]
+struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type KeySet = HashSet<u64, BuildHasherDefault<PassThroughHasher>>;
+
+/// A fast 64-bit FNV-1a hasher for series keys (not for security: series
+/// keys come from our own scrape).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+fn hash_attributes(h: &mut Fnv, attributes: &Attributes) {
+    for kv in attributes.iter() {
+        kv.key.hash(h);
+        match &kv.value {
+            Value::Str(s) => s.hash(h),
+            Value::Int(v) => v.hash(h),
+            Value::Double(v) => v.to_bits().hash(h),
+            Value::Bool(v) => v.hash(h),
+        }
+    }
+}
+
+/// The accounting state of one pipeline (the previous interval's series,
+/// for churn). Lives as long as the pipeline.
+#[derive(Default)]
+pub struct Accountant {
+    previous: KeySet,
+    current: KeySet,
+    encode_buffer: Vec<u8>,
+}
+
+impl Accountant {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Measure one pipeline output.
+    pub fn measure(
+        &mut self,
+        pipeline: &str,
+        mode: PipelineMode,
+        output: &Batch,
+        processing_cpu: Duration,
+    ) -> PipelineStats {
+        self.current.clear();
+        let mut datapoints = 0;
+        for r in &output.resources {
+            let mut rh = Fnv::new();
+            hash_attributes(&mut rh, &r.attributes);
+            let resource_hash = rh.finish();
+            for m in &r.metrics {
+                for p in &m.points {
+                    let mut h = Fnv(resource_hash);
+                    m.desc.name.hash(&mut h);
+                    hash_attributes(&mut h, &p.attributes);
+                    self.current.insert(h.finish());
+                    datapoints += 1;
+                }
+            }
+        }
+        let series = self.current.len();
+        let series_added = self.current.difference(&self.previous).count();
+        let series_removed = self.previous.difference(&self.current).count();
+        std::mem::swap(&mut self.previous, &mut self.current);
+
+        let (bytes_raw, bytes_gzip) = self.encoded_sizes(output);
+        let (cpu_total, memory_total) = totals(output);
+        PipelineStats {
+            pipeline: pipeline.to_string(),
+            mode,
+            resources: output.resources.len(),
+            series,
+            datapoints,
+            bytes_raw,
+            bytes_gzip,
+            processing_cpu,
+            series_added,
+            series_removed,
+            cpu_total,
+            memory_total,
+            comparison: None,
+        }
+    }
+
+    fn encoded_sizes(&mut self, output: &Batch) -> (usize, usize) {
+        let request = encode::to_request(output);
+        self.encode_buffer.clear();
+        if request.encode(&mut self.encode_buffer).is_err() {
+            return (0, 0);
+        }
+        let raw = self.encode_buffer.len();
+        // Level 6 is what OTLP exporters (and ours) send with by default.
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(raw / 4),
+            flate2::Compression::default(),
+        );
+        let gzip = gz
+            .write_all(&self.encode_buffer)
+            .and_then(|_| gz.finish())
+            .map(|v| v.len())
+            .unwrap_or(0);
+        (raw, gzip)
+    }
+}
+
+/// CPU (utilization if present, else CPU time) and memory totals.
+fn totals(batch: &Batch) -> (f64, f64) {
+    let mut cpu_util = 0.0;
+    let mut has_util = false;
+    let mut cpu_time = 0.0;
+    let mut memory = 0.0;
+    for r in &batch.resources {
+        for m in &r.metrics {
+            match &*m.desc.name {
+                semconv::PROCESS_CPU_UTILIZATION => {
+                    has_util = true;
+                    cpu_util += m.total();
+                }
+                semconv::PROCESS_CPU_TIME => cpu_time += m.total(),
+                semconv::PROCESS_MEMORY_USAGE => memory += m.total(),
+                _ => {}
+            }
+        }
+    }
+    (if has_util { cpu_util } else { cpu_time }, memory)
+}
+
+/// Compares candidates with the baseline inside an experiment. Holds the
+/// compiled `critical_processes` and a per-process cache of their verdict.
+pub struct Comparator {
+    critical: RegexSet,
+    verdicts: HashMap<u64, bool, BuildHasherDefault<PassThroughHasher>>,
+}
+
+impl Comparator {
+    pub fn new(critical_processes: &[String]) -> Result<Self, regex::Error> {
+        Ok(Comparator {
+            critical: RegexSet::new(critical_processes)?,
+            verdicts: HashMap::default(),
+        })
+    }
+
+    /// The identities of critical processes in the scrape (the baseline's input).
+    pub fn critical_identities(&mut self, snapshot: &Batch) -> CriticalProcesses {
+        let mut out = Vec::new();
+        let mut live = KeySet::default();
+        for r in &snapshot.resources {
+            let Some(id) = r.identity else { continue };
+            live.insert(id);
+            let critical = *self.verdicts.entry(id).or_insert_with(|| {
+                r.attributes
+                    .get_str(semconv::PROCESS_EXECUTABLE_NAME)
+                    .is_some_and(|name| self.critical.is_match(name))
+            });
+            if critical {
+                out.push(id);
+            }
+        }
+        // Forget processes that are gone.
+        self.verdicts.retain(|id, _| live.contains(id));
+        CriticalProcesses(out)
+    }
+
+    /// Compare `candidate` with `baseline` (both pipeline outputs of the same
+    /// interval) given the critical processes of the scrape.
+    pub fn compare(
+        &self,
+        baseline: (&PipelineStats, &Batch),
+        candidate: (&PipelineStats, &Batch),
+        critical: &CriticalProcesses,
+    ) -> Comparison {
+        let (bs, bb) = baseline;
+        let (cs, cb) = candidate;
+        let visible: KeySet = cb.resources.iter().filter_map(|r| r.identity).collect();
+        let critical_visible = critical.0.iter().filter(|id| visible.contains(id)).count();
+        let mut top: KeySet = top_identities(bb, semconv::PROCESS_CPU_UTILIZATION)
+            .or_else(|| top_identities(bb, semconv::PROCESS_CPU_TIME))
+            .unwrap_or_default();
+        top.extend(top_identities(bb, semconv::PROCESS_MEMORY_USAGE).unwrap_or_default());
+        let topn_fidelity = if top.is_empty() {
+            1.0
+        } else {
+            top.iter().filter(|id| visible.contains(id)).count() as f64 / top.len() as f64
+        };
+        Comparison {
+            baseline: bs.pipeline.clone(),
+            series_reduction: reduction(bs.series, cs.series),
+            datapoints_reduction: reduction(bs.datapoints, cs.datapoints),
+            bytes_reduction: reduction(bs.bytes_raw, cs.bytes_raw),
+            critical_total: critical.0.len(),
+            critical_visible,
+            topn_fidelity,
+            cpu_conservation: ratio(cs.cpu_total, bs.cpu_total),
+            memory_conservation: ratio(cs.memory_total, bs.memory_total),
+        }
+    }
+}
+
+/// Identities of the critical processes of one scrape.
+#[derive(Debug, Default)]
+pub struct CriticalProcesses(Vec<u64>);
+
+fn reduction(baseline: usize, candidate: usize) -> f64 {
+    if baseline == 0 {
+        0.0
+    } else {
+        1.0 - candidate as f64 / baseline as f64
+    }
+}
+
+fn ratio(candidate: f64, baseline: f64) -> f64 {
+    if baseline == 0.0 {
+        if candidate == 0.0 { 1.0 } else { f64::INFINITY }
+    } else {
+        candidate / baseline
+    }
+}
+
+/// The identities of the top-N individual resources by `metric`, or None
+/// when no resource has the metric.
+fn top_identities(batch: &Batch, metric: &str) -> Option<KeySet> {
+    let mut ranked: Vec<(f64, u64)> = batch
+        .resources
+        .iter()
+        .filter_map(|r| Some((r.metric(metric)?.total(), r.identity?)))
+        .collect();
+    if ranked.is_empty() {
+        return None;
+    }
+    // Highest first; ties broken by identity so the set is deterministic.
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    Some(ranked.into_iter().take(TOP_N).map(|(_, id)| id).collect())
+}
+
+/// CPU time consumed by the calling thread so far.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phoenix_processors::model::{
+        KeyValue, Metric, MetricDesc, MetricKind, Number, Point, Resource,
+    };
+    use smallvec::smallvec;
+    use std::sync::Arc;
+
+    fn process(pid: i64, name: &str, cpu: f64, memory: i64) -> Resource {
+        let desc = |n: &str, kind| {
+            Arc::new(MetricDesc {
+                name: n.into(),
+                description: "".into(),
+                unit: "".into(),
+                kind,
+            })
+        };
+        let point = |v| Point {
+            attributes: Attributes::empty(),
+            start_time_unix_nano: 0,
+            value: v,
+        };
+        Resource {
+            attributes: Attributes::new(vec![
+                KeyValue::new(semconv::PROCESS_PID.into(), Value::Int(pid)),
+                KeyValue::new(
+                    semconv::PROCESS_EXECUTABLE_NAME.into(),
+                    Value::Str(name.into()),
+                ),
+            ]),
+            metrics: vec![
+                Metric {
+                    desc: desc(semconv::PROCESS_CPU_UTILIZATION, MetricKind::Gauge),
+                    points: smallvec![point(Number::Double(cpu))],
+                },
+                Metric {
+                    desc: desc(semconv::PROCESS_MEMORY_USAGE, MetricKind::UP_DOWN_COUNTER),
+                    points: smallvec![point(Number::Int(memory))],
+                },
+            ],
+            identity: Some(pid as u64),
+        }
+    }
+
+    fn batch(resources: Vec<Resource>) -> Batch {
+        Batch {
+            time_unix_nano: 1,
+            common_attributes: Attributes::empty(),
+            resources,
+        }
+    }
+
+    #[test]
+    fn counts_series_datapoints_bytes_and_churn() {
+        let mut a = Accountant::new();
+        let first = batch(vec![process(1, "a", 0.1, 10), process(2, "b", 0.2, 20)]);
+        let s = a.measure("metrics/x", PipelineMode::Export, &first, Duration::ZERO);
+        assert_eq!((s.resources, s.series, s.datapoints), (2, 4, 4));
+        assert_eq!((s.series_added, s.series_removed), (4, 0));
+        assert!(s.bytes_raw > 0 && s.bytes_gzip > 0);
+        assert!((s.cpu_total - 0.3).abs() < 1e-12);
+        assert_eq!(s.memory_total, 30.0);
+
+        // Process 2 exits, process 3 starts: two series out, two in.
+        let second = batch(vec![process(1, "a", 0.1, 10), process(3, "c", 0.2, 20)]);
+        let s = a.measure("metrics/x", PipelineMode::Export, &second, Duration::ZERO);
+        assert_eq!((s.series_added, s.series_removed), (2, 2));
+        // Same values again: no churn.
+        let s = a.measure("metrics/x", PipelineMode::Export, &second, Duration::ZERO);
+        assert_eq!((s.series_added, s.series_removed), (0, 0));
+    }
+
+    #[test]
+    fn compares_a_candidate_with_the_baseline() {
+        // 12 processes: "postgres" is critical; the candidate keeps only
+        // pids 1..=5 individually plus a rollup without identity.
+        let all: Vec<Resource> = (1..=12)
+            .map(|pid| {
+                process(
+                    pid,
+                    if pid == 12 { "postgres" } else { "worker" },
+                    pid as f64,
+                    pid * 100,
+                )
+            })
+            .collect();
+        let baseline = batch(all.clone());
+        let mut kept: Vec<Resource> = all[..5].to_vec();
+        let mut others = process(
+            0,
+            "others",
+            (6..=12).map(|p| p as f64).sum(),
+            (6..=12).map(|p| p * 100).sum(),
+        );
+        others.identity = None;
+        kept.push(others);
+        let candidate = batch(kept);
+
+        let mut comparator = Comparator::new(&["^postgres$".to_string()]).unwrap();
+        let critical = comparator.critical_identities(&baseline);
+        let mut acc_b = Accountant::new();
+        let mut acc_c = Accountant::new();
+        let bs = acc_b.measure(
+            "metrics/baseline",
+            PipelineMode::Export,
+            &baseline,
+            Duration::ZERO,
+        );
+        let cs = acc_c.measure(
+            "metrics/candidate",
+            PipelineMode::Shadow,
+            &candidate,
+            Duration::ZERO,
+        );
+        let c = comparator.compare((&bs, &baseline), (&cs, &candidate), &critical);
+
+        assert_eq!(c.critical_total, 1);
+        assert_eq!(c.critical_visible, 0, "postgres went into the rollup");
+        assert_eq!(c.critical_coverage(), 0.0);
+        assert!((c.series_reduction - 0.5).abs() < 1e-12, "{c:?}");
+        // Top 10 by CPU and by memory are both pids 3..=12; 3, 4, 5 stay visible.
+        assert!((c.topn_fidelity - 0.3).abs() < 1e-12, "{c:?}");
+        assert!((c.cpu_conservation - 1.0).abs() < 1e-12);
+        assert!((c.memory_conservation - 1.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,452 @@
+//! The running agent: one loop per receiver, the current topology behind an
+//! `ArcSwap`, and the one reload path every trigger goes through (file
+//! change, SIGHUP, `POST /-/reload`, a controller push).
+//!
+//! Exactly-once intervals: a receiver loop loads the topology once per tick
+//! and runs that tick's scrape through that topology only. A reload swaps
+//! the topology between two loads, so a pipeline that exists before and
+//! after sees every interval once: no gap, no duplicate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::topology::{BuildSummary, Topology};
+use crate::config::{AgentConfig, ComponentId, ConfigErrors};
+use crate::telemetry::registry::{Counter, Gauge, Registry};
+use crate::telemetry::server::Health;
+
+/// How long shutdown, and a reload dropping an exporter, wait for each
+/// exporter to deliver what it holds.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Where a reload came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadSource {
+    /// The agent started with this config.
+    Startup,
+    /// The config file changed on disk.
+    FileChange,
+    /// SIGHUP.
+    Signal,
+    /// `POST /-/reload` (re-reading the file, or with a config in the body).
+    Http,
+    /// Pushed by a controller.
+    Controller,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadOutcome {
+    /// SHA-256 of the applied config text, hex.
+    pub hash: String,
+    /// False when the config was identical to the running one (nothing done).
+    pub changed: bool,
+    pub summary: BuildSummary,
+}
+
+/// Why a reload was refused. The running config is untouched in every case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadError {
+    /// The config could not be read (the file vanished, not UTF-8, ...).
+    Source(String),
+    /// The config does not parse or validate: every error, with locations.
+    Invalid(ConfigErrors),
+    /// The config is valid but a component could not be built (a port in
+    /// use, an unreadable `/proc`, a CA file missing).
+    Build(String),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Source(e) => write!(f, "cannot read the config: {e}"),
+            ReloadError::Invalid(e) => write!(f, "invalid config: {e}"),
+            ReloadError::Build(e) => write!(f, "config cannot be built: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
+/// A reload asked for by a trigger that cannot call [`Service::reload`]
+/// itself (the telemetry server): `text` None means "re-read the config file".
+pub struct ReloadRequest {
+    pub text: Option<String>,
+    pub source: ReloadSource,
+    pub reply: tokio::sync::oneshot::Sender<Result<ReloadOutcome, ReloadError>>,
+}
+
+/// SHA-256 of a config text, as lowercase hex: the config's identity in
+/// logs, `/healthz`, `/metrics` and (later) the controller protocol.
+pub fn config_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The applied config, as `/healthz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppliedConfig {
+    pub hash: String,
+    pub applied_at_unix_seconds: u64,
+    pub source: ReloadSource,
+}
+
+struct ReloadMetrics {
+    succeeded: Arc<Counter>,
+    failed: Arc<Counter>,
+    unchanged: Arc<Counter>,
+    last_success: Arc<Gauge>,
+}
+
+impl ReloadMetrics {
+    fn new(registry: &Registry) -> Self {
+        let counter = |result: &str| {
+            registry.counter(
+                "phoenix_config_reloads_total",
+                "Config reloads by result: applied, rejected (invalid or not buildable; the running config stays), unchanged (same hash).",
+                &["result"],
+                &[result],
+            )
+        };
+        ReloadMetrics {
+            succeeded: counter("applied"),
+            failed: counter("rejected"),
+            unchanged: counter("unchanged"),
+            last_success: registry.gauge(
+                "phoenix_config_last_applied_timestamp_seconds",
+                "When the running config was applied (Unix seconds).",
+                &[],
+                &[],
+            ),
+        }
+    }
+}
+
+struct Shared {
+    topology: ArcSwap<Topology>,
+    config: ArcSwap<AgentConfig>,
+    applied: Mutex<AppliedConfig>,
+    registry: Registry,
+    health: Arc<Health>,
+    /// Serialises reloads: one is built and swapped at a time.
+    reload_lock: tokio::sync::Mutex<()>,
+    loops: Mutex<BTreeMap<ComponentId, JoinHandle<()>>>,
+    /// Receivers that have completed a scrape (for readiness).
+    scraped: Mutex<BTreeSet<ComponentId>>,
+    stop: watch::Sender<bool>,
+    metrics: ReloadMetrics,
+}
+
+/// The running agent. Cheap to clone: clones share the same agent.
+#[derive(Clone)]
+pub struct Service {
+    shared: Arc<Shared>,
+}
+
+impl Service {
+    /// Build `config` and start scraping. Must run inside the tokio runtime.
+    pub fn start(
+        config: AgentConfig,
+        text: &str,
+        source: ReloadSource,
+        registry: &Registry,
+        health: Arc<Health>,
+    ) -> anyhow::Result<Service> {
+        let (topology, _) = Topology::build(&config, None, registry)?;
+        let applied = AppliedConfig {
+            hash: config_hash(text),
+            applied_at_unix_seconds: unix_now(),
+            source,
+        };
+        let metrics = ReloadMetrics::new(registry);
+        metrics
+            .last_success
+            .set(applied.applied_at_unix_seconds as f64);
+        set_hash_info(registry, None, &applied.hash);
+        health.set_config(&applied.hash, applied.applied_at_unix_seconds);
+        let (stop, _) = watch::channel(false);
+        let service = Service {
+            shared: Arc::new(Shared {
+                topology: ArcSwap::from_pointee(topology),
+                config: ArcSwap::from_pointee(config),
+                applied: Mutex::new(applied),
+                registry: registry.clone(),
+                health,
+                reload_lock: tokio::sync::Mutex::new(()),
+                loops: Mutex::new(BTreeMap::new()),
+                scraped: Mutex::new(BTreeSet::new()),
+                stop,
+                metrics,
+            }),
+        };
+        service.start_missing_loops();
+        Ok(service)
+    }
+
+    /// Pipeline ids of the running topology, in config order.
+    pub fn pipeline_names(&self) -> Vec<String> {
+        self.shared.topology.load().pipeline_names()
+    }
+
+    /// The running config.
+    pub fn config(&self) -> Arc<AgentConfig> {
+        self.shared.config.load_full()
+    }
+
+    /// Hash, time and source of the running config.
+    pub fn applied(&self) -> AppliedConfig {
+        self.shared
+            .applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The one reload path: parse, validate and build `text` completely,
+    /// then swap it in between two intervals. On any error the running
+    /// config stays and the error is logged once, counted, and returned.
+    pub async fn reload(
+        &self,
+        text: &str,
+        source: ReloadSource,
+    ) -> Result<ReloadOutcome, ReloadError> {
+        let _one_at_a_time = self.shared.reload_lock.lock().await;
+        let hash = config_hash(text);
+        let previous_hash = self.applied().hash;
+        if hash == previous_hash {
+            self.shared.metrics.unchanged.inc();
+            tracing::info!(?source, hash = %short(&hash), "reload: config unchanged");
+            return Ok(ReloadOutcome {
+                hash,
+                changed: false,
+                summary: BuildSummary::default(),
+            });
+        }
+        let result = self.apply(text, &hash, source);
+        match &result {
+            Ok(outcome) => {
+                self.shared.metrics.succeeded.inc();
+                tracing::info!(
+                    ?source,
+                    hash = %short(&hash),
+                    previous = %short(&previous_hash),
+                    summary = ?outcome.summary,
+                    "reload applied"
+                );
+            }
+            Err(e) => {
+                self.shared.metrics.failed.inc();
+                tracing::error!(?source, hash = %short(&hash), "reload rejected, the running config stays: {e}");
+            }
+        }
+        result
+    }
+
+    fn apply(
+        &self,
+        text: &str,
+        hash: &str,
+        source: ReloadSource,
+    ) -> Result<ReloadOutcome, ReloadError> {
+        let config = AgentConfig::load(text).map_err(ReloadError::Invalid)?;
+        let running = self.shared.config.load_full();
+        if config.telemetry != running.telemetry {
+            tracing::warn!(
+                "service.telemetry changed: the telemetry address and log settings apply at the next restart"
+            );
+        }
+        let current = self.shared.topology.load_full();
+        let (next, summary) = Topology::build(&config, Some(&current), &self.shared.registry)
+            .map_err(|e| ReloadError::Build(format!("{e:#}")))?;
+        let dropped = current.exporters_dropped_by(&next);
+        // The swap: receiver loops pick the new topology up at their next tick.
+        self.shared.topology.store(Arc::new(next));
+        self.shared.config.store(Arc::new(config));
+        let applied = AppliedConfig {
+            hash: hash.to_string(),
+            applied_at_unix_seconds: unix_now(),
+            source,
+        };
+        let previous_hash = std::mem::replace(
+            &mut *self
+                .shared
+                .applied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+            applied.clone(),
+        )
+        .hash;
+        set_hash_info(&self.shared.registry, Some(&previous_hash), hash);
+        self.shared
+            .metrics
+            .last_success
+            .set(applied.applied_at_unix_seconds as f64);
+        self.shared
+            .health
+            .set_config(hash, applied.applied_at_unix_seconds);
+        self.start_missing_loops();
+        // A removed or changed exporter delivers what it holds before it goes;
+        // an interval still running on the old topology may submit to it
+        // meanwhile, which its queue still takes until shutdown begins.
+        for (id, exporter) in dropped {
+            tokio::spawn(async move {
+                let report = exporter.shutdown(DRAIN_DEADLINE).await;
+                if report.dropped > 0 {
+                    tracing::warn!(exporter = %id, flushed = report.flushed, dropped = report.dropped,
+                        "exporter removed by a reload: undelivered batches dropped (counted in phoenix_exporter_dropped_batches_total)");
+                } else {
+                    tracing::info!(exporter = %id, flushed = report.flushed, "exporter removed by a reload: drained");
+                }
+            });
+        }
+        Ok(ReloadOutcome {
+            hash: hash.to_string(),
+            changed: true,
+            summary,
+        })
+    }
+
+    /// Start a loop for every receiver of the current topology that has none
+    /// (at start, and after a reload added one). Loops of removed receivers
+    /// end by themselves at their next tick.
+    fn start_missing_loops(&self) {
+        let topology = self.shared.topology.load_full();
+        let mut loops = self.shared.loops.lock().unwrap_or_else(|e| e.into_inner());
+        loops.retain(|_, handle| !handle.is_finished());
+        for id in topology.receivers.keys() {
+            if !loops.contains_key(id) {
+                let shared = self.shared.clone();
+                loops.insert(id.clone(), tokio::spawn(receiver_loop(id.clone(), shared)));
+            }
+        }
+    }
+
+    /// Stop every receiver loop, then let every exporter deliver what it
+    /// holds (concurrently, within one deadline).
+    pub async fn shutdown(&self) {
+        let _ = self.shared.stop.send(true);
+        let loops: Vec<JoinHandle<()>> = {
+            let mut loops = self.shared.loops.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *loops).into_values().collect()
+        };
+        for l in loops {
+            let _ = l.await;
+        }
+        let topology = self.shared.topology.load_full();
+        let mut draining = tokio::task::JoinSet::new();
+        for (id, slot) in &topology.exporters {
+            let (id, exporter) = (id.clone(), slot.exporter.clone());
+            draining.spawn(async move { (id, exporter.shutdown(DRAIN_DEADLINE).await) });
+        }
+        for (id, report) in draining.join_all().await {
+            if report.dropped > 0 {
+                tracing::warn!(exporter = %id, flushed = report.flushed, dropped = report.dropped,
+                    "exporter shut down with undelivered batches");
+            } else {
+                tracing::debug!(exporter = %id, flushed = report.flushed, "exporter shut down");
+            }
+        }
+    }
+}
+
+/// One receiver's ticks: scrape once, run the tick's topology, report.
+async fn receiver_loop(id: ComponentId, shared: Arc<Shared>) {
+    let mut stop = shared.stop.subscribe();
+    let mut next = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let tick = Instant::now();
+        // The topology of this tick: everything below uses it and only it.
+        let topology = shared.topology.load_full();
+        let Some(slot) = topology.receivers.get(&id).cloned() else {
+            tracing::info!(receiver = %id, "receiver removed by a reload: its loop ends");
+            return;
+        };
+        let tick_interval = slot.interval;
+        let work = topology.clone();
+        let receiver = id.clone();
+        // Scrape and processing are file and CPU work: off the async threads.
+        let report = match tokio::task::spawn_blocking(move || {
+            let snapshot = slot
+                .scraper
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .scrape();
+            work.run_interval(&receiver, &snapshot)
+        })
+        .await
+        {
+            Ok(report) => Some(report),
+            Err(e) => {
+                tracing::error!(receiver = %id, error = %e, "interval failed");
+                None
+            }
+        };
+        if let Some(report) = report {
+            for e in topology.exporters_of(&id) {
+                e.observe_interval(&report);
+            }
+            mark_scraped(&shared, &id);
+        }
+        // The interval of the topology running now: a reload that changed it
+        // takes effect from this tick on. A slow scrape delays the next tick
+        // rather than bursting to catch up.
+        let interval = shared
+            .topology
+            .load()
+            .receivers
+            .get(&id)
+            .map_or(tick_interval, |s| s.interval);
+        next = (tick + interval).max(Instant::now());
+    }
+}
+
+fn mark_scraped(shared: &Shared, id: &ComponentId) {
+    if shared.health.is_ready() {
+        return;
+    }
+    let mut scraped = shared.scraped.lock().unwrap_or_else(|e| e.into_inner());
+    scraped.insert(id.clone());
+    let topology = shared.topology.load();
+    if topology.receivers.keys().all(|r| scraped.contains(r)) {
+        shared.health.set_ready();
+        tracing::info!("every receiver has scraped: ready");
+    }
+}
+
+/// `phoenix_config_info{hash}` = 1 for the running config (the previous
+/// hash's series is removed).
+fn set_hash_info(registry: &Registry, previous: Option<&str>, hash: &str) {
+    if let Some(p) = previous {
+        registry.remove("phoenix_config_info", &[p]);
+    }
+    registry
+        .gauge(
+            "phoenix_config_info",
+            "The running config: 1, labelled with its SHA-256 hash.",
+            &["hash"],
+            &[hash],
+        )
+        .set(1.0);
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,447 @@
+//! A topology is one config, fully built: receivers, pipelines with their
+//! processors, exporters, the experiment. A reload builds a new topology
+//! next to the running one, reusing every component whose config did not
+//! change (so it keeps its state: the receiver's process cache and CPU
+//! history, processors' hysteresis, exporters' connections and queues),
+//! and then swaps it in whole.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use phoenix_processors::model::{Batch, KeyValue, Value};
+use phoenix_processors::{Processor, ProcessorConfig, semconv};
+
+use super::accounting::{self, Accountant, Comparator, Comparison, IntervalReport, PipelineStats};
+use super::gauges::PipelineGauges;
+use crate::config::{AgentConfig, ComponentId, PipelineMode, ReceiverConfig};
+use crate::exporter::{self, BuildContext, Exporter, ExporterConfig};
+use crate::receiver::procfs::{ProcfsConfig, ProcfsReceiver};
+use crate::telemetry::registry::Registry;
+
+/// A receiver instance and the config it was built from.
+#[derive(Clone)]
+pub(super) struct ReceiverSlot {
+    config: ProcfsConfig,
+    pub(super) interval: Duration,
+    /// Behind a mutex so the blocking scrape can run on the blocking pool.
+    pub(super) scraper: Arc<Mutex<ProcfsReceiver>>,
+}
+
+impl ReceiverSlot {
+    /// Whether `other` can keep this instance: everything but the interval
+    /// (which the receiver loop reads at every tick) is the same.
+    fn reusable_for(&self, other: &ProcfsConfig) -> bool {
+        let mut same_interval = other.clone();
+        same_interval.collection_interval = self.config.collection_interval;
+        same_interval == self.config
+    }
+}
+
+/// An exporter and the config it was built from.
+#[derive(Clone)]
+pub(super) struct ExporterSlot {
+    config: ExporterConfig,
+    pub(super) exporter: Arc<dyn Exporter>,
+}
+
+/// What a pipeline's processors were built from: when it is unchanged, the
+/// processors (and their state) are kept across a reload.
+#[derive(Clone, PartialEq)]
+struct ProcessorChain(Vec<(ComponentId, ProcessorConfig)>);
+
+/// The state of a pipeline that survives reloads that leave its processors
+/// unchanged.
+struct PipelineState {
+    chain: ProcessorChain,
+    processors: Mutex<Vec<Box<dyn Processor>>>,
+    accountant: Mutex<Accountant>,
+}
+
+/// One pipeline, built: its processors (with their state), where its
+/// output goes and what it stamps on it.
+pub struct Pipeline {
+    id: ComponentId,
+    name: String,
+    receivers: Vec<ComponentId>,
+    mode: PipelineMode,
+    state: Arc<PipelineState>,
+    exporters: Vec<Arc<dyn Exporter>>,
+    /// `phoenix.pipeline` (and the experiment attributes) for every resource.
+    stamp: Vec<KeyValue>,
+    gauges: PipelineGauges,
+}
+
+impl Pipeline {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Run the processors on one snapshot and measure the output.
+    fn process(&self, snapshot: &Batch) -> (Arc<Batch>, PipelineStats) {
+        let started = accounting::thread_cpu_time();
+        let mut batch = Batch {
+            time_unix_nano: snapshot.time_unix_nano,
+            common_attributes: snapshot.common_attributes.with_all(&self.stamp),
+            resources: snapshot.resources.clone(),
+        };
+        {
+            let mut processors = self
+                .state
+                .processors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for p in processors.iter_mut() {
+                p.process(&mut batch);
+            }
+        }
+        let cpu = accounting::thread_cpu_time().saturating_sub(started);
+        let stats = self
+            .state
+            .accountant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .measure(&self.name, self.mode, &batch, cpu);
+        (Arc::new(batch), stats)
+    }
+
+    /// Hand the output to the exporters, unless this is a shadow pipeline.
+    fn export(&self, output: &Arc<Batch>) {
+        if self.mode == PipelineMode::Export {
+            for e in &self.exporters {
+                e.submit(output.clone());
+            }
+        }
+    }
+}
+
+/// The experiment the pipelines run as variants of, if any.
+struct Experiment {
+    id: String,
+    baseline: ComponentId,
+    comparator: Mutex<Comparator>,
+}
+
+/// Everything a receiver's interval runs through, built whole from a config.
+pub struct Topology {
+    pub(super) receivers: BTreeMap<ComponentId, ReceiverSlot>,
+    pub(super) exporters: BTreeMap<ComponentId, ExporterSlot>,
+    pipelines: Vec<Pipeline>,
+    experiment: Option<Experiment>,
+}
+
+/// What a build reused and what it built anew, for the reload's log line.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BuildSummary {
+    pub receivers_kept: Vec<String>,
+    pub receivers_new: Vec<String>,
+    pub exporters_kept: Vec<String>,
+    pub exporters_new: Vec<String>,
+    /// Pipelines whose processors (and their state) were kept.
+    pub pipelines_kept: Vec<String>,
+    pub pipelines_new: Vec<String>,
+}
+
+impl Topology {
+    /// Build `config`, reusing from `previous` every receiver, exporter and
+    /// processor chain whose config is unchanged. Must run inside the tokio
+    /// runtime (exporters start tasks). On error, whatever was newly built
+    /// is shut down again and `previous` is untouched.
+    pub fn build(
+        config: &AgentConfig,
+        previous: Option<&Topology>,
+        registry: &Registry,
+    ) -> anyhow::Result<(Topology, BuildSummary)> {
+        let mut summary = BuildSummary::default();
+        let mut fresh_exporters: Vec<Arc<dyn Exporter>> = Vec::new();
+        let result = Self::build_inner(
+            config,
+            previous,
+            registry,
+            &mut summary,
+            &mut fresh_exporters,
+        );
+        if result.is_err() {
+            // Free what the failed build holds (ports, files, tasks) so the
+            // running topology is left exactly as it was.
+            for e in fresh_exporters {
+                tokio::spawn(async move {
+                    e.shutdown(Duration::ZERO).await;
+                });
+            }
+        }
+        result.map(|t| (t, summary))
+    }
+
+    fn build_inner(
+        config: &AgentConfig,
+        previous: Option<&Topology>,
+        registry: &Registry,
+        summary: &mut BuildSummary,
+        fresh_exporters: &mut Vec<Arc<dyn Exporter>>,
+    ) -> anyhow::Result<Topology> {
+        let used =
+            |f: &dyn Fn(&crate::config::PipelineConfig) -> bool| config.pipelines.values().any(f);
+
+        let mut receivers = BTreeMap::new();
+        for (id, rc) in &config.receivers {
+            // Only receivers some pipeline uses are started.
+            if !used(&|p| p.receivers.contains(id)) {
+                continue;
+            }
+            let ReceiverConfig::Procfs(pc) = rc;
+            let kept = previous
+                .and_then(|t| t.receivers.get(id))
+                .filter(|slot| slot.reusable_for(pc));
+            let scraper = match kept {
+                Some(slot) => {
+                    summary.receivers_kept.push(id.to_string());
+                    slot.scraper.clone()
+                }
+                None => {
+                    summary.receivers_new.push(id.to_string());
+                    Arc::new(Mutex::new(
+                        ProcfsReceiver::new(pc, registry)
+                            .map_err(|e| anyhow::anyhow!("receivers::{id}: {e:#}"))?,
+                    ))
+                }
+            };
+            receivers.insert(
+                id.clone(),
+                ReceiverSlot {
+                    config: pc.clone(),
+                    interval: rc.collection_interval(),
+                    scraper,
+                },
+            );
+        }
+
+        let mut exporters = BTreeMap::new();
+        for (id, ec) in &config.exporters {
+            if !used(&|p| p.exporters.contains(id)) {
+                continue;
+            }
+            let kept = previous
+                .and_then(|t| t.exporters.get(id))
+                .filter(|slot| slot.config == *ec);
+            let exporter = match kept {
+                Some(slot) => {
+                    summary.exporters_kept.push(id.to_string());
+                    slot.exporter.clone()
+                }
+                None => {
+                    summary.exporters_new.push(id.to_string());
+                    let ctx = BuildContext {
+                        id: id.to_string(),
+                        registry: registry.clone(),
+                    };
+                    let built = exporter::build(ec, &ctx)
+                        .map_err(|e| anyhow::anyhow!("exporters::{id}: {e:#}"))?;
+                    fresh_exporters.push(built.clone());
+                    built
+                }
+            };
+            exporters.insert(
+                id.clone(),
+                ExporterSlot {
+                    config: ec.clone(),
+                    exporter,
+                },
+            );
+        }
+
+        let mut pipelines = Vec::with_capacity(config.pipelines.len());
+        for (id, pc) in &config.pipelines {
+            let name = id.to_string();
+            let chain = ProcessorChain(
+                pc.processors
+                    .iter()
+                    .map(|pid| {
+                        config
+                            .processors
+                            .get(pid)
+                            .map(|c| (pid.clone(), c.clone()))
+                            .ok_or_else(|| anyhow::anyhow!("processors::{pid} is not defined"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            );
+            let kept = previous
+                .and_then(|t| t.pipelines.iter().find(|p| p.id == *id))
+                .map(|p| p.state.clone())
+                .filter(|state| state.chain == chain);
+            let state = match kept {
+                Some(state) => {
+                    summary.pipelines_kept.push(name.clone());
+                    state
+                }
+                None => {
+                    summary.pipelines_new.push(name.clone());
+                    // Each pipeline gets its own processor instances: their
+                    // state belongs to the pipeline, as in the collector.
+                    let processors = chain
+                        .0
+                        .iter()
+                        .map(|(pid, c)| {
+                            c.build()
+                                .map_err(|e| anyhow::anyhow!("processors::{pid}: {e}"))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    Arc::new(PipelineState {
+                        chain,
+                        processors: Mutex::new(processors),
+                        accountant: Mutex::new(Accountant::new()),
+                    })
+                }
+            };
+            let candidate = config
+                .experiment
+                .as_ref()
+                .is_some_and(|e| e.baseline != name);
+            pipelines.push(Pipeline {
+                id: id.clone(),
+                gauges: PipelineGauges::new(registry, &name, candidate),
+                stamp: stamp(config, id),
+                name,
+                receivers: pc.receivers.clone(),
+                mode: pc.mode,
+                state,
+                exporters: pc
+                    .exporters
+                    .iter()
+                    .filter_map(|e| exporters.get(e).map(|s| s.exporter.clone()))
+                    .collect(),
+            });
+        }
+
+        let experiment = match &config.experiment {
+            None => None,
+            Some(e) => Some(Experiment {
+                id: e.id.clone(),
+                baseline: ComponentId::parse(&e.baseline)
+                    .map_err(|m| anyhow::anyhow!("experiment: {m}"))?,
+                comparator: Mutex::new(
+                    Comparator::new(&e.critical_processes)
+                        .map_err(|m| anyhow::anyhow!("experiment: {m}"))?,
+                ),
+            }),
+        };
+
+        Ok(Topology {
+            receivers,
+            exporters,
+            pipelines,
+            experiment,
+        })
+    }
+
+    /// Pipeline ids, in config order.
+    pub fn pipeline_names(&self) -> Vec<String> {
+        self.pipelines.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// Run every pipeline that reads from `receiver` on its snapshot, compare
+    /// candidates with the baseline, export, and report.
+    pub(super) fn run_interval(&self, receiver: &ComponentId, snapshot: &Batch) -> IntervalReport {
+        let mut outputs: Vec<(&Pipeline, Arc<Batch>, PipelineStats)> = self
+            .pipelines
+            .iter()
+            .filter(|p| p.receivers.contains(receiver))
+            .map(|p| {
+                let (output, stats) = p.process(snapshot);
+                (p, output, stats)
+            })
+            .collect();
+
+        if let Some(exp) = &self.experiment
+            && let Some(b) = outputs.iter().position(|(p, ..)| p.id == exp.baseline)
+        {
+            let mut comparator = exp.comparator.lock().unwrap_or_else(|e| e.into_inner());
+            let critical = comparator.critical_identities(snapshot);
+            let comparisons: Vec<Option<Comparison>> = outputs
+                .iter()
+                .enumerate()
+                .map(|(i, (_, output, stats))| {
+                    (i != b).then(|| {
+                        comparator.compare(
+                            (&outputs[b].2, &outputs[b].1),
+                            (stats, output),
+                            &critical,
+                        )
+                    })
+                })
+                .collect();
+            for ((_, _, stats), c) in outputs.iter_mut().zip(comparisons) {
+                stats.comparison = c;
+            }
+        }
+
+        let mut pipelines = Vec::with_capacity(outputs.len());
+        for (p, output, stats) in outputs {
+            p.gauges.record(&stats);
+            p.export(&output);
+            pipelines.push(stats);
+        }
+        IntervalReport {
+            time_unix_nano: snapshot.time_unix_nano,
+            receiver: receiver.to_string(),
+            scraped_resources: snapshot.resources.len(),
+            experiment_id: self.experiment.as_ref().map(|e| e.id.clone()),
+            pipelines,
+        }
+    }
+
+    /// Every distinct exporter of the pipelines reading from `receiver`.
+    pub(super) fn exporters_of(&self, receiver: &ComponentId) -> Vec<Arc<dyn Exporter>> {
+        let mut out: Vec<Arc<dyn Exporter>> = Vec::new();
+        for p in self
+            .pipelines
+            .iter()
+            .filter(|p| p.receivers.contains(receiver))
+        {
+            for e in &p.exporters {
+                if !out.iter().any(|o| Arc::ptr_eq(o, e)) {
+                    out.push(e.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Exporters of `self` that `next` does not keep: a reload must drain
+    /// them once it has swapped `next` in.
+    pub(super) fn exporters_dropped_by(
+        &self,
+        next: &Topology,
+    ) -> Vec<(ComponentId, Arc<dyn Exporter>)> {
+        self.exporters
+            .iter()
+            .filter(|(_, slot)| {
+                !next
+                    .exporters
+                    .values()
+                    .any(|n| Arc::ptr_eq(&n.exporter, &slot.exporter))
+            })
+            .map(|(id, slot)| (id.clone(), slot.exporter.clone()))
+            .collect()
+    }
+}
+
+/// `phoenix.pipeline`, and inside an experiment `phoenix.experiment.id` and
+/// `phoenix.variant` (the pipeline's name part), stamped on every resource.
+fn stamp(config: &AgentConfig, id: &ComponentId) -> Vec<KeyValue> {
+    let mut stamp = vec![KeyValue::new(
+        semconv::PHOENIX_PIPELINE.into(),
+        Value::Str(id.to_string().into()),
+    )];
+    if let Some(exp) = &config.experiment {
+        stamp.push(KeyValue::new(
+            semconv::PHOENIX_EXPERIMENT_ID.into(),
+            Value::Str(exp.id.as_str().into()),
+        ));
+        stamp.push(KeyValue::new(
+            semconv::PHOENIX_VARIANT.into(),
+            Value::Str(id.name().unwrap_or(id.kind()).into()),
+        ));
+    }
+    stamp
+}

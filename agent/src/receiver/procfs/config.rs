@@ -1,0 +1,220 @@
+//! The `procfs` receiver's configuration, shaped like the OpenTelemetry
+//! Collector's hostmetrics process scraper (`metrics: {name: {enabled: ..}}`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use phoenix_processors::semconv;
+use serde::Deserialize;
+
+use super::metrics::{METRICS, spec};
+
+/// Every resource attribute the receiver can set; all are on by default.
+pub const RESOURCE_ATTRIBUTES: &[&str] = &[
+    semconv::PROCESS_PID,
+    semconv::PROCESS_PARENT_PID,
+    semconv::PROCESS_CREATION_TIME,
+    semconv::PROCESS_EXECUTABLE_NAME,
+    semconv::PROCESS_EXECUTABLE_PATH,
+    semconv::PROCESS_COMMAND,
+    semconv::PROCESS_COMMAND_LINE,
+    semconv::PROCESS_OWNER,
+    semconv::HOST_NAME,
+];
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcfsConfig {
+    /// How often to scrape (the pipeline runtime's timer reads it).
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub collection_interval: Duration,
+    /// Where the host's filesystem is: `<root_path>/proc` and
+    /// `<root_path>/etc/passwd` are read (`/host` in a DaemonSet).
+    pub root_path: PathBuf,
+    /// Kernel threads have no memory, I/O or command line worth a series each.
+    pub include_kernel_threads: bool,
+    /// Per-metric switches over the defaults (defaults in `metrics.rs`).
+    pub metrics: BTreeMap<String, Toggle>,
+    /// Per-resource-attribute switches (all on by default).
+    pub resource_attributes: BTreeMap<String, Toggle>,
+    /// `host.name` instead of `gethostname(2)`: the node name for a DaemonSet
+    /// (`${env:NODE_NAME}`), whose pod has its own host name.
+    pub host_name: Option<String>,
+}
+
+/// `{ enabled: true|false }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toggle {
+    pub enabled: bool,
+}
+
+impl Default for ProcfsConfig {
+    fn default() -> Self {
+        ProcfsConfig {
+            collection_interval: Duration::from_secs(10),
+            root_path: PathBuf::from("/"),
+            include_kernel_threads: false,
+            metrics: BTreeMap::new(),
+            resource_attributes: BTreeMap::new(),
+            host_name: None,
+        }
+    }
+}
+
+impl ProcfsConfig {
+    /// Every problem with the configuration, each a sentence naming the
+    /// offending key (empty when it is valid).
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.collection_interval.is_zero() {
+            problems.push("collection_interval must be greater than 0".to_string());
+        }
+        if self.root_path.as_os_str().is_empty() {
+            problems.push("root_path must not be empty (use / for this host)".to_string());
+        }
+        if let Some(name) = &self.host_name
+            && name.trim().is_empty()
+        {
+            problems.push(
+                "host_name is empty (an unset environment variable?); remove it to use the detected host name"
+                    .to_string(),
+            );
+        }
+        let known_metrics = || {
+            METRICS
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for name in self.metrics.keys() {
+            if spec(name).is_none() {
+                problems.push(format!(
+                    "metrics: unknown metric {name:?}; known metrics: {}",
+                    known_metrics()
+                ));
+            }
+        }
+        for name in self.resource_attributes.keys() {
+            if !RESOURCE_ATTRIBUTES.contains(&name.as_str()) {
+                problems.push(format!(
+                    "resource_attributes: unknown attribute {name:?}; known attributes: {}",
+                    RESOURCE_ATTRIBUTES.join(", ")
+                ));
+            }
+        }
+        if !METRICS.iter().any(|m| self.metric_enabled(m.name)) {
+            problems.push(format!(
+                "metrics: every metric is disabled, so the receiver would emit nothing; enable one of: {}",
+                known_metrics()
+            ));
+        }
+        problems
+    }
+
+    /// Whether metric `name` is on: its toggle, else its default; unknown names are off.
+    pub fn metric_enabled(&self, name: &str) -> bool {
+        let Some(spec) = spec(name) else {
+            return false;
+        };
+        self.metrics
+            .get(name)
+            .map_or(spec.enabled_by_default, |t| t.enabled)
+    }
+
+    /// Whether resource attribute `name` is on: its toggle, else on; unknown names are off.
+    pub fn attribute_enabled(&self, name: &str) -> bool {
+        RESOURCE_ATTRIBUTES.contains(&name)
+            && self.resource_attributes.get(name).is_none_or(|t| t.enabled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> Result<ProcfsConfig, serde_norway::Error> {
+        serde_norway::from_str(text)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = ProcfsConfig::default();
+        assert_eq!(c.collection_interval, Duration::from_secs(10));
+        assert_eq!(c.root_path, PathBuf::from("/"));
+        assert!(!c.include_kernel_threads);
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert!(c.metric_enabled("process.cpu.time"));
+        assert!(c.metric_enabled("process.disk.io"));
+        assert!(!c.metric_enabled("process.cpu.utilization"));
+        assert!(!c.metric_enabled("process.uptime"));
+        assert!(!c.metric_enabled("no.such.metric"));
+        for a in RESOURCE_ATTRIBUTES {
+            assert!(c.attribute_enabled(a), "{a}");
+        }
+        assert!(!c.attribute_enabled("process.env"));
+        // An empty mapping is the default configuration.
+        assert_eq!(yaml("{}").expect("empty"), c);
+    }
+
+    #[test]
+    fn collector_shaped_yaml() {
+        let c = yaml(
+            "collection_interval: 500ms\nroot_path: /host\ninclude_kernel_threads: true\n\
+             metrics:\n  process.cpu.utilization: { enabled: true }\n  process.disk.io: { enabled: false }\n\
+             resource_attributes:\n  process.command_line: { enabled: false }\nhost_name: node-7\n",
+        )
+        .expect("valid yaml");
+        assert_eq!(c.collection_interval, Duration::from_millis(500));
+        assert_eq!(c.root_path, PathBuf::from("/host"));
+        assert!(c.include_kernel_threads);
+        assert!(c.metric_enabled("process.cpu.utilization"));
+        assert!(!c.metric_enabled("process.disk.io"));
+        assert!(c.metric_enabled("process.cpu.time"));
+        assert!(!c.attribute_enabled("process.command_line"));
+        assert!(c.attribute_enabled("process.command"));
+        assert_eq!(c.host_name.as_deref(), Some("node-7"));
+        assert!(c.validate().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_serde() {
+        assert!(yaml("collection_intervall: 10s").is_err());
+        assert!(yaml("metrics: { process.cpu.time: { enabled: true, extra: 1 } }").is_err());
+        assert!(yaml("collection_interval: soon").is_err());
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let c = yaml(
+            "collection_interval: 0s\nroot_path: ''\nhost_name: ' '\n\
+             metrics:\n  process.cpu.seconds: { enabled: true }\n\
+             resource_attributes:\n  process.env: { enabled: true }\n",
+        )
+        .expect("parses; validation is separate");
+        let problems = c.validate();
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert!(problems[0].contains("collection_interval"));
+        assert!(problems[1].contains("root_path"));
+        assert!(problems[2].contains("host_name"));
+        assert!(problems[3].contains("\"process.cpu.seconds\""));
+        // The message lists what is known, so the user can fix a typo.
+        assert!(problems[3].contains("process.cpu.time, process.cpu.utilization"));
+        assert!(problems[4].contains("\"process.env\""));
+        assert!(problems[4].contains("process.owner"));
+    }
+
+    #[test]
+    fn all_metrics_off_is_a_problem() {
+        let mut c = ProcfsConfig::default();
+        for m in METRICS {
+            c.metrics
+                .insert(m.name.to_string(), Toggle { enabled: false });
+        }
+        let problems = c.validate();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("every metric is disabled"));
+    }
+}

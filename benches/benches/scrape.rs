@@ -1,0 +1,146 @@
+//! The procfs receiver against the floor (see `phoenix_benches::floor`).
+//!
+//! With N idle `sleep` processes running (N = 200 and 1000), criterion
+//! measures one full pass of each over the real `/proc`, in the same run and
+//! with throughput in processes, so its report reads as time per process.
+//! The receiver runs with the default configuration and a warm identity
+//! cache: the steady state of an agent scraping every interval.
+//!
+//! The floor cannot tell a kernel thread from a process without parsing, so
+//! it reads `io` of kernel threads too, which the default receiver skips;
+//! `receiver_with_kthreads` (include_kernel_threads: true) reads exactly the
+//! floor's files and is the like-for-like comparison.
+//!
+//! After criterion, a short interleaved measurement prints the per-process
+//! figures and the receiver/floor ratios directly (the project's target is
+//! at most 1.5x).
+//!
+//! Run: cargo bench -p phoenix-benches --bench scrape -- --warm-up-time 1 --measurement-time 5
+
+use std::hint::black_box;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode, Throughput};
+use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver};
+use phoenix_agent::telemetry::registry::Registry;
+use phoenix_benches::floor::Floor;
+
+/// Idle processes that are killed and reaped however the bench ends.
+struct Sleepers(Vec<Child>);
+
+impl Sleepers {
+    fn spawn(n: usize) -> Sleepers {
+        let mut sleepers = Sleepers(Vec::with_capacity(n));
+        for _ in 0..n {
+            let child = Command::new("sleep")
+                .arg("600")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn sleep");
+            sleepers.0.push(child);
+        }
+        sleepers
+    }
+}
+
+impl Drop for Sleepers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+        }
+        for c in &mut self.0 {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Median per-process times (µs) of the floor and each receiver, from
+/// `rounds` rounds that run all of them in turn, so that every reader sees
+/// the same machine noise.
+struct Interleaved {
+    processes: usize,
+    floor_us: f64,
+    receivers_us: Vec<f64>,
+}
+
+fn interleaved(floor: &mut Floor, receivers: &mut [ProcfsReceiver], rounds: usize) -> Interleaved {
+    let mut floor_us = Vec::with_capacity(rounds);
+    let mut receivers_us = vec![Vec::with_capacity(rounds); receivers.len()];
+    let mut processes = 0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let pass = black_box(floor.pass().expect("floor pass"));
+        floor_us.push(t.elapsed().as_secs_f64() * 1e6 / pass.processes as f64);
+        processes = pass.processes;
+        for (receiver, times) in receivers.iter_mut().zip(&mut receivers_us) {
+            let t = Instant::now();
+            let batch = black_box(receiver.scrape());
+            times.push(t.elapsed().as_secs_f64() * 1e6 / pass.processes as f64);
+            drop(batch);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Interleaved {
+        processes,
+        floor_us: median(floor_us),
+        receivers_us: receivers_us.into_iter().map(median).collect(),
+    }
+}
+
+fn main() {
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .configure_from_args();
+    let mut summary = Vec::new();
+    for n in [200, 1000] {
+        let sleepers = Sleepers::spawn(n);
+        let mut floor = Floor::new(Path::new("/proc")).expect("/proc");
+        let with_kthreads = ProcfsConfig {
+            include_kernel_threads: true,
+            ..ProcfsConfig::default()
+        };
+        let mut receivers = [ProcfsConfig::default(), with_kthreads].map(|config| {
+            let mut r = ProcfsReceiver::new(&config, &Registry::new()).expect("receiver on /proc");
+            r.scrape(); // warm the identity cache
+            r
+        });
+        let processes = floor.pass().expect("floor pass").processes;
+
+        let mut group = criterion.benchmark_group(format!("scrape_{n}_sleepers"));
+        group.throughput(Throughput::Elements(processes as u64));
+        // A pass takes milliseconds: flat sampling keeps the run short.
+        group.sampling_mode(SamplingMode::Flat);
+        group.sample_size(30);
+        group.bench_function("floor", |b| b.iter(|| floor.pass().expect("floor pass")));
+        let [receiver, receiver_with_kthreads] = &mut receivers;
+        group.bench_function("receiver", |b| b.iter(|| receiver.scrape()));
+        group.bench_function("receiver_with_kthreads", |b| {
+            b.iter(|| receiver_with_kthreads.scrape())
+        });
+        group.finish();
+
+        summary.push((n, interleaved(&mut floor, &mut receivers, 50)));
+        drop(sleepers);
+    }
+    criterion.final_summary();
+
+    println!("\nprocfs receiver vs floor (medians of 50 interleaved passes, warm cache)");
+    for (n, m) in summary {
+        let (default, with_kthreads) = (m.receivers_us[0], m.receivers_us[1]);
+        println!(
+            "  {n:>4} sleepers, {:>4} processes: floor {:.2} µs/process; receiver {default:.2} µs/process ({:.2}x); receiver with kernel threads {with_kthreads:.2} µs/process ({:.2}x)",
+            m.processes,
+            m.floor_us,
+            default / m.floor_us,
+            with_kthreads / m.floor_us
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! From a processor's type name and YAML config to a running processor:
+//! parse ([`ProcessorConfig::from_kind`]), check everything at once
+//! ([`ProcessorConfig::validate`]), then [`ProcessorConfig::build`].
+
+use serde::Deserialize;
+
+use crate::processor::Processor;
+use crate::processors::{
+    Aggregate, AggregateConfig, AttributeActions, AttributesConfig, Budget, BudgetConfig, Filter,
+    FilterConfig, PriorityConfig, PriorityTagger, Sample, SampleConfig, TopK, TopKConfig,
+};
+
+/// Every processor type this build knows, as written before the `/` of an id.
+pub const PROCESSOR_TYPES: &[&str] = &[
+    "filter",
+    "priority",
+    "attributes",
+    "aggregate",
+    "topk",
+    "sample",
+    "budget",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessorConfig {
+    Filter(FilterConfig),
+    Priority(PriorityConfig),
+    Attributes(AttributesConfig),
+    Aggregate(AggregateConfig),
+    TopK(TopKConfig),
+    Sample(SampleConfig),
+    Budget(BudgetConfig),
+}
+
+/// A config that is null or absent (`filter:`) means "defaults" for types
+/// that have them, and "missing field" for those that do not.
+fn parse<'de, T, D>(d: D, on_null: impl FnOnce() -> Result<T, String>) -> Result<T, String>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    match Option::<T>::deserialize(d) {
+        Ok(Some(config)) => Ok(config),
+        Ok(None) => on_null(),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn required(field: &'static str) -> impl FnOnce() -> Result<std::convert::Infallible, String> {
+    move || Err(format!("missing field `{field}`"))
+}
+
+impl ProcessorConfig {
+    /// Deserialize the config of a processor of type `kind` (the part of its id before '/'); null/empty = defaults where the type has them.
+    pub fn from_kind<'de, D: serde::Deserializer<'de>>(kind: &str, d: D) -> Result<Self, String> {
+        Ok(match kind {
+            "filter" => ProcessorConfig::Filter(parse(d, || Ok(FilterConfig::default()))?),
+            "priority" => ProcessorConfig::Priority(parse(d, || Ok(PriorityConfig::default()))?),
+            "attributes" => {
+                ProcessorConfig::Attributes(parse(d, || Ok(AttributesConfig::default()))?)
+            }
+            "aggregate" => ProcessorConfig::Aggregate(parse(d, || Ok(AggregateConfig::default()))?),
+            "topk" => ProcessorConfig::TopK(parse(d, || required("k")().map(|n| match n {}))?),
+            "sample" => {
+                ProcessorConfig::Sample(parse(d, || required("fraction")().map(|n| match n {}))?)
+            }
+            "budget" => {
+                ProcessorConfig::Budget(parse(d, || required("max_series")().map(|n| match n {}))?)
+            }
+            other => {
+                return Err(format!(
+                    "unknown processor type {other:?} (known: {})",
+                    PROCESSOR_TYPES.join(", ")
+                ));
+            }
+        })
+    }
+
+    /// The type name, as in [`PROCESSOR_TYPES`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProcessorConfig::Filter(_) => "filter",
+            ProcessorConfig::Priority(_) => "priority",
+            ProcessorConfig::Attributes(_) => "attributes",
+            ProcessorConfig::Aggregate(_) => "aggregate",
+            ProcessorConfig::TopK(_) => "topk",
+            ProcessorConfig::Sample(_) => "sample",
+            ProcessorConfig::Budget(_) => "budget",
+        }
+    }
+
+    /// Whether the processor may drop or merge (non-critical) resources.
+    pub fn is_lossy(&self) -> bool {
+        !matches!(
+            self,
+            ProcessorConfig::Priority(_) | ProcessorConfig::Attributes(_)
+        )
+    }
+
+    /// Every problem (empty = valid): k = 0, invalid regex (say which and why), unknown metric name to rank by, fraction outside 0..=1, ...
+    pub fn validate(&self) -> Vec<String> {
+        match self {
+            ProcessorConfig::Filter(c) => c.validate(),
+            ProcessorConfig::Priority(c) => c.validate(),
+            ProcessorConfig::Attributes(c) => c.validate(),
+            ProcessorConfig::Aggregate(c) => c.validate(),
+            ProcessorConfig::TopK(c) => c.validate(),
+            ProcessorConfig::Sample(c) => c.validate(),
+            ProcessorConfig::Budget(c) => c.validate(),
+        }
+    }
+
+    /// Build a fresh processor (regexes compiled here). Errors only for what validate missed.
+    pub fn build(&self) -> Result<Box<dyn Processor>, String> {
+        Ok(match self {
+            ProcessorConfig::Filter(c) => Box::new(Filter::new(c)?),
+            ProcessorConfig::Priority(c) => Box::new(PriorityTagger::new(c)?),
+            ProcessorConfig::Attributes(c) => Box::new(AttributeActions::new(c)?),
+            ProcessorConfig::Aggregate(c) => Box::new(Aggregate::new(c)?),
+            ProcessorConfig::TopK(c) => Box::new(TopK::new(c)?),
+            ProcessorConfig::Sample(c) => Box::new(Sample::new(c)?),
+            ProcessorConfig::Budget(c) => Box::new(Budget::new(c)?),
+        })
+    }
+}

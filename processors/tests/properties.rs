@@ -1,0 +1,279 @@
+//! Properties every processor must hold on any batch: conservation of totals
+//! through rollups, protection of critical processes, the top-k bound, and
+//! determinism.
+
+mod common;
+
+use common::*;
+use phoenix_processors::model::Batch;
+use phoenix_processors::{Processor, ProcessorConfig};
+use proptest::prelude::*;
+
+fn config(kind: &str, yaml_text: &str) -> ProcessorConfig {
+    let value: serde_norway::Value = yaml(yaml_text);
+    ProcessorConfig::from_kind(kind, value).expect("valid config")
+}
+
+fn build(kind: &str, yaml_text: &str) -> Box<dyn Processor> {
+    let config = config(kind, yaml_text);
+    assert_eq!(config.validate(), Vec::<String>::new());
+    config.build().expect("builds")
+}
+
+/// One config of every lossy processor, tuned so that each actually drops or
+/// merges something on a typical generated batch.
+const LOSSY: &[(&str, &str)] = &[
+    (
+        "filter",
+        "{ min_cpu_utilization: 1.0, min_memory: 2GiB, exclude: { match_type: regexp, attributes: [{ key: process.executable.name, value: '^(bash|sshd)$' }] }, metrics: { exclude: { names: [process.disk.io] } } }",
+    ),
+    (
+        "filter",
+        "{ include: { attributes: [{ key: process.owner, value: www-data }] }, min_age: 10d }",
+    ),
+    ("aggregate", "{ group_by: [process.executable.name] }"),
+    (
+        "aggregate",
+        "{ group_by: [process.owner, host.name], functions: { process.memory.usage: max } }",
+    ),
+    ("topk", "{ k: 1, by: process.memory.usage }"),
+    (
+        "topk",
+        "{ k: 3, score: { process.cpu.utilization: 2, process.memory.usage: 1 } }",
+    ),
+    ("topk", "{ k: 2, by: process.cpu.time, others: false }"),
+    (
+        "sample",
+        "{ fraction: 0.0, priorities: [low, medium, high] }",
+    ),
+    ("sample", "{ fraction: 0.5 }"),
+    (
+        "budget",
+        "{ max_series: 40, by: process.disk.io, min_hold_intervals: 0 }",
+    ),
+];
+
+/// Three consecutive intervals of the same processes with values moving,
+/// so stateful processors (rates, hysteresis, budget's k) are exercised.
+fn intervals(procs: &[Proc]) -> Vec<Batch> {
+    let shape = Shape::default();
+    (0..3u64)
+        .map(|i| {
+            let moved: Vec<Proc> = procs
+                .iter()
+                .map(|p| {
+                    let mut p = p.clone();
+                    let bump = (p.pid as u32)
+                        .wrapping_mul(2_654_435_761)
+                        .rotate_left(i as u32 * 7)
+                        >> 20;
+                    p.cpu.0 = p.cpu.0.saturating_add(bump);
+                    p.io.1 = p.io.1.saturating_add(bump * 3);
+                    p.util.0 = (bump % 2048) as u16;
+                    p
+                })
+                .collect();
+            shape.batch(&moved, T0 + i * 10 * SEC)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn aggregate_conserves_every_summable_metric(procs in procs_strategy(80), by_owner in any::<bool>()) {
+        let mut p = if by_owner {
+            build("aggregate", "{ group_by: [process.owner] }")
+        } else {
+            build("aggregate", "{}")
+        };
+        let input = batch(&procs);
+        let mut out = input.clone();
+        p.process(&mut out);
+        prop_assert_eq!(totals(&out), totals(&input));
+        prop_assert_eq!(process_count(&out), process_count(&input));
+    }
+
+    #[test]
+    fn topk_with_others_conserves_every_summable_metric(procs in procs_strategy(80), k in 1usize..12) {
+        let mut p = build("topk", &format!("{{ k: {k}, by: process.memory.usage }}"));
+        for input in intervals(&procs) {
+            let mut out = input.clone();
+            p.process(&mut out);
+            prop_assert_eq!(totals(&out), totals(&input));
+            prop_assert_eq!(process_count(&out), process_count(&input));
+        }
+    }
+
+    #[test]
+    fn budget_conserves_every_summable_metric(procs in procs_strategy(80), max_series in 20usize..400) {
+        let mut p = build("budget", &format!("{{ max_series: {max_series}, min_hold_intervals: 1 }}"));
+        for input in intervals(&procs) {
+            let mut out = input.clone();
+            p.process(&mut out);
+            prop_assert_eq!(totals(&out), totals(&input));
+        }
+    }
+
+    #[test]
+    fn critical_resources_survive_every_lossy_processor_unchanged(procs in procs_strategy(60)) {
+        for (kind, text) in LOSSY {
+            let mut p = build(kind, text);
+            for input in intervals(&procs) {
+                let mut out = input.clone();
+                p.process(&mut out);
+                let critical_in: Vec<_> = input.resources.iter().filter(|r| is_critical(r)).collect();
+                let critical_out: Vec<_> = out.resources.iter().filter(|r| is_critical(r)).collect();
+                prop_assert_eq!(critical_in, critical_out, "{} {}", kind, text);
+            }
+        }
+    }
+
+    #[test]
+    fn topk_output_has_at_most_k_plus_one_non_critical(procs in procs_strategy(80), k in 1usize..10, hysteresis in 0.0f64..1.0) {
+        let mut p = build("topk", &format!("{{ k: {k}, by: process.cpu.time, hysteresis: {hysteresis} }}"));
+        for input in intervals(&procs) {
+            let mut out = input.clone();
+            p.process(&mut out);
+            let non_critical = out.resources.iter().filter(|r| !is_critical(r)).count();
+            prop_assert!(non_critical <= k + 1, "{} non-critical for k = {}", non_critical, k);
+        }
+    }
+
+    #[test]
+    fn processors_are_deterministic(procs in procs_strategy(60)) {
+        let mut all: Vec<(&str, &str)> = LOSSY.to_vec();
+        all.push(("priority", "{ critical: ['^postgres$'], rules: [{ priority: high, min_cpu_utilization: 1.0 }] }"));
+        all.push(("attributes", "{ actions: [{ action: hash, key: process.command_line }, { action: keep_only, keys: [process.executable.name, process.command_line] }] }"));
+        for (kind, text) in all {
+            let run = || {
+                let mut p = build(kind, text);
+                intervals(&procs)
+                    .into_iter()
+                    .map(|mut b| {
+                        p.process(&mut b);
+                        b
+                    })
+                    .collect::<Vec<_>>()
+            };
+            prop_assert_eq!(run(), run(), "{} {}", kind, text);
+        }
+    }
+}
+
+/// Anything a buggy receiver or an earlier processor could hand over: odd
+/// numbers (NaN, infinities, i64 extremes), missing metrics, shared or
+/// absent identities, unknown priority values, time running backwards.
+mod hostile {
+    use super::*;
+    use phoenix_processors::model::{Attributes, KeyValue, Metric, Number, Point, Resource, Value};
+    use phoenix_processors::semconv;
+
+    fn number() -> impl Strategy<Value = Number> {
+        prop_oneof![
+            any::<i64>().prop_map(Number::Int),
+            Just(Number::Int(i64::MAX)),
+            Just(Number::Int(i64::MIN)),
+            any::<f64>().prop_map(Number::Double),
+            Just(Number::Double(f64::NAN)),
+            Just(Number::Double(f64::INFINITY)),
+            Just(Number::Double(-1.0)),
+        ]
+    }
+
+    fn resource() -> impl Strategy<Value = Resource> {
+        let shape = Shape::default();
+        let descs = [
+            shape.cpu_time.clone(),
+            shape.cpu_util.clone(),
+            shape.memory.clone(),
+            shape.disk_io.clone(),
+            shape.uptime.clone(),
+        ];
+        let point_attrs = [Attributes::empty(), shape.user.clone(), shape.read.clone()];
+        (
+            prop::option::of(0u64..4),
+            prop::option::of(prop_oneof![
+                Just("critical"),
+                Just("low"),
+                Just("high"),
+                Just("bogus"),
+            ]),
+            prop::option::of(prop_oneof![
+                Just("2023-11-14T22:12:50Z"),
+                Just("2999-01-01T00:00:00Z"),
+                Just("garbage"),
+            ]),
+            prop::collection::vec(
+                (
+                    0..descs.len(),
+                    prop::collection::vec((0..point_attrs.len(), number(), any::<u64>()), 0..3),
+                ),
+                0..6,
+            ),
+        )
+            .prop_map(move |(identity, priority, created, metrics)| {
+                let mut attrs = vec![KeyValue::new(
+                    semconv::PROCESS_EXECUTABLE_NAME.into(),
+                    Value::Str(NAMES[identity.unwrap_or(0) as usize % NAMES.len()].into()),
+                )];
+                if let Some(p) = priority {
+                    attrs.push(KeyValue::new(
+                        semconv::PHOENIX_PRIORITY.into(),
+                        Value::Str(p.into()),
+                    ));
+                }
+                if let Some(c) = created {
+                    attrs.push(KeyValue::new(
+                        semconv::PROCESS_CREATION_TIME.into(),
+                        Value::Str(c.into()),
+                    ));
+                }
+                Resource {
+                    attributes: Attributes::new(attrs),
+                    metrics: metrics
+                        .into_iter()
+                        .map(|(d, points)| Metric {
+                            desc: descs[d].clone(),
+                            points: points
+                                .into_iter()
+                                .map(|(a, value, start)| Point {
+                                    attributes: point_attrs[a].clone(),
+                                    start_time_unix_nano: start,
+                                    value,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                    identity,
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_processor_panics_on_hostile_batches(
+            batches in prop::collection::vec((any::<u64>(), prop::collection::vec(resource(), 0..20)), 1..4)
+        ) {
+            let mut all: Vec<(&str, &str)> = LOSSY.to_vec();
+            all.push(("priority", "{ critical: ['^nginx$'], rules: [{ priority: high, min_cpu_utilization: 0.1, min_memory: 1 }] }"));
+            all.push(("attributes", "{ actions: [{ action: hash, key: phoenix.priority }, { action: truncate, key: process.executable.name, max_length: 1 }] }"));
+            all.push(("topk", "{ k: 2, score: { process.cpu.time: 1, process.disk.io: 1, process.uptime: 1 } }"));
+            all.push(("budget", "{ max_series: 5, min_hold_intervals: 0, k_hysteresis: 0 }"));
+            for (kind, text) in all {
+                let mut p = build(kind, text);
+                for (time, resources) in &batches {
+                    let mut b = Batch {
+                        time_unix_nano: *time,
+                        common_attributes: Attributes::empty(),
+                        resources: resources.clone(),
+                    };
+                    p.process(&mut b);
+                }
+            }
+        }
+    }
+}
