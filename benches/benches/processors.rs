@@ -238,6 +238,7 @@ fn configs() -> Vec<(&'static str, ProcessorConfig)> {
         (
             "filter",
             ProcessorConfig::Filter(FilterConfig {
+                protect: Vec::new(),
                 include: None,
                 exclude: Some(AttributeMatch {
                     match_type: MatchType::Regexp,
@@ -304,6 +305,7 @@ fn configs() -> Vec<(&'static str, ProcessorConfig)> {
         (
             "topk",
             ProcessorConfig::TopK(TopKConfig {
+                protect: Vec::new(),
                 k: 20,
                 by: Some(semconv::PROCESS_CPU_UTILIZATION.into()),
                 score: None,
@@ -314,6 +316,7 @@ fn configs() -> Vec<(&'static str, ProcessorConfig)> {
         (
             "topk_score",
             ProcessorConfig::TopK(TopKConfig {
+                protect: Vec::new(),
                 k: 20,
                 by: None,
                 score: Some(BTreeMap::from([
@@ -327,6 +330,7 @@ fn configs() -> Vec<(&'static str, ProcessorConfig)> {
         (
             "sample",
             ProcessorConfig::Sample(SampleConfig {
+                protect: Vec::new(),
                 fraction: 0.25,
                 priorities: vec![Priority::Low],
                 unprioritized: true,
@@ -335,6 +339,7 @@ fn configs() -> Vec<(&'static str, ProcessorConfig)> {
         (
             "budget",
             ProcessorConfig::Budget(BudgetConfig {
+                protect: Vec::new(),
                 max_series: 2000,
                 by: None,
                 score: None,

@@ -13,7 +13,7 @@ pub mod processor;
 pub mod processors;
 pub mod registry;
 pub mod semconv;
-mod time;
+pub mod time;
 mod units;
 
 pub use model::{

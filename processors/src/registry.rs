@@ -46,8 +46,8 @@ where
     }
 }
 
-fn required(field: &'static str) -> impl FnOnce() -> Result<std::convert::Infallible, String> {
-    move || Err(format!("missing field `{field}`"))
+fn missing<T>(field: &str) -> Result<T, String> {
+    Err(format!("missing field `{field}`"))
 }
 
 impl ProcessorConfig {
@@ -60,13 +60,9 @@ impl ProcessorConfig {
                 ProcessorConfig::Attributes(parse(d, || Ok(AttributesConfig::default()))?)
             }
             "aggregate" => ProcessorConfig::Aggregate(parse(d, || Ok(AggregateConfig::default()))?),
-            "topk" => ProcessorConfig::TopK(parse(d, || required("k")().map(|n| match n {}))?),
-            "sample" => {
-                ProcessorConfig::Sample(parse(d, || required("fraction")().map(|n| match n {}))?)
-            }
-            "budget" => {
-                ProcessorConfig::Budget(parse(d, || required("max_series")().map(|n| match n {}))?)
-            }
+            "topk" => ProcessorConfig::TopK(parse(d, || missing("k"))?),
+            "sample" => ProcessorConfig::Sample(parse(d, || missing("fraction"))?),
+            "budget" => ProcessorConfig::Budget(parse(d, || missing("max_series"))?),
             other => {
                 return Err(format!(
                     "unknown processor type {other:?} (known: {})",
@@ -89,7 +85,7 @@ impl ProcessorConfig {
         }
     }
 
-    /// Whether the processor may drop or merge (non-critical) resources.
+    /// Whether the processor may drop or merge (unprotected) resources.
     pub fn is_lossy(&self) -> bool {
         !matches!(
             self,

@@ -639,6 +639,73 @@ fn aggregate_groups_by_attributes_with_per_metric_functions() {
     assert!(by_name(&out, "java").is_some());
 }
 
+/// "Critical and high individually, the rest aggregated by name".
+#[test]
+fn aggregate_protect_keeps_high_processes_individual_and_groups_the_rest() {
+    let config: AggregateConfig = yaml("{ group_by: [process.executable.name], protect: [high] }");
+    let tagged = |pid: i64, name: usize, priority: usize| Proc {
+        name,
+        priority: Some(priority),
+        memory: 10 * pid as u32,
+        ..quiet(pid)
+    };
+    // PRIORITIES: 0 critical, 1 high, 2 medium, 3 low; NAMES: 0 nginx, 2 java.
+    let input = batch(&[
+        tagged(1, 0, 1),
+        tagged(2, 0, 3),
+        tagged(3, 0, 1),
+        tagged(4, 0, 3),
+        tagged(5, 2, 3),
+        tagged(6, 2, 0),
+        Proc {
+            name: 2,
+            ..quiet(7)
+        },
+    ]);
+    let out = run(&mut Aggregate::new(&config).unwrap(), input.clone());
+
+    // The high and critical processes pass through untouched, in order.
+    assert_eq!(
+        &out.resources[..3],
+        &[
+            input.resources[0].clone(),
+            input.resources[2].clone(),
+            input.resources[5].clone()
+        ]
+    );
+    // The low nginx pair is one group; the low and the untagged java another.
+    assert_eq!(out.resources.len(), 5);
+    assert_eq!(process_count(&out), 7);
+    let groups: Vec<_> = out.resources[3..].iter().collect();
+    for group in &groups {
+        assert_eq!(group.identity, None);
+        assert_eq!(
+            group
+                .metric(semconv::PHOENIX_PROCESS_COUNT)
+                .unwrap()
+                .total(),
+            2.0
+        );
+    }
+    let nginx = groups
+        .iter()
+        .find(|g| g.attributes.get_str(semconv::PROCESS_EXECUTABLE_NAME) == Some("nginx"))
+        .unwrap();
+    assert_eq!(
+        nginx.metric(semconv::PROCESS_MEMORY_USAGE).unwrap().total(),
+        20.0 + 40.0
+    );
+    assert_eq!(totals(&out), totals(&input));
+
+    // Without `protect` the high nginx processes join their group.
+    let plain = run(
+        &mut Aggregate::new(&yaml("{ group_by: [process.executable.name] }")).unwrap(),
+        input,
+    );
+    assert_eq!(plain.resources.len(), 3);
+    assert_eq!(plain.resources[0].identity, Some(identity(6)));
+}
+
 #[test]
 fn rollups_of_rollups_keep_process_counts() {
     let procs: Vec<Proc> = (1..=10)

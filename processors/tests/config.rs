@@ -158,6 +158,62 @@ fn units_and_enums_parse() {
 }
 
 #[test]
+fn aggregate_protect_parses() {
+    let Ok(ProcessorConfig::Aggregate(a)) =
+        one("aggregate: { group_by: [process.executable.name], protect: [high] }")
+    else {
+        panic!("not aggregate");
+    };
+    assert_eq!(a.group_by, ["process.executable.name"]);
+    assert_eq!(a.protect, [Priority::High]);
+    let config = ProcessorConfig::Aggregate(a);
+    assert_eq!(config.validate(), Vec::<String>::new());
+    assert!(config.build().is_ok());
+}
+
+/// Every lossy processor takes `protect`; it defaults to empty (critical
+/// alone), and listing critical or a priority twice is accepted.
+#[test]
+fn every_lossy_processor_takes_protect() {
+    let lossy = [
+        ("filter", ""),
+        ("aggregate", ""),
+        ("topk", "k: 3, "),
+        ("sample", "fraction: 0.5, "),
+        ("budget", "max_series: 100, "),
+    ];
+    let protect_of = |config: &ProcessorConfig| -> Vec<Priority> {
+        match config {
+            ProcessorConfig::Filter(c) => c.protect.clone(),
+            ProcessorConfig::Aggregate(c) => c.protect.clone(),
+            ProcessorConfig::TopK(c) => c.protect.clone(),
+            ProcessorConfig::Sample(c) => c.protect.clone(),
+            ProcessorConfig::Budget(c) => c.protect.clone(),
+            other => panic!("{} is not lossy", other.kind()),
+        }
+    };
+    for (kind, required) in lossy {
+        let plain = one(&format!("{kind}: {{ {required} }}")).unwrap();
+        assert_eq!(protect_of(&plain), [], "{kind}");
+        let text = format!("{kind}: {{ {required}protect: [high, critical, high, medium] }}");
+        let config = one(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(config.is_lossy(), "{kind}");
+        assert_eq!(
+            protect_of(&config),
+            [
+                Priority::High,
+                Priority::Critical,
+                Priority::High,
+                Priority::Medium
+            ],
+            "{kind}"
+        );
+        assert_eq!(config.validate(), Vec::<String>::new(), "{text}");
+        assert!(config.build().is_ok(), "{text}");
+    }
+}
+
+#[test]
 fn null_config_means_defaults_where_there_are_defaults() {
     for kind in ["filter", "priority", "attributes", "aggregate"] {
         let config = one(&format!("{kind}:")).unwrap_or_else(|e| panic!("{kind}: {e}"));
@@ -265,6 +321,14 @@ fn bad_configs_are_rejected_with_messages_naming_the_problem() {
         (
             "aggregate: { group_by: [a, a] }",
             &["group_by lists \"a\" twice"],
+        ),
+        (
+            "aggregate: { protect: [urgent] }",
+            &["unknown variant `urgent`"],
+        ),
+        (
+            "topk: { k: 3, protect: high }",
+            &["invalid type: string \"high\", expected a sequence"],
         ),
         (
             "aggregate: { functions: { process.memory.usage: median } }",

@@ -1,23 +1,55 @@
 //! Properties every processor must hold on any batch: conservation of totals
-//! through rollups, protection of critical processes, the top-k bound, and
-//! determinism.
+//! through rollups, protection of critical processes (and of the priorities
+//! a lossy processor's `protect` lists), the top-k bound, and determinism.
 
 mod common;
 
 use common::*;
-use phoenix_processors::model::Batch;
-use phoenix_processors::{Processor, ProcessorConfig};
+use phoenix_processors::model::{Batch, Resource};
+use phoenix_processors::{Processor, ProcessorConfig, semconv};
 use proptest::prelude::*;
 
-fn config(kind: &str, yaml_text: &str) -> ProcessorConfig {
-    let value: serde_norway::Value = yaml(yaml_text);
-    ProcessorConfig::from_kind(kind, value).expect("valid config")
+fn build(kind: &str, yaml_text: &str) -> Box<dyn Processor> {
+    build_value(kind, yaml(yaml_text))
 }
 
-fn build(kind: &str, yaml_text: &str) -> Box<dyn Processor> {
-    let config = config(kind, yaml_text);
+fn build_value(kind: &str, value: serde_norway::Value) -> Box<dyn Processor> {
+    let config = ProcessorConfig::from_kind(kind, value).expect("valid config");
     assert_eq!(config.validate(), Vec::<String>::new());
     config.build().expect("builds")
+}
+
+/// A lossy config's YAML with `protect: [...]` added.
+fn with_protect(yaml_text: &str, protect: &[&str]) -> serde_norway::Value {
+    let mut value: serde_norway::Value = yaml(yaml_text);
+    let list = protect.iter().map(|&p| p.into()).collect();
+    value
+        .as_mapping_mut()
+        .expect("a lossy config is a mapping")
+        .insert("protect".into(), serde_norway::Value::Sequence(list));
+    value
+}
+
+/// Run `p` over a few intervals of `procs`: every resource whose priority is
+/// in `protected` must come out exactly as it went in, in the same order.
+fn protected_pass_through_unchanged(
+    p: &mut dyn Processor,
+    procs: &[Proc],
+    protected: &[&str],
+) -> Result<(), TestCaseError> {
+    let is_protected = |r: &&Resource| {
+        r.attributes
+            .get_str(semconv::PHOENIX_PRIORITY)
+            .is_some_and(|tag| protected.contains(&tag))
+    };
+    for input in intervals(procs) {
+        let mut out = input.clone();
+        p.process(&mut out);
+        let protected_in: Vec<_> = input.resources.iter().filter(is_protected).collect();
+        let protected_out: Vec<_> = out.resources.iter().filter(is_protected).collect();
+        prop_assert_eq!(protected_in, protected_out);
+    }
+    Ok(())
 }
 
 /// One config of every lossy processor, tuned so that each actually drops or
@@ -120,13 +152,24 @@ proptest! {
     fn critical_resources_survive_every_lossy_processor_unchanged(procs in procs_strategy(60)) {
         for (kind, text) in LOSSY {
             let mut p = build(kind, text);
-            for input in intervals(&procs) {
-                let mut out = input.clone();
-                p.process(&mut out);
-                let critical_in: Vec<_> = input.resources.iter().filter(|r| is_critical(r)).collect();
-                let critical_out: Vec<_> = out.resources.iter().filter(|r| is_critical(r)).collect();
-                prop_assert_eq!(critical_in, critical_out, "{} {}", kind, text);
-            }
+            protected_pass_through_unchanged(&mut *p, &procs, &["critical"])
+                .map_err(|e| TestCaseError::fail(format!("{kind} {text}: {e}")))?;
+        }
+    }
+
+    /// `protect` adds priorities to critical, which stays protected whether
+    /// listed or not (the subsequence may or may not include it).
+    #[test]
+    fn protected_priorities_survive_every_lossy_processor_unchanged(
+        procs in procs_strategy(60),
+        protect in prop::sample::subsequence(PRIORITIES.to_vec(), 0..=PRIORITIES.len()),
+    ) {
+        let mut protected = protect.clone();
+        protected.push("critical");
+        for (kind, text) in LOSSY {
+            let mut p = build_value(kind, with_protect(text, &protect));
+            protected_pass_through_unchanged(&mut *p, &procs, &protected)
+                .map_err(|e| TestCaseError::fail(format!("{kind} {text} protect {protect:?}: {e}")))?;
         }
     }
 
@@ -263,6 +306,8 @@ mod hostile {
             all.push(("attributes", "{ actions: [{ action: hash, key: phoenix.priority }, { action: truncate, key: process.executable.name, max_length: 1 }] }"));
             all.push(("topk", "{ k: 2, score: { process.cpu.time: 1, process.disk.io: 1, process.uptime: 1 } }"));
             all.push(("budget", "{ max_series: 5, min_hold_intervals: 0, k_hysteresis: 0 }"));
+            all.push(("aggregate", "{ protect: [high, low] }"));
+            all.push(("budget", "{ max_series: 5, min_hold_intervals: 0, protect: [high] }"));
             for (kind, text) in all {
                 let mut p = build(kind, text);
                 for (time, resources) in &batches {

@@ -189,3 +189,11 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// The value of the sample `series` (name with its label set, exactly as
+/// rendered, e.g. `x_total{exporter="file"}`) in a Prometheus text page.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -30,9 +30,21 @@ fn help_and_version_explain_themselves() {
 }
 
 #[test]
-fn shipped_configs_validate() {
-    for name in ["local.yaml", "agent.yaml"] {
-        let path = workspace_root().join("configs").join(name);
+fn shipped_configs_and_templates_validate() {
+    let templates = [
+        "process-basic-v1",
+        "process-standard-v1",
+        "process-aggressive-v1",
+        "process-critical-v1",
+        "process-dynamic-v1",
+    ]
+    .map(|t| format!("templates/{t}.yaml"));
+    for name in ["local.yaml", "agent.yaml"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(templates)
+    {
+        let path = workspace_root().join("configs").join(&name);
         let out = std::process::Command::new(agent())
             .args(["validate", "--config"])
             .arg(&path)
@@ -217,4 +229,89 @@ fn a_port_in_use_is_a_clear_runtime_failure() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}
+
+#[test]
+fn the_local_demo_shows_the_variants_side_by_side() {
+    // configs/local.yaml as shipped, with a 1 s interval, free ports and a
+    // private output file.
+    let dir = TempDir::new("demo");
+    let telemetry = free_port();
+    let prometheus = free_port();
+    let text = std::fs::read_to_string(workspace_root().join("configs/local.yaml"))
+        .unwrap()
+        .replace("collection_interval: 5s", "collection_interval: 1s")
+        .replace("127.0.0.1:8888", &format!("127.0.0.1:{telemetry}"))
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{prometheus}"))
+        .replace(
+            "./out/metrics.jsonl",
+            &dir.path().join("m.jsonl").display().to_string(),
+        );
+    let path = dir.path().join("local.yaml");
+    std::fs::write(&path, text).unwrap();
+    let running = Running::start(&agent(), &["--config", path.to_str().unwrap()]);
+    // Two intervals: the second has CPU utilization for every process.
+    wait_for(Duration::from_secs(20), || {
+        let (_, page) = http_get(telemetry, "/metrics")?;
+        phoenix_tests::sample(
+            &page,
+            "phoenix_pipeline_intervals_total{pipeline=\"metrics/baseline\"}",
+        )
+        .filter(|n| *n >= 2.0)
+    })
+    .expect("two intervals");
+    let (_, page) = http_get(telemetry, "/metrics").unwrap();
+    let output = running.stop(Duration::from_secs(15));
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let table = stdout
+        .split("\n\n")
+        .find(|block| block.contains("experiment local-demo") && block.contains("metrics/dynamic"))
+        .unwrap_or_else(|| panic!("a side-by-side table: {stdout}"));
+    for pipeline in [
+        "metrics/baseline",
+        "metrics/standard",
+        "metrics/aggressive",
+        "metrics/dynamic",
+    ] {
+        assert!(table.contains(pipeline), "{pipeline} in {table}");
+    }
+    assert!(
+        table.contains("baseline\n") || table.contains(" baseline"),
+        "{table}"
+    );
+    assert!(table.contains("shadow"), "{table}");
+    // Every candidate is compared with the baseline on /metrics too, and
+    // lossy candidates conserve the totals (topk and budget fold into others).
+    for candidate in ["metrics/standard", "metrics/aggressive", "metrics/dynamic"] {
+        let kpi = |k: &str| {
+            phoenix_tests::sample(
+                &page,
+                &format!("phoenix_experiment_ratio{{pipeline=\"{candidate}\",kpi=\"{k}\"}}"),
+            )
+            .unwrap_or_else(|| panic!("{candidate} {k} on /metrics"))
+        };
+        assert!(
+            kpi("series_reduction") > 0.0,
+            "{candidate} sends fewer series"
+        );
+        assert_eq!(
+            kpi("critical_coverage"),
+            1.0,
+            "{candidate} keeps every critical process"
+        );
+    }
+    for candidate in ["metrics/aggressive", "metrics/dynamic"] {
+        let cpu = phoenix_tests::sample(
+            &page,
+            &format!(
+                "phoenix_experiment_ratio{{pipeline=\"{candidate}\",kpi=\"memory_conservation\"}}"
+            ),
+        )
+        .unwrap();
+        assert!(
+            (cpu - 1.0).abs() < 1e-9,
+            "{candidate} conserves memory: {cpu}"
+        );
+    }
 }

@@ -14,6 +14,7 @@ use phoenix_processors::semconv::{
     PHOENIX_PIPELINE, PROCESS_COMMAND, PROCESS_CPU_TIME, PROCESS_CPU_UTILIZATION,
     PROCESS_EXECUTABLE_NAME, PROCESS_MEMORY_USAGE, PROCESS_PID,
 };
+use phoenix_processors::time::format_rfc3339_seconds;
 use serde::Deserialize;
 
 use super::{BoxFuture, BuildContext, ExportBatch, Exporter, ExporterMetrics, ShutdownReport};
@@ -113,7 +114,7 @@ pub fn render_table(report: &IntervalReport) -> String {
     let _ = write!(
         out,
         "{} {}: {} processes scraped",
-        format_utc(report.time_unix_nano),
+        format_rfc3339_seconds(report.time_unix_nano),
         report.receiver,
         report.scraped_resources
     );
@@ -311,7 +312,7 @@ pub fn format_summary(s: &PipelineSummary, verbosity: Verbosity) -> String {
     let _ = writeln!(
         out,
         "{} {}: {} {}, {} series, {} datapoints",
-        format_utc(s.time_unix_nano),
+        format_rfc3339_seconds(s.time_unix_nano),
         s.pipeline,
         s.processes,
         if s.processes == 1 {
@@ -363,35 +364,6 @@ fn format_bytes(v: f64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[unit])
     }
-}
-
-/// `2023-11-14T22:13:20Z` from Unix nanoseconds (UTC, no date crate needed).
-fn format_utc(unix_nano: u64) -> String {
-    let secs = unix_nano / 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (the
-/// well-known era-based conversion: 400-year eras of 146097 days).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -553,16 +525,88 @@ mod tests {
     }
 
     #[test]
-    fn dates_convert_correctly() {
-        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+    fn the_table_shows_every_pipeline_with_its_comparison() {
+        use crate::config::PipelineMode;
+        use crate::pipeline::accounting::{Comparison, PipelineStats};
+        let stats = |name: &str, mode, series, comparison| PipelineStats {
+            pipeline: name.into(),
+            mode,
+            resources: series / 10,
+            series,
+            datapoints: series,
+            bytes_raw: series * 40,
+            bytes_gzip: series * 10,
+            processing_cpu: Duration::from_micros(250),
+            series_added: 3,
+            series_removed: 1,
+            cpu_total: 1.0,
+            memory_total: 1.0,
+            comparison,
+        };
+        let report = IntervalReport {
+            time_unix_nano: 1_700_000_000_000_000_000,
+            receiver: "procfs".into(),
+            scraped_resources: 200,
+            experiment_id: Some("demo".into()),
+            pipelines: vec![
+                stats("metrics/baseline", PipelineMode::Export, 2000, None),
+                stats(
+                    "metrics/topk",
+                    PipelineMode::Shadow,
+                    150,
+                    Some(Comparison {
+                        baseline: "metrics/baseline".into(),
+                        series_reduction: 0.925,
+                        datapoints_reduction: 0.925,
+                        bytes_reduction: 0.9,
+                        critical_total: 3,
+                        critical_visible: 3,
+                        topn_fidelity: 0.85,
+                        cpu_conservation: 1.0,
+                        memory_conservation: 1.0,
+                    }),
+                ),
+            ],
+        };
+        let text = render_table(&report);
+        let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
-            format_utc(951_782_400 * 1_000_000_000),
-            "2000-02-29T00:00:00Z"
+            lines[0],
+            "2023-11-14T22:13:20Z procfs: 200 processes scraped, experiment demo"
         );
-        assert_eq!(
-            format_utc(4_102_444_799 * 1_000_000_000),
-            "2099-12-31T23:59:59Z"
+        assert!(
+            lines[1].contains("saved") && lines[1].contains("critical"),
+            "{text}"
         );
+        assert!(
+            lines[2].contains("metrics/baseline") && lines[2].ends_with("baseline"),
+            "{text}"
+        );
+        let topk = lines[3];
+        for cell in [
+            "metrics/topk",
+            "shadow",
+            "150",
+            "+3/-1",
+            "0.25",
+            "92.5%",
+            "3/3",
+            "85%",
+            "1.000",
+        ] {
+            assert!(topk.contains(cell), "{cell:?} missing in {topk:?}");
+        }
+        // Outside an experiment there are no comparison columns.
+        let plain = IntervalReport {
+            experiment_id: None,
+            pipelines: vec![stats("metrics/a", PipelineMode::Export, 10, None)],
+            ..report
+        };
+        assert!(!render_table(&plain).contains("saved"));
+    }
+
+    #[test]
+    fn bytes_format_in_binary_units() {
         assert_eq!(format_bytes(512.0), "512 B");
         assert_eq!(format_bytes(1536.0), "1.5 KiB");
     }

@@ -381,6 +381,11 @@ impl Topology {
             p.export(&output);
             pipelines.push(stats);
         }
+        // The baseline leads the report: candidates read against it.
+        if let Some(exp) = &self.experiment {
+            let baseline = exp.baseline.to_string();
+            pipelines.sort_by_key(|s| s.pipeline != baseline);
+        }
         IntervalReport {
             time_unix_nano: snapshot.time_unix_nano,
             receiver: receiver.to_string(),

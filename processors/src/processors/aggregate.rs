@@ -1,11 +1,13 @@
-//! `aggregate`: collapse non-critical resources that share the values of
+//! `aggregate`: collapse unprotected resources that share the values of
 //! `group_by` into one resource per group, combining their metrics and
-//! counting members in `phoenix.process.count`.
+//! counting members in `phoenix.process.count`. Protected resources
+//! (critical, and the priorities in `protect`) pass through individually.
 //!
 //! ```yaml
 //! aggregate/by_name:
 //!   group_by: [process.executable.name]
 //!   functions: { process.memory.usage: max }
+//!   protect: [high]        # critical and high stay individual
 //! ```
 
 use std::collections::BTreeMap;
@@ -14,8 +16,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use smallvec::SmallVec;
 
+use super::priority::Priority;
 use super::rollup::{Rollup, process_count_desc};
-use super::{attribute, into_result, is_critical};
+use super::{Protection, attribute, into_result};
 use crate::hash::{IdMap, hash_value};
 use crate::model::{Attributes, Batch, KeyValue, MetricDesc, Str, Value};
 use crate::processor::Processor;
@@ -56,6 +59,10 @@ pub struct AggregateConfig {
     /// [`AggregateFunction::default_for`].
     #[serde(default)]
     pub functions: BTreeMap<String, AggregateFunction>,
+    /// Priorities to leave alone besides `critical`, which is always
+    /// protected whether listed or not (see [`Protection`]).
+    #[serde(default)]
+    pub protect: Vec<Priority>,
 }
 
 fn default_group_by() -> Vec<String> {
@@ -67,6 +74,7 @@ impl Default for AggregateConfig {
         AggregateConfig {
             group_by: default_group_by(),
             functions: BTreeMap::new(),
+            protect: Vec::new(),
         }
     }
 }
@@ -105,6 +113,7 @@ struct Group {
 /// The `aggregate` processor.
 #[derive(Debug)]
 pub struct Aggregate {
+    protection: Protection,
     keys: Vec<Str>,
     functions: Vec<(String, AggregateFunction)>,
     count_desc: Arc<MetricDesc>,
@@ -119,6 +128,7 @@ impl Aggregate {
     pub fn new(config: &AggregateConfig) -> Result<Aggregate, String> {
         let problems = config.validate();
         let aggregate = Aggregate {
+            protection: Protection::new(&config.protect),
             keys: config
                 .group_by
                 .iter()
@@ -166,6 +176,7 @@ impl Processor for Aggregate {
         self.index.clear();
         let common = batch.common_attributes.clone();
         let Aggregate {
+            protection,
             keys,
             functions,
             groups,
@@ -176,7 +187,7 @@ impl Processor for Aggregate {
         let function = |desc: &MetricDesc| Self::function_for(functions, desc);
 
         batch.resources.retain_mut(|resource| {
-            if is_critical(resource) {
+            if protection.covers(resource) {
                 return true;
             }
             let values = || keys.iter().map(|k| attribute(resource, &common, k));

@@ -1,13 +1,15 @@
 //! `budget`: an adaptive top-k that holds a pipeline's series (one per data
 //! point) under `max_series` per host. Each interval it works out the k that
-//! fits the budget after the critical resources and the `others` rollup have
-//! taken their share, then ranks and folds exactly as `topk` does.
+//! fits the budget after the protected resources (critical, and the
+//! priorities in `protect`) and the `others` rollup have taken their share,
+//! then ranks and folds exactly as `topk` does.
 //!
 //! ```yaml
 //! budget:
 //!   max_series: 2000
 //!   by: process.memory.usage
 //!   min_hold_intervals: 6
+//!   protect: [high]
 //! ```
 //!
 //! k moves slowly on purpose: every change of k ends some series and starts
@@ -16,16 +18,17 @@
 //! longer fits the current k (the budget is a ceiling, so even a small
 //! excess is corrected); either way not sooner than `min_hold_intervals`
 //! after the previous change. Between changes the series may exceed the
-//! budget briefly, e.g. right after critical processes start.
+//! budget briefly, e.g. right after protected processes start.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::priority::Priority;
 use super::rank::RankSpec;
 use super::rollup::SeriesUnion;
 use super::topk::{TopKCore, default_hysteresis, default_true};
-use super::{check_fraction, into_result, is_critical};
+use super::{Protection, check_fraction, into_result};
 use crate::model::{Batch, Resource};
 use crate::processor::Processor;
 
@@ -60,12 +63,16 @@ pub struct BudgetConfig {
     /// Intervals to wait after a change of k before the next (default 6).
     #[serde(default = "default_min_hold_intervals")]
     pub min_hold_intervals: u32,
-    /// Lower bound of k (default 0: everything non-critical may be folded).
+    /// Lower bound of k (default 0: everything unprotected may be folded).
     #[serde(default)]
     pub min_k: usize,
     /// Upper bound of k (default none).
     #[serde(default)]
     pub max_k: Option<usize>,
+    /// Priorities to leave alone besides `critical`, which is always
+    /// protected whether listed or not (see [`Protection`]).
+    #[serde(default)]
+    pub protect: Vec<Priority>,
 }
 
 impl BudgetConfig {
@@ -116,6 +123,7 @@ impl Budget {
         into_result((), config.validate())?;
         Ok(Budget {
             core: TopKCore::new(
+                Protection::new(&config.protect),
                 RankSpec::checked(config.by.as_deref(), config.score.as_ref())?,
                 config.hysteresis,
                 config.others,
@@ -137,17 +145,18 @@ impl Budget {
     }
 
     /// The k that fits the budget for this batch, if it can be told (there
-    /// are non-critical resources with points).
+    /// are unprotected resources with points).
     fn ideal_k(&mut self, batch: &Batch) -> Option<usize> {
-        let mut critical_series = 0usize;
+        let protection = self.core.protection();
+        let mut protected_series = 0usize;
         let mut widest = 0usize;
-        let mut non_critical = 0usize;
+        let mut unprotected = 0usize;
         self.union.clear();
         for resource in &batch.resources {
-            if is_critical(resource) {
-                critical_series += series(resource);
+            if protection.covers(resource) {
+                protected_series += series(resource);
             } else {
-                non_critical += 1;
+                unprotected += 1;
                 widest = widest.max(series(resource));
                 if self.core.others_enabled() {
                     self.union.add(resource);
@@ -159,14 +168,14 @@ impl Budget {
         }
         // Sizing by the widest resource rather than the average keeps the
         // ceiling even if the top ranks happen to carry the most points.
-        let others_series = if self.core.others_enabled() && non_critical > 0 {
+        let others_series = if self.core.others_enabled() && unprotected > 0 {
             self.union.rollup_series()
         } else {
             0
         };
         let available = self
             .max_series
-            .saturating_sub(critical_series.saturating_add(others_series));
+            .saturating_sub(protected_series.saturating_add(others_series));
         Some((available / widest).clamp(self.min_k, self.max_k))
     }
 }

@@ -1,6 +1,7 @@
 //! `filter`: drop resources by their attributes, by how little they use, or
-//! by how young they are, and drop metrics by name. Critical resources are
-//! never touched (neither dropped nor trimmed of metrics).
+//! by how young they are, and drop metrics by name. Protected resources
+//! (critical, and the priorities in `protect`) are never touched (neither
+//! dropped nor trimmed of metrics).
 //!
 //! ```yaml
 //! filter/idle:
@@ -12,6 +13,7 @@
 //!   min_cpu_utilization: 0.005
 //!   min_memory: 50MiB
 //!   min_age: 30s
+//!   protect: [high]
 //! ```
 //!
 //! Thresholds: a process is dropped when every configured usage threshold
@@ -27,7 +29,8 @@ use std::time::Duration;
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
-use super::{attribute, compile_regex, into_result, is_critical, metric_total};
+use super::priority::Priority;
+use super::{Protection, attribute, compile_regex, into_result, metric_total};
 use crate::model::{Attributes, Batch, Resource, Str, Value};
 use crate::processor::Processor;
 use crate::semconv;
@@ -106,6 +109,10 @@ pub struct FilterConfig {
     /// scraped, else the batch time minus `process.creation.time`.
     #[serde(default, deserialize_with = "opt_duration")]
     pub min_age: Option<Duration>,
+    /// Priorities to leave alone besides `critical`, which is always
+    /// protected whether listed or not (see [`Protection`]).
+    #[serde(default)]
+    pub protect: Vec<Priority>,
 }
 
 impl FilterConfig {
@@ -238,6 +245,7 @@ impl CompiledNameMatch {
 
 /// The `filter` processor.
 pub struct Filter {
+    protection: Protection,
     include: Option<CompiledAttributeMatch>,
     exclude: Option<CompiledAttributeMatch>,
     metrics_include: Option<CompiledNameMatch>,
@@ -264,6 +272,7 @@ impl Filter {
             return Err(problems.join("; "));
         }
         let filter = Filter {
+            protection: Protection::new(&config.protect),
             include: config
                 .include
                 .as_ref()
@@ -346,7 +355,7 @@ impl Filter {
     }
 
     fn keeps(&mut self, resource: &mut Resource, common: &Attributes, now: u64) -> bool {
-        if is_critical(resource) {
+        if self.protection.covers(resource) {
             return true;
         }
         if let Some(m) = &self.include

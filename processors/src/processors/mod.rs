@@ -4,6 +4,19 @@
 //! merge or modify a resource whose `phoenix.priority` is `critical`: the
 //! `priority` processor decides what is critical, and everything after it
 //! must keep those processes individually visible.
+//!
+//! Each lossy config also takes `protect: [high, ...]`, further priorities
+//! that processor leaves alone in the same way, e.g. "critical and high
+//! individually, the rest aggregated by name":
+//!
+//! ```yaml
+//! aggregate/by_name: { group_by: [process.executable.name], protect: [high] }
+//! ```
+//!
+//! `critical` is always protected, listed or not (listing it, or a priority
+//! twice, is harmless). A resource without `phoenix.priority`, or with a
+//! value that is no priority, is never protected. Every lossy processor
+//! decides through one [`Protection`], built from its config in `new()`.
 
 pub mod aggregate;
 pub mod attributes;
@@ -30,9 +43,52 @@ use regex::Regex;
 use crate::model::{Attributes, Resource, Value};
 use crate::semconv;
 
-/// Whether a lossy processor must leave this resource alone.
-pub(crate) fn is_critical(resource: &Resource) -> bool {
-    resource.attributes.get_str(semconv::PHOENIX_PRIORITY) == Some(semconv::PRIORITY_CRITICAL)
+/// The resources a lossy processor must leave alone: those whose
+/// `phoenix.priority` is `critical` (always) or one of the priorities of its
+/// config's `protect` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protection {
+    /// Bit `p as u8` set: priority `p` is protected. The critical bit is
+    /// always set.
+    mask: u8,
+}
+
+impl Protection {
+    /// Critical plus every priority in `protect` (duplicates are harmless).
+    pub fn new(protect: &[Priority]) -> Protection {
+        let mask = protect
+            .iter()
+            .fold(Self::bit(Priority::Critical), |m, &p| m | Self::bit(p));
+        Protection { mask }
+    }
+
+    fn bit(priority: Priority) -> u8 {
+        1 << priority as u8
+    }
+
+    /// Whether resources of this priority are protected.
+    pub fn protects(&self, priority: Priority) -> bool {
+        self.mask & Self::bit(priority) != 0
+    }
+
+    /// Whether the processor must pass this resource through untouched.
+    pub fn covers(&self, resource: &Resource) -> bool {
+        let Some(tag) = resource.attributes.get_str(semconv::PHOENIX_PRIORITY) else {
+            return false;
+        };
+        // Compare against the protected priorities only: with the default
+        // (critical alone) this is the single string comparison it always was.
+        Priority::ALL
+            .into_iter()
+            .any(|p| self.protects(p) && tag == p.as_str())
+    }
+}
+
+impl Default for Protection {
+    /// Critical only.
+    fn default() -> Self {
+        Protection::new(&[])
+    }
 }
 
 /// Whether the resource already stands for several processes (an aggregate
@@ -121,5 +177,59 @@ pub(crate) fn into_result<T>(value: T, problems: Vec<String>) -> Result<T, Strin
         Ok(value)
     } else {
         Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KeyValue;
+
+    fn tagged(priority: Option<&str>) -> Resource {
+        let attributes = priority
+            .map(|p| {
+                vec![KeyValue::new(
+                    semconv::PHOENIX_PRIORITY.into(),
+                    Value::Str(p.into()),
+                )]
+            })
+            .unwrap_or_default();
+        Resource {
+            attributes: Attributes::new(attributes),
+            metrics: Vec::new(),
+            identity: Some(1),
+        }
+    }
+
+    #[test]
+    fn protection_always_covers_critical_and_adds_the_listed_priorities() {
+        let cases: &[(&[Priority], &[&str])] = &[
+            (&[], &["critical"]),
+            (&[Priority::Critical], &["critical"]),
+            (&[Priority::High], &["critical", "high"]),
+            (
+                &[Priority::Low, Priority::High, Priority::Low],
+                &["critical", "high", "low"],
+            ),
+        ];
+        for (protect, covered) in cases {
+            let protection = Protection::new(protect);
+            for p in Priority::ALL {
+                let want = covered.contains(&p.as_str());
+                assert_eq!(protection.protects(p), want, "{protect:?} {p:?}");
+                assert_eq!(
+                    protection.covers(&tagged(Some(p.as_str()))),
+                    want,
+                    "{protect:?} {p:?}"
+                );
+            }
+            assert!(!protection.covers(&tagged(None)), "{protect:?} untagged");
+            assert!(!protection.covers(&tagged(Some("bogus"))), "{protect:?}");
+            assert!(!protection.covers(&tagged(Some("Critical"))), "{protect:?}");
+        }
+        assert_eq!(
+            Protection::default(),
+            Protection::new(&[Priority::Critical])
+        );
     }
 }

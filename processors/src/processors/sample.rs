@@ -8,12 +8,13 @@
 //! either always kept or always dropped for its whole life: its series do
 //! not come and go. Dropped processes are dropped, not folded into a rollup,
 //! so totals are NOT conserved (put `topk`/`aggregate` first if they must
-//! be). Critical processes and rollups (`others`, aggregate groups) are never
-//! sampled out.
+//! be). Protected processes (critical, and the priorities in `protect`) and
+//! rollups (`others`, aggregate groups) are never sampled out; `protect`
+//! wins over `priorities` where both list a priority.
 
 use serde::Deserialize;
 
-use super::{check_fraction, into_result, is_critical, is_rollup, resource_key};
+use super::{Protection, check_fraction, into_result, is_rollup, resource_key};
 use crate::hash::mix64;
 use crate::model::Batch;
 use crate::processor::Processor;
@@ -41,6 +42,10 @@ pub struct SampleConfig {
     /// `sample` works without a `priority` processor before it).
     #[serde(default = "default_true")]
     pub unprioritized: bool,
+    /// Priorities to leave alone besides `critical`, which is always
+    /// protected whether listed or not (see [`Protection`]).
+    #[serde(default)]
+    pub protect: Vec<Priority>,
 }
 
 impl SampleConfig {
@@ -60,6 +65,7 @@ impl SampleConfig {
 /// The `sample` processor.
 #[derive(Debug)]
 pub struct Sample {
+    protection: Protection,
     /// Keep when the mixed key is below this (fraction of the u64 range).
     threshold: u64,
     keep_all: bool,
@@ -72,6 +78,7 @@ impl Sample {
         let threshold = (config.fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
         into_result(
             Sample {
+                protection: Protection::new(&config.protect),
                 threshold,
                 keep_all: config.fraction >= 1.0,
                 priorities: config.priorities.clone(),
@@ -88,7 +95,7 @@ impl Processor for Sample {
             return;
         }
         batch.resources.retain(|resource| {
-            if is_critical(resource) || is_rollup(resource) {
+            if self.protection.covers(resource) || is_rollup(resource) {
                 return true;
             }
             let sampled = match resource.attributes.get_str(semconv::PHOENIX_PRIORITY) {

@@ -1,6 +1,7 @@
-//! `topk`: keep the k highest-ranking non-critical resources individually and
-//! fold every other non-critical resource into one `others` resource, so the
-//! output's totals equal the input's.
+//! `topk`: keep the k highest-ranking unprotected resources individually and
+//! fold every other unprotected resource into one `others` resource, so the
+//! output's totals equal the input's. Protected resources (critical, and the
+//! priorities in `protect`) are kept besides the k and do not count toward it.
 //!
 //! ```yaml
 //! topk/cpu: { k: 10, by: process.cpu.utilization }
@@ -8,6 +9,7 @@
 //!   k: 20
 //!   score: { process.cpu.utilization: 2, process.memory.usage: 1 }
 //!   hysteresis: 0.25
+//!   protect: [high]
 //! ```
 //!
 //! Hysteresis: a process already kept stays while its rank is below
@@ -15,15 +17,22 @@
 //! only while fewer than k are kept. Two processes trading ranks k and k+1
 //! therefore do not swap places every interval (each swap would end one
 //! series and start another in the backend).
+//!
+//! `others` sums every metric per (metric, point attributes), except
+//! `process.uptime`, which takes the oldest member's. Its cumulative counters
+//! (`process.cpu.time`, ...) are sums over a membership that changes: when a
+//! process leaves `others` (it enters the top k, or exits) the sum can drop.
+//! Their start time is the earliest member's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::priority::Priority;
 use super::rank::{Candidate, RankSpec, Ranker, by_rank};
 use super::rollup::{Rollup, process_count_desc};
-use super::{check_fraction, into_result, is_critical, resource_key};
+use super::{Protection, check_fraction, into_result, resource_key};
 use crate::hash::{IdSet, mix64};
 use crate::model::{Attributes, Batch, KeyValue, MetricDesc, Value};
 use crate::processor::Processor;
@@ -42,7 +51,7 @@ pub(crate) fn default_true() -> bool {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopKConfig {
-    /// How many non-critical resources to keep individually (at least 1).
+    /// How many unprotected resources to keep individually (at least 1).
     pub k: usize,
     /// Metric to rank by (default `process.cpu.utilization`, which falls back
     /// to the rate of `process.cpu.time` where utilization is not scraped).
@@ -61,6 +70,10 @@ pub struct TopKConfig {
     /// false it is dropped and totals are no longer conserved.
     #[serde(default = "default_true")]
     pub others: bool,
+    /// Priorities to leave alone besides `critical`, which is always
+    /// protected whether listed or not (see [`Protection`]).
+    #[serde(default)]
+    pub protect: Vec<Priority>,
 }
 
 impl TopKConfig {
@@ -79,10 +92,11 @@ impl TopKConfig {
 /// (k moved by the series budget).
 #[derive(Debug)]
 pub(crate) struct TopKCore {
+    protection: Protection,
     ranker: Ranker,
     hysteresis: f64,
     others: bool,
-    /// Keys of the non-critical resources kept last interval.
+    /// Keys of the unprotected resources kept last interval.
     members: IdSet,
     others_attributes: Attributes,
     count_desc: Arc<MetricDesc>,
@@ -94,9 +108,15 @@ pub(crate) struct TopKCore {
 }
 
 impl TopKCore {
-    pub(crate) fn new(spec: RankSpec, hysteresis: f64, others: bool) -> TopKCore {
+    pub(crate) fn new(
+        protection: Protection,
+        spec: RankSpec,
+        hysteresis: f64,
+        others: bool,
+    ) -> TopKCore {
         let others_value = Value::Str(semconv::PHOENIX_ROLLUP_OTHERS.into());
         TopKCore {
+            protection,
             ranker: Ranker::new(spec),
             hysteresis,
             others,
@@ -120,16 +140,20 @@ impl TopKCore {
         self.others
     }
 
-    /// Keep at most `k` non-critical resources (plus every critical one),
+    pub(crate) fn protection(&self) -> Protection {
+        self.protection
+    }
+
+    /// Keep at most `k` unprotected resources (plus every protected one),
     /// fold or drop the rest.
     pub(crate) fn run(&mut self, batch: &mut Batch, k: usize) {
         self.candidates.clear();
         self.keep.clear();
         self.seen.clear();
         for (i, resource) in batch.resources.iter().enumerate() {
-            let critical = is_critical(resource);
-            self.keep.push(critical);
-            if critical {
+            let protected = self.protection.covers(resource);
+            self.keep.push(protected);
+            if protected {
                 continue;
             }
             // Two resources of one batch with the same key (no identity and
@@ -221,6 +245,7 @@ impl TopK {
         into_result((), problems)?;
         Ok(TopK {
             core: TopKCore::new(
+                Protection::new(&config.protect),
                 RankSpec::checked(config.by.as_deref(), config.score.as_ref())?,
                 config.hysteresis,
                 config.others,

@@ -21,7 +21,6 @@ mod config;
 mod metrics;
 mod parse;
 mod sys;
-mod time;
 mod users;
 
 use std::sync::Arc;
@@ -29,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use phoenix_processors::semconv;
+use phoenix_processors::time::format_rfc3339_millis;
 use phoenix_processors::{
     Attributes, Batch, Interner, KeyValue, Metric, MetricDesc, Number, Point, Resource, Str, Value,
 };
@@ -246,7 +246,7 @@ impl IdentityReader {
         Some(Identity {
             pid: stat.pid,
             ppid: stat.ppid,
-            creation_time: time::rfc3339_millis(creation_unix_nano).into(),
+            creation_time: format_rfc3339_millis(creation_unix_nano).into(),
             executable_name,
             executable_path,
             command,
