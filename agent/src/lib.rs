@@ -4,6 +4,7 @@
 //! tests drive the same code.
 
 pub mod config;
+pub mod controller;
 pub mod exporter;
 pub mod pipeline;
 pub mod receiver;

@@ -1,17 +1,20 @@
 //! `phoenix-agent`: scrape every process from /proc, run pipeline variants
 //! side by side, export OTLP, Prometheus, files and a console report.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use phoenix_agent::config::{AgentConfig, ConfigErrors, LogFormat};
+use phoenix_agent::controller::{self, ControllerSettings};
 use phoenix_agent::pipeline::{ReloadError, ReloadRequest, ReloadSource, Service, config_hash};
 use phoenix_agent::telemetry::registry::Registry;
 use phoenix_agent::telemetry::server::{self, Health, ReloadEndpoint};
 
 /// Exit codes: 0 clean stop, 1 runtime failure, 2 bad command line, 3 invalid config.
 const EXIT_RUNTIME: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 const EXIT_INVALID_CONFIG: u8 = 3;
 
 #[derive(Parser, Debug)]
@@ -41,9 +44,44 @@ struct Cli {
     log_format: Option<LogFormat>,
 
     /// Directory where the last config applied through POST /-/reload (or a
-    /// controller) is kept; at start it wins over --config.
+    /// controller) is kept, with the agent's instance id; at start the kept
+    /// config wins over --config.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+
+    /// Controller to connect to (http://HOST:PORT or https://HOST:PORT): it
+    /// pushes configs and receives per-pipeline stats. Without it the agent
+    /// runs standalone.
+    #[arg(long, value_name = "URL")]
+    controller: Option<String>,
+
+    /// Token presented to the controller (gRPC `authorization: Bearer`).
+    /// Prefer the environment variable: arguments show in `ps`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "PHOENIX_CONTROLLER_TOKEN",
+        hide_env_values = true
+    )]
+    controller_token: Option<String>,
+
+    /// PEM CA certificate(s) the controller's certificate must chain to,
+    /// instead of the system roots (https:// only).
+    #[arg(long, value_name = "FILE", requires = "controller")]
+    controller_ca: Option<PathBuf>,
+
+    /// PEM client certificate for controllers that require one (with --controller-key).
+    #[arg(long, value_name = "FILE", requires_all = ["controller", "controller_key"])]
+    controller_cert: Option<PathBuf>,
+
+    /// PEM private key of --controller-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["controller", "controller_cert"])]
+    controller_key: Option<PathBuf>,
+
+    /// A label the controller selects this agent by, e.g. `--label env=prod`
+    /// (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = controller::parse_label, requires = "controller")]
+    labels: Vec<(String, String)>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -133,7 +171,47 @@ fn init_logging(cli: &Cli, config: &AgentConfig) {
     }
 }
 
+/// The controller flags, checked before anything starts: a bad URL or an
+/// unreadable certificate would otherwise fail every reconnect, forever.
+fn controller_flags(cli: &Cli) -> Result<Option<ControllerFlags>, String> {
+    let Some(url) = &cli.controller else {
+        return Ok(None);
+    };
+    let mut labels = BTreeMap::new();
+    for (key, value) in &cli.labels {
+        if labels.insert(key.clone(), value.clone()).is_some() {
+            return Err(format!("--label {key}: given more than once"));
+        }
+    }
+    let settings = ControllerSettings {
+        url: url.clone(),
+        token: cli.controller_token.clone(),
+        ca_file: cli.controller_ca.clone(),
+        client_cert: cli.controller_cert.clone(),
+        client_key: cli.controller_key.clone(),
+        labels,
+    };
+    let connection = controller::Connection::new(&settings).map_err(|e| format!("{e:#}"))?;
+    Ok(Some(ControllerFlags {
+        connection,
+        labels: settings.labels,
+    }))
+}
+
+/// How to reach the controller and what to tell it about this agent.
+struct ControllerFlags {
+    connection: controller::Connection,
+    labels: BTreeMap<String, String>,
+}
+
 fn run(cli: &Cli) -> ExitCode {
+    let controller = match controller_flags(cli) {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("phoenix-agent: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let sources = ConfigSources {
         file: cli.config.clone(),
         state_dir: cli.state_dir.clone(),
@@ -175,7 +253,7 @@ fn run(cli: &Cli) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    match runtime.block_on(serve(config, text, sources)) {
+    match runtime.block_on(serve(config, text, sources, controller)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -236,7 +314,12 @@ const REMOTE_CONFIG_FILE: &str = "remote-config.yaml";
 /// How often the config file is checked for changes.
 const FILE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-async fn serve(config: AgentConfig, text: String, sources: ConfigSources) -> anyhow::Result<()> {
+async fn serve(
+    config: AgentConfig,
+    text: String,
+    sources: ConfigSources,
+    controller: Option<ControllerFlags>,
+) -> anyhow::Result<()> {
     let registry = Registry::new();
     let health = Health::new();
     let telemetry_config = config.telemetry.clone();
@@ -252,6 +335,7 @@ async fn serve(config: AgentConfig, text: String, sources: ConfigSources) -> any
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(8);
+    let controller_reloads = reload_tx.clone();
     let telemetry = server::serve(
         telemetry_config.address,
         registry.clone(),
@@ -270,6 +354,20 @@ async fn serve(config: AgentConfig, text: String, sources: ConfigSources) -> any
         version = env!("CARGO_PKG_VERSION"),
         "phoenix-agent started"
     );
+    // Started once the agent is up (a telemetry port in use ends it first),
+    // so a controller never sees an agent that is about to exit. Pushes
+    // come through the same dispatcher below as `POST /-/reload`: one place
+    // validates, swaps and keeps the config in --state-dir.
+    let controller = controller.map(|flags| {
+        controller::spawn(
+            flags.connection,
+            flags.labels,
+            sources.state_dir.as_deref(),
+            service.clone(),
+            controller_reloads,
+            &registry,
+        )
+    });
 
     // Every trigger goes through the same `Service::reload`.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -310,6 +408,11 @@ async fn serve(config: AgentConfig, text: String, sources: ConfigSources) -> any
                 let _ = request.reply.send(result);
             }
         }
+    }
+    // The session holds nothing that needs flushing: the controller sees
+    // the stream end and marks the agent offline.
+    if let Some(session) = controller {
+        session.abort();
     }
     service.shutdown().await;
     let _ = stop_tx.send(true);

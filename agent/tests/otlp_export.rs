@@ -730,39 +730,10 @@ async fn retries_give_up_after_max_elapsed_time() {
 
 // A private CA and a server certificate it signed for localhost and
 // 127.0.0.1, valid 2000–2099 (generated once with openssl; test-only keys).
-const TEST_CA_PEM: &str = "\
------BEGIN CERTIFICATE-----
-MIIBZzCCAQ6gAwIBAgICEAAwCgYIKoZIzj0EAwIwGjEYMBYGA1UEAwwPcGhvZW5p
-eCB0ZXN0IENBMCAXDTAwMDEwMTAwMDAwMFoYDzIwOTkxMjMxMDAwMDAwWjAaMRgw
-FgYDVQQDDA9waG9lbml4IHRlc3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC
-AASduGIOBPIUjPmij8BzPxKYQDseEdwwu3KuSH3NvR/SOHt83tg6DdEOFW2+d/U1
-N3PvbmsakZXfTrG7ky7grT/Bo0IwQDAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB
-/wQEAwIBBjAdBgNVHQ4EFgQUkYyHlMqyiIB8dj1qfy3w+wa91C8wCgYIKoZIzj0E
-AwIDRwAwRAIgEEZuMtBh+/kud3uM7SREzUwbRyLsdJHB14erfRLaoEMCIDqdmi3J
-2Fsd5STuhQdtsirDS+znR0GiX+Y02tfV6trM
------END CERTIFICATE-----
-";
-const TEST_SERVER_CERT_PEM: &str = "\
------BEGIN CERTIFICATE-----
-MIIBtDCCAVmgAwIBAgICEAEwCgYIKoZIzj0EAwIwGjEYMBYGA1UEAwwPcGhvZW5p
-eCB0ZXN0IENBMCAXDTAwMDEwMTAwMDAwMFoYDzIwOTkxMjMxMDAwMDAwWjAUMRIw
-EAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASd528A
-95Ly5Le6ixfOXm6qlyz3bi/ahUd0b8TBt/pqcpjRJ192h+MzghTb5LHG5YKrtA7i
-Xa60Rxpsrz+dJ+5Do4GSMIGPMAwGA1UdEwEB/wQCMAAwDgYDVR0PAQH/BAQDAgeA
-MBMGA1UdJQQMMAoGCCsGAQUFBwMBMBoGA1UdEQQTMBGCCWxvY2FsaG9zdIcEfwAA
-ATAfBgNVHSMEGDAWgBSRjIeUyrKIgHx2PWp/LfD7Br3ULzAdBgNVHQ4EFgQU7pcD
-NB64znaO/TvRvgU9wPPYQkEwCgYIKoZIzj0EAwIDSQAwRgIhAIUG88GCcGl07JSg
-dZI4Ihm9XxGrakZCw3r8yrS6pdhuAiEAhn7yq6EQOvAlD+YUieWnVNrll8OoD1kB
-yizdn8NpNro=
------END CERTIFICATE-----
-";
-const TEST_SERVER_KEY_PEM: &str = "\
------BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZkVBHwTYxPcFwudc
-JG7b1N0JcQ1ILVw8aNFH7z3R+mGhRANCAASd528A95Ly5Le6ixfOXm6qlyz3bi/a
-hUd0b8TBt/pqcpjRJ192h+MzghTb5LHG5YKrtA7iXa60Rxpsrz+dJ+5D
------END PRIVATE KEY-----
-";
+// Files, so that every test that needs TLS shares them.
+const TEST_CA_PEM: &str = include_str!("tls/ca.pem");
+const TEST_SERVER_CERT_PEM: &str = include_str!("tls/server.pem");
+const TEST_SERVER_KEY_PEM: &str = include_str!("tls/server-key.pem");
 
 /// The CA written to a file, as `tls.ca_file` wants it; one file per test
 /// (tests run in parallel). It is read when building, so tests delete it

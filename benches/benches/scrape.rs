@@ -19,44 +19,13 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver};
 use phoenix_agent::telemetry::registry::Registry;
 use phoenix_benches::floor::Floor;
-
-/// Idle processes that are killed and reaped however the bench ends.
-struct Sleepers(Vec<Child>);
-
-impl Sleepers {
-    fn spawn(n: usize) -> Sleepers {
-        let mut sleepers = Sleepers(Vec::with_capacity(n));
-        for _ in 0..n {
-            let child = Command::new("sleep")
-                .arg("600")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn sleep");
-            sleepers.0.push(child);
-        }
-        sleepers
-    }
-}
-
-impl Drop for Sleepers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-        }
-        for c in &mut self.0 {
-            let _ = c.wait();
-        }
-    }
-}
+use phoenix_benches::sleepers::Sleepers;
 
 /// Median per-process times (µs) of the floor and each receiver, from
 /// `rounds` rounds that run all of them in turn, so that every reader sees

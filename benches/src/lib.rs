@@ -1,5 +1,7 @@
 //! Shared code of Phoenix's benchmarks.
 
+pub mod batch;
 pub mod floor;
 pub mod sim;
+pub mod sleepers;
 pub mod synthetic;

@@ -362,31 +362,38 @@ fn children_die_with_a_killed_simulator() {
 }
 
 #[test]
-fn churn_and_lifetimes_replace_processes_until_the_duration_ends() {
+fn churn_replaces_the_oldest_processes_until_the_duration_ends() {
     let profile = "\
 groups:
   - name: phx-test-churn
     count: 3
     churn_per_second: 5
-  - name: phx-test-short
-    count: 2
-    lifetime: 300ms
   - name: phx-test-steady
     count: 1
 ";
-    let mut sim = Sim::start("churn", profile, &["--duration", "3s"]);
-    let steady = wait_for_children(&mut sim, |kids| {
-        kids.iter().any(|p| p.comm == "phx-test-steady")
-    });
+    let mut sim = Sim::start("churn", profile, &["--duration", "4s", "--quiet"]);
+    let first = wait_for_children(&mut sim, |kids| kids.len() == 4);
+    // Churn stops the oldest processes with SIGTERM and starts new ones:
+    // every one of the first churners goes, the steady process stays.
+    let churners: Vec<Proc> = first
+        .iter()
+        .filter(|p| p.comm == "phx-test-churn")
+        .cloned()
+        .collect();
+    let steady: Vec<Proc> = first
+        .iter()
+        .filter(|p| p.comm == "phx-test-steady")
+        .cloned()
+        .collect();
+    assert_eq!((churners.len(), steady.len()), (3, 1));
+    assert_all_gone(&churners);
+    assert!(steady.iter().all(|p| !is_gone(p)), "steady process kept");
     let (status, out, err) = sim.wait();
     assert_eq!(status.code(), Some(0), "{out}\n{err}");
     let s = summary(&out);
     assert_eq!(s["stopped_by"].as_str(), Some("duration"));
-    assert!(
-        count(&s, "exited") > 0,
-        "churn and lifetimes end processes: {out}"
-    );
-    assert!(count(&s, "spawned") > 6, "and they are replaced: {out}");
+    assert!(count(&s, "exited") >= 3, "{out}");
+    assert_eq!(count(&s, "running_at_stop"), 4, "{out}");
     assert_eq!(
         count(&s, "spawned"),
         count(&s, "exited") + count(&s, "running_at_stop"),
@@ -394,6 +401,43 @@ groups:
     );
     assert_eq!(count(&s, "failed"), 0, "{out}\n{err}");
     assert_all_gone(&steady);
+}
+
+#[test]
+fn processes_with_a_lifetime_exit_by_themselves_and_are_respawned() {
+    let profile = "\
+groups:
+  - name: phx-test-short
+    count: 2
+    lifetime: 300ms
+  - name: phx-test-once
+    count: 1
+    lifetime: 300ms
+    respawn: false
+";
+    let mut sim = Sim::start("lifetime", profile, &["--quiet"]);
+    let first = wait_for_children(&mut sim, |kids| {
+        kids.iter().filter(|p| p.comm == "phx-test-short").count() == 2
+    });
+    assert_all_gone(&first);
+    // Replaced (respawn is the default), except the group that asked not to be.
+    let second = wait_for_children(&mut sim, |kids| {
+        kids.iter().filter(|p| p.comm == "phx-test-short").count() == 2
+            && kids.iter().all(|p| p.comm != "phx-test-once")
+            && kids.iter().all(|k| first.iter().all(|f| f.pid != k.pid))
+    });
+    sim.signal(libc::SIGINT);
+    let (status, out, err) = sim.wait();
+    assert_eq!(status.code(), Some(0), "{out}\n{err}");
+    let s = summary(&out);
+    assert_eq!(s["stopped_by"].as_str(), Some("SIGINT"));
+    assert!(count(&s, "exited") >= 3, "{out}");
+    assert_eq!(
+        count(&s, "failed"),
+        0,
+        "a lifetime's end is a clean exit: {out}"
+    );
+    assert_all_gone(&second);
 }
 
 fn run(args: &[&str]) -> (Option<i32>, String, String) {

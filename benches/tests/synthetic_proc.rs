@@ -516,3 +516,54 @@ fn synthetic_tree_refuses_directories_it_did_not_make() {
     .expect("zero processes");
     assert_eq!(bad.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+#[test]
+fn synthetic_tree_without_owners_belongs_to_the_current_user() {
+    let dir = TempDir::new("owners");
+    let config = SynthConfig {
+        processes: 50,
+        set_owners: false,
+        ..SynthConfig::default()
+    };
+    let tree = SyntheticTree::create(&dir.0, config).expect("generate");
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert!(tree.processes().iter().all(|p| p.uid == euid));
+    let users = passwd(tree.root());
+    let owner = users
+        .get(&euid)
+        .expect("the current user is in passwd")
+        .clone();
+    let mut receiver = receiver_for(tree.root());
+    let batch = receiver.scrape();
+    assert_eq!(batch.resources.len(), 50);
+    for r in &batch.resources {
+        assert_eq!(r.attributes.get_str("process.owner"), Some(owner.as_str()));
+    }
+}
+
+/// The scale the generator exists for; ignored by default because it
+/// writes about 2 GiB (on tmpfs when there is one).
+/// `cargo test -p phoenix-benches --test synthetic_proc -- --ignored`
+#[test]
+#[ignore = "writes a 100,000-process tree (about 2 GiB); run with --ignored"]
+fn synthetic_tree_of_100k_processes_scrapes_whole() {
+    const BIG: usize = 100_000;
+    let dir = TempDir::new("100k");
+    let config = SynthConfig {
+        processes: BIG,
+        kernel_threads: 200,
+        max_fds: 4,
+        ..SynthConfig::default()
+    };
+    let mut tree = SyntheticTree::create(&dir.0, config).expect("generate");
+    let mut receiver = receiver_for(tree.root());
+    assert_eq!(receiver.scrape().resources.len(), BIG);
+    let tick = tree.advance().expect("advance");
+    assert!(!tick.born.is_empty() && !tick.died.is_empty());
+    let batch = receiver.scrape();
+    let stats = receiver.last_scrape();
+    assert_eq!(batch.resources.len(), BIG);
+    assert_eq!((stats.vanished, stats.parse_errors), (0, 0), "{stats:?}");
+    assert_eq!(stats.kernel_threads_skipped, 200);
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// Parse `500ms`, `10s`, `2m`, `1h`, `1.5s` (a bare number is seconds).
+/// Parse `500ms`, `10s`, `2m`, `1h`, `1d`, `1.5s` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
@@ -21,17 +21,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ns" => 1e-9,
         "m" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         other => {
             return Err(format!(
-                "invalid duration {text:?}: unknown unit {other:?} (use ns, us, ms, s, m, h)"
+                "invalid duration {text:?}: unknown unit {other:?} (use ns, us, ms, s, m, h, d)"
             ));
         }
     };
-    let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {text:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("invalid duration {text:?}: out of range"))
 }
 
 /// `#[serde(deserialize_with = "duration::deserialize")]` for `Duration` fields.
@@ -44,8 +42,8 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     }
     match Raw::deserialize(d)? {
         Raw::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom),
-        Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
-        Raw::Secs(s) => Err(serde::de::Error::custom(format!("invalid duration {s}"))),
+        Raw::Secs(s) => Duration::try_from_secs_f64(s)
+            .map_err(|_| serde::de::Error::custom(format!("invalid duration {s}: out of range"))),
     }
 }
 
@@ -67,5 +65,7 @@ mod tests {
         assert!(parse_duration("ten seconds").is_err());
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("").is_err());
+        // Out of range is an error, never a panic.
+        assert!(parse_duration("99999999999999999999h").is_err());
     }
 }

@@ -536,6 +536,7 @@ mod tests {
             datapoints: series,
             bytes_raw: series * 40,
             bytes_gzip: series * 10,
+            bytes_gzip_estimated: false,
             processing_cpu: Duration::from_micros(250),
             series_added: 3,
             series_removed: 1,

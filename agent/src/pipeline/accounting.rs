@@ -8,9 +8,8 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::io::Write as _;
 use std::time::Duration;
 
-use phoenix_processors::model::{Attributes, Batch, Value};
+use phoenix_processors::model::{Attributes, Batch, Str, Value};
 use phoenix_processors::semconv;
-use prost::Message as _;
 use regex::RegexSet;
 use serde::Serialize;
 
@@ -33,6 +32,9 @@ pub struct PipelineStats {
     /// Size of the OTLP protobuf export request, uncompressed and gzipped.
     pub bytes_raw: usize,
     pub bytes_gzip: usize,
+    /// Whether `bytes_gzip` was extrapolated from the last measured
+    /// compression ratio rather than measured this interval.
+    pub bytes_gzip_estimated: bool,
     /// CPU time the pipeline's processors took this interval.
     pub processing_cpu: Duration,
     /// Series that appeared and disappeared since the previous interval.
@@ -147,6 +149,9 @@ pub struct Accountant {
     previous: KeySet,
     current: KeySet,
     encode_buffer: Vec<u8>,
+    gzip_buffer: Vec<u8>,
+    gzip_sample: Option<GzipSample>,
+    intervals_since_gzip: u32,
 }
 
 impl Accountant {
@@ -183,7 +188,7 @@ impl Accountant {
         let series_removed = self.previous.difference(&self.current).count();
         std::mem::swap(&mut self.previous, &mut self.current);
 
-        let (bytes_raw, bytes_gzip) = self.encoded_sizes(output);
+        let (bytes_raw, bytes_gzip, bytes_gzip_estimated) = self.encoded_sizes(output);
         let (cpu_total, memory_total) = totals(output);
         PipelineStats {
             pipeline: pipeline.to_string(),
@@ -193,6 +198,7 @@ impl Accountant {
             datapoints,
             bytes_raw,
             bytes_gzip,
+            bytes_gzip_estimated,
             processing_cpu,
             series_added,
             series_removed,
@@ -202,25 +208,58 @@ impl Accountant {
         }
     }
 
-    fn encoded_sizes(&mut self, output: &Batch) -> (usize, usize) {
-        let request = encode::to_request(output);
-        self.encode_buffer.clear();
-        if request.encode(&mut self.encode_buffer).is_err() {
-            return (0, 0);
+    /// The OTLP protobuf size, exact, and its gzipped size. Compressing a
+    /// whole scrape costs more than scraping it, so gzip is measured on
+    /// the first interval, every `GZIP_SAMPLE_EVERY` intervals, and when the
+    /// raw size moved by more than 20% since; in between the last measured
+    /// ratio is applied to the exact raw size.
+    fn encoded_sizes(&mut self, output: &Batch) -> (usize, usize, bool) {
+        let raw = encode::encoded_len(output);
+        self.intervals_since_gzip += 1;
+        let stale = self.gzip_sample.is_none_or(|s| {
+            self.intervals_since_gzip >= GZIP_SAMPLE_EVERY
+                || (raw as f64 - s.raw as f64).abs() > 0.2 * s.raw as f64
+        });
+        if stale {
+            self.encode_buffer.clear();
+            encode::encode_request(output, &mut self.encode_buffer);
+            let mut gz = flate2::write::GzEncoder::new(
+                std::mem::take(&mut self.gzip_buffer),
+                // What OTLP exporters (ours included) send with by default.
+                flate2::Compression::default(),
+            );
+            if let Ok(mut compressed) = gz.write_all(&self.encode_buffer).and_then(|_| gz.finish())
+            {
+                self.gzip_sample = Some(GzipSample {
+                    raw,
+                    gzip: compressed.len(),
+                });
+                compressed.clear();
+                self.gzip_buffer = compressed;
+            }
+            self.intervals_since_gzip = 0;
         }
-        let raw = self.encode_buffer.len();
-        // Level 6 is what OTLP exporters (and ours) send with by default.
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(raw / 4),
-            flate2::Compression::default(),
-        );
-        let gzip = gz
-            .write_all(&self.encode_buffer)
-            .and_then(|_| gz.finish())
-            .map(|v| v.len())
-            .unwrap_or(0);
-        (raw, gzip)
+        match self.gzip_sample {
+            Some(s) if s.raw == raw => (raw, s.gzip, !stale),
+            Some(s) if s.raw > 0 => (
+                raw,
+                (raw as f64 * s.gzip as f64 / s.raw as f64) as usize,
+                true,
+            ),
+            _ => (raw, 0, true),
+        }
     }
+}
+
+/// How often (in intervals) a pipeline's output is really gzipped to measure
+/// its compressed size.
+pub const GZIP_SAMPLE_EVERY: u32 = 10;
+
+/// The last gzip measurement: sizes before and after.
+#[derive(Clone, Copy, Debug)]
+struct GzipSample {
+    raw: usize,
+    gzip: usize,
 }
 
 /// CPU (utilization if present, else CPU time) and memory totals.
@@ -249,7 +288,9 @@ fn totals(batch: &Batch) -> (f64, f64) {
 /// compiled `critical_processes` and a per-process cache of their verdict.
 pub struct Comparator {
     critical: RegexSet,
-    verdicts: HashMap<u64, bool, BuildHasherDefault<PassThroughHasher>>,
+    /// Per process: the executable name the verdict was made on (a process
+    /// that execs keeps its identity but may change its name) and the verdict.
+    verdicts: HashMap<u64, (Option<Str>, bool), BuildHasherDefault<PassThroughHasher>>,
 }
 
 impl Comparator {
@@ -267,11 +308,22 @@ impl Comparator {
         for r in &snapshot.resources {
             let Some(id) = r.identity else { continue };
             live.insert(id);
-            let critical = *self.verdicts.entry(id).or_insert_with(|| {
-                r.attributes
-                    .get_str(semconv::PROCESS_EXECUTABLE_NAME)
-                    .is_some_and(|name| self.critical.is_match(name))
-            });
+            let name = match r.attributes.get(semconv::PROCESS_EXECUTABLE_NAME) {
+                Some(Value::Str(s)) => Some(s),
+                _ => None,
+            };
+            let cached = self
+                .verdicts
+                .get(&id)
+                .filter(|(seen, _)| seen.as_ref() == name);
+            let critical = match cached {
+                Some((_, verdict)) => *verdict,
+                None => {
+                    let verdict = name.is_some_and(|n| self.critical.is_match(n));
+                    self.verdicts.insert(id, (name.cloned(), verdict));
+                    verdict
+                }
+            };
             if critical {
                 out.push(id);
             }
@@ -437,6 +489,45 @@ mod tests {
         // Same values again: no churn.
         let s = a.measure("metrics/x", PipelineMode::Export, &second, Duration::ZERO);
         assert_eq!((s.series_added, s.series_removed), (0, 0));
+    }
+
+    #[test]
+    fn gzip_is_measured_now_and_then_and_extrapolated_between() {
+        let mut a = Accountant::new();
+        let b = batch((1..=50).map(|p| process(p, "w", 0.1, p * 4096)).collect());
+        let first = a.measure("m", PipelineMode::Export, &b, Duration::ZERO);
+        assert!(
+            !first.bytes_gzip_estimated,
+            "the first interval is measured"
+        );
+        assert!(first.bytes_gzip > 0 && first.bytes_gzip < first.bytes_raw);
+        let mut estimated = 0;
+        for _ in 0..GZIP_SAMPLE_EVERY {
+            let s = a.measure("m", PipelineMode::Export, &b, Duration::ZERO);
+            assert_eq!(s.bytes_raw, first.bytes_raw);
+            assert_eq!(s.bytes_gzip, first.bytes_gzip, "same output, same size");
+            estimated += usize::from(s.bytes_gzip_estimated);
+        }
+        assert_eq!(
+            estimated as u32,
+            GZIP_SAMPLE_EVERY - 1,
+            "one fresh measurement per period"
+        );
+        // A big change in size is measured at once.
+        let bigger = batch((1..=100).map(|p| process(p, "w", 0.1, p * 4096)).collect());
+        let s = a.measure("m", PipelineMode::Export, &bigger, Duration::ZERO);
+        assert!(!s.bytes_gzip_estimated);
+        assert_eq!(s.bytes_raw, encode::encoded_len(&bigger));
+    }
+
+    #[test]
+    fn a_process_that_execs_is_judged_again() {
+        let mut comparator = Comparator::new(&["^postgres$".to_string()]).unwrap();
+        // pid 7 starts as a shell, then execs postgres: same identity.
+        let before = comparator.critical_identities(&batch(vec![process(7, "sh", 0.0, 1)]));
+        assert!(before.0.is_empty());
+        let after = comparator.critical_identities(&batch(vec![process(7, "postgres", 0.0, 1)]));
+        assert_eq!(after.0, vec![7]);
     }
 
     #[test]

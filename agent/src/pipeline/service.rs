@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::accounting::IntervalReport;
 use super::topology::{BuildSummary, Topology};
 use crate::config::{AgentConfig, ComponentId, ConfigErrors};
 use crate::telemetry::registry::{Counter, Gauge, Registry};
@@ -142,6 +143,8 @@ struct Shared {
     scraped: Mutex<BTreeSet<ComponentId>>,
     stop: watch::Sender<bool>,
     metrics: ReloadMetrics,
+    /// Every interval's report, for whoever listens (the controller client).
+    reports: tokio::sync::broadcast::Sender<Arc<IntervalReport>>,
 }
 
 /// The running agent. Cheap to clone: clones share the same agent.
@@ -184,6 +187,7 @@ impl Service {
                 scraped: Mutex::new(BTreeSet::new()),
                 stop,
                 metrics,
+                reports: tokio::sync::broadcast::channel(16).0,
             }),
         };
         service.start_missing_loops();
@@ -198,6 +202,12 @@ impl Service {
     /// The running config.
     pub fn config(&self) -> Arc<AgentConfig> {
         self.shared.config.load_full()
+    }
+
+    /// Every interval's report from now on (what each pipeline cost and
+    /// kept). A slow listener misses reports rather than slowing the agent.
+    pub fn subscribe_reports(&self) -> tokio::sync::broadcast::Receiver<Arc<IntervalReport>> {
+        self.shared.reports.subscribe()
     }
 
     /// Hash, time and source of the running config.
@@ -397,6 +407,9 @@ async fn receiver_loop(id: ComponentId, shared: Arc<Shared>) {
                 e.observe_interval(&report);
             }
             mark_scraped(&shared, &id);
+            if shared.reports.receiver_count() > 0 {
+                let _ = shared.reports.send(Arc::new(report));
+            }
         }
         // The interval of the topology running now: a reload that changed it
         // takes effect from this tick on. A slow scrape delays the next tick

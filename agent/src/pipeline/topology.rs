@@ -341,7 +341,7 @@ impl Topology {
 
     /// Run every pipeline that reads from `receiver` on its snapshot, compare
     /// candidates with the baseline, export, and report.
-    pub(super) fn run_interval(&self, receiver: &ComponentId, snapshot: &Batch) -> IntervalReport {
+    pub fn run_interval(&self, receiver: &ComponentId, snapshot: &Batch) -> IntervalReport {
         let mut outputs: Vec<(&Pipeline, Arc<Batch>, PipelineStats)> = self
             .pipelines
             .iter()

@@ -115,11 +115,18 @@ pub fn main(spec: &str) -> ! {
         Err(e) => fail(2, &format!("bad {CHILD_ENV}: {e}")),
     };
     arm_death_signal(w.parent);
-    // Dispositions the simulator's own parent set to "ignore" survive exec;
-    // the simulator stops children with SIGTERM, so make sure it works.
+    // Ignored signals and the signal mask survive exec (a shell's `&`
+    // ignores SIGINT, the simulator blocks SIGTERM); the simulator stops
+    // children with SIGTERM, so make sure it works.
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: resetting a disposition to the default has no preconditions.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set that pthread_sigmask reads.
+    unsafe {
+        libc::sigemptyset(none.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut());
     }
     let started = Instant::now();
     let deadline = w.lifetime.map(|l| started + l);

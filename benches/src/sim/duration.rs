@@ -23,37 +23,8 @@ impl HumanDuration {
     }
 }
 
-/// Parse `text`; every failure is a sentence saying what is accepted.
-pub fn parse(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 30s, 5m, 1h"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        other => {
-            return Err(format!(
-                "invalid duration {text:?}: unknown unit {other:?} (use ns, us, ms, s, m, h, d)"
-            ));
-        }
-    };
-    from_secs_f64(value * scale).ok_or_else(|| format!("invalid duration {text:?}: out of range"))
-}
-
-/// `Duration::from_secs_f64` without its panic on huge, negative or NaN input.
-fn from_secs_f64(secs: f64) -> Option<Duration> {
-    Duration::try_from_secs_f64(secs).ok()
-}
+/// Parse `text` with the agent's own duration syntax.
+pub use phoenix_agent::config::duration::parse_duration as parse;
 
 impl FromStr for HumanDuration {
     type Err = String;
@@ -121,9 +92,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
             }
 
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<HumanDuration, E> {
-                from_secs_f64(v)
+                Duration::try_from_secs_f64(v)
                     .map(HumanDuration)
-                    .ok_or_else(|| E::custom(format!("invalid duration {v}")))
+                    .map_err(|_| E::custom(format!("invalid duration {v}")))
             }
         }
         d.deserialize_any(V)

@@ -165,8 +165,8 @@ fn read_number(path: &str) -> Option<u64> {
 }
 
 /// Run the profile until a stop signal or the duration; every child is
-/// dead and reaped when this returns. `Err` is a setup failure (nothing was
-/// spawned, or what was has been killed again).
+/// dead and reaped when this returns. `Err` is a setup failure, found
+/// before anything was spawned.
 pub fn run(options: Options) -> Result<Summary, String> {
     preflight(&options.profile)?;
     let mut exes = ExeDir::create(&options.work_base).map_err(|e| e.to_string())?;
@@ -225,6 +225,7 @@ pub fn run(options: Options) -> Result<Summary, String> {
         pgid: None,
         own_pid,
         signals: &signals,
+        reap_due: false,
         stop: None,
         spawned: 0,
         exited: 0,
@@ -257,6 +258,10 @@ pub fn run(options: Options) -> Result<Summary, String> {
             break;
         }
         let mut timeout = Duration::from_secs(1);
+        if sim.reap_due {
+            // A SIGCHLD was taken while spawning: don't wait for another.
+            timeout = Duration::ZERO;
+        }
         if churning {
             timeout = timeout.min((last_churn + CHURN_TICK).saturating_duration_since(now));
         }
@@ -326,6 +331,8 @@ struct Sim<'a> {
     pgid: Option<i32>,
     own_pid: i32,
     signals: &'a BlockedSignals,
+    /// A SIGCHLD was taken and its children are not reaped yet.
+    reap_due: bool,
     stop: Option<StopReason>,
     spawned: u64,
     exited: u64,
@@ -338,10 +345,10 @@ struct Sim<'a> {
 impl Sim<'_> {
     /// Wait up to `timeout` for a signal; a stop signal sets `stop`.
     fn wait(&mut self, timeout: Duration) {
-        if let Some(sig) = self.signals.wait(timeout)
-            && sig != libc::SIGCHLD
-        {
-            self.stop = Some(StopReason::Signal(sig));
+        match self.signals.wait(timeout) {
+            Some(libc::SIGCHLD) => self.reap_due = true,
+            Some(sig) => self.stop = Some(StopReason::Signal(sig)),
+            None => {}
         }
     }
 
@@ -378,9 +385,15 @@ impl Sim<'_> {
             .process_group(self.pgid.unwrap_or(0));
         let parent = self.own_pid;
         // SAFETY: the closure runs between fork and exec and only makes
-        // async-signal-safe calls (prctl, getppid) without allocating.
+        // async-signal-safe calls (sigprocmask, prctl, getppid) without
+        // allocating.
         unsafe {
             cmd.pre_exec(move || {
+                // The mask survives exec and std does not reset it: without
+                // this, children would inherit SIGTERM blocked and ignore churn.
+                let mut none = MaybeUninit::<libc::sigset_t>::uninit();
+                libc::sigemptyset(none.as_mut_ptr());
+                libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut());
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -427,6 +440,7 @@ impl Sim<'_> {
 
     /// Collect every child that has ended.
     fn reap(&mut self) {
+        self.reap_due = false;
         loop {
             let mut status = 0;
             // SAFETY: `status` is a valid out-parameter.
@@ -599,9 +613,8 @@ impl BlockedSignals {
 
 impl Drop for BlockedSignals {
     fn drop(&mut self) {
-        // Signals that arrived after the stop stay pending until unblocked;
-        // a SIGCHLD must not take the default action (ignore) — it does not —
-        // and a second SIGTERM may now end the process, which is finished.
+        // Every child is reaped by now, so a signal still pending does what
+        // it would have done without the simulator (a second Ctrl-C ends it).
         // SAFETY: `old` is the initialised mask saved in `block`.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
     }

@@ -93,7 +93,9 @@ impl Transport for GrpcTransport {
     type Payload = Bytes;
 
     fn prepare(&self, batch: &Batch) -> Result<Bytes, String> {
-        Ok(super::encode::to_request(batch).encode_to_vec().into())
+        let mut body = Vec::new();
+        super::encode::encode_request(batch, &mut body);
+        Ok(body.into())
     }
 
     fn send<'a>(&'a self, payload: &'a Bytes) -> BoxFuture<'a, Result<Accepted, SendError>> {

@@ -98,12 +98,17 @@ impl Transport for HttpTransport {
     type Payload = Bytes;
 
     fn prepare(&self, batch: &Batch) -> Result<Bytes, String> {
-        let request = super::encode::to_request(batch);
         let body = match self.encoding {
-            Encoding::Proto => request.encode_to_vec(),
+            Encoding::Proto => {
+                let mut body = Vec::new();
+                super::encode::encode_request(batch, &mut body);
+                body
+            }
             // opentelemetry-proto's serde derives implement the OTLP/JSON
             // mapping (camelCase, 64-bit integers as strings, enums as ints).
-            Encoding::Json => serde_json::to_vec(&request).map_err(|e| e.to_string())?,
+            Encoding::Json => {
+                serde_json::to_vec(&super::encode::to_request(batch)).map_err(|e| e.to_string())?
+            }
         };
         Ok(match self.compression {
             Compression::None => body.into(),

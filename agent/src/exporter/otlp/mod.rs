@@ -13,7 +13,7 @@ pub mod encode;
 pub mod grpc;
 pub mod http;
 mod queue;
-mod retry;
+pub(crate) mod retry;
 mod sender;
 
 use std::collections::BTreeMap;
@@ -328,7 +328,7 @@ fn check_headers(
 
 /// Read and sanity-check a CA file at build time, so that a typo fails the
 /// config instead of every later TLS handshake.
-fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let pem = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("tls.ca_file {}: cannot read: {e}", path.display()))?;
     // rustls skips what it cannot parse, so a file without any certificate
@@ -347,7 +347,7 @@ fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 
 /// An error and its sources on one line: the top-level message of
 /// transport errors ("error sending request") hides the useful part.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -364,7 +364,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Server-provided text made safe for a log line: control characters
 /// replaced (no forged log lines), length capped (no log flooding).
-fn sanitize(text: &str, max_chars: usize) -> String {
+pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
     let mut out: String = text
         .chars()
         .take(max_chars)

@@ -37,8 +37,10 @@ impl SendError {
 
 /// The wait before each retry of one batch: `initial_interval`, growing by
 /// `multiplier` up to `max_interval`, each randomized by
-/// `randomization_factor` (the Collector's algorithm).
+/// `randomization_factor` (the Collector's algorithm). Also paces the
+/// controller client's reconnects, so both retry the same way.
 pub(crate) struct Backoff {
+    initial: Duration,
     next: Duration,
     max: Duration,
     multiplier: f64,
@@ -47,21 +49,43 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(cfg: &RetryConfig) -> Self {
+        Self::exponential(
+            cfg.initial_interval,
+            cfg.max_interval,
+            cfg.multiplier,
+            cfg.randomization_factor,
+        )
+    }
+
+    /// Starts at `initial`, grows by `multiplier` up to `max`, each wait
+    /// drawn from `[1 - randomization, 1 + randomization]` × the step.
+    pub(crate) fn exponential(
+        initial: Duration,
+        max: Duration,
+        multiplier: f64,
+        randomization: f64,
+    ) -> Self {
         Backoff {
-            next: cfg.initial_interval,
-            max: cfg.max_interval.max(cfg.initial_interval),
+            initial,
+            next: initial,
+            max: max.max(initial),
             // Sanitized here too: a config built in code skips `validate`.
-            multiplier: if cfg.multiplier.is_finite() {
-                cfg.multiplier.max(1.0)
+            multiplier: if multiplier.is_finite() {
+                multiplier.max(1.0)
             } else {
                 1.0
             },
-            randomization: if cfg.randomization_factor.is_finite() {
-                cfg.randomization_factor.clamp(0.0, 1.0)
+            randomization: if randomization.is_finite() {
+                randomization.clamp(0.0, 1.0)
             } else {
                 0.0
             },
         }
+    }
+
+    /// Back to the first step, after an attempt that succeeded.
+    pub(crate) fn reset(&mut self) {
+        self.next = self.initial;
     }
 
     /// The wait before the next retry.
@@ -160,6 +184,21 @@ mod tests {
         let draws: Vec<f64> = (0..1000).map(|_| rng.next_f64()).collect();
         assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
         assert!(draws.iter().any(|x| *x < 0.1) && draws.iter().any(|x| *x > 0.9));
+    }
+
+    #[test]
+    fn reset_starts_over() {
+        let mut rng = XorShift::new(3);
+        let mut b = Backoff::exponential(
+            Duration::from_millis(100),
+            Duration::from_millis(1000),
+            2.0,
+            0.0,
+        );
+        b.next_delay(&mut rng);
+        b.next_delay(&mut rng);
+        b.reset();
+        assert_eq!(b.next_delay(&mut rng), Duration::from_millis(100));
     }
 
     #[test]

@@ -40,6 +40,7 @@ use cache::{AttrKeys, CachedProcess, CpuSample, Identity, ProcessCache};
 pub use config::{ProcfsConfig, Toggle};
 use metrics::{Descs, PointAttrs};
 use parse::{ContextSwitches, Io, Stat};
+pub(crate) use sys::hostname;
 use sys::{Dir, PidPath, ReadError};
 use users::Users;
 

@@ -1,0 +1,197 @@
+//! The agent's instance id: how a controller tells this agent from every
+//! other one, across reconnects and (with `--state-dir`) restarts.
+//!
+//! A host name is not enough: two agents may share one (pods of a
+//! StatefulSet on different clusters, cloned VMs), and one host may run a
+//! second agent for a test. So the id is random, generated once and kept.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::exporter::otlp::retry::XorShift;
+
+/// The file under `--state-dir` holding the instance id.
+pub const INSTANCE_ID_FILE: &str = "instance-id";
+
+/// Longest instance id accepted from the state file.
+const MAX_ID_LEN: usize = 128;
+
+/// The instance id and whether it outlives this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceId {
+    pub id: String,
+    /// False when there is no `--state-dir` (or it is not writable): a
+    /// restart will show up on the controller as a new agent.
+    pub persistent: bool,
+}
+
+/// The id kept in `state_dir`, created there on first use. Without a
+/// state dir (or when it cannot be written) the id is `host-<random>` and
+/// lives as long as the process.
+pub fn load_or_create(state_dir: Option<&Path>, host_name: &str) -> InstanceId {
+    let Some(dir) = state_dir else {
+        return ephemeral(host_name);
+    };
+    let path = dir.join(INSTANCE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if is_valid(text.trim()) => {
+            return InstanceId {
+                id: text.trim().to_string(),
+                persistent: true,
+            };
+        }
+        Ok(_) => tracing::warn!(
+            path = %path.display(),
+            "the instance id file does not hold a valid id; generating a new one (the controller will see a new agent)"
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the instance id; generating a new one")
+        }
+    }
+    let id = random_uuid();
+    match write_atomically(dir, &id) {
+        Ok(()) => InstanceId {
+            id,
+            persistent: true,
+        },
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot keep the instance id in --state-dir; it lasts until the agent stops"
+            );
+            InstanceId {
+                id,
+                persistent: false,
+            }
+        }
+    }
+}
+
+fn ephemeral(host_name: &str) -> InstanceId {
+    let host: String = host_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(MAX_ID_LEN - 9)
+        .collect();
+    let suffix = &random_uuid()[..8];
+    InstanceId {
+        id: if host.is_empty() {
+            format!("agent-{suffix}")
+        } else {
+            format!("{host}-{suffix}")
+        },
+        persistent: false,
+    }
+}
+
+/// A file someone edited by hand is accepted if it is a plausible id (not
+/// necessarily a UUID: an operator may pin a readable one).
+fn is_valid(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Written to a temporary file and renamed, like the remote config: a crash
+/// never leaves an empty or half-written id behind.
+fn write_atomically(dir: &Path, id: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{INSTANCE_ID_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{id}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(INSTANCE_ID_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A random (version 4) UUID, lowercase hex with dashes. The bytes come
+/// from the OS; should that fail, from the clock-seeded generator the
+/// retries use, which is still unique enough to tell agents apart.
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    let os = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    if os.is_err() {
+        let mut rng = XorShift::from_entropy();
+        b[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+        b[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(label: &str) -> std::path::PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        std::env::temp_dir().join(format!(
+            "phoenix-identity-{label}-{}-{nanos}",
+            std::process::id()
+        ))
+    }
+
+    #[test]
+    fn uuids_are_version_4_and_distinct() {
+        let a = random_uuid();
+        let b = random_uuid();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.as_bytes()[14], b'4', "{a}");
+        assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{a}");
+        assert!(is_valid(&a));
+    }
+
+    #[test]
+    fn the_id_is_created_once_and_kept() {
+        let dir = temp_dir("kept");
+        let first = load_or_create(Some(&dir), "node-1");
+        assert!(first.persistent);
+        let again = load_or_create(Some(&dir), "node-1");
+        assert_eq!(first, again);
+        // A hand-pinned readable id is respected.
+        std::fs::write(dir.join(INSTANCE_ID_FILE), "edge-agent-7\n").unwrap();
+        assert_eq!(load_or_create(Some(&dir), "x").id, "edge-agent-7");
+        // Garbage is replaced rather than sent to the controller.
+        std::fs::write(dir.join(INSTANCE_ID_FILE), "not an id\u{1b}[31m").unwrap();
+        let replaced = load_or_create(Some(&dir), "x");
+        assert!(is_valid(&replaced.id) && replaced.id != "edge-agent-7");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_state_dir_the_id_is_the_host_and_a_random_suffix() {
+        let a = load_or_create(None, "web-1.example");
+        assert!(!a.persistent);
+        assert!(a.id.starts_with("web-1.example-"), "{}", a.id);
+        assert_ne!(a.id, load_or_create(None, "web-1.example").id);
+        assert!(load_or_create(None, "").id.starts_with("agent-"));
+        assert!(is_valid(&load_or_create(None, "wéird host/name").id));
+    }
+
+    #[test]
+    fn an_unwritable_state_dir_gives_an_ephemeral_id() {
+        let file = temp_dir("file");
+        std::fs::write(&file, "a file, not a directory").unwrap();
+        let id = load_or_create(Some(&file), "h");
+        assert!(!id.persistent);
+        assert!(is_valid(&id.id));
+        let _ = std::fs::remove_file(&file);
+    }
+}

@@ -1,0 +1,322 @@
+//! The controller client: one long-lived gRPC session (`AgentControl/Session`
+//! of `phoenix.agent.v1`) to a Phoenix controller.
+//!
+//! The agent says who it is and what it runs (`Hello`), streams every
+//! interval's per-pipeline stats and a heartbeat, and applies the configs the
+//! controller pushes through the agent's one reload path, answering each
+//! push with APPLYING then APPLIED or FAILED. When the controller is away
+//! the agent keeps running its last applied config and reconnects with
+//! exponential backoff and jitter, forever.
+//!
+//! The session task never touches the pipelines itself: a push becomes a
+//! [`ReloadRequest`](crate::pipeline::ReloadRequest) on the same channel
+//! `POST /-/reload` uses, so validation, the swap and persistence to
+//! `--state-dir` happen in one place whatever the trigger.
+
+mod client;
+pub mod convert;
+pub mod identity;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+pub use client::{Client, ControllerMetrics};
+
+use crate::exporter::otlp::{error_chain, read_ca_file};
+use crate::pipeline::{ReloadRequest, Service};
+use crate::telemetry::registry::Registry;
+
+/// How long establishing the TCP (and TLS) connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on an otherwise quiet session, so that a controller that
+/// vanished without closing the connection (a node lost, a NAT entry
+/// expired) is noticed within seconds rather than by the kernel's TCP
+/// timeout, which can take many minutes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the command line says about the controller.
+#[derive(Debug, Clone, Default)]
+pub struct ControllerSettings {
+    /// `http://host:port` or `https://host:port`.
+    pub url: String,
+    /// Sent as `authorization: Bearer <token>` on every session.
+    pub token: Option<String>,
+    /// PEM roots that replace the system roots for `https://`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for controllers that require one.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// `--label key=value`, reported in every Hello.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A validated way to reach the controller: where, how (TLS) and with
+/// which credentials. Built once at start so that a bad flag stops the
+/// agent at once instead of failing every reconnect forever.
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) authorization: Option<AsciiMetadataValue>,
+    /// The URL, for logs (it never holds the token).
+    pub(crate) url: String,
+}
+
+impl Connection {
+    pub fn new(settings: &ControllerSettings) -> anyhow::Result<Connection> {
+        let url = settings.url.trim().to_string();
+        let https = url.starts_with("https://");
+        if !https && !url.starts_with("http://") {
+            anyhow::bail!("--controller {url:?}: expected an http:// or https:// URL");
+        }
+        if url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(rest))
+            .is_some_and(|authority| authority.contains('@'))
+        {
+            // It would be logged with every connection state change.
+            anyhow::bail!(
+                "--controller: credentials in the URL are not supported; use --controller-token"
+            );
+        }
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| anyhow::anyhow!("--controller {url:?}: {}", error_chain(&e)))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .user_agent(concat!("phoenix-agent/", env!("CARGO_PKG_VERSION")))
+            .map_err(|e| anyhow::anyhow!("--controller: {}", error_chain(&e)))?;
+        // No `Endpoint::timeout`: it bounds whole requests, and the session
+        // is one request meant to last for days.
+
+        let client_identity = match (&settings.client_cert, &settings.client_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let read = |flag: &str, path: &PathBuf| {
+                    std::fs::read(path)
+                        .map_err(|e| anyhow::anyhow!("{flag} {}: cannot read: {e}", path.display()))
+                };
+                Some(Identity::from_pem(
+                    read("--controller-cert", cert)?,
+                    read("--controller-key", key)?,
+                ))
+            }
+            _ => anyhow::bail!("--controller-cert and --controller-key go together"),
+        };
+        if https {
+            let mut tls = match &settings.ca_file {
+                Some(path) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(
+                    read_ca_file(path).map_err(|e| anyhow::anyhow!("--controller-ca: {e}"))?,
+                )),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            if let Some(identity) = client_identity {
+                tls = tls.identity(identity);
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| {
+                anyhow::anyhow!("--controller: TLS setup failed: {}", error_chain(&e))
+            })?;
+        } else if settings.ca_file.is_some() || client_identity.is_some() {
+            // Silently ignoring them would send the token in clear text to
+            // someone who believes it is protected.
+            anyhow::bail!(
+                "--controller-ca/--controller-cert need an https:// --controller URL (got {url})"
+            );
+        }
+
+        let authorization = match settings.token.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(token) => Some(
+                AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--controller-token: must be printable ASCII without line breaks"
+                    )
+                })?,
+            ),
+        };
+        Ok(Connection {
+            endpoint,
+            authorization,
+            url,
+        })
+    }
+
+    /// Whether credentials travel without TLS to another machine: worth a
+    /// warning, not a refusal (a sidecar or a trusted network may do that
+    /// on purpose).
+    pub fn token_in_clear_text(&self) -> bool {
+        self.authorization.is_some()
+            && self.url.starts_with("http://")
+            && !self.endpoint.uri().host().is_some_and(is_loopback_host)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Start the controller client for the running `service`: pushes go to
+/// `reloads` (the dispatcher `POST /-/reload` uses). The task runs until
+/// aborted, which is how the agent stops it.
+pub fn spawn(
+    connection: Connection,
+    labels: BTreeMap<String, String>,
+    state_dir: Option<&Path>,
+    service: Service,
+    reloads: mpsc::Sender<ReloadRequest>,
+    registry: &Registry,
+) -> JoinHandle<()> {
+    let host_name = crate::receiver::procfs::hostname().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "gethostname failed; the controller sees no host name");
+        String::new()
+    });
+    let instance_id = identity::load_or_create(state_dir, &host_name);
+    if connection.token_in_clear_text() {
+        tracing::warn!(
+            controller = %connection.url,
+            "the controller token is sent without TLS to another host; use an https:// URL"
+        );
+    }
+    tracing::info!(
+        controller = %connection.url,
+        instance_id = %instance_id.id,
+        instance_id_kept = instance_id.persistent,
+        labels = ?labels,
+        "controller client started{}",
+        if instance_id.persistent {
+            ""
+        } else {
+            " (ephemeral instance id: give --state-dir to keep it across restarts)"
+        }
+    );
+    let metrics = ControllerMetrics::new(registry);
+    let client = Client::new(
+        connection,
+        instance_id,
+        host_name,
+        labels,
+        service,
+        reloads,
+        metrics,
+    );
+    tokio::spawn(client.run())
+}
+
+/// `localhost` or a loopback address (`127.0.0.1`, `[::1]`).
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Longest label key and value accepted on the command line.
+const MAX_LABEL_LEN: usize = 256;
+
+/// Parse `--label key=value`. Keys are kept to the characters label
+/// selectors use (letters, digits, `_ - . /`) so that a selector can always
+/// name them; values may be anything printable.
+pub fn parse_label(arg: &str) -> Result<(String, String), String> {
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("{arg:?}: expected key=value"))?;
+    let key = key.trim();
+    if key.is_empty() || key.len() > MAX_LABEL_LEN {
+        return Err(format!(
+            "{arg:?}: the key must be 1 to {MAX_LABEL_LEN} characters"
+        ));
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
+    {
+        return Err(format!(
+            "{arg:?}: {c:?} is not allowed in a label key (letters, digits, _ - . /)"
+        ));
+    }
+    if value.len() > MAX_LABEL_LEN || value.chars().any(char::is_control) {
+        return Err(format!(
+            "{arg:?}: the value must be at most {MAX_LABEL_LEN} printable characters"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> ControllerSettings {
+        ControllerSettings {
+            url: url.into(),
+            ..ControllerSettings::default()
+        }
+    }
+
+    #[test]
+    fn labels_parse_and_refuse_what_a_selector_cannot_name() {
+        assert_eq!(parse_label("env=prod"), Ok(("env".into(), "prod".into())));
+        assert_eq!(
+            parse_label("topology.kubernetes.io/zone=eu-1a"),
+            Ok(("topology.kubernetes.io/zone".into(), "eu-1a".into()))
+        );
+        assert_eq!(parse_label("empty="), Ok(("empty".into(), String::new())));
+        assert_eq!(parse_label("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_label("novalue").is_err());
+        assert!(parse_label("=x").is_err());
+        assert!(parse_label("sp ace=x").is_err());
+        assert!(parse_label("k=line\nbreak").is_err());
+    }
+
+    #[tokio::test]
+    async fn urls_and_credentials_are_checked_at_start() {
+        assert!(Connection::new(&settings("http://127.0.0.1:4320")).is_ok());
+        assert!(Connection::new(&settings("https://controller.example:4320")).is_ok());
+        let err = |s: ControllerSettings| Connection::new(&s).err().unwrap().to_string();
+        assert!(err(settings("controller:4320")).contains("http:// or https://"));
+        assert!(err(settings("ftp://x")).contains("http:// or https://"));
+        assert!(err(settings("http://user:pw@host:4320")).contains("--controller-token"));
+        assert!(Connection::new(&settings("http://host:4320/path@x")).is_ok());
+        let mut ca_on_http = settings("http://127.0.0.1:4320");
+        ca_on_http.ca_file = Some("/nonexistent".into());
+        assert!(err(ca_on_http).contains("https://"));
+        let mut missing_ca = settings("https://127.0.0.1:4320");
+        missing_ca.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(err(missing_ca).contains("--controller-ca"));
+        let mut half_identity = settings("https://127.0.0.1:4320");
+        half_identity.client_cert = Some("/x".into());
+        assert!(err(half_identity).contains("go together"));
+        let mut bad_token = settings("http://127.0.0.1:4320");
+        bad_token.token = Some("a\nb".into());
+        assert!(err(bad_token).contains("--controller-token"));
+    }
+
+    #[tokio::test]
+    async fn a_token_sent_in_clear_text_to_another_host_is_noticed() {
+        let with_token = |url: &str| {
+            let mut s = settings(url);
+            s.token = Some("t".into());
+            Connection::new(&s).unwrap()
+        };
+        assert!(with_token("http://controller.example:4320").token_in_clear_text());
+        assert!(!with_token("http://127.0.0.1:4320").token_in_clear_text());
+        assert!(!with_token("http://localhost:4320").token_in_clear_text());
+        assert!(!with_token("http://[::1]:4320").token_in_clear_text());
+        assert!(!with_token("https://controller.example:4320").token_in_clear_text());
+        assert!(
+            !Connection::new(&settings("http://controller.example:4320"))
+                .unwrap()
+                .token_in_clear_text()
+        );
+    }
+}

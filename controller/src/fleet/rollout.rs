@@ -1,0 +1,287 @@
+//! Pushes and their rollout: validate, store, send to the agents online,
+//! record their answers, re-offer the desired config on reconnect, and
+//! time out what nobody answers. The gRPC service and the API call these;
+//! they hold no state of their own beyond the store and the fleet.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use phoenix_agent::config::{AgentConfig, ConfigError};
+use phoenix_proto::v1::{ConfigPush, ControllerMessage, controller_message};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::store::{
+    AgentHello, CreatePushError, Desired, NewPush, Selector, StatusReport, TargetChange,
+    TargetState,
+};
+use crate::{Shared, blocking, now_ms, templates};
+
+/// Where the pushed config comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    Yaml(String),
+    Template(String),
+}
+
+/// A push as the API asks for it.
+#[derive(Debug, Clone)]
+pub struct PushRequest {
+    pub selector: Selector,
+    pub source: ConfigSource,
+    pub author: String,
+}
+
+/// A created push: its id, config hash and where each target stands.
+#[derive(Debug, Clone)]
+pub struct PushCreated {
+    pub id: String,
+    pub hash: String,
+    pub created_at: i64,
+    pub deadline: i64,
+    pub targets: Vec<(String, TargetState)>,
+}
+
+/// Why a push was refused. Nothing was stored or sent.
+#[derive(Debug)]
+pub enum PushError {
+    /// The config does not validate: every error.
+    Invalid(Vec<ConfigError>),
+    UnknownTemplate(String),
+    /// The selector matched no agent, or named unknown ones.
+    NoTarget(String),
+    Internal(String),
+}
+
+/// Validate a config with the agent's own loader (what the agent will do
+/// on receipt). Runs off the async workers: hostile YAML costs CPU, and a
+/// panic in the loader must not take the controller down.
+pub async fn validate(text: String) -> Result<(), Vec<ConfigError>> {
+    match blocking(move || AgentConfig::load(&text).map(|_| ())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(errors)) => Err(errors.0),
+        Err(_) => Err(vec![ConfigError {
+            component: None,
+            message: "the config validator crashed on this input".into(),
+            location: None,
+        }]),
+    }
+}
+
+/// A fresh push id: 96 random bits in hex, unique across restarts.
+fn new_push_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 12];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No OS randomness is next to impossible on Linux; time and a
+        // counter are still unique within this controller.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes[..8].copy_from_slice(&(now_ms() as u64).to_be_bytes());
+        bytes[8..].copy_from_slice(&(seq as u32).to_be_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn config_push(desired: &Desired) -> ControllerMessage {
+    ControllerMessage {
+        body: Some(controller_message::Body::ConfigPush(ConfigPush {
+            push_id: desired.push_id.clone(),
+            hash: desired.hash.clone(),
+            yaml: desired.yaml.clone(),
+            experiment_id: String::new(),
+        })),
+    }
+}
+
+/// Validate, store and send a push.
+pub async fn create_push(
+    shared: &Arc<Shared>,
+    request: PushRequest,
+) -> Result<PushCreated, PushError> {
+    let (yaml, template) = match request.source {
+        ConfigSource::Yaml(y) => (y, None),
+        ConfigSource::Template(name) => {
+            let dir = shared.settings.templates_dir.clone();
+            let lookup = name.clone();
+            let t = blocking(move || templates::get(&dir, &lookup))
+                .await
+                .map_err(|e| PushError::Internal(e.to_string()))?;
+            match t.and_then(|t| t.content) {
+                Some(content) => (content, Some(name)),
+                None => return Err(PushError::UnknownTemplate(name)),
+            }
+        }
+    };
+    validate(yaml.clone()).await.map_err(PushError::Invalid)?;
+
+    let now = now_ms();
+    let deadline = now.saturating_add(shared.settings.push_timeout.as_millis() as i64);
+    let push = NewPush {
+        id: new_push_id(),
+        hash: phoenix_agent::pipeline::config_hash(&yaml),
+        selector: request.selector,
+        yaml,
+        template,
+        author: request.author,
+        deadline,
+    };
+    let store = shared.store.clone();
+    let (push, result) = blocking(move || {
+        let r = store.create_push(&push, now);
+        (push, r)
+    })
+    .await
+    .map_err(|e| PushError::Internal(e.to_string()))?;
+    let (targets, superseded) = match result {
+        Ok(t) => t,
+        Err(CreatePushError::NoMatch(m)) => return Err(PushError::NoTarget(m)),
+        Err(e @ CreatePushError::UnknownAgents(_)) => {
+            return Err(PushError::NoTarget(e.to_string()));
+        }
+        Err(CreatePushError::Store(e)) => {
+            shared.metrics.store_errors.inc();
+            return Err(PushError::Internal(e.to_string()));
+        }
+    };
+    shared.metrics.pushes_created.inc();
+    for _ in 0..superseded {
+        shared.metrics.outcome(TargetState::Superseded);
+    }
+
+    // Send after the commit, so an answer can never arrive for a push the
+    // store does not know yet. Offline agents get it on their next Hello.
+    let desired = Desired {
+        push_id: push.id.clone(),
+        hash: push.hash.clone(),
+        yaml: push.yaml,
+    };
+    let message = config_push(&desired);
+    let sent: Vec<String> = targets
+        .iter()
+        .filter(|agent| shared.fleet.send(agent, message.clone()).is_ok())
+        .cloned()
+        .collect();
+    let store = shared.store.clone();
+    let push_id = push.id.clone();
+    let sent_for_store = sent.clone();
+    match blocking(move || store.mark_applying(&push_id, &sent_for_store, now_ms())).await {
+        Ok(Ok(())) => {}
+        _ => shared.metrics.store_errors.inc(),
+    }
+    tracing::info!(
+        push = %push.id,
+        hash = %push.hash,
+        author = %push.author,
+        targets = targets.len(),
+        sent = sent.len(),
+        "push created"
+    );
+    let sent: std::collections::HashSet<String> = sent.into_iter().collect();
+    let targets = targets
+        .into_iter()
+        .map(|a| {
+            let state = if sent.contains(&a) {
+                TargetState::Applying
+            } else {
+                TargetState::Pending
+            };
+            (a, state)
+        })
+        .collect();
+    Ok(PushCreated {
+        id: push.id,
+        hash: push.hash,
+        created_at: now,
+        deadline,
+        targets,
+    })
+}
+
+fn count_outcomes(shared: &Shared, changes: &[TargetChange]) {
+    for c in changes.iter().filter(|c| c.state.is_final()) {
+        shared.metrics.outcome(c.state);
+        tracing::info!(push = %c.push_id, agent = %c.agent_id, state = c.state.as_str(), "push target finished");
+    }
+}
+
+/// Record a Hello and re-offer the agent's desired config if it does not
+/// run it.
+/// `connected_at` identifies the session (unix ms of its first Hello);
+/// `opens_session` is false for a state report within a session.
+pub async fn on_hello(
+    shared: &Arc<Shared>,
+    hello: AgentHello,
+    connected_at: i64,
+    opens_session: bool,
+) -> Result<(), String> {
+    let store = shared.store.clone();
+    let id = hello.id.clone();
+    let outcome = blocking(move || store.hello(&hello, connected_at, now_ms(), opens_session))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| {
+            shared.metrics.store_errors.inc();
+            e.to_string()
+        })?;
+    count_outcomes(shared, &outcome.changes);
+    if let Some(desired) = outcome.resend {
+        tracing::info!(agent = %id, push = %desired.push_id, hash = %desired.hash, "agent does not run its desired config: sending it");
+        let _ = shared.fleet.send(&id, config_push(&desired));
+    }
+    Ok(())
+}
+
+/// Record a ConfigStatus.
+pub async fn on_status(shared: &Arc<Shared>, agent_id: &str, report: StatusReport) {
+    let store = shared.store.clone();
+    let id = agent_id.to_string();
+    match blocking(move || store.config_status(&id, &report, now_ms())).await {
+        Ok(Ok(changes)) => count_outcomes(shared, &changes),
+        Ok(Err(e)) => {
+            shared.metrics.store_errors.inc();
+            tracing::error!(agent = agent_id, error = %e, "cannot record a config status");
+        }
+        Err(e) => tracing::error!(agent = agent_id, error = %e, "cannot record a config status"),
+    }
+}
+
+/// Every tick: close sessions silent past the heartbeat timeout (the agent
+/// is offline) and time out pushes past their deadline.
+pub fn spawn_reaper(
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<anyhow::Result<()>> {
+    let period =
+        (shared.fleet.timeout() / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = crate::stopped(&mut stop) => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let expired = shared.fleet.expire(Instant::now());
+            let store = shared.store.clone();
+            let metrics_shared = shared.clone();
+            let result = blocking(move || {
+                for (agent, connected_at) in &expired {
+                    tracing::warn!(agent = %agent, "no message within the heartbeat timeout: agent offline");
+                    metrics_shared.metrics.agents_timed_out.inc();
+                    store.set_offline(agent, *connected_at)?;
+                }
+                store.expire_pushes(now_ms())
+            })
+            .await;
+            match result {
+                Ok(Ok(changes)) => count_outcomes(&shared, &changes),
+                Ok(Err(e)) => {
+                    shared.metrics.store_errors.inc();
+                    tracing::error!(error = %e, "store maintenance failed");
+                }
+                Err(e) => tracing::error!(error = %e, "store maintenance failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,254 @@
+//! The Phoenix controller: agents connect over gRPC (`AgentControl/Session`),
+//! operators push configs over a JSON API, and every push, rollout state and
+//! agent is kept in an embedded SQLite store.
+//!
+//! The binary (`main.rs`) is a thin CLI over [`start`], so that tests and the
+//! fan-out bench run the very same controller in-process.
+//!
+//! Components, one folder each: [`store`] (SQLite), [`fleet`] (live sessions
+//! and the rollout logic), [`grpc`] (the agents' side), [`api`] (HTTP),
+//! [`auth`] (tokens), [`tls`] (rustls on both ports).
+
+pub mod api;
+pub mod auth;
+pub mod fleet;
+pub mod grpc;
+pub mod metrics;
+pub mod store;
+pub mod templates;
+pub mod tls;
+
+use std::future::Future as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::Token;
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tls::TlsMaterial;
+
+/// Defaults: loopback only. Opening them to the network is a deliberate
+/// `--grpc-listen 0.0.0.0:4320` (with TLS, see docs/CONTROLLER.md).
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4320";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+/// 3 × the agent's 10 s heartbeat.
+pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything the controller needs to run, already checked.
+#[derive(Clone)]
+pub struct Settings {
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    /// Holds `controller.db`.
+    pub data_dir: PathBuf,
+    /// `*.yaml` files, pushable by name (the file stem).
+    pub templates_dir: PathBuf,
+    /// Bearer token for the HTTP API.
+    pub api_token: Token,
+    /// Bearer token agents present in the `authorization` gRPC metadata.
+    pub agent_token: Token,
+    /// GET requests (and config validation) need no token.
+    pub api_read_open: bool,
+    pub tls: Option<TlsMaterial>,
+    /// An agent silent for this long is offline and its session closed.
+    pub agent_timeout: Duration,
+    /// Open targets of a push become `timeout` after this.
+    pub push_timeout: Duration,
+}
+
+/// What the gRPC service, the API and the background tasks share.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub fleet: Fleet,
+    pub metrics: Metrics,
+    pub settings: Settings,
+}
+
+/// Why the controller did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store in {dir}: {error}")]
+    Store {
+        dir: String,
+        error: store::StoreError,
+    },
+    #[error("cannot listen for {what} on {addr}: {error}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A started controller.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Open the store, bind both ports and serve until [`Running::shutdown`].
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let dir = settings.data_dir.clone();
+    let store = blocking(move || {
+        let store = Store::open_dir(&dir)?;
+        // No session survives a restart: every agent is offline until its
+        // next Hello.
+        store.mark_all_offline()?;
+        Ok::<_, store::StoreError>(store)
+    })
+    .await
+    .map_err(|e| StartError::Store {
+        dir: settings.data_dir.display().to_string(),
+        error: store::StoreError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            error: std::io::Error::other(e.to_string()),
+        },
+    })?
+    .map_err(|error| StartError::Store {
+        dir: settings.data_dir.display().to_string(),
+        error,
+    })?;
+
+    let bind = |what: &'static str, addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|error| StartError::Bind { what, addr, error })
+    };
+    let grpc_listener = bind("agents (gRPC)", settings.grpc_listen).await?;
+    let http_listener = bind("the API (HTTP)", settings.http_listen).await?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|error| StartError::Bind {
+            what: "agents (gRPC)",
+            addr: settings.grpc_listen,
+            error,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|error| StartError::Bind {
+            what: "the API (HTTP)",
+            addr: settings.http_listen,
+            error,
+        })?;
+
+    let shared = Arc::new(Shared {
+        store: Arc::new(store),
+        fleet: Fleet::new(settings.agent_timeout),
+        metrics: Metrics::new(),
+        settings,
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let tasks = vec![
+        grpc::serve(shared.clone(), grpc_listener, stop_rx.clone())?,
+        api::serve(shared.clone(), http_listener, stop_rx.clone())?,
+        fleet::rollout::spawn_reaper(shared.clone(), stop_rx),
+    ];
+    tracing::info!(
+        grpc = %grpc_addr,
+        http = %http_addr,
+        tls = shared.settings.tls.is_some(),
+        data_dir = %shared.settings.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "phoenix-controller started"
+    );
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        shared,
+        stop,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Serve until `signal` resolves or a server fails, then stop.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let failed = tokio::select! {
+            _ = signal => None,
+            r = first_finished(&mut self.tasks) => Some(r),
+        };
+        self.shutdown().await;
+        match failed {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(e)) => Err(anyhow::anyhow!("a controller task failed: {e}")),
+        }
+    }
+
+    /// Stop serving: sessions are closed (agents reconnect elsewhere or
+    /// later), listeners stop, and the store is released.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.shared.fleet.close_all();
+        for task in self.tasks {
+            // Graceful first; a server stuck on a connection that will not
+            // close is not allowed to hold the process.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        tracing::info!("phoenix-controller stopped");
+    }
+}
+
+/// The first of `tasks` to finish (removed from `tasks`).
+async fn first_finished<T>(tasks: &mut Vec<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    std::future::poll_fn(|cx| {
+        for i in 0..tasks.len() {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut tasks[i]).poll(cx) {
+                tasks.swap_remove(i);
+                return std::task::Poll::Ready(r);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, so callers' futures
+    // stay `Send`.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 with milliseconds, UTC, for a unix-ms time.
+pub fn rfc3339_ms(ms: i64) -> String {
+    phoenix_processors::time::format_rfc3339_millis(u64::try_from(ms).unwrap_or(0) * 1_000_000)
+}
+
+/// Run blocking work (SQLite, YAML validation) off the async workers. A
+/// panic in `f` comes back as an error instead of taking the caller down.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(f).await
+}

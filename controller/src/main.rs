@@ -1,0 +1,289 @@
+//! `phoenix-controller`: agents connect over gRPC, operators push configs
+//! over the JSON API (or `phoenixctl`), and everything is kept in SQLite.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use phoenix_agent::config::LogFormat;
+use phoenix_controller::auth::{RECOMMENDED_MIN_LEN, Token};
+use phoenix_controller::tls::{TlsFiles, TlsMaterial};
+use phoenix_controller::{DEFAULT_GRPC_LISTEN, DEFAULT_HTTP_LISTEN, Settings};
+
+/// Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad command line.
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "phoenix-controller",
+    version,
+    about = "Phoenix controller: pushes pipeline configs to a fleet of agents and tracks every rollout.",
+    long_about = "Phoenix controller: agents connect over gRPC (phoenix.agent.v1, port 4320) and \
+operators push pipeline configs over a JSON API (port 8080, /api/v1, or `phoenixctl`). Every agent, \
+config version, push and outcome is kept in SQLite under --data-dir, so a restart loses nothing.\n\n\
+Both tokens are required: --api-token for the API (Authorization: Bearer), --agent-token for \
+agents (gRPC metadata `authorization: Bearer <token>`). Give them as flags, environment variables \
+or files (the file keeps them out of `ps`). Both ports listen on loopback by default; to open them, \
+give --grpc-listen/--http-listen 0.0.0.0:PORT together with --tls-cert/--tls-key.\n\n\
+Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 runtime failure (a port in use, the store cannot \
+be opened), 2 bad command line (including missing tokens or unreadable TLS files)."
+)]
+struct Cli {
+    /// Where agents connect (gRPC).
+    #[arg(long, env = "PHOENIX_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN, value_name = "ADDR")]
+    grpc_listen: SocketAddr,
+
+    /// Where the API, /metrics, /healthz and /readyz are served (HTTP).
+    #[arg(long, env = "PHOENIX_HTTP_LISTEN", default_value = DEFAULT_HTTP_LISTEN, value_name = "ADDR")]
+    http_listen: SocketAddr,
+
+    /// Directory of the store (controller.db, WAL files). Created if missing.
+    #[arg(
+        long,
+        env = "PHOENIX_DATA_DIR",
+        default_value = "./phoenix-data",
+        value_name = "DIR"
+    )]
+    data_dir: PathBuf,
+
+    /// Directory of *.yaml configs pushable by name (read on each request).
+    #[arg(
+        long,
+        env = "PHOENIX_TEMPLATES_DIR",
+        default_value = "configs/templates",
+        value_name = "DIR"
+    )]
+    templates_dir: PathBuf,
+
+    /// Bearer token for the API. Required (this, its env var, or --api-token-file).
+    #[arg(
+        long,
+        env = "PHOENIX_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    api_token: Option<String>,
+
+    /// File holding the API token.
+    #[arg(long, env = "PHOENIX_API_TOKEN_FILE", value_name = "FILE")]
+    api_token_file: Option<PathBuf>,
+
+    /// Token agents must present. Required (this, its env var, or --agent-token-file).
+    #[arg(
+        long,
+        env = "PHOENIX_AGENT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    agent_token: Option<String>,
+
+    /// File holding the agent token.
+    #[arg(long, env = "PHOENIX_AGENT_TOKEN_FILE", value_name = "FILE")]
+    agent_token_file: Option<PathBuf>,
+
+    /// Let GET requests and config validation through without the API token
+    /// (pushes always need it).
+    #[arg(long)]
+    api_read_open: bool,
+
+    /// PEM certificate (chain) for TLS on both ports. Needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// PEM CA: agents must present a client certificate it signed (gRPC port only).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+
+    /// An agent that sends nothing for this long is offline (3 × its 10 s heartbeat).
+    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    agent_timeout: Duration,
+
+    /// Targets of a push that have not answered after this are marked `timeout`.
+    #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
+    push_timeout: Duration,
+
+    /// Log level or tracing filter (RUST_LOG wins).
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    log_level: String,
+
+    /// Log format. Logs go to stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// `500ms`, `30s`, `2m`: the agent's duration syntax, bounded to a day and
+/// above zero.
+fn duration(text: &str) -> Result<Duration, String> {
+    // Guard the float conversion below against absurd values.
+    if text.len() > 16 {
+        return Err(format!("invalid duration {text:?}"));
+    }
+    let d = phoenix_agent::config::duration::parse_duration(text)?;
+    if d.is_zero() || d > Duration::from_secs(86_400) {
+        return Err(format!(
+            "duration {text:?} must be above zero and at most 24h"
+        ));
+    }
+    Ok(d)
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cli.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Everything from the command line that can be wrong before starting.
+fn settings(cli: &Cli) -> Result<Settings, String> {
+    let token = |name: &str, value: Option<&str>, file: Option<&PathBuf>, env: &str| {
+        let t = Token::from_flag_or_file(name, value, file.map(|p| p.as_path()))?.ok_or_else(|| {
+            format!("--{name} is required (or the environment variable {env}, or --{name}-file FILE)")
+        })?;
+        if t.len() < RECOMMENDED_MIN_LEN {
+            tracing::warn!(
+                "the {name} is shorter than {RECOMMENDED_MIN_LEN} characters: easy to guess"
+            );
+        }
+        Ok::<_, String>(t)
+    };
+    let api_token = token(
+        "api-token",
+        cli.api_token.as_deref(),
+        cli.api_token_file.as_ref(),
+        "PHOENIX_API_TOKEN",
+    )?;
+    let agent_token = token(
+        "agent-token",
+        cli.agent_token.as_deref(),
+        cli.agent_token_file.as_ref(),
+        "PHOENIX_AGENT_TOKEN",
+    )?;
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsMaterial::load(&TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: cli.client_ca.clone(),
+        })?),
+        _ => None,
+    };
+    if tls.is_none() {
+        for (what, addr) in [
+            ("--grpc-listen", cli.grpc_listen),
+            ("--http-listen", cli.http_listen),
+        ] {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "{what} {addr} is reachable from the network without TLS: tokens and configs travel in clear text"
+                );
+            }
+        }
+    }
+    if !cli.templates_dir.is_dir() {
+        tracing::warn!(
+            dir = %cli.templates_dir.display(),
+            "the templates directory does not exist: pushes by template name will find nothing"
+        );
+    }
+    Ok(Settings {
+        grpc_listen: cli.grpc_listen,
+        http_listen: cli.http_listen,
+        data_dir: cli.data_dir.clone(),
+        templates_dir: cli.templates_dir.clone(),
+        api_token,
+        agent_token,
+        api_read_open: cli.api_read_open,
+        tls,
+        agent_timeout: cli.agent_timeout,
+        push_timeout: cli.push_timeout,
+    })
+}
+
+/// Each agent holds a connection: lift the soft file limit to the hard one
+/// so a large fleet does not hit the default 1024.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let settings = match settings(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("phoenix-controller: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    raise_fd_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("phoenix-ctl")
+        // Store calls run on blocking threads and take one lock: a few
+        // threads keep the store busy, hundreds (a fan-out's answers all at
+        // once) would only wait on the lock and cost memory.
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("phoenix-controller: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let result = runtime.block_on(async {
+        let running = phoenix_controller::start(settings).await?;
+        running.run_until(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("phoenix-controller: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the controller");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, stopping"),
+        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+    }
+}

@@ -1,0 +1,159 @@
+//! The controller's own metrics on `/metrics`, in the agent's registry (one
+//! implementation of the Prometheus text format in the workspace).
+
+use std::sync::Arc;
+
+use phoenix_agent::telemetry::process::OwnUsage;
+use phoenix_agent::telemetry::registry::{Counter, DURATION_BUCKETS, Gauge, Registry};
+
+use crate::store::TargetState;
+
+/// Handles to every metric the controller records.
+pub struct Metrics {
+    registry: Registry,
+    agents_online: Arc<Gauge>,
+    agents_offline: Arc<Gauge>,
+    open_streams: Arc<Gauge>,
+    pub pushes_created: Arc<Counter>,
+    pub pushes_rejected: Arc<Counter>,
+    outcomes: Vec<(TargetState, Arc<Counter>)>,
+    pub sessions_unauthenticated: Arc<Counter>,
+    pub sessions_invalid: Arc<Counter>,
+    pub agent_messages_hello: Arc<Counter>,
+    pub agent_messages_status: Arc<Counter>,
+    pub agent_messages_stats: Arc<Counter>,
+    pub agent_messages_heartbeat: Arc<Counter>,
+    pub agents_timed_out: Arc<Counter>,
+    pub store_errors: Arc<Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let agents = |status: &str| {
+            r.gauge(
+                "phoenix_controller_agents",
+                "Known agents by status (online: a session with heartbeats in time).",
+                &["status"],
+                &[status],
+            )
+        };
+        let message = |kind: &str| {
+            r.counter(
+                "phoenix_controller_agent_messages_total",
+                "Messages received from agents, by type.",
+                &["type"],
+                &[kind],
+            )
+        };
+        let refused = |reason: &str| {
+            r.counter(
+                "phoenix_controller_sessions_refused_total",
+                "Agent sessions refused, by reason.",
+                &["reason"],
+                &[reason],
+            )
+        };
+        let outcomes = [
+            TargetState::Applied,
+            TargetState::Failed,
+            TargetState::Timeout,
+            TargetState::Superseded,
+        ]
+        .into_iter()
+        .map(|s| {
+            (
+                s,
+                r.counter(
+                    "phoenix_controller_push_outcomes_total",
+                    "Final outcomes of push targets (one per agent and push).",
+                    &["outcome"],
+                    &[s.as_str()],
+                ),
+            )
+        })
+        .collect();
+        Metrics {
+            agents_online: agents("online"),
+            agents_offline: agents("offline"),
+            open_streams: r.gauge(
+                "phoenix_controller_open_streams",
+                "Agent sessions (gRPC streams) open now.",
+                &[],
+                &[],
+            ),
+            pushes_created: r.counter(
+                "phoenix_controller_pushes_created_total",
+                "Pushes created.",
+                &[],
+                &[],
+            ),
+            pushes_rejected: r.counter(
+                "phoenix_controller_pushes_rejected_total",
+                "Push requests refused (invalid config, no matching agent, ...).",
+                &[],
+                &[],
+            ),
+            outcomes,
+            sessions_unauthenticated: refused("unauthenticated"),
+            sessions_invalid: refused("invalid_argument"),
+            agent_messages_hello: message("hello"),
+            agent_messages_status: message("config_status"),
+            agent_messages_stats: message("stats"),
+            agent_messages_heartbeat: message("heartbeat"),
+            agents_timed_out: r.counter(
+                "phoenix_controller_agent_timeouts_total",
+                "Sessions closed because the agent sent nothing within the heartbeat timeout.",
+                &[],
+                &[],
+            ),
+            store_errors: r.counter(
+                "phoenix_controller_store_errors_total",
+                "Store operations that failed.",
+                &[],
+                &[],
+            ),
+            registry: r,
+        }
+    }
+
+    /// Count a target reaching a final state.
+    pub fn outcome(&self, state: TargetState) {
+        if let Some((_, c)) = self.outcomes.iter().find(|(s, _)| *s == state) {
+            c.inc();
+        }
+    }
+
+    /// Record one HTTP request. `route` is the route template, never the
+    /// raw path, so the label set stays bounded whatever clients send.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let code = status.to_string();
+        self.registry
+            .histogram(
+                "phoenix_controller_http_request_duration_seconds",
+                "HTTP API request latency, by route, method and status code.",
+                DURATION_BUCKETS,
+                &["route", "method", "code"],
+                &[route, method, &code],
+            )
+            .observe(seconds);
+    }
+
+    /// The Prometheus text: the registry, then the process's own usage.
+    pub fn render(&self, online: u64, offline: u64, open_streams: usize) -> String {
+        self.agents_online.set(online as f64);
+        self.agents_offline.set(offline as f64);
+        self.open_streams.set(open_streams as f64);
+        let mut out = self.registry.render();
+        if let Some(usage) = OwnUsage::read() {
+            usage.render(&mut out);
+        }
+        out
+    }
+}

@@ -1,0 +1,897 @@
+//! The controller's durable state: one SQLite file (`controller.db` under
+//! `--data-dir`), WAL-journaled so readers never wait for the writer.
+//!
+//! Every method is synchronous and short; async callers go through
+//! [`crate::blocking`] so a slow disk never stalls the gRPC or HTTP runtime.
+//! One connection behind a mutex is enough: writes are a few rows each and
+//! SQLite serializes writers anyway.
+
+mod migrate;
+mod records;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+pub use records::*;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the database schema is version {found}, newer than this controller knows ({known}); upgrade the controller"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("cannot create the data directory {path}: {error}")]
+    DataDir { path: String, error: std::io::Error },
+}
+
+/// The store. Share it as `Arc<Store>`.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+/// Why a push could not be created; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum CreatePushError {
+    #[error("{0}")]
+    NoMatch(String),
+    #[error("unknown agent id(s): {}", .0.join(", "))]
+    UnknownAgents(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for CreatePushError {
+    fn from(e: rusqlite::Error) -> Self {
+        CreatePushError::Store(e.into())
+    }
+}
+
+impl Store {
+    /// Open (or create) `controller.db` in `dir` and bring its schema up to date.
+    pub fn open_dir(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|error| StoreError::DataDir {
+            path: dir.display().to_string(),
+            error,
+        })?;
+        Self::open(&dir.join("controller.db"))
+    }
+
+    /// Open (or create) the database file at `path` and migrate it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        // WAL: the API's reads and the bench's observer never block the
+        // writer. NORMAL sync is durable across a process crash (the WAL is
+        // synced at checkpoints), which is what a controller restart needs.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-written
+        // transaction behind (it rolls back on drop), so the connection is
+        // still good.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The schema version in force.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?)
+    }
+
+    /// A trivial query, for `/readyz`.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn().query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// At startup no session exists yet: every agent is offline until it
+    /// says Hello again.
+    pub fn mark_all_offline(&self) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE agents SET status = 'offline' WHERE status = 'online'",
+                [],
+            )
+        })
+    }
+
+    /// Record a Hello: the agent is online with this identity and labels.
+    /// Returns what changed in rollouts, and the desired config to send when
+    /// the agent does not run it (OpAMP: the controller re-offers the
+    /// desired config after every reconnect). A state report within a
+    /// session (the agent's config changed locally) only updates the
+    /// record: the desired config is offered again at the next connect,
+    /// not fought over mid-session.
+    /// `connected_at` identifies the session (see [`Store::set_offline`]).
+    /// `offer_desired` is set for the Hello that opens a session, not for
+    /// a state report within one.
+    pub fn hello(
+        &self,
+        hello: &AgentHello,
+        connected_at: i64,
+        now: i64,
+        offer_desired: bool,
+    ) -> Result<HelloOutcome, StoreError> {
+        self.write(|tx| {
+            let capabilities = serde_json::to_string(&hello.capabilities).unwrap_or_default();
+            tx.execute(
+                "INSERT INTO agents (id, host_name, version, capabilities, status, first_seen, last_seen, connected_at)
+                 VALUES (?1, ?2, ?3, ?4, 'online', ?5, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET host_name = ?2, version = ?3, capabilities = ?4,
+                     status = 'online', last_seen = ?5, connected_at = ?6",
+                params![hello.id, hello.host_name, hello.version, capabilities, now, connected_at],
+            )?;
+            tx.execute("DELETE FROM agent_labels WHERE agent_id = ?1", [&hello.id])?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO agent_labels (agent_id, key, value) VALUES (?1, ?2, ?3)",
+                )?;
+                for (k, v) in &hello.labels {
+                    insert.execute(params![hello.id, k, v])?;
+                }
+            }
+            let changes = match &hello.status {
+                Some(report) => apply_status(tx, &hello.id, report, now)?,
+                None => Vec::new(),
+            };
+            let resend = if offer_desired {
+                desired_to_resend(tx, &hello.id, now)?
+            } else {
+                None
+            };
+            Ok(HelloOutcome { changes, resend })
+        })
+    }
+
+    /// Apply a ConfigStatus from an agent to its record and to the push it
+    /// answers. Returns the rollout targets whose state changed.
+    pub fn config_status(
+        &self,
+        agent_id: &str,
+        report: &StatusReport,
+        now: i64,
+    ) -> Result<Vec<TargetChange>, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE agents SET last_seen = ?2 WHERE id = ?1",
+                params![agent_id, now],
+            )?;
+            apply_status(tx, agent_id, report, now)
+        })
+    }
+
+    /// A heartbeat: the agent is alive, and this is its own cost.
+    pub fn heartbeat(
+        &self,
+        agent_id: &str,
+        now: i64,
+        cpu_seconds_total: f64,
+        resident_memory_bytes: u64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE agents SET last_seen = ?2, cpu_seconds_total = ?3, resident_memory_bytes = ?4
+                 WHERE id = ?1",
+                params![
+                    agent_id,
+                    now,
+                    finite_or_none(cpu_seconds_total),
+                    i64::try_from(resident_memory_bytes).unwrap_or(i64::MAX)
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Keep the latest IntervalStats of an agent (as JSON).
+    pub fn save_stats(&self, agent_id: &str, stats: &str, now: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE agents SET last_seen = ?2 WHERE id = ?1",
+                params![agent_id, now],
+            )?;
+            tx.execute(
+                "INSERT INTO agent_stats_latest (agent_id, received_at, stats) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (agent_id) DO UPDATE SET received_at = ?2, stats = ?3",
+                params![agent_id, now, stats],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The session that connected at `connected_at` ended or timed out.
+    /// A newer session of the same agent (another `connected_at`) keeps it
+    /// online.
+    pub fn set_offline(&self, agent_id: &str, connected_at: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE agents SET status = 'offline' WHERE id = ?1 AND connected_at = ?2",
+                params![agent_id, connected_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Create a push in one transaction: the config version (deduplicated
+    /// by hash), the push, a `pending` target per matched agent, each
+    /// agent's desired config, and the audit entry. Older open targets of
+    /// the same agents become `superseded`: an agent has one desired config.
+    /// Returns the target agent ids and how many older targets were superseded.
+    pub fn create_push(
+        &self,
+        push: &NewPush,
+        now: i64,
+    ) -> Result<(Vec<String>, usize), CreatePushError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let targets = match &push.selector {
+            Selector::Labels(labels) => {
+                let ids = agents_matching(&tx, labels, None)?;
+                if ids.is_empty() {
+                    return Err(CreatePushError::NoMatch(format!(
+                        "no known agent has the labels {}",
+                        format_labels(labels)
+                    )));
+                }
+                ids
+            }
+            Selector::Agents(ids) => {
+                let mut unknown = Vec::new();
+                let mut known = Vec::new();
+                let mut exists = tx.prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?;
+                for id in ids {
+                    if known.contains(id) {
+                        continue;
+                    }
+                    if exists.exists([id])? {
+                        known.push(id.clone());
+                    } else {
+                        unknown.push(id.clone());
+                    }
+                }
+                drop(exists);
+                if !unknown.is_empty() {
+                    return Err(CreatePushError::UnknownAgents(unknown));
+                }
+                if known.is_empty() {
+                    return Err(CreatePushError::NoMatch(
+                        "the selector names no agent".into(),
+                    ));
+                }
+                known
+            }
+        };
+        tx.execute(
+            "INSERT OR IGNORE INTO config_versions (hash, content, author, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![push.hash, push.yaml, push.author, now],
+        )?;
+        tx.execute(
+            "INSERT INTO pushes (id, selector, config_hash, template, author, created_at, deadline)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                push.id,
+                push.selector.to_json().to_string(),
+                push.hash,
+                push.template,
+                push.author,
+                now,
+                push.deadline
+            ],
+        )?;
+        let mut superseded_count = 0;
+        {
+            let superseded = format!("superseded by push {}", push.id);
+            let mut supersede = tx.prepare_cached(
+                "UPDATE push_targets SET state = 'superseded', error = ?2, updated_at = ?3
+                 WHERE agent_id = ?1 AND state IN ('pending', 'applying')",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO push_targets (push_id, agent_id, state, updated_at) VALUES (?1, ?2, 'pending', ?3)",
+            )?;
+            let mut desire =
+                tx.prepare_cached("UPDATE agents SET desired_push_id = ?2 WHERE id = ?1")?;
+            for id in &targets {
+                superseded_count += supersede.execute(params![id, superseded, now])?;
+                insert.execute(params![push.id, id, now])?;
+                desire.execute(params![id, push.id])?;
+            }
+        }
+        audit(
+            &tx,
+            now,
+            &push.author,
+            "push.created",
+            Some(&push.id),
+            None,
+            serde_json::json!({
+                "selector": push.selector.to_json(),
+                "hash": push.hash,
+                "template": push.template,
+                "targets": targets.len(),
+            }),
+        )?;
+        tx.commit()?;
+        Ok((targets, superseded_count))
+    }
+
+    /// The targets the push was just sent to are `applying` (unless an
+    /// answer already arrived: only `pending` ones move).
+    pub fn mark_applying(
+        &self,
+        push_id: &str,
+        agents: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if agents.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut update = tx.prepare_cached(
+                "UPDATE push_targets SET state = 'applying', updated_at = ?3
+                 WHERE push_id = ?1 AND agent_id = ?2 AND state = 'pending'",
+            )?;
+            for a in agents {
+                update.execute(params![push_id, a, now])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Open targets of pushes past their deadline become `timeout`.
+    pub fn expire_pushes(&self, now: i64) -> Result<Vec<TargetChange>, StoreError> {
+        self.write(|tx| {
+            let expired: Vec<(String, String)> = {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE push_targets SET state = 'timeout', updated_at = ?1,
+                         error = 'no answer from the agent before the push deadline'
+                     WHERE state IN ('pending', 'applying')
+                       AND push_id IN (SELECT id FROM pushes WHERE deadline <= ?1)
+                     RETURNING push_id, agent_id",
+                )?;
+                stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            let mut changes = Vec::with_capacity(expired.len());
+            for (push_id, agent_id) in expired {
+                audit(
+                    tx,
+                    now,
+                    "controller",
+                    "push.timeout",
+                    Some(&push_id),
+                    Some(&agent_id),
+                    serde_json::json!({}),
+                )?;
+                changes.push(TargetChange {
+                    push_id,
+                    agent_id,
+                    state: TargetState::Timeout,
+                });
+            }
+            Ok(changes)
+        })
+    }
+
+    /// Agents matching every label in `labels` and, when given, `status`.
+    pub fn list_agents(
+        &self,
+        labels: &BTreeMap<String, String>,
+        status: Option<AgentStatus>,
+    ) -> Result<Vec<AgentRecord>, StoreError> {
+        let conn = self.conn();
+        let ids = agents_matching(&conn, labels, status)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(a) = load_agent(&conn, &id)? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One agent with its latest stats.
+    pub fn agent(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AgentRecord, Option<StatsRecord>)>, StoreError> {
+        let conn = self.conn();
+        let Some(agent) = load_agent(&conn, id)? else {
+            return Ok(None);
+        };
+        let stats = conn
+            .query_row(
+                "SELECT received_at, stats FROM agent_stats_latest WHERE agent_id = ?1",
+                [id],
+                |r| {
+                    Ok(StatsRecord {
+                        received_at: r.get(0)?,
+                        stats: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(Some((agent, stats)))
+    }
+
+    /// How many agents are online and offline.
+    pub fn agent_counts(&self) -> Result<(u64, u64), StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT COALESCE(SUM(status = 'online'), 0), COALESCE(SUM(status = 'offline'), 0) FROM agents",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// A push with the state of every target.
+    pub fn push(&self, id: &str) -> Result<Option<PushRecord>, StoreError> {
+        let conn = self.conn();
+        let Some(mut push) = conn
+            .query_row(
+                &format!("{PUSH_SELECT} WHERE p.id = ?1"),
+                [id],
+                push_from_row,
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT agent_id, state, error, reported_hash, updated_at FROM push_targets
+             WHERE push_id = ?1 ORDER BY agent_id",
+        )?;
+        push.targets = stmt
+            .query_map([id], |r| {
+                Ok(TargetRecord {
+                    agent_id: r.get(0)?,
+                    state: parse_state(r.get_ref(1)?.as_str()?),
+                    error: r.get(2)?,
+                    reported_hash: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(push))
+    }
+
+    /// The latest pushes, newest first, without their targets.
+    pub fn list_pushes(&self, limit: u32) -> Result<Vec<PushRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{PUSH_SELECT} ORDER BY p.created_at DESC, p.rowid DESC LIMIT ?1"
+        ))?;
+        let out = stmt
+            .query_map([limit], push_from_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
+    /// The content of a config version.
+    pub fn config_version(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT content FROM config_versions WHERE hash = ?1",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The latest audit entries, newest first, optionally of one push.
+    pub fn audit_log(
+        &self,
+        push_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, at, actor, action, push_id, agent_id, detail FROM audit_log
+             WHERE ?1 IS NULL OR push_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let out = stmt
+            .query_map(params![push_id, limit], |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    push_id: r.get(4)?,
+                    agent_id: r.get(5)?,
+                    detail: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+}
+
+const PUSH_SELECT: &str =
+    "SELECT p.id, p.selector, p.config_hash, p.template, p.author, p.created_at, p.deadline,
+    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'pending'),
+    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'applying'),
+    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'applied'),
+    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'failed'),
+    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'timeout'),
+    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'superseded')
+    FROM pushes p";
+
+fn push_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PushRecord> {
+    let count = |i: usize| r.get::<_, i64>(i).map(|n| n as u64);
+    Ok(PushRecord {
+        id: r.get(0)?,
+        selector: r.get(1)?,
+        hash: r.get(2)?,
+        template: r.get(3)?,
+        author: r.get(4)?,
+        created_at: r.get(5)?,
+        deadline: r.get(6)?,
+        counts: TargetCounts {
+            pending: count(7)?,
+            applying: count(8)?,
+            applied: count(9)?,
+            failed: count(10)?,
+            timeout: count(11)?,
+            superseded: count(12)?,
+        },
+        targets: Vec::new(),
+    })
+}
+
+fn finite_or_none(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn format_labels(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_state(s: &str) -> TargetState {
+    TargetState::parse(s).unwrap_or(TargetState::Pending)
+}
+
+/// Ids of agents carrying every label in `labels`, sorted.
+fn agents_matching(
+    conn: &Connection,
+    labels: &BTreeMap<String, String>,
+    status: Option<AgentStatus>,
+) -> Result<Vec<String>, rusqlite::Error> {
+    let mut sql = String::from("SELECT a.id FROM agents a WHERE 1 = 1");
+    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    let status_str = status.map(|s| s.as_str());
+    if let Some(s) = &status_str {
+        sql.push_str(" AND a.status = ?");
+        args.push(s);
+    }
+    for (k, v) in labels {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM agent_labels l WHERE l.agent_id = a.id AND l.key = ? AND l.value = ?)",
+        );
+        args.push(k);
+        args.push(v);
+    }
+    sql.push_str(" ORDER BY a.id");
+    let mut stmt = conn.prepare(&sql)?;
+    let ids = stmt
+        .query_map(args.as_slice(), |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqlite::Error> {
+    let Some(mut agent) = conn
+        .query_row(
+            "SELECT a.id, a.host_name, a.version, a.capabilities, a.status, a.effective_hash,
+                    a.config_state, a.config_error, a.applied_at_unix_s, a.desired_push_id,
+                    p.config_hash, a.first_seen, a.last_seen, a.connected_at,
+                    a.cpu_seconds_total, a.resident_memory_bytes,
+                    (SELECT state FROM push_targets t WHERE t.push_id = a.desired_push_id AND t.agent_id = a.id)
+             FROM agents a LEFT JOIN pushes p ON p.id = a.desired_push_id
+             WHERE a.id = ?1",
+            [id],
+            |r| {
+                let capabilities: String = r.get(3)?;
+                let status: String = r.get(4)?;
+                Ok(AgentRecord {
+                    id: r.get(0)?,
+                    host_name: r.get(1)?,
+                    version: r.get(2)?,
+                    labels: BTreeMap::new(),
+                    capabilities: serde_json::from_str(&capabilities).unwrap_or_default(),
+                    status: if status == "online" {
+                        AgentStatus::Online
+                    } else {
+                        AgentStatus::Offline
+                    },
+                    effective_hash: r.get(5)?,
+                    config_state: r.get(6)?,
+                    config_error: r.get(7)?,
+                    applied_at_unix_s: r.get(8)?,
+                    desired_push_id: r.get(9)?,
+                    desired_hash: r.get(10)?,
+                    first_seen: r.get(11)?,
+                    last_seen: r.get(12)?,
+                    connected_at: r.get(13)?,
+                    cpu_seconds_total: r.get(14)?,
+                    resident_memory_bytes: r.get(15)?,
+                    desired_state: r
+                        .get::<_, Option<String>>(16)?
+                        .as_deref()
+                        .and_then(TargetState::parse),
+                })
+            },
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached("SELECT key, value FROM agent_labels WHERE agent_id = ?1 ORDER BY key")?;
+    agent.labels = stmt
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(agent))
+}
+
+fn audit(
+    tx: &Transaction<'_>,
+    now: i64,
+    actor: &str,
+    action: &str,
+    push_id: Option<&str>,
+    agent_id: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(
+        "INSERT INTO audit_log (at, actor, action, push_id, agent_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![now, actor, action, push_id, agent_id, detail.to_string()])?;
+    Ok(())
+}
+
+/// A target's new state, as an agent's answer sets it.
+struct Answer<'a> {
+    state: TargetState,
+    error: &'a str,
+    reported_hash: &'a str,
+    /// What told us (`config_status` or `effective_hash`), for the audit.
+    via: &'a str,
+}
+
+/// Move one target to the answer's state and audit the outcome. No-op when
+/// nothing changes.
+fn set_target(
+    tx: &Transaction<'_>,
+    push_id: &str,
+    agent_id: &str,
+    answer: Answer<'_>,
+    now: i64,
+) -> Result<Option<TargetChange>, rusqlite::Error> {
+    let Answer {
+        state,
+        error,
+        reported_hash,
+        via,
+    } = answer;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE push_targets SET state = ?3, error = ?4, reported_hash = ?5, updated_at = ?6
+             WHERE push_id = ?1 AND agent_id = ?2 AND state <> 'superseded'
+               AND (state <> ?3 OR error <> ?4 OR reported_hash <> ?5)",
+        )?
+        .execute(params![
+            push_id,
+            agent_id,
+            state.as_str(),
+            error,
+            reported_hash,
+            now
+        ])?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    if state.is_final() {
+        audit(
+            tx,
+            now,
+            &format!("agent:{agent_id}"),
+            &format!("push.{}", state.as_str()),
+            Some(push_id),
+            Some(agent_id),
+            serde_json::json!({ "hash": reported_hash, "error": error, "via": via }),
+        )?;
+    }
+    Ok(Some(TargetChange {
+        push_id: push_id.to_string(),
+        agent_id: agent_id.to_string(),
+        state,
+    }))
+}
+
+fn apply_status(
+    tx: &Transaction<'_>,
+    agent_id: &str,
+    report: &StatusReport,
+    now: i64,
+) -> Result<Vec<TargetChange>, rusqlite::Error> {
+    // The config the agent runs: what it says, or the reported hash when it
+    // says that one is applied.
+    let effective = if !report.effective_hash.is_empty() {
+        Some(report.effective_hash.as_str())
+    } else if report.state == ReportedState::Applied && !report.hash.is_empty() {
+        Some(report.hash.as_str())
+    } else {
+        None
+    };
+    tx.prepare_cached(
+        "UPDATE agents SET config_state = ?2, config_error = ?3,
+             effective_hash = COALESCE(?4, effective_hash),
+             applied_at_unix_s = COALESCE(?5, applied_at_unix_s)
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        agent_id,
+        report.state.as_str(),
+        report.error,
+        effective,
+        (report.applied_at_unix_s > 0)
+            .then(|| i64::try_from(report.applied_at_unix_s).unwrap_or(i64::MAX)),
+    ])?;
+
+    let mut changes = Vec::new();
+    if !report.push_id.is_empty() {
+        let target: Option<String> = tx
+            .prepare_cached(
+                "SELECT p.config_hash FROM push_targets t JOIN pushes p ON p.id = t.push_id
+                 WHERE t.push_id = ?1 AND t.agent_id = ?2",
+            )?
+            .query_row(params![report.push_id, agent_id], |r| r.get(0))
+            .optional()?;
+        if let Some(push_hash) = target {
+            let (state, error) = match report.state {
+                ReportedState::Applied if report.hash != push_hash => (
+                    TargetState::Failed,
+                    format!(
+                        "the agent reported hash {} but the push carries {push_hash}",
+                        short(&report.hash)
+                    ),
+                ),
+                ReportedState::Applied => (TargetState::Applied, String::new()),
+                ReportedState::Failed => (
+                    TargetState::Failed,
+                    if report.error.is_empty() {
+                        "the agent reported FAILED without a reason".to_string()
+                    } else {
+                        report.error.clone()
+                    },
+                ),
+                ReportedState::Applying => (TargetState::Applying, String::new()),
+                ReportedState::Unspecified => (TargetState::Pending, String::new()),
+            };
+            if state != TargetState::Pending {
+                changes.extend(set_target(
+                    tx,
+                    &report.push_id,
+                    agent_id,
+                    Answer {
+                        state,
+                        error: &error,
+                        reported_hash: &report.hash,
+                        via: "config_status",
+                    },
+                    now,
+                )?);
+            }
+        }
+    }
+
+    // Without (or besides) a push id: an agent that already runs its
+    // desired config has applied it, e.g. it applied the push while the
+    // controller was away and reports only its effective hash on Hello.
+    if let Some(effective) = effective {
+        let desired: Option<(String, String, String)> = tx
+            .prepare_cached(
+                "SELECT p.id, p.config_hash, t.state FROM agents a
+                 JOIN pushes p ON p.id = a.desired_push_id
+                 JOIN push_targets t ON t.push_id = p.id AND t.agent_id = a.id
+                 WHERE a.id = ?1",
+            )?
+            .query_row([agent_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((push_id, hash, state)) = desired {
+            let open = matches!(state.as_str(), "pending" | "applying" | "timeout");
+            if open && hash == effective && report.state != ReportedState::Failed {
+                changes.extend(set_target(
+                    tx,
+                    &push_id,
+                    agent_id,
+                    Answer {
+                        state: TargetState::Applied,
+                        error: "",
+                        reported_hash: effective,
+                        via: "effective_hash",
+                    },
+                    now,
+                )?);
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// The desired config of an agent, when it should be (re)sent: the agent
+/// does not run it and has not refused it (a FAILED answer stands until a
+/// new push; re-sending would only fail again).
+fn desired_to_resend(
+    tx: &Transaction<'_>,
+    agent_id: &str,
+    now: i64,
+) -> Result<Option<Desired>, rusqlite::Error> {
+    let row: Option<(String, String, String, String, String)> = tx
+        .prepare_cached(
+            "SELECT p.id, p.config_hash, c.content, t.state, a.effective_hash FROM agents a
+             JOIN pushes p ON p.id = a.desired_push_id
+             JOIN config_versions c ON c.hash = p.config_hash
+             JOIN push_targets t ON t.push_id = p.id AND t.agent_id = a.id
+             WHERE a.id = ?1",
+        )?
+        .query_row([agent_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    let Some((push_id, hash, yaml, state, effective)) = row else {
+        return Ok(None);
+    };
+    if hash == effective || matches!(state.as_str(), "failed" | "superseded") {
+        return Ok(None);
+    }
+    if state == "pending" {
+        tx.execute(
+            "UPDATE push_targets SET state = 'applying', updated_at = ?3
+             WHERE push_id = ?1 AND agent_id = ?2 AND state = 'pending'",
+            params![push_id, agent_id, now],
+        )?;
+    }
+    Ok(Some(Desired {
+        push_id,
+        hash,
+        yaml,
+    }))
+}
+
+/// The first 12 characters of a hash, for messages.
+pub fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+#[cfg(test)]
+mod tests;

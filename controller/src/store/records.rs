@@ -1,0 +1,269 @@
+//! What goes in and out of the store, as plain Rust values.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Online while a session is open and heartbeats arrive in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    Online,
+    Offline,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Online => "online",
+            AgentStatus::Offline => "offline",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AgentStatus> {
+        match s {
+            "online" => Some(AgentStatus::Online),
+            "offline" => Some(AgentStatus::Offline),
+            _ => None,
+        }
+    }
+}
+
+/// Where one agent is in one push's rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetState {
+    /// Not sent yet: the agent is offline (it gets the push on reconnect).
+    Pending,
+    /// Sent; no final answer yet.
+    Applying,
+    /// The agent runs the pushed config (its hash checked).
+    Applied,
+    /// The agent refused it, with its error.
+    Failed,
+    /// No final answer before the push's deadline. A late answer still
+    /// moves the target to applied or failed.
+    Timeout,
+    /// A newer push to the same agent replaced this one before it finished.
+    Superseded,
+}
+
+impl TargetState {
+    pub const ALL: [TargetState; 6] = [
+        TargetState::Pending,
+        TargetState::Applying,
+        TargetState::Applied,
+        TargetState::Failed,
+        TargetState::Timeout,
+        TargetState::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Pending => "pending",
+            TargetState::Applying => "applying",
+            TargetState::Applied => "applied",
+            TargetState::Failed => "failed",
+            TargetState::Timeout => "timeout",
+            TargetState::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TargetState> {
+        TargetState::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// No further answer is expected.
+    pub fn is_final(self) -> bool {
+        !matches!(self, TargetState::Pending | TargetState::Applying)
+    }
+}
+
+/// The state an agent reports for a config (the proto's ConfigState).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportedState {
+    Unspecified,
+    Applied,
+    Applying,
+    Failed,
+}
+
+impl ReportedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportedState::Unspecified => "unspecified",
+            ReportedState::Applied => "applied",
+            ReportedState::Applying => "applying",
+            ReportedState::Failed => "failed",
+        }
+    }
+}
+
+/// A ConfigStatus, checked and converted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusReport {
+    pub push_id: String,
+    pub hash: String,
+    pub state: ReportedState,
+    pub error: String,
+    pub effective_hash: String,
+    pub applied_at_unix_s: u64,
+}
+
+/// A Hello, checked and converted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentHello {
+    pub id: String,
+    pub host_name: String,
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+    pub status: Option<StatusReport>,
+}
+
+/// A config to send to an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub push_id: String,
+    pub hash: String,
+    pub yaml: String,
+}
+
+/// What a Hello changed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HelloOutcome {
+    pub changes: Vec<TargetChange>,
+    /// Send this config now: the agent does not run its desired config.
+    pub resend: Option<Desired>,
+}
+
+/// One rollout target moved to `state`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetChange {
+    pub push_id: String,
+    pub agent_id: String,
+    pub state: TargetState,
+}
+
+/// Which agents a push is for: every agent with all these labels, or these ids.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selector {
+    Labels(BTreeMap<String, String>),
+    Agents(Vec<String>),
+}
+
+impl Selector {
+    /// The API's shape: `{"labels": {...}}` or `{"agents": [...]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Selector::Labels(l) => serde_json::json!({ "labels": l }),
+            Selector::Agents(a) => serde_json::json!({ "agents": a }),
+        }
+    }
+}
+
+/// A push about to be created.
+#[derive(Debug, Clone)]
+pub struct NewPush {
+    pub id: String,
+    pub selector: Selector,
+    pub yaml: String,
+    pub hash: String,
+    pub template: Option<String>,
+    pub author: String,
+    /// Unix ms after which open targets become `timeout`.
+    pub deadline: i64,
+}
+
+/// An agent as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    pub id: String,
+    pub host_name: String,
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+    pub status: AgentStatus,
+    pub effective_hash: String,
+    pub config_state: String,
+    pub config_error: String,
+    pub applied_at_unix_s: Option<i64>,
+    pub desired_push_id: Option<String>,
+    pub desired_hash: Option<String>,
+    /// The agent's state in the push of its desired config.
+    pub desired_state: Option<TargetState>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub connected_at: Option<i64>,
+    pub cpu_seconds_total: Option<f64>,
+    pub resident_memory_bytes: Option<i64>,
+}
+
+/// The latest IntervalStats of an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsRecord {
+    pub received_at: i64,
+    /// JSON.
+    pub stats: String,
+}
+
+/// How many targets of a push are in each state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct TargetCounts {
+    pub pending: u64,
+    pub applying: u64,
+    pub applied: u64,
+    pub failed: u64,
+    pub timeout: u64,
+    pub superseded: u64,
+}
+
+impl TargetCounts {
+    pub fn total(&self) -> u64 {
+        self.pending + self.applying + self.applied + self.failed + self.timeout + self.superseded
+    }
+
+    /// Every target has a final state.
+    pub fn complete(&self) -> bool {
+        self.pending + self.applying == 0
+    }
+}
+
+/// A push and its rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushRecord {
+    pub id: String,
+    /// JSON, as requested.
+    pub selector: String,
+    pub hash: String,
+    pub template: Option<String>,
+    pub author: String,
+    pub created_at: i64,
+    pub deadline: i64,
+    pub counts: TargetCounts,
+    /// Empty in listings.
+    pub targets: Vec<TargetRecord>,
+}
+
+/// One agent's state in a push.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetRecord {
+    pub agent_id: String,
+    pub state: TargetState,
+    pub error: String,
+    pub reported_hash: String,
+    pub updated_at: i64,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub push_id: Option<String>,
+    pub agent_id: Option<String>,
+    /// JSON.
+    pub detail: String,
+}

@@ -1,0 +1,111 @@
+use super::*;
+
+fn tmp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("phoenix-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn hello(id: &str, env: &str) -> AgentHello {
+    AgentHello {
+        id: id.into(),
+        host_name: format!("{id}.host"),
+        version: "1".into(),
+        labels: [("env".to_string(), env.to_string())].into(),
+        capabilities: vec![],
+        status: None,
+    }
+}
+
+fn push(id: &str, hash: &str, selector: Selector) -> NewPush {
+    NewPush {
+        id: id.into(),
+        selector,
+        yaml: format!("# {hash}"),
+        hash: hash.into(),
+        template: None,
+        author: "t".into(),
+        deadline: 1_000,
+    }
+}
+
+#[test]
+fn migrations_run_once_and_reopening_keeps_the_data() {
+    let dir = tmp_dir("migrate");
+    {
+        let s = Store::open_dir(&dir).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        s.hello(&hello("a", "prod"), 1, 1, true).unwrap();
+    }
+    let s = Store::open_dir(&dir).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(s.list_agents(&Default::default(), None).unwrap().len(), 1);
+    let mode: String = s
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tmp_dir("too-new");
+    {
+        let s = Store::open_dir(&dir).unwrap();
+        s.conn()
+            .execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (999, 0)",
+                [],
+            )
+            .unwrap();
+    }
+    assert!(matches!(
+        Store::open_dir(&dir),
+        Err(StoreError::TooNew { found: 999, .. })
+    ));
+}
+
+#[test]
+fn pushes_dedupe_config_versions_and_time_out_open_targets() {
+    let dir = tmp_dir("push");
+    let s = Store::open_dir(&dir).unwrap();
+    s.hello(&hello("a", "prod"), 1, 1, true).unwrap();
+    s.hello(&hello("b", "dev"), 1, 1, true).unwrap();
+    let prod: std::collections::BTreeMap<_, _> = [("env".to_string(), "prod".to_string())].into();
+    let (targets, _) = s
+        .create_push(&push("p1", "h1", Selector::Labels(prod.clone())), 10)
+        .unwrap();
+    assert_eq!(targets, vec!["a".to_string()]);
+    let (_, superseded) = s
+        .create_push(&push("p2", "h1", Selector::Labels(prod)), 20)
+        .unwrap();
+    assert_eq!(superseded, 1);
+    let versions: i64 = s
+        .conn()
+        .query_row("SELECT COUNT(*) FROM config_versions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(versions, 1);
+    assert!(matches!(
+        s.create_push(&push("p3", "h2", Selector::Agents(vec!["zz".into()])), 30),
+        Err(CreatePushError::UnknownAgents(_))
+    ));
+    let changes = s.expire_pushes(2_000).unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].push_id, "p2");
+    assert_eq!(s.push("p2").unwrap().unwrap().counts.timeout, 1);
+    assert_eq!(s.push("p1").unwrap().unwrap().counts.superseded, 1);
+}
+
+#[test]
+fn an_old_session_ending_does_not_take_a_newer_one_offline() {
+    let dir = tmp_dir("sessions");
+    let s = Store::open_dir(&dir).unwrap();
+    s.hello(&hello("a", "prod"), 100, 100, true).unwrap();
+    s.hello(&hello("a", "prod"), 200, 200, true).unwrap();
+    s.set_offline("a", 100).unwrap();
+    let (a, _) = s.agent("a").unwrap().unwrap();
+    assert_eq!(a.status, AgentStatus::Online);
+    s.set_offline("a", 200).unwrap();
+    let (a, _) = s.agent("a").unwrap().unwrap();
+    assert_eq!(a.status, AgentStatus::Offline);
+}

@@ -1,0 +1,8 @@
+//! The agent <-> controller protocol, `phoenix.agent.v1`: one bidirectional
+//! gRPC stream per agent (`AgentControl/Session`). See
+//! `phoenix/agent/v1/agent.proto` for the semantics of every message.
+
+/// Version 1 of the protocol.
+pub mod v1 {
+    tonic::include_proto!("phoenix.agent.v1");
+}
