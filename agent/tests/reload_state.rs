@@ -114,3 +114,67 @@ async fn unchanged_components_keep_their_state_across_a_reload() {
     service.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shorter_interval_takes_effect_without_waiting_out_the_old_one() {
+    let dir = std::env::temp_dir().join(format!("phoenix-reload-interval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("metrics.jsonl");
+    let text = |interval: &str| {
+        format!(
+            "receivers: {{ procfs: {{ collection_interval: {interval} }} }}
+exporters: {{ file: {{ path: {} }} }}
+service: {{ pipelines: {{ metrics/a: {{ receivers: [procfs], exporters: [file] }} }} }}
+",
+            out.display()
+        )
+    };
+    let slow = text("1h");
+    let service = Service::start(
+        AgentConfig::load(&slow).unwrap(),
+        &slow,
+        ReloadSource::Startup,
+        &Registry::new(),
+        Health::new(),
+    )
+    .unwrap();
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    for _ in 0..100 {
+        if lines() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        lines(),
+        1,
+        "the first tick is immediate, the next one an hour away"
+    );
+    let outcome = service
+        .reload(&text("200ms"), ReloadSource::Http)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.summary.receivers_kept,
+        ["procfs"],
+        "only the interval changed"
+    );
+    // Well within an hour: ticks every 200 ms from the reload on.
+    for _ in 0..200 {
+        if lines() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        lines() >= 4,
+        "the new interval applies at once: {} intervals",
+        lines()
+    );
+    service.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -149,13 +149,24 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// A plain HTTP/1.1 request with a text body: (status, body).
 pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    http_request_with(port, method, path, "", body)
+}
+
+/// [`http_request`] with extra header lines (each ending in `\r\n`).
+pub fn http_request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;

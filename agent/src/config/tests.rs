@@ -167,3 +167,42 @@ fn garbage_never_panics() {
         let _ = load(text);
     }
 }
+
+#[test]
+fn bad_processor_configs_are_rejected_naming_the_component() {
+    let text = "\
+receivers: { procfs: {} }
+processors:
+  topk/zero: { k: 0 }
+  priority: { critical: ['(unclosed'] }
+  topk/unknown: { k: 3, by: process.happiness }
+  magic: {}
+exporters: { console: {} }
+service:
+  pipelines:
+    metrics/a:
+      receivers: [procfs]
+      processors: [topk/zero, priority, topk/unknown, magic, aggregate/missing]
+      exporters: [console]
+";
+    let errors = load(text).unwrap_err().0;
+    let about = |component: &str, needle: &str| {
+        assert!(
+            errors.iter().any(
+                |e| e.component.as_deref() == Some(component) && e.to_string().contains(needle)
+            ),
+            "no error for {component} mentioning {needle:?}: {errors:#?}"
+        );
+    };
+    about("processors::topk/zero", "k");
+    about("processors::priority", "(unclosed");
+    about("processors::topk/unknown", "process.happiness");
+    about("processors::magic", "unknown processor type");
+    about("service::pipelines::metrics/a", "aggregate/missing");
+    // Each points at its line.
+    let zero = errors
+        .iter()
+        .find(|e| e.component.as_deref() == Some("processors::topk/zero"))
+        .unwrap();
+    assert_eq!(zero.location, Some((3, 3)));
+}

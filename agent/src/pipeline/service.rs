@@ -145,6 +145,9 @@ struct Shared {
     metrics: ReloadMetrics,
     /// Every interval's report, for whoever listens (the controller client).
     reports: tokio::sync::broadcast::Sender<Arc<IntervalReport>>,
+    /// Bumped by every applied reload, so receiver loops reschedule at once
+    /// when their interval changed.
+    generation: watch::Sender<u64>,
 }
 
 /// The running agent. Cheap to clone: clones share the same agent.
@@ -188,6 +191,7 @@ impl Service {
                 stop,
                 metrics,
                 reports: tokio::sync::broadcast::channel(16).0,
+                generation: watch::channel(0).0,
             }),
         };
         service.start_missing_loops();
@@ -302,6 +306,7 @@ impl Service {
             .health
             .set_config(hash, applied.applied_at_unix_seconds);
         self.start_missing_loops();
+        self.shared.generation.send_modify(|g| *g += 1);
         // A removed or changed exporter delivers what it holds before it goes;
         // an interval still running on the old topology may submit to it
         // meanwhile, which its queue still takes until shutdown begins.
@@ -369,13 +374,28 @@ impl Service {
 /// One receiver's ticks: scrape once, run the tick's topology, report.
 async fn receiver_loop(id: ComponentId, shared: Arc<Shared>) {
     let mut stop = shared.stop.subscribe();
+    let mut reloads = shared.generation.subscribe();
+    let mut last_tick: Option<Instant> = None;
     let mut next = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
+            Ok(()) = reloads.changed() => {
+                // A reload may have changed the interval: the next tick is
+                // one new interval after the last one, not one old interval.
+                let Some(interval) = shared.topology.load().receivers.get(&id).map(|s| s.interval) else {
+                    tracing::info!(receiver = %id, "receiver removed by a reload: its loop ends");
+                    return;
+                };
+                if let Some(last) = last_tick {
+                    next = (last + interval).max(Instant::now());
+                }
+                continue;
+            }
         }
         let tick = Instant::now();
+        last_tick = Some(tick);
         // The topology of this tick: everything below uses it and only it.
         let topology = shared.topology.load_full();
         let Some(slot) = topology.receivers.get(&id).cloned() else {
@@ -411,9 +431,8 @@ async fn receiver_loop(id: ComponentId, shared: Arc<Shared>) {
                 let _ = shared.reports.send(Arc::new(report));
             }
         }
-        // The interval of the topology running now: a reload that changed it
-        // takes effect from this tick on. A slow scrape delays the next tick
-        // rather than bursting to catch up.
+        // The interval of the topology running now (a reload during this tick
+        // counts). A slow scrape delays the next tick rather than bursting.
         let interval = shared
             .topology
             .load()

@@ -52,7 +52,7 @@ impl fmt::Display for HumanDuration {
             return f.write_str("0s");
         }
         for (size, unit) in UNITS {
-            if nanos % size == 0 {
+            if nanos.is_multiple_of(size) {
                 return write!(f, "{}{unit}", nanos / size);
             }
         }
