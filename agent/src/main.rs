@@ -306,6 +306,16 @@ impl ConfigSources {
             tracing::error!(path = %path.display(), error = %e, "cannot keep the applied remote config in --state-dir");
         }
     }
+
+    /// Remove the kept remote config (the `--config` file replaced it).
+    fn forget_remote(&self) {
+        if let Some(path) = self.remote_config_path()
+            && let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(path = %path.display(), error = %e, "cannot remove the replaced remote config from --state-dir");
+        }
+    }
 }
 
 /// The file under `--state-dir` holding the last applied remote config.
@@ -343,6 +353,7 @@ async fn serve(
         Some(ReloadEndpoint {
             requests: reload_tx,
             allow_remote: telemetry_config.remote_reload,
+            accept_body: telemetry_config.accept_config_body,
         }),
         stopped(stop_rx.clone()),
     )
@@ -391,7 +402,7 @@ async fn serve(
                 if file_hash.as_deref() != Some(hash.as_str()) {
                     file_hash = Some(hash);
                     tracing::info!("config file changed: reloading");
-                    let _ = service.reload(&text, ReloadSource::FileChange).await;
+                    let _ = reload_local(&service, &sources, &text, ReloadSource::FileChange).await;
                 }
             }
             Some(request) = reload_rx.recv() => {
@@ -427,12 +438,28 @@ async fn reload_file(
     source: ReloadSource,
 ) -> Result<phoenix_agent::pipeline::ReloadOutcome, ReloadError> {
     match sources.read_file() {
-        Ok(text) => service.reload(&text, source).await,
+        Ok(text) => reload_local(service, sources, &text, source).await,
         Err(e) => {
             tracing::error!("reload refused, the running config stays: {e}");
             Err(e)
         }
     }
+}
+
+/// Apply the `--config` file's text. Once it runs, a kept remote config
+/// no longer describes what the agent runs: it is forgotten, so a restart
+/// comes back with the file, as the operator last chose.
+async fn reload_local(
+    service: &Service,
+    sources: &ConfigSources,
+    text: &str,
+    source: ReloadSource,
+) -> Result<phoenix_agent::pipeline::ReloadOutcome, ReloadError> {
+    let result = service.reload(text, source).await;
+    if matches!(&result, Ok(outcome) if outcome.changed) {
+        sources.forget_remote();
+    }
+    result
 }
 
 /// Resolves on SIGINT or SIGTERM.

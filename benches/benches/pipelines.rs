@@ -7,7 +7,6 @@
 //! Run: `cargo bench -p phoenix-benches --bench pipelines -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -20,21 +19,9 @@ use phoenix_agent::receiver::procfs::ProcfsReceiver;
 use phoenix_agent::telemetry::registry::Registry;
 use phoenix_benches::batch::synthetic_batch;
 use phoenix_benches::sleepers::Sleepers;
+use phoenix_benches::templates::{TEMPLATES, template_text};
 use phoenix_processors::Processor;
 use phoenix_processors::model::Batch;
-
-const TEMPLATES: &[&str] = &[
-    "process-basic-v1",
-    "process-standard-v1",
-    "process-aggressive-v1",
-    "process-critical-v1",
-    "process-dynamic-v1",
-];
-
-fn template_text(name: &str) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/templates");
-    std::fs::read_to_string(root.join(format!("{name}.yaml"))).expect("template")
-}
 
 /// The processors of a template's only pipeline, built fresh.
 fn chain(name: &str) -> Vec<Box<dyn Processor>> {

@@ -5,7 +5,6 @@
 //! measured reload really rebuilds the template's pipeline (the receiver and
 //! the exporter are kept, as in production). Reported per reload.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -13,14 +12,7 @@ use phoenix_agent::config::AgentConfig;
 use phoenix_agent::pipeline::{ReloadSource, Service};
 use phoenix_agent::telemetry::registry::Registry;
 use phoenix_agent::telemetry::server::Health;
-
-const TEMPLATES: &[&str] = &[
-    "process-basic-v1",
-    "process-standard-v1",
-    "process-aggressive-v1",
-    "process-critical-v1",
-    "process-dynamic-v1",
-];
+use phoenix_benches::templates::{TEMPLATES, template_text};
 
 /// A template with a long interval, so no scrape runs during the
 /// measurement (its OTLP exporter connects lazily: no network is needed).
@@ -53,15 +45,13 @@ fn reload(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/templates");
     let base = baseline();
     let mut group = c.benchmark_group("reload");
     group
         .sample_size(30)
         .measurement_time(Duration::from_secs(3));
     for name in TEMPLATES {
-        let text =
-            local(&std::fs::read_to_string(root.join(format!("{name}.yaml"))).expect("template"));
+        let text = local(&template_text(name));
         let service = runtime.block_on(async {
             Service::start(
                 AgentConfig::load(&base).expect("baseline"),

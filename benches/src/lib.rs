@@ -5,3 +5,4 @@ pub mod floor;
 pub mod sim;
 pub mod sleepers;
 pub mod synthetic;
+pub mod templates;

@@ -114,7 +114,7 @@ mod tests {
             let content = full.content.unwrap();
             assert_eq!(full.hash, phoenix_agent::pipeline::config_hash(&content));
             assert!(!t.description.is_empty(), "{}", t.name);
-            phoenix_agent::config::AgentConfig::load(&content)
+            phoenix_agent::config::AgentConfig::load_with_env(&content, &|_| None)
                 .unwrap_or_else(|e| panic!("template {} is invalid: {e}", t.name));
         }
         assert!(get(&dir, "no-such-template").is_none());

@@ -31,6 +31,7 @@ service:
 {pipelines}
   telemetry:
     address: 127.0.0.1:{telemetry}
+    accept_config_body: true
 ",
         out = out.display()
     )
@@ -368,4 +369,45 @@ fn an_exporter_removed_by_a_reload_reports_what_it_could_not_deliver() {
     let output = running.stop(Duration::from_secs(15));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("exporter removed by a reload"), "{stderr}");
+}
+
+#[test]
+fn config_bodies_and_web_pages_are_refused_unless_allowed() {
+    let dir = TempDir::new("reload-guard");
+    let out = dir.path().join("metrics.jsonl");
+    let port = free_port();
+    let text = config(
+        &out,
+        port,
+        "    metrics/a: { receivers: [procfs], exporters: [file] }",
+        "",
+    )
+    .replace("    accept_config_body: true\n", "");
+    let running = start(&dir, &text, port, &[]);
+    let before = healthz_hash(port);
+    let other = text.replace("metrics/a", "metrics/b");
+    let (status, body) = post_reload(port, &other);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("accept_config_body"),
+        "{body}"
+    );
+    // A page in a browser cannot reload the agent, body or not.
+    let (status, _) = phoenix_tests::http_request_with(
+        port,
+        "POST",
+        "/-/reload",
+        "Origin: http://evil.example\r\n",
+        "",
+    )
+    .expect("answers");
+    assert_eq!(status, 403);
+    // Re-reading the file stays allowed.
+    let (status, body) = post_reload(port, "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(healthz_hash(port), before, "nothing changed");
+    drop(running);
 }

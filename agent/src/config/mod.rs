@@ -147,6 +147,10 @@ pub struct TelemetryConfig {
     pub address: SocketAddr,
     /// Accept `POST /-/reload` from other hosts than localhost.
     pub remote_reload: bool,
+    /// Accept a whole config in the body of `POST /-/reload`. Off by
+    /// default: the agent often runs as root, and a config can point a file
+    /// exporter at any path, so who may send one is an explicit choice.
+    pub accept_config_body: bool,
     pub logs: LogsConfig,
 }
 
@@ -155,6 +159,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             address: SocketAddr::from(([127, 0, 0, 1], 8888)),
             remote_reload: false,
+            accept_config_body: false,
             logs: LogsConfig::default(),
         }
     }

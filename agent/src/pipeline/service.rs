@@ -26,6 +26,10 @@ use crate::telemetry::server::Health;
 /// exporter to deliver what it holds.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How long a reload waits for ticks still running on the old topology
+/// before it closes the exporters that topology alone used.
+const IN_FLIGHT_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Where a reload came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -307,17 +311,25 @@ impl Service {
             .set_config(hash, applied.applied_at_unix_seconds);
         self.start_missing_loops();
         self.shared.generation.send_modify(|g| *g += 1);
-        // A removed or changed exporter delivers what it holds before it goes;
-        // an interval still running on the old topology may submit to it
-        // meanwhile, which its queue still takes until shutdown begins.
-        for (id, exporter) in dropped {
+        // A removed or changed exporter delivers what it holds before it goes.
+        // First, ticks still running on the old topology finish (they hold it),
+        // so their batches reach the exporter before its queue closes: a
+        // pipeline whose exporter changed loses no interval.
+        if !dropped.is_empty() {
             tokio::spawn(async move {
-                let report = exporter.shutdown(DRAIN_DEADLINE).await;
-                if report.dropped > 0 {
-                    tracing::warn!(exporter = %id, flushed = report.flushed, dropped = report.dropped,
-                        "exporter removed by a reload: undelivered batches dropped (counted in phoenix_exporter_dropped_batches_total)");
-                } else {
-                    tracing::info!(exporter = %id, flushed = report.flushed, "exporter removed by a reload: drained");
+                let waited = tokio::time::Instant::now();
+                while Arc::strong_count(&current) > 1 && waited.elapsed() < IN_FLIGHT_DEADLINE {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                drop(current);
+                for (id, exporter) in dropped {
+                    let report = exporter.shutdown(DRAIN_DEADLINE).await;
+                    if report.dropped > 0 {
+                        tracing::warn!(exporter = %id, flushed = report.flushed, dropped = report.dropped,
+                            "exporter removed by a reload: undelivered batches dropped (counted in phoenix_exporter_dropped_batches_total)");
+                    } else {
+                        tracing::info!(exporter = %id, flushed = report.flushed, "exporter removed by a reload: drained");
+                    }
                 }
             });
         }
@@ -385,11 +397,13 @@ async fn receiver_loop(id: ComponentId, shared: Arc<Shared>) {
                 // A reload may have changed the interval: the next tick is
                 // one new interval after the last one, not one old interval.
                 let Some(interval) = shared.topology.load().receivers.get(&id).map(|s| s.interval) else {
-                    tracing::info!(receiver = %id, "receiver removed by a reload: its loop ends");
-                    return;
+                    if leave(&shared, &id) {
+                        return;
+                    }
+                    continue;
                 };
                 if let Some(last) = last_tick {
-                    next = (last + interval).max(Instant::now());
+                    next = later(last, interval);
                 }
                 continue;
             }
@@ -399,8 +413,10 @@ async fn receiver_loop(id: ComponentId, shared: Arc<Shared>) {
         // The topology of this tick: everything below uses it and only it.
         let topology = shared.topology.load_full();
         let Some(slot) = topology.receivers.get(&id).cloned() else {
-            tracing::info!(receiver = %id, "receiver removed by a reload: its loop ends");
-            return;
+            if leave(&shared, &id) {
+                return;
+            }
+            continue;
         };
         let tick_interval = slot.interval;
         let work = topology.clone();
@@ -439,8 +455,32 @@ async fn receiver_loop(id: ComponentId, shared: Arc<Shared>) {
             .receivers
             .get(&id)
             .map_or(tick_interval, |s| s.interval);
-        next = (tick + interval).max(Instant::now());
+        next = later(tick, interval);
     }
+}
+
+/// Whether the loop of a receiver a reload removed should end. Decided
+/// under the loops lock, against the topology of that moment: a reload that
+/// added the receiver back in between keeps this loop (it saw the loop
+/// still registered and started none), otherwise the loop unregisters
+/// itself so the next reload that adds the receiver starts a fresh one.
+fn leave(shared: &Shared, id: &ComponentId) -> bool {
+    let mut loops = shared.loops.lock().unwrap_or_else(|e| e.into_inner());
+    if shared.topology.load().receivers.contains_key(id) {
+        return false;
+    }
+    loops.remove(id);
+    tracing::info!(receiver = %id, "receiver removed by a reload: its loop ends");
+    true
+}
+
+/// `from + interval`, but never in the past and never an overflow (the
+/// config bounds the interval; this keeps the loop alive whatever it holds).
+fn later(from: Instant, interval: Duration) -> Instant {
+    let far = Instant::now() + Duration::from_secs(24 * 3600);
+    from.checked_add(interval)
+        .unwrap_or(far)
+        .max(Instant::now())
 }
 
 fn mark_scraped(shared: &Shared, id: &ComponentId) {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
@@ -58,6 +58,8 @@ pub struct ReloadEndpoint {
     pub requests: mpsc::Sender<ReloadRequest>,
     /// Accept reloads from other hosts than localhost.
     pub allow_remote: bool,
+    /// Accept a config in the request body (not only "re-read the file").
+    pub accept_body: bool,
 }
 
 #[derive(Clone)]
@@ -153,6 +155,7 @@ async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
 async fn reload_config(
     State(s): State<ServerState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let json = |status: StatusCode, value: serde_json::Value| {
@@ -169,14 +172,38 @@ async fn reload_config(
             serde_json::json!({"status": "unavailable", "error": "reloads are not enabled"}),
         );
     };
-    if !endpoint.allow_remote && !peer.ip().is_loopback() {
-        return json(
+    let forbidden = |why: &str| {
+        json(
             StatusCode::FORBIDDEN,
-            serde_json::json!({"status": "forbidden", "error": "reloads are accepted from localhost only (set service.telemetry.remote_reload: true to allow others)"}),
-        );
+            serde_json::json!({"status": "forbidden", "error": why}),
+        )
+    };
+    // A browser adds Origin to cross-site requests: no page may reload the
+    // agent, whatever address the telemetry server listens on.
+    if headers.contains_key(header::ORIGIN) {
+        return forbidden("reloads from web pages are refused");
+    }
+    if !endpoint.allow_remote {
+        if !peer.ip().is_loopback() {
+            return forbidden(
+                "reloads are accepted from localhost only (set service.telemetry.remote_reload: true to allow others)",
+            );
+        }
+        // A name that resolves to 127.0.0.1 (DNS rebinding) is not localhost.
+        if !headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(is_loopback_host)
+        {
+            return forbidden("reloads must be addressed to localhost, 127.0.0.1 or [::1]");
+        }
     }
     let text = if body.iter().all(u8::is_ascii_whitespace) {
         None
+    } else if !endpoint.accept_body {
+        return forbidden(
+            "a config in the request body is refused (set service.telemetry.accept_config_body: true to allow it); an empty body re-reads the config file",
+        );
     } else {
         match String::from_utf8(body.to_vec()) {
             Ok(t) => Some(t),
@@ -233,5 +260,45 @@ async fn reload_config(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"status": "unavailable", "error": "the agent is shutting down"}),
         ),
+    }
+}
+
+/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for ok in [
+            "localhost",
+            "localhost:8888",
+            "127.0.0.1:8888",
+            "127.0.0.2",
+            "[::1]:8888",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8888",
+            "10.0.0.1:8888",
+            "",
+            "localhost.evil.example",
+            "[::2]:1",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
     }
 }

@@ -56,8 +56,13 @@ pub enum PushError {
 /// Validate a config with the agent's own loader (what the agent will do
 /// on receipt). Runs off the async workers: hostile YAML costs CPU, and a
 /// panic in the loader must not take the controller down.
+///
+/// `${env:...}` is resolved against an EMPTY environment, never the
+/// controller's own: its variables hold its tokens, and an error message
+/// quoting a substituted value would hand them to the caller. Variables
+/// only agents have need a default (`${env:NAME:-default}`) to validate.
 pub async fn validate(text: String) -> Result<(), Vec<ConfigError>> {
-    match blocking(move || AgentConfig::load(&text).map(|_| ())).await {
+    match blocking(move || AgentConfig::load_with_env(&text, &|_| None).map(|_| ())).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(errors)) => Err(errors.0),
         Err(_) => Err(vec![ConfigError {

@@ -63,6 +63,10 @@ impl Default for ProcfsConfig {
     }
 }
 
+/// The longest interval accepted: beyond a day a process scraper is not
+/// monitoring anything, and unbounded values would overflow timers.
+pub const MAX_COLLECTION_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 impl ProcfsConfig {
     /// Every problem with the configuration, each a sentence naming the
     /// offending key (empty when it is valid).
@@ -70,6 +74,11 @@ impl ProcfsConfig {
         let mut problems = Vec::new();
         if self.collection_interval.is_zero() {
             problems.push("collection_interval must be greater than 0".to_string());
+        } else if self.collection_interval > MAX_COLLECTION_INTERVAL {
+            problems.push(format!(
+                "collection_interval must be at most {}h",
+                MAX_COLLECTION_INTERVAL.as_secs() / 3600
+            ));
         }
         if self.root_path.as_os_str().is_empty() {
             problems.push("root_path must not be empty (use / for this host)".to_string());
