@@ -384,8 +384,12 @@ impl<T: Transport> Worker<T> {
                 return self.shared.given_up("retries disabled", &error.reason);
             }
             let backoff_delay = backoff.next_delay(&mut self.rng);
-            // The server knows best when it will take data again.
-            let delay = error.retry_after.unwrap_or(backoff_delay);
+            // The server knows best when it will take data again, within
+            // reason: never longer than our own longest wait, so a hostile or
+            // broken backend cannot park the exporter while its queue drops.
+            let delay = error
+                .retry_after
+                .map_or(backoff_delay, |d| d.min(retry.max_interval));
             if !retry.max_elapsed_time.is_zero()
                 && started.elapsed().saturating_add(delay) > retry.max_elapsed_time
             {
