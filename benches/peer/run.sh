@@ -76,7 +76,7 @@ SIM=$!
 STARTED+=("$SIM")
 # The simulator says "N processes running after Xs" once every child is up.
 for _ in $(seq 1 240); do
-    grep -q 'processes running after' "$OUT/sim.log" && break
+    grep -qs 'processes running after' "$OUT/sim.log" && break
     kill -0 "$SIM" 2>/dev/null || { cat "$OUT/sim.log" >&2; say "phoenix-sim died"; exit 1; }
     sleep 0.5
 done
@@ -114,7 +114,7 @@ run_exporter() { # label, extra flags...
         (exec 3<>"/dev/tcp/127.0.0.1/$PE_PORT") 2>/dev/null && break
         sleep 0.1
     done
-    say "$label ($*): $SCRAPES scrapes of /metrics"
+    say "$label (flags: ${*:-as packaged}): $SCRAPES scrapes of /metrics"
     "$BIN/peer-compare" http --pid "$pid" --url "127.0.0.1:$PE_PORT/metrics" \
         --scrapes "$SCRAPES" --label "$label" | tee -a "$RESULTS" >&2
     stop "$pid"

@@ -438,3 +438,44 @@ fn report(file: &Path) -> io::Result<()> {
     print!("{out}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_process_cpu_and_memory() {
+        let pid = std::process::id();
+        // Burn a little CPU so that there is something to read at tick resolution.
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(own_cpu());
+        }
+        assert!(proc_cpu(pid).expect("own stat") > Duration::ZERO);
+        let (rss, hwm) = proc_rss(pid).expect("own status");
+        assert!(rss > 0 && hwm >= rss);
+        assert!(population(Path::new("/")).expect("/proc") >= 2);
+    }
+
+    #[test]
+    fn counts_process_exporter_groups_and_reports_ratios() {
+        let body = b"HTTP/1.0 200 OK\r\n\r\n# TYPE namedprocess_namegroup_num_procs gauge\n\
+            namedprocess_namegroup_num_procs{groupname=\"a-1\"} 1\n\
+            namedprocess_namegroup_num_procs{groupname=\"b-2\"} 1\n\
+            namedprocess_namegroup_cpu_seconds_total{groupname=\"a-1\",mode=\"user\"} 0\n";
+        assert_eq!(count_groups(body), 2);
+
+        let file = std::env::temp_dir().join(format!("peer-compare-test-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            "# machine: test\n\
+             result kind=scrape label=floor processes=100 reported=100 scrapes=10 cpu_s=0.001 wall_s=0.001 rss_kib=1024 hwm_kib=1024\n\
+             result kind=scrape label=phoenix processes=100 reported=90 scrapes=10 cpu_s=0.0012 wall_s=0.0012 rss_kib=2048 hwm_kib=2048\n\
+             result kind=watch label=agent processes=100 cpu_s=0.3 wall_s=60 rss_kib=1024 rss_max_kib=1024 hwm_kib=1024\n",
+        )
+        .expect("write results");
+        let outcome = report(&file);
+        let _ = std::fs::remove_file(&file);
+        outcome.expect("report");
+    }
+}
