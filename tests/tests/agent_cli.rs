@@ -249,6 +249,9 @@ fn the_local_demo_shows_the_variants_side_by_side() {
         );
     let path = dir.path().join("local.yaml");
     std::fs::write(&path, text).unwrap();
+    // A population worth reducing, whatever else the machine runs (a CI
+    // container may have a dozen processes: fewer than top-k keeps).
+    let _population = phoenix_benches::sleepers::Sleepers::spawn(40);
     let running = Running::start(&agent(), &["--config", path.to_str().unwrap()]);
     // Two intervals: the second has CPU utilization for every process.
     wait_for(Duration::from_secs(20), || {
