@@ -172,16 +172,14 @@ impl PrometheusExporter {
         })?;
         // Bound here (synchronously) so a busy port fails the build, and
         // with it the reload, instead of a background task later.
-        let std_listener = std::net::TcpListener::bind(endpoint).with_context(|| {
-            format!(
-                "prometheus exporter {}: cannot listen on {endpoint}",
-                ctx.id
-            )
-        })?;
-        std_listener.set_nonblocking(true)?;
         let listener = {
             let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)?
+            bind_reusable(endpoint).with_context(|| {
+                format!(
+                    "prometheus exporter {}: cannot listen on {endpoint}",
+                    ctx.id
+                )
+            })?
         };
         let local_addr = listener.local_addr()?;
 
@@ -277,6 +275,28 @@ impl Exporter for PrometheusExporter {
             ShutdownReport::default()
         })
     }
+}
+
+/// Listen on `endpoint` with `SO_REUSEADDR` (not `SO_REUSEPORT`): the
+/// connections a stopped server closed, left in TIME_WAIT on this port, do
+/// not keep the next config (or a restart) from listening again, while a
+/// second live listener on the port still fails.
+fn bind_reusable(endpoint: &str) -> std::io::Result<tokio::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let address = endpoint.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the address resolves to nothing",
+        )
+    })?;
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
 }
 
 async fn serve_metrics(State(shared): State<Arc<Shared>>) -> Response {
