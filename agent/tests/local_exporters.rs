@@ -604,7 +604,19 @@ async fn prometheus_shutdown_frees_the_port_for_the_next_config() {
 
     let report = first.shutdown(Duration::from_secs(5)).await;
     assert_eq!(report, Default::default());
-    let second = build(&config, &ctx("prometheus/b")).expect("rebinds after shutdown");
+    // The listener is closed when shutdown returns; on a loaded machine the
+    // kernel may take a moment to release the port from the connections the
+    // server just closed, so allow a short settling time (not a timing bound:
+    // the port must come free, and a busy port would fail every attempt).
+    let mut second = None;
+    for _ in 0..50 {
+        if let Ok(built) = build(&config, &ctx("prometheus/b")) {
+            second = Some(built);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = second.expect("rebinds after shutdown");
     second.submit(Arc::new(batch("p", 1, vec![process(1, "a", "a", 1.0, 1)])));
     let (_, text) = scrape(addr).await;
     assert!(text.contains("process_pid=\"1\""), "{text}");
