@@ -414,6 +414,11 @@ async fn serve(
                         }
                         result
                     }
+                    // A controller asking for no text is a revert: back
+                    // to the local config, whatever the kept remote one.
+                    None if request.source == ReloadSource::Controller => {
+                        revert_to_local(&service, &sources).await
+                    }
                     None => reload_file(&service, &sources, request.source).await,
                 };
                 let _ = request.reply.send(result);
@@ -457,6 +462,25 @@ async fn reload_local(
 ) -> Result<phoenix_agent::pipeline::ReloadOutcome, ReloadError> {
     let result = service.reload(text, source).await;
     if matches!(&result, Ok(outcome) if outcome.changed) {
+        sources.forget_remote();
+    }
+    result
+}
+
+/// The controller undoes its pushes: the `--config` file (or the embedded
+/// default when there is none) runs again, and the kept remote config is
+/// forgotten even when the texts are equal, so a restart starts from the
+/// local config too.
+async fn revert_to_local(
+    service: &Service,
+    sources: &ConfigSources,
+) -> Result<phoenix_agent::pipeline::ReloadOutcome, ReloadError> {
+    let text = match &sources.file {
+        Some(_) => sources.read_file()?,
+        None => phoenix_agent::config::EMBEDDED_DEFAULT.to_string(),
+    };
+    let result = service.reload(&text, ReloadSource::Controller).await;
+    if result.is_ok() {
         sources.forget_remote();
     }
     result

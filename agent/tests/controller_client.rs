@@ -190,6 +190,7 @@ impl FakeController {
             hash: hash.into(),
             yaml: yaml.into(),
             experiment_id: String::new(),
+            revert_to_local: false,
         }));
     }
 

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod experiment;
 pub mod fleet;
 pub mod grpc;
 pub mod metrics;
@@ -41,6 +42,8 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 /// 3 × the agent's 10 s heartbeat.
 pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Measurements of finished experiments are kept this long.
+pub const DEFAULT_EXPERIMENT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// Everything the controller needs to run, already checked.
 #[derive(Clone)]
@@ -62,6 +65,8 @@ pub struct Settings {
     pub agent_timeout: Duration,
     /// Open targets of a push become `timeout` after this.
     pub push_timeout: Duration,
+    /// Measurements of experiments finished longer ago are deleted.
+    pub experiment_retention: Duration,
 }
 
 /// What the gRPC service, the API and the background tasks share.
@@ -70,6 +75,10 @@ pub struct Shared {
     pub fleet: Fleet,
     pub metrics: Metrics,
     pub settings: Settings,
+    /// Running experiments, as the stats ingest needs them.
+    pub live: experiment::LiveSet,
+    /// Wakes the experiment scheduler before its next tick.
+    pub scheduler_wake: tokio::sync::Notify,
 }
 
 /// Why the controller did not start.
@@ -149,12 +158,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         fleet: Fleet::new(settings.agent_timeout),
         metrics: Metrics::new(),
         settings,
+        live: experiment::LiveSet::default(),
+        scheduler_wake: tokio::sync::Notify::new(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let tasks = vec![
         grpc::serve(shared.clone(), grpc_listener, stop_rx.clone())?,
         api::serve(shared.clone(), http_listener, stop_rx.clone())?,
-        fleet::rollout::spawn_reaper(shared.clone(), stop_rx),
+        fleet::rollout::spawn_reaper(shared.clone(), stop_rx.clone()),
+        experiment::scheduler::spawn(shared.clone(), stop_rx),
     ];
     tracing::info!(
         grpc = %grpc_addr,

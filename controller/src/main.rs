@@ -109,6 +109,10 @@ struct Cli {
     #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
     push_timeout: Duration,
 
+    /// Measurements of experiments that finished longer ago than this are deleted.
+    #[arg(long, default_value = "30d", value_parser = retention, value_name = "DURATION")]
+    experiment_retention: Duration,
+
     /// Log level or tracing filter (RUST_LOG wins).
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: String,
@@ -116,6 +120,15 @@ struct Cli {
     /// Log format. Logs go to stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// At least an hour, at most ten years (`7d`, `720h`).
+fn retention(text: &str) -> Result<Duration, String> {
+    let d = phoenix_agent::config::duration::parse_duration(text)?;
+    if d < Duration::from_secs(3600) || d > Duration::from_secs(10 * 365 * 86_400) {
+        return Err(format!("{text:?} must be from 1h to 10 years"));
+    }
+    Ok(d)
 }
 
 /// `500ms`, `30s`, `2m`: the agent's duration syntax, bounded to a day and
@@ -211,6 +224,7 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
         tls,
         agent_timeout: cli.agent_timeout,
         push_timeout: cli.push_timeout,
+        experiment_retention: cli.experiment_retention,
     })
 }
 

@@ -25,7 +25,31 @@ pub struct Metrics {
     pub agent_messages_heartbeat: Arc<Counter>,
     pub agents_timed_out: Arc<Counter>,
     pub store_errors: Arc<Counter>,
+    /// Experiment state transitions, by the state entered.
+    transitions: Vec<(&'static str, Arc<Counter>)>,
+    /// Guardrail breaches that aborted an experiment, by guardrail.
+    breaches: Vec<(&'static str, Arc<Counter>)>,
+    /// Interval stats stored as experiment measurements.
+    pub experiment_measurements: Arc<Counter>,
 }
+
+/// The states an experiment can enter (see `experiment::State`), listed here
+/// so every label exists from the first scrape.
+pub const EXPERIMENT_STATES: &[&str] = &[
+    "draft",
+    "pending",
+    "deploying",
+    "running",
+    "analyzing",
+    "succeeded",
+    "failed",
+    "promoted",
+    "rolled_back",
+    "cancelled",
+];
+
+/// The guardrails that can abort a running experiment.
+pub const GUARDRAILS: &[&str] = &["critical_coverage", "cpu_overhead", "agent_error"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -119,7 +143,55 @@ impl Metrics {
                 &[],
                 &[],
             ),
+            transitions: EXPERIMENT_STATES
+                .iter()
+                .map(|s| {
+                    (
+                        *s,
+                        r.counter(
+                            "phoenix_controller_experiment_transitions_total",
+                            "Experiment state transitions, by the state entered.",
+                            &["state"],
+                            &[s],
+                        ),
+                    )
+                })
+                .collect(),
+            breaches: GUARDRAILS
+                .iter()
+                .map(|g| {
+                    (
+                        *g,
+                        r.counter(
+                            "phoenix_controller_experiment_guardrail_breaches_total",
+                            "Guardrail breaches that aborted and rolled back an experiment, by guardrail.",
+                            &["guardrail"],
+                            &[g],
+                        ),
+                    )
+                })
+                .collect(),
+            experiment_measurements: r.counter(
+                "phoenix_controller_experiment_measurements_total",
+                "Per-variant interval measurements stored for running experiments.",
+                &[],
+                &[],
+            ),
             registry: r,
+        }
+    }
+
+    /// Count an experiment entering `state`.
+    pub fn transition(&self, state: &str) {
+        if let Some((_, c)) = self.transitions.iter().find(|(s, _)| *s == state) {
+            c.inc();
+        }
+    }
+
+    /// Count a guardrail breach.
+    pub fn breach(&self, guardrail: &str) {
+        if let Some((_, c)) = self.breaches.iter().find(|(g, _)| *g == guardrail) {
+            c.inc();
         }
     }
 

@@ -368,9 +368,15 @@ impl Client {
         // The hash is the config's identity on the controller: applying a
         // body that does not match it would make the controller record one
         // config while the agent runs another. Past this check every status
-        // names the hash in its canonical form (lowercase hex).
-        let actual = config_hash(&push.yaml);
-        if !push.hash.trim().eq_ignore_ascii_case(&actual) {
+        // names the hash in its canonical form (lowercase hex). A revert
+        // carries no body: its hash is what the controller expects the
+        // local config to be, and the answer says what it really is.
+        let actual = if push.revert_to_local {
+            push.hash.trim().to_ascii_lowercase()
+        } else {
+            config_hash(&push.yaml)
+        };
+        if !push.revert_to_local && !push.hash.trim().eq_ignore_ascii_case(&actual) {
             self.metrics.pushes_failed.inc();
             tracing::error!(push_id = %push_id, actual = %short(&actual), "pushed config refused: its hash does not match its YAML");
             let status = failed(
@@ -399,7 +405,7 @@ impl Client {
         // validation and swap, and the config is kept in --state-dir there.
         let (reply, answer) = oneshot::channel();
         let request = ReloadRequest {
-            text: Some(push.yaml),
+            text: (!push.revert_to_local).then_some(push.yaml),
             source: ReloadSource::Controller,
             reply,
         };

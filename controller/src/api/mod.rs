@@ -7,6 +7,7 @@
 //! them tells more than counts. Every refusal is a 4xx with a JSON body
 //! `{"error": "..."}` and changes nothing.
 
+mod experiments;
 mod views;
 
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ use crate::{Shared, StartError, blocking, templates};
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Agent ids one push may name.
 const MAX_SELECTED_AGENTS: usize = 10_000;
-const MAX_AUTHOR: usize = 128;
+pub(crate) const MAX_AUTHOR: usize = 128;
 
 /// Serve the API until `stop` turns true.
 pub fn serve(
@@ -79,6 +80,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/templates", get(list_templates))
         .route("/templates/{name}", get(get_template))
         .route("/audit", get(audit_log))
+        .route(
+            "/experiments",
+            post(experiments::create).get(experiments::list),
+        )
+        .route("/experiments/validate", post(experiments::validate))
+        .route("/experiments/{id}", get(experiments::get))
+        .route("/experiments/{id}/results", get(experiments::results))
+        .route("/experiments/{id}/report", get(experiments::report))
+        .route("/experiments/{id}/{action}", post(experiments::action))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -97,8 +107,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 /// A JSON error response.
 pub struct ApiError {
-    status: StatusCode,
-    body: Value,
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
 }
 
 impl ApiError {
@@ -179,7 +189,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 fn is_read(method: &Method, path: &str) -> bool {
     method == Method::GET
         || method == Method::HEAD
-        || (method == Method::POST && path.ends_with("/configs/validate"))
+        || (method == Method::POST
+            && (path.ends_with("/configs/validate") || path.ends_with("/experiments/validate")))
 }
 
 async fn require_token(
@@ -227,6 +238,14 @@ fn route_of(path: &str) -> &'static str {
         (Some("templates"), None) => "/api/v1/templates",
         (Some("templates"), Some(_)) => "/api/v1/templates/{name}",
         (Some("audit"), None) => "/api/v1/audit",
+        (Some("experiments"), None) => "/api/v1/experiments",
+        (Some("experiments"), Some("validate")) => "/api/v1/experiments/validate",
+        (Some("experiments"), Some(rest)) => match rest.split_once('/') {
+            None => "/api/v1/experiments/{id}",
+            Some((_, "results")) => "/api/v1/experiments/{id}/results",
+            Some((_, "report")) => "/api/v1/experiments/{id}/report",
+            Some(_) => "/api/v1/experiments/{id}/{action}",
+        },
         _ => "other",
     }
 }
@@ -420,6 +439,7 @@ fn push_request(body: PushBody) -> Result<PushRequest, ApiError> {
         } else {
             author
         },
+        experiment_id: None,
     })
 }
 

@@ -22,6 +22,8 @@ use crate::{Shared, blocking, now_ms, templates};
 pub enum ConfigSource {
     Yaml(String),
     Template(String),
+    /// Back to the agents' local config, expected to hash to this.
+    RevertToLocal(String),
 }
 
 /// A push as the API asks for it.
@@ -30,6 +32,8 @@ pub struct PushRequest {
     pub selector: Selector,
     pub source: ConfigSource,
     pub author: String,
+    /// The experiment this push deploys, promotes or rolls back.
+    pub experiment_id: Option<String>,
 }
 
 /// A created push: its id, config hash and where each target stands.
@@ -74,7 +78,7 @@ pub async fn validate(text: String) -> Result<(), Vec<ConfigError>> {
 }
 
 /// A fresh push id: 96 random bits in hex, unique across restarts.
-fn new_push_id() -> String {
+pub fn new_push_id() -> String {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 12];
     if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
@@ -94,7 +98,8 @@ fn config_push(desired: &Desired) -> ControllerMessage {
             push_id: desired.push_id.clone(),
             hash: desired.hash.clone(),
             yaml: desired.yaml.clone(),
-            experiment_id: String::new(),
+            experiment_id: desired.experiment_id.clone(),
+            revert_to_local: desired.revert_to_local,
         })),
     }
 }
@@ -104,8 +109,13 @@ pub async fn create_push(
     shared: &Arc<Shared>,
     request: PushRequest,
 ) -> Result<PushCreated, PushError> {
+    let mut revert_hash = None;
     let (yaml, template) = match request.source {
         ConfigSource::Yaml(y) => (y, None),
+        ConfigSource::RevertToLocal(hash) => {
+            revert_hash = Some(hash);
+            (String::new(), None)
+        }
         ConfigSource::Template(name) => {
             let dir = shared.settings.templates_dir.clone();
             let lookup = name.clone();
@@ -118,18 +128,24 @@ pub async fn create_push(
             }
         }
     };
-    validate(yaml.clone()).await.map_err(PushError::Invalid)?;
+    if revert_hash.is_none() {
+        validate(yaml.clone()).await.map_err(PushError::Invalid)?;
+    }
 
     let now = now_ms();
     let deadline = now.saturating_add(shared.settings.push_timeout.as_millis() as i64);
     let push = NewPush {
         id: new_push_id(),
-        hash: phoenix_agent::pipeline::config_hash(&yaml),
+        hash: revert_hash
+            .clone()
+            .unwrap_or_else(|| phoenix_agent::pipeline::config_hash(&yaml)),
         selector: request.selector,
         yaml,
         template,
         author: request.author,
         deadline,
+        revert_to_local: revert_hash.is_some(),
+        experiment_id: request.experiment_id,
     };
     let store = shared.store.clone();
     let (push, result) = blocking(move || {
@@ -160,6 +176,8 @@ pub async fn create_push(
         push_id: push.id.clone(),
         hash: push.hash.clone(),
         yaml: push.yaml,
+        revert_to_local: push.revert_to_local,
+        experiment_id: push.experiment_id.clone().unwrap_or_default(),
     };
     let message = config_push(&desired);
     let sent: Vec<String> = targets

@@ -219,6 +219,7 @@ async fn handle(
             ) {
                 shared.metrics.store_errors.inc();
             }
+            crate::experiment::ingest(shared, agent_id, &stats).await;
         }
         agent_message::Body::Heartbeat(hb) => {
             shared.metrics.agent_messages_heartbeat.inc();

@@ -8,7 +8,10 @@ use super::StoreError;
 
 /// Every migration, in order: (version, SQL). Append only; never edit one
 /// that has shipped.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_experiments.sql")),
+];
 
 /// The version this controller brings the schema to.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -6,6 +6,7 @@
 //! One connection behind a mutex is enough: writes are a few rows each and
 //! SQLite serializes writers anyway.
 
+pub mod experiments;
 mod migrate;
 mod records;
 
@@ -15,6 +16,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+pub use experiments::{
+    ExperimentRecord, ExperimentTarget, GuardCheck, NewExperiment, Stamp, Transition,
+    TransitionError, TransitionRecord,
+};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use records::*;
 
@@ -287,13 +292,24 @@ impl Store {
                 known
             }
         };
+        if push.revert_to_local {
+            // Known only by hash; a body pushed later fills it in.
+            tx.execute(
+                "INSERT OR IGNORE INTO config_versions (hash, content, author, created_at, local)
+                 VALUES (?1, '', ?2, ?3, 1)",
+                params![push.hash, push.author, now],
+            )?;
+        } else {
+            tx.execute(
+                "INSERT INTO config_versions (hash, content, author, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (hash) DO UPDATE SET content = excluded.content, local = 0
+                 WHERE config_versions.local = 1",
+                params![push.hash, push.yaml, push.author, now],
+            )?;
+        }
         tx.execute(
-            "INSERT OR IGNORE INTO config_versions (hash, content, author, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![push.hash, push.yaml, push.author, now],
-        )?;
-        tx.execute(
-            "INSERT INTO pushes (id, selector, config_hash, template, author, created_at, deadline)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO pushes (id, selector, config_hash, template, author, created_at, deadline, experiment_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 push.id,
                 push.selector.to_json().to_string(),
@@ -301,7 +317,8 @@ impl Store {
                 push.template,
                 push.author,
                 now,
-                push.deadline
+                push.deadline,
+                push.experiment_id
             ],
         )?;
         let mut superseded_count = 0;
@@ -856,19 +873,29 @@ fn desired_to_resend(
     agent_id: &str,
     now: i64,
 ) -> Result<Option<Desired>, rusqlite::Error> {
-    let row: Option<(String, String, String, String, String)> = tx
+    let row = tx
         .prepare_cached(
-            "SELECT p.id, p.config_hash, c.content, t.state, a.effective_hash FROM agents a
+            "SELECT p.id, p.config_hash, c.content, t.state, a.effective_hash, c.local,
+                    COALESCE(p.experiment_id, '')
+             FROM agents a
              JOIN pushes p ON p.id = a.desired_push_id
              JOIN config_versions c ON c.hash = p.config_hash
              JOIN push_targets t ON t.push_id = p.id AND t.agent_id = a.id
              WHERE a.id = ?1",
         )?
         .query_row([agent_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, bool>(5)?,
+                r.get::<_, String>(6)?,
+            ))
         })
         .optional()?;
-    let Some((push_id, hash, yaml, state, effective)) = row else {
+    let Some((push_id, hash, yaml, state, effective, revert_to_local, experiment_id)) = row else {
         return Ok(None);
     };
     if hash == effective || matches!(state.as_str(), "failed" | "superseded") {
@@ -885,6 +912,8 @@ fn desired_to_resend(
         push_id,
         hash,
         yaml,
+        revert_to_local,
+        experiment_id,
     }))
 }
 

@@ -126,7 +126,11 @@ pub struct AgentHello {
 pub struct Desired {
     pub push_id: String,
     pub hash: String,
+    /// Empty for a revert.
     pub yaml: String,
+    /// Back to the agent's local config (`hash` is that config's hash).
+    pub revert_to_local: bool,
+    pub experiment_id: String,
 }
 
 /// What a Hello changed.
@@ -173,6 +177,9 @@ pub struct NewPush {
     pub author: String,
     /// Unix ms after which open targets become `timeout`.
     pub deadline: i64,
+    /// `yaml` is empty and `hash` names the agents' local config.
+    pub revert_to_local: bool,
+    pub experiment_id: Option<String>,
 }
 
 /// An agent as stored.

@@ -26,6 +26,8 @@ fn push(id: &str, hash: &str, selector: Selector) -> NewPush {
         template: None,
         author: "t".into(),
         deadline: 1_000,
+        revert_to_local: false,
+        experiment_id: None,
     }
 }
 

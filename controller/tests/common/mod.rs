@@ -57,6 +57,7 @@ pub fn settings(data_dir: &Path) -> Settings {
         tls: None,
         agent_timeout: Duration::from_secs(30),
         push_timeout: Duration::from_secs(60),
+        experiment_retention: phoenix_controller::DEFAULT_EXPERIMENT_RETENTION,
     }
 }
 

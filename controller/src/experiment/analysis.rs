@@ -1,0 +1,761 @@
+//! The verdict: each candidate against the baseline, every KPI over the
+//! fleet and the window with a bootstrap confidence interval, each
+//! criterion judged on that interval, a monthly cost per variant, and a
+//! recommendation in plain words.
+//!
+//! The unit of measurement is one interval of one agent. A candidate is
+//! compared with the baseline on the intervals where an agent reported
+//! both (they come from one scrape, so they pair exactly). The bootstrap
+//! resamples in two stages, agents with replacement and then each drawn
+//! agent's intervals with replacement, so the interval reflects both how
+//! agents differ and how intervals vary within an agent. Ratios are ratios
+//! of sums (fleet totals), not means of per-agent ratios: a host with ten
+//! processes does not weigh as much as one with a thousand. The random
+//! generator is seeded from the experiment id: the same data gives the same
+//! report.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::spec::{ExperimentSpec, Timing};
+
+/// One stored measurement: a variant on an agent in one interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measurement {
+    pub variant: String,
+    pub agent_id: String,
+    pub interval_ns: i64,
+    pub series: u64,
+    pub datapoints: u64,
+    pub bytes: u64,
+    pub bytes_gzip: u64,
+    pub cpu_seconds: f64,
+    pub critical_total: u64,
+    pub critical_visible: u64,
+    pub topn_fidelity: Option<f64>,
+}
+
+/// A value with its confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Estimate {
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// How one criterion came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The whole confidence interval is on the right side.
+    Pass,
+    /// The whole confidence interval is on the wrong side.
+    Fail,
+    /// The interval straddles the threshold: more data would tell.
+    Inconclusive,
+    /// Nothing to judge (no paired interval, no critical process seen).
+    NoData,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CriterionResult {
+    pub criterion: &'static str,
+    pub kpi: &'static str,
+    /// `>=` or `<=`.
+    pub op: &'static str,
+    pub threshold: f64,
+    pub estimate: Option<Estimate>,
+    pub outcome: Outcome,
+}
+
+/// The KPIs of one candidate against the baseline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Kpis {
+    pub series_reduction: Option<Estimate>,
+    pub datapoints_reduction: Option<Estimate>,
+    pub bytes_reduction: Option<Estimate>,
+    pub critical_coverage: Option<Estimate>,
+    pub topn_fidelity: Option<Estimate>,
+    pub cpu_overhead_percent: Option<Estimate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CandidateReport {
+    pub name: String,
+    /// Agent intervals with both the baseline and this candidate.
+    pub paired_intervals: usize,
+    pub agents: usize,
+    pub kpis: Kpis,
+    pub criteria: Vec<CriterionResult>,
+    pub outcome: Outcome,
+}
+
+/// Per-variant averages and the cost estimate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantSummary {
+    pub name: String,
+    pub intervals: usize,
+    /// Means per agent and interval.
+    pub series: f64,
+    pub datapoints: f64,
+    pub bytes: f64,
+    pub bytes_gzip: f64,
+    pub cpu_overhead_percent: f64,
+    /// For the whole target fleet, at the experiment's interval.
+    pub monthly_datapoints: f64,
+    pub monthly_gb: f64,
+    pub monthly_cost: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// `succeeded` when a candidate passed every criterion, else `failed`.
+    pub verdict: &'static str,
+    pub winner: Option<String>,
+    pub recommendation: String,
+    pub confidence: f64,
+    pub resamples: u32,
+    pub target_agents: usize,
+    pub currency: String,
+    pub variants: Vec<VariantSummary>,
+    pub candidates: Vec<CandidateReport>,
+}
+
+/// 30 days, the month of the cost estimate.
+const MONTH_SECONDS: f64 = 30.0 * 86_400.0;
+
+/// Sums over a set of paired intervals; every KPI is a function of them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    n: f64,
+    base_series: f64,
+    cand_series: f64,
+    base_datapoints: f64,
+    cand_datapoints: f64,
+    base_bytes: f64,
+    cand_bytes: f64,
+    critical_total: f64,
+    critical_visible: f64,
+    fidelity_sum: f64,
+    fidelity_n: f64,
+    cpu_seconds: f64,
+}
+
+impl Sums {
+    fn add(&mut self, p: &Pair) {
+        self.n += 1.0;
+        self.base_series += p.base_series;
+        self.cand_series += p.cand_series;
+        self.base_datapoints += p.base_datapoints;
+        self.cand_datapoints += p.cand_datapoints;
+        self.base_bytes += p.base_bytes;
+        self.cand_bytes += p.cand_bytes;
+        self.critical_total += p.critical_total;
+        self.critical_visible += p.critical_visible;
+        if let Some(f) = p.fidelity {
+            self.fidelity_sum += f;
+            self.fidelity_n += 1.0;
+        }
+        self.cpu_seconds += p.cpu_seconds;
+    }
+
+    /// [series, datapoints, bytes reduction, coverage, fidelity, cpu %];
+    /// NaN where undefined.
+    fn kpis(&self, interval_s: f64) -> [f64; 6] {
+        let reduction = |b: f64, c: f64| if b > 0.0 { 1.0 - c / b } else { f64::NAN };
+        [
+            reduction(self.base_series, self.cand_series),
+            reduction(self.base_datapoints, self.cand_datapoints),
+            reduction(self.base_bytes, self.cand_bytes),
+            if self.critical_total > 0.0 {
+                self.critical_visible / self.critical_total
+            } else {
+                f64::NAN
+            },
+            if self.fidelity_n > 0.0 {
+                self.fidelity_sum / self.fidelity_n
+            } else {
+                f64::NAN
+            },
+            if self.n > 0.0 {
+                100.0 * self.cpu_seconds / (self.n * interval_s)
+            } else {
+                f64::NAN
+            },
+        ]
+    }
+}
+
+/// A candidate interval with its baseline interval.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    base_series: f64,
+    cand_series: f64,
+    base_datapoints: f64,
+    cand_datapoints: f64,
+    base_bytes: f64,
+    cand_bytes: f64,
+    critical_total: f64,
+    critical_visible: f64,
+    fidelity: Option<f64>,
+    cpu_seconds: f64,
+}
+
+/// SplitMix64: small, fast, good enough for resampling, and ours.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded(text: &str) -> Rng {
+        // FNV-1a of the seed text.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        Rng(h)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in 0..n (n > 0).
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}
+
+/// The bootstrap of every KPI for one candidate: per KPI, the estimate.
+fn bootstrap(
+    agents: &[Vec<Pair>],
+    interval_s: f64,
+    resamples: u32,
+    confidence: f64,
+    rng: &mut Rng,
+) -> [Option<Estimate>; 6] {
+    let mut all = Sums::default();
+    for p in agents.iter().flatten() {
+        all.add(p);
+    }
+    let point = all.kpis(interval_s);
+    let mut draws: [Vec<f64>; 6] = Default::default();
+    for _ in 0..resamples {
+        let mut s = Sums::default();
+        for _ in 0..agents.len() {
+            let intervals = &agents[rng.below(agents.len())];
+            for _ in 0..intervals.len() {
+                s.add(&intervals[rng.below(intervals.len())]);
+            }
+        }
+        for (d, v) in draws.iter_mut().zip(s.kpis(interval_s)) {
+            if v.is_finite() {
+                d.push(v);
+            }
+        }
+    }
+    let alpha = (1.0 - confidence) / 2.0;
+    let mut out = [None; 6];
+    for (i, d) in draws.iter_mut().enumerate() {
+        if !point[i].is_finite() || d.is_empty() {
+            continue;
+        }
+        d.sort_by(f64::total_cmp);
+        let at = |q: f64| d[((q * (d.len() - 1) as f64).round() as usize).min(d.len() - 1)];
+        out[i] = Some(Estimate {
+            value: point[i],
+            low: at(alpha).min(point[i]),
+            high: at(1.0 - alpha).max(point[i]),
+        });
+    }
+    out
+}
+
+fn judge(
+    criterion: &'static str,
+    kpi: &'static str,
+    at_least: bool,
+    threshold: f64,
+    estimate: Option<Estimate>,
+) -> CriterionResult {
+    // Rounding noise must not fail a candidate that keeps 100% of 100%.
+    const EPS: f64 = 1e-9;
+    let outcome = match estimate {
+        None => Outcome::NoData,
+        Some(e) if at_least => {
+            if e.low + EPS >= threshold {
+                Outcome::Pass
+            } else if e.high + EPS < threshold {
+                Outcome::Fail
+            } else {
+                Outcome::Inconclusive
+            }
+        }
+        Some(e) => {
+            if e.high - EPS <= threshold {
+                Outcome::Pass
+            } else if e.low - EPS > threshold {
+                Outcome::Fail
+            } else {
+                Outcome::Inconclusive
+            }
+        }
+    };
+    CriterionResult {
+        criterion,
+        kpi,
+        op: if at_least { ">=" } else { "<=" },
+        threshold,
+        estimate,
+        outcome,
+    }
+}
+
+/// Analyse `rows` (after the warm-up) for `spec`; `target_agents` scales
+/// the cost estimate to the fleet; `seed` (the experiment id) makes it
+/// repeatable.
+pub fn analyse(
+    spec: &ExperimentSpec,
+    timing: &Timing,
+    target_agents: usize,
+    seed: &str,
+    rows: &[Measurement],
+) -> Report {
+    let interval_s = timing.interval_ms as f64 / 1000.0;
+    let baseline = spec.baseline_name();
+    // agent → interval → variant → row
+    let mut grid: BTreeMap<&str, BTreeMap<i64, BTreeMap<&str, &Measurement>>> = BTreeMap::new();
+    for r in rows {
+        grid.entry(&r.agent_id)
+            .or_default()
+            .entry(r.interval_ns)
+            .or_default()
+            .insert(&r.variant, r);
+    }
+
+    let mut names = vec![baseline.clone()];
+    names.extend(spec.candidate_names());
+    let variants: Vec<VariantSummary> = names
+        .iter()
+        .map(|n| summarize(n, rows, interval_s, target_agents, spec))
+        .collect();
+
+    let mut rng = Rng::seeded(seed);
+    let mut candidates = Vec::new();
+    for name in spec.candidate_names() {
+        let mut per_agent: Vec<Vec<Pair>> = Vec::new();
+        for intervals in grid.values() {
+            let pairs: Vec<Pair> = intervals
+                .values()
+                .filter_map(|v| {
+                    let b = v.get(baseline.as_str())?;
+                    let c = v.get(name.as_str())?;
+                    Some(Pair {
+                        base_series: b.series as f64,
+                        cand_series: c.series as f64,
+                        base_datapoints: b.datapoints as f64,
+                        cand_datapoints: c.datapoints as f64,
+                        base_bytes: b.bytes as f64,
+                        cand_bytes: c.bytes as f64,
+                        critical_total: c.critical_total as f64,
+                        critical_visible: c.critical_visible as f64,
+                        fidelity: c.topn_fidelity,
+                        cpu_seconds: c.cpu_seconds,
+                    })
+                })
+                .collect();
+            if !pairs.is_empty() {
+                per_agent.push(pairs);
+            }
+        }
+        let paired_intervals = per_agent.iter().map(Vec::len).sum();
+        let [series, datapoints, bytes, coverage, fidelity, cpu] = bootstrap(
+            &per_agent,
+            interval_s,
+            spec.analysis.resamples,
+            spec.analysis.confidence,
+            &mut rng,
+        );
+        let kpis = Kpis {
+            series_reduction: series,
+            datapoints_reduction: datapoints,
+            bytes_reduction: bytes,
+            critical_coverage: coverage,
+            topn_fidelity: fidelity,
+            cpu_overhead_percent: cpu,
+        };
+        let c = &spec.criteria;
+        let mut criteria = Vec::new();
+        let mut at_least = |criterion, kpi, t: Option<f64>, e| {
+            if let Some(t) = t {
+                criteria.push(judge(criterion, kpi, true, t, e));
+            }
+        };
+        at_least(
+            "min_series_reduction",
+            "series_reduction",
+            c.min_series_reduction,
+            series,
+        );
+        at_least(
+            "min_bytes_reduction",
+            "bytes_reduction",
+            c.min_bytes_reduction,
+            bytes,
+        );
+        at_least(
+            "min_critical_coverage",
+            "critical_coverage",
+            c.min_critical_coverage,
+            coverage,
+        );
+        at_least(
+            "min_topn_fidelity",
+            "topn_fidelity",
+            c.min_topn_fidelity,
+            fidelity,
+        );
+        if let Some(t) = c.max_cpu_overhead_percent {
+            criteria.push(judge(
+                "max_cpu_overhead_percent",
+                "cpu_overhead_percent",
+                false,
+                t,
+                cpu,
+            ));
+        }
+        let outcome = if paired_intervals == 0 {
+            Outcome::NoData
+        } else if criteria.iter().any(|r| r.outcome == Outcome::Fail) {
+            Outcome::Fail
+        } else if criteria.iter().all(|r| r.outcome == Outcome::Pass) {
+            Outcome::Pass
+        } else {
+            Outcome::Inconclusive
+        };
+        candidates.push(CandidateReport {
+            name,
+            paired_intervals,
+            agents: per_agent.len(),
+            kpis,
+            criteria,
+            outcome,
+        });
+    }
+
+    let cost = |name: &str| {
+        variants
+            .iter()
+            .find(|v| v.name == name)
+            .map_or(f64::INFINITY, |v| v.monthly_cost)
+    };
+    let winner = candidates
+        .iter()
+        .filter(|c| c.outcome == Outcome::Pass)
+        .min_by(|a, b| cost(&a.name).total_cmp(&cost(&b.name)))
+        .map(|c| c.name.clone());
+    let recommendation = recommend(spec, &baseline, winner.as_deref(), &candidates, &variants);
+    Report {
+        verdict: if winner.is_some() {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        winner,
+        recommendation,
+        confidence: spec.analysis.confidence,
+        resamples: spec.analysis.resamples,
+        target_agents,
+        currency: spec.pricing.currency.clone(),
+        variants,
+        candidates,
+    }
+}
+
+fn summarize(
+    name: &str,
+    rows: &[Measurement],
+    interval_s: f64,
+    target_agents: usize,
+    spec: &ExperimentSpec,
+) -> VariantSummary {
+    let mine: Vec<&Measurement> = rows.iter().filter(|r| r.variant == name).collect();
+    let n = mine.len();
+    let mean = |f: &dyn Fn(&Measurement) -> f64| {
+        if n == 0 {
+            0.0
+        } else {
+            mine.iter().map(|r| f(r)).sum::<f64>() / n as f64
+        }
+    };
+    let series = mean(&|r| r.series as f64);
+    let datapoints = mean(&|r| r.datapoints as f64);
+    let bytes = mean(&|r| r.bytes as f64);
+    let bytes_gzip = mean(&|r| r.bytes_gzip as f64);
+    let cpu = mean(&|r| r.cpu_seconds) * 100.0 / interval_s;
+    let per_month = MONTH_SECONDS / interval_s * target_agents as f64;
+    let monthly_datapoints = datapoints * per_month;
+    let monthly_gb = bytes * per_month / 1e9;
+    let monthly_cost = monthly_datapoints / 1e6 * spec.pricing.per_million_datapoints
+        + monthly_gb * spec.pricing.per_gb;
+    VariantSummary {
+        name: name.to_string(),
+        intervals: n,
+        series,
+        datapoints,
+        bytes,
+        bytes_gzip,
+        cpu_overhead_percent: cpu,
+        monthly_datapoints,
+        monthly_gb,
+        monthly_cost,
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+fn describe(r: &CriterionResult) -> String {
+    let Some(e) = r.estimate else {
+        return format!("{}: no data", r.kpi);
+    };
+    let (v, lo, hi, t) = if r.kpi == "cpu_overhead_percent" {
+        let f = |x: f64| format!("{x:.2}% of a core");
+        (f(e.value), f(e.low), f(e.high), f(r.threshold))
+    } else {
+        (pct(e.value), pct(e.low), pct(e.high), pct(r.threshold))
+    };
+    format!(
+        "{} {v} (CI {lo} to {hi}) against {} {t}",
+        r.kpi.replace('_', " "),
+        if r.op == ">=" {
+            "a minimum of"
+        } else {
+            "a maximum of"
+        }
+    )
+}
+
+fn recommend(
+    spec: &ExperimentSpec,
+    baseline: &str,
+    winner: Option<&str>,
+    candidates: &[CandidateReport],
+    variants: &[VariantSummary],
+) -> String {
+    let cost = |name: &str| {
+        variants
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.monthly_cost)
+    };
+    let money = |v: f64| format!("{v:.2} {}", spec.pricing.currency);
+    match winner {
+        Some(w) => {
+            let c = candidates
+                .iter()
+                .find(|c| c.name == w)
+                .expect("winner is a candidate");
+            let mut text = format!("Promote {w:?}: it met every criterion");
+            if let Some(e) = c.kpis.series_reduction {
+                text += &format!(", with {} fewer series", pct(e.value));
+            }
+            if let Some(e) = c.kpis.bytes_reduction {
+                text += &format!(" and {} fewer bytes", pct(e.value));
+            }
+            if let Some(e) = c.kpis.critical_coverage {
+                text += &format!(", keeping {} of critical processes visible", pct(e.value));
+            }
+            text.push('.');
+            if let (Some(b), Some(w)) = (cost(baseline), cost(w)) {
+                text += &format!(
+                    " Estimated cost: {} a month instead of {} (saves {}).",
+                    money(w),
+                    money(b),
+                    money(b - w)
+                );
+            }
+            text
+        }
+        None => {
+            let mut text = format!("Keep {baseline:?}: no candidate met every criterion.");
+            for c in candidates {
+                let failing: Vec<String> = c
+                    .criteria
+                    .iter()
+                    .filter(|r| r.outcome != Outcome::Pass)
+                    .map(|r| {
+                        let word = match r.outcome {
+                            Outcome::Fail => "failed",
+                            Outcome::Inconclusive => "inconclusive",
+                            _ => "not measured",
+                        };
+                        format!("{word}: {}", describe(r))
+                    })
+                    .collect();
+                if c.paired_intervals == 0 {
+                    text += &format!(
+                        " {:?} has no interval measured next to the baseline.",
+                        c.name
+                    );
+                } else if !failing.is_empty() {
+                    text += &format!(" {:?}: {}.", c.name, failing.join("; "));
+                }
+                if failing.iter().any(|f| f.starts_with("inconclusive")) {
+                    text += " A longer window or more agents would narrow the intervals.";
+                }
+            }
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(criteria: &str) -> ExperimentSpec {
+        ExperimentSpec::parse(&format!(
+            "
+name: t
+targets: {{ hosts: [a] }}
+candidates: [ {{ name: lean }} ]
+critical_processes: [x]
+interval: 10s
+duration: 10m
+criteria: {{ {criteria} }}
+analysis: {{ resamples: 500 }}
+"
+        ))
+        .unwrap()
+    }
+
+    fn row(variant: &str, agent: &str, t: i64, series: u64, visible: u64) -> Measurement {
+        Measurement {
+            variant: variant.into(),
+            agent_id: agent.into(),
+            interval_ns: t,
+            series,
+            datapoints: series * 2,
+            bytes: series * 100,
+            bytes_gzip: series * 10,
+            cpu_seconds: 0.001,
+            critical_total: 2,
+            critical_visible: visible,
+            topn_fidelity: (variant != "baseline").then_some(0.9),
+        }
+    }
+
+    /// Three agents, 20 intervals: the candidate keeps 30% of the series
+    /// (with a little noise) and every critical process.
+    fn data(visible: u64) -> Vec<Measurement> {
+        let mut rows = Vec::new();
+        for (a, size) in [("a", 100), ("b", 200), ("c", 400)] {
+            for t in 0..20 {
+                rows.push(row("baseline", a, t, size, 2));
+                let kept = size * 3 / 10 + (t as u64 % 3);
+                rows.push(row("lean", a, t, kept, visible));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn a_clear_win_passes_with_a_tight_interval_around_the_truth() {
+        let s = spec(
+            "min_series_reduction: 0.5, min_critical_coverage: 1.0, max_cpu_overhead_percent: 1",
+        );
+        let r = analyse(&s, &s.timing().unwrap(), 10, "exp-1", &data(2));
+        let c = &r.candidates[0];
+        assert_eq!(c.paired_intervals, 60);
+        let e = c.kpis.series_reduction.unwrap();
+        assert!((e.value - 0.695).abs() < 0.01, "{e:?}");
+        assert!(
+            e.low <= e.value && e.value <= e.high && e.high - e.low < 0.02,
+            "{e:?}"
+        );
+        assert_eq!(c.kpis.critical_coverage.unwrap().value, 1.0);
+        // 0.001 s per 10 s interval = 0.01% of a core.
+        assert!((c.kpis.cpu_overhead_percent.unwrap().value - 0.01).abs() < 1e-9);
+        assert!(
+            c.criteria.iter().all(|r| r.outcome == Outcome::Pass),
+            "{:?}",
+            c.criteria
+        );
+        assert_eq!(r.verdict, "succeeded");
+        assert_eq!(r.winner.as_deref(), Some("lean"));
+        assert!(
+            r.recommendation.starts_with("Promote \"lean\""),
+            "{}",
+            r.recommendation
+        );
+        // The same data, the same report.
+        assert_eq!(analyse(&s, &s.timing().unwrap(), 10, "exp-1", &data(2)), r);
+    }
+
+    #[test]
+    fn losing_a_critical_process_fails_and_says_why() {
+        let s = spec("min_critical_coverage: 1.0");
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-2", &data(1));
+        let c = &r.candidates[0];
+        assert_eq!(c.kpis.critical_coverage.unwrap().value, 0.5);
+        assert_eq!(c.outcome, Outcome::Fail);
+        assert_eq!(r.verdict, "failed");
+        assert!(
+            r.recommendation.contains("critical coverage 50.0%"),
+            "{}",
+            r.recommendation
+        );
+    }
+
+    #[test]
+    fn a_threshold_inside_the_interval_is_inconclusive() {
+        // Two agents that disagree widely: 10% and 90% reduction.
+        let mut rows = Vec::new();
+        for t in 0..5 {
+            rows.push(row("baseline", "a", t, 100, 2));
+            rows.push(row("lean", "a", t, 90, 2));
+            rows.push(row("baseline", "b", t, 100, 2));
+            rows.push(row("lean", "b", t, 10, 2));
+        }
+        let s = spec("min_series_reduction: 0.5");
+        let r = analyse(&s, &s.timing().unwrap(), 2, "exp-3", &rows);
+        let crit = &r.candidates[0].criteria[0];
+        assert_eq!(crit.criterion, "min_series_reduction");
+        assert_eq!(crit.outcome, Outcome::Inconclusive, "{crit:?}");
+        assert!(
+            r.recommendation.contains("longer window"),
+            "{}",
+            r.recommendation
+        );
+    }
+
+    #[test]
+    fn no_data_is_not_a_pass_and_costs_scale_with_the_fleet() {
+        let s = spec("min_series_reduction: 0.5");
+        let r = analyse(&s, &s.timing().unwrap(), 5, "exp-4", &[]);
+        assert_eq!(r.candidates[0].outcome, Outcome::NoData);
+        assert_eq!(r.verdict, "failed");
+
+        let rows = vec![
+            row("baseline", "a", 0, 1000, 2),
+            row("lean", "a", 0, 100, 2),
+        ];
+        let r1 = analyse(&s, &s.timing().unwrap(), 1, "x", &rows);
+        let r10 = analyse(&s, &s.timing().unwrap(), 10, "x", &rows);
+        let b1 = &r1.variants[0];
+        // 2000 datapoints every 10 s for 30 days: 518.4 M; at 0.10 per
+        // million plus 100 kB per interval at 0.50 per GB.
+        assert!((b1.monthly_datapoints - 518_400_000.0).abs() < 1.0);
+        let expected = 518.4 * 0.10 + 25.92 * 0.50;
+        assert!(
+            (b1.monthly_cost - expected).abs() < 1e-6,
+            "{}",
+            b1.monthly_cost
+        );
+        assert!((r10.variants[0].monthly_cost - 10.0 * expected).abs() < 1e-6);
+    }
+}

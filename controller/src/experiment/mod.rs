@@ -1,0 +1,648 @@
+//! Experiments over the fleet: a definition ([`spec`]) is composed into one
+//! agent config running every variant on the same scrape ([`compose`]),
+//! deployed to the targets through the fleet's pushes, measured from the
+//! agents' interval stats, judged ([`analysis`]) and promoted or rolled
+//! back, along the lifecycle in [`state`].
+//!
+//! Everything lives in the store; the scheduler ([`scheduler`]) only reads
+//! it and moves experiments along, so a restarted controller resumes where
+//! it stopped. The API and the scheduler act through the functions here,
+//! and every state change is a compare-and-set in the store.
+
+pub mod analysis;
+pub mod compose;
+pub mod scheduler;
+pub mod spec;
+pub mod state;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use phoenix_proto::v1::IntervalStats;
+
+use crate::fleet::rollout::{self, ConfigSource, PushError, PushRequest};
+use crate::store::{ExperimentRecord, GuardCheck, NewExperiment, Selector, Stamp, TransitionError};
+use crate::{Shared, blocking, now_ms};
+use analysis::Measurement;
+use compose::Shape;
+use spec::{ExperimentSpec, SpecError, Timing};
+use state::State;
+
+/// Why an experiment request was refused. Nothing changed.
+#[derive(Debug)]
+pub enum ExperimentError {
+    /// The definition has problems, each naming its field.
+    Invalid(Vec<SpecError>),
+    NotFound(String),
+    /// Not possible in the experiment's state (or a concurrent change won).
+    Conflict(String),
+    Internal(String),
+}
+
+impl std::fmt::Display for ExperimentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExperimentError::Invalid(e) => {
+                let list: Vec<String> = e.iter().map(ToString::to_string).collect();
+                write!(f, "the experiment is invalid: {}", list.join("; "))
+            }
+            ExperimentError::NotFound(m)
+            | ExperimentError::Conflict(m)
+            | ExperimentError::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<TransitionError> for ExperimentError {
+    fn from(e: TransitionError) -> Self {
+        match e {
+            TransitionError::NotFound(id) => {
+                ExperimentError::NotFound(format!("no experiment {id:?}"))
+            }
+            e @ TransitionError::Illegal { .. } => ExperimentError::Conflict(e.to_string()),
+            TransitionError::Store(e) => ExperimentError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ExperimentError {
+    ExperimentError::Internal(e.to_string())
+}
+
+/// What the ingest path needs of a running experiment, kept in memory by
+/// the scheduler so that stats of agents in no experiment never touch the
+/// store.
+#[derive(Debug)]
+pub struct Live {
+    pub variants: HashSet<String>,
+    pub targets: HashSet<String>,
+    pub measure_from_ms: i64,
+    pub ends_at_ms: i64,
+    pub guard: GuardCheck,
+}
+
+/// Running experiments by id.
+#[derive(Default)]
+pub struct LiveSet(RwLock<HashMap<String, Arc<Live>>>);
+
+impl LiveSet {
+    fn get(&self, id: &str) -> Option<Arc<Live>> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+    fn replace(&self, live: HashMap<String, Arc<Live>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = live;
+    }
+}
+
+/// A definition, checked: parsed, composed with the templates, and the
+/// composed config validated by the agent's own loader.
+pub async fn check(
+    shared: &Arc<Shared>,
+    text: String,
+    id: &str,
+) -> Result<(ExperimentSpec, compose::Composed), Vec<SpecError>> {
+    let dir = shared.settings.templates_dir.clone();
+    let id = id.to_string();
+    let (spec, composed) = blocking(move || {
+        let spec = ExperimentSpec::parse(&text)?;
+        let composed = compose::compose(&dir, &spec, Shape::Experiment { id: &id })?;
+        Ok::<_, Vec<SpecError>>((spec, composed))
+    })
+    .await
+    .map_err(|_| vec![SpecError::new("", "the definition crashed the validator")])??;
+    if let Err(errors) = rollout::validate(composed.yaml.clone()).await {
+        return Err(errors
+            .into_iter()
+            .map(|e| {
+                SpecError::new(
+                    "composed config",
+                    match &e.component {
+                        Some(c) => format!("{c}: {}", e.message),
+                        None => e.message.clone(),
+                    },
+                )
+            })
+            .collect());
+    }
+    Ok((spec, composed))
+}
+
+/// A fresh experiment id.
+fn new_id() -> String {
+    format!("exp-{}", &rollout::new_push_id()[..12])
+}
+
+/// Create a draft.
+pub async fn create(
+    shared: &Arc<Shared>,
+    text: String,
+    author: String,
+) -> Result<ExperimentRecord, ExperimentError> {
+    let id = new_id();
+    let (spec, composed) = check(shared, text, &id)
+        .await
+        .map_err(ExperimentError::Invalid)?;
+    let timing = spec.timing().map_err(ExperimentError::Invalid)?;
+    let new = NewExperiment {
+        id: id.clone(),
+        name: spec.name.clone(),
+        spec: serde_json::to_string(&spec).map_err(internal)?,
+        author,
+        config: composed.yaml,
+        config_hash: composed.hash,
+        start_at: timing.start_at_ms,
+    };
+    let store = shared.store.clone();
+    blocking(move || {
+        store.create_experiment(&new, now_ms())?;
+        store.experiment(&new.id)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?
+    .ok_or_else(|| ExperimentError::Internal(format!("experiment {id} vanished")))
+}
+
+/// The stored definition of a record.
+pub fn spec_of(record: &ExperimentRecord) -> Result<(ExperimentSpec, Timing), ExperimentError> {
+    let spec: ExperimentSpec = serde_json::from_str(&record.spec).map_err(internal)?;
+    let timing = spec.timing().map_err(ExperimentError::Invalid)?;
+    Ok((spec, timing))
+}
+
+async fn load(shared: &Arc<Shared>, id: &str) -> Result<ExperimentRecord, ExperimentError> {
+    let store = shared.store.clone();
+    let lookup = id.to_string();
+    blocking(move || store.experiment(&lookup))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?
+        .ok_or_else(|| ExperimentError::NotFound(format!("no experiment {id:?}")))
+}
+
+/// Move an experiment; counts the transition and logs it.
+pub async fn transition(
+    shared: &Arc<Shared>,
+    id: &str,
+    from: Option<State>,
+    to: State,
+    actor: &str,
+    reason: String,
+    stamp: Stamp,
+) -> Result<ExperimentRecord, ExperimentError> {
+    let store = shared.store.clone();
+    let id_owned = id.to_string();
+    let change = crate::store::Transition {
+        from,
+        to,
+        actor: actor.to_string(),
+        reason: reason.clone(),
+        stamp,
+    };
+    let record = blocking(move || store.transition(&id_owned, &change, now_ms()))
+        .await
+        .map_err(internal)??;
+    shared.metrics.transition(to.as_str());
+    tracing::info!(experiment = id, state = to.as_str(), actor, reason = %reason, "experiment transition");
+    Ok(record)
+}
+
+/// `draft → pending`: the scheduler deploys it at its start time.
+pub async fn start(
+    shared: &Arc<Shared>,
+    id: &str,
+    actor: &str,
+) -> Result<ExperimentRecord, ExperimentError> {
+    let record = load(shared, id).await?;
+    let reason = match record.start_at {
+        Some(at) if at > now_ms() => format!("started; deploys at {}", crate::rfc3339_ms(at)),
+        _ => "started; deploying now".to_string(),
+    };
+    transition(
+        shared,
+        id,
+        Some(State::Draft),
+        State::Pending,
+        actor,
+        reason,
+        Stamp::default(),
+    )
+    .await
+}
+
+/// Stop: a draft or pending experiment is cancelled; a deploying or running
+/// one is cancelled and its targets get their previous config back.
+pub async fn stop(
+    shared: &Arc<Shared>,
+    id: &str,
+    actor: &str,
+) -> Result<ExperimentRecord, ExperimentError> {
+    let record = load(shared, id).await?;
+    if !record.state.can_go(State::Cancelled) {
+        return Err(ExperimentError::Conflict(format!(
+            "the experiment is {}: only draft, pending, deploying or running experiments stop{}",
+            record.state,
+            if record.state.has_deployed() {
+                " (use rollback)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let deployed = record.state.has_deployed();
+    let stamp = Stamp {
+        finished_at: Some(now_ms()),
+        ..Stamp::default()
+    };
+    let mut record = transition(
+        shared,
+        id,
+        Some(record.state),
+        State::Cancelled,
+        actor,
+        "stopped by the user".into(),
+        stamp,
+    )
+    .await?;
+    if deployed {
+        let restored = restore(shared, &record, actor).await;
+        record.reason = format!("stopped by the user; {}", restored.describe());
+    }
+    Ok(record)
+}
+
+/// What a restore did.
+pub struct Restored {
+    pub pushes: Vec<String>,
+    pub agents: usize,
+    pub errors: Vec<String>,
+}
+
+impl Restored {
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "restored the previous config on {} agent(s) (pushes: {})",
+            self.agents,
+            if self.pushes.is_empty() {
+                "none".to_string()
+            } else {
+                self.pushes.join(", ")
+            }
+        );
+        if !self.errors.is_empty() {
+            s += &format!("; failed: {}", self.errors.join("; "));
+        }
+        s
+    }
+}
+
+/// Push each target's pre-experiment config back: the stored content when
+/// the controller has it, else a revert to the agent's local config.
+pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &str) -> Restored {
+    let store = shared.store.clone();
+    let id = record.id.clone();
+    let targets = match blocking(move || store.experiment_targets(&id)).await {
+        Ok(Ok(t)) => t,
+        other => {
+            return Restored {
+                pushes: Vec::new(),
+                agents: 0,
+                errors: vec![format!("cannot read the targets: {other:?}")],
+            };
+        }
+    };
+    // One push per previous config.
+    let mut groups: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for t in targets {
+        if t.previous_hash.is_empty() {
+            errors.push(format!(
+                "agent {} had reported no config before the experiment: left as it is",
+                t.agent_id
+            ));
+            continue;
+        }
+        let g = groups
+            .entry(t.previous_hash.clone())
+            .or_insert_with(|| (t.previous_content.clone(), Vec::new()));
+        g.1.push(t.agent_id);
+    }
+    let mut pushes = Vec::new();
+    let mut agents = 0;
+    for (hash, (content, members)) in groups {
+        let source = match content {
+            Some(yaml) => ConfigSource::Yaml(yaml),
+            None => ConfigSource::RevertToLocal(hash),
+        };
+        let n = members.len();
+        let request = PushRequest {
+            selector: Selector::Agents(members),
+            source,
+            author: actor.to_string(),
+            experiment_id: Some(record.id.clone()),
+        };
+        match rollout::create_push(shared, request).await {
+            Ok(p) => {
+                pushes.push(p.id);
+                agents += n;
+            }
+            Err(e) => errors.push(push_error_text(&e)),
+        }
+    }
+    if !errors.is_empty() {
+        tracing::error!(experiment = %record.id, errors = ?errors, "restoring the previous configs was incomplete");
+    }
+    Restored {
+        pushes,
+        agents,
+        errors,
+    }
+}
+
+fn push_error_text(e: &PushError) -> String {
+    match e {
+        PushError::Invalid(errors) => {
+            let list: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+            format!("the config is invalid: {}", list.join("; "))
+        }
+        PushError::UnknownTemplate(t) => format!("no template {t:?}"),
+        PushError::NoTarget(m) | PushError::Internal(m) => m.clone(),
+    }
+}
+
+/// Roll back: the targets get their pre-experiment config back.
+pub async fn rollback(
+    shared: &Arc<Shared>,
+    id: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<ExperimentRecord, ExperimentError> {
+    let record = load(shared, id).await?;
+    if !record.state.can_go(State::RolledBack) {
+        return Err(ExperimentError::Conflict(format!(
+            "the experiment is {}: only succeeded, failed or promoted experiments roll back{}",
+            record.state,
+            if record.state.can_go(State::Cancelled) {
+                " (use stop)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let stamp = Stamp {
+        finished_at: Some(now_ms()),
+        ..Stamp::default()
+    };
+    // The state changes first: of two concurrent rollbacks, one restores.
+    let mut record = transition(
+        shared,
+        id,
+        Some(record.state),
+        State::RolledBack,
+        actor,
+        reason.to_string(),
+        stamp,
+    )
+    .await?;
+    let restored = restore(shared, &record, actor).await;
+    record.reason = format!("{reason}; {}", restored.describe());
+    Ok(record)
+}
+
+/// Promote a succeeded experiment's winner (or `variant`) as the targets'
+/// new config.
+pub async fn promote(
+    shared: &Arc<Shared>,
+    id: &str,
+    variant: Option<String>,
+    actor: &str,
+) -> Result<ExperimentRecord, ExperimentError> {
+    let record = load(shared, id).await?;
+    if record.state != State::Succeeded {
+        return Err(ExperimentError::Conflict(format!(
+            "the experiment is {}: only a succeeded experiment can be promoted",
+            record.state
+        )));
+    }
+    let (spec, _) = spec_of(&record)?;
+    let winner = record
+        .analysis
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+        .and_then(|a| a.get("winner").and_then(|w| w.as_str()).map(str::to_string));
+    let variant = match variant.or(winner) {
+        Some(v) => v,
+        None => {
+            return Err(ExperimentError::Conflict(
+                "the verdict has no winner: name the variant to promote".into(),
+            ));
+        }
+    };
+    if !spec.candidate_names().contains(&variant) && spec.baseline_name() != variant {
+        return Err(ExperimentError::Invalid(vec![SpecError::new(
+            "variant",
+            format!("no variant {variant:?} in this experiment"),
+        )]));
+    }
+    let dir = shared.settings.templates_dir.clone();
+    let v = variant.clone();
+    let composed = blocking(move || compose::compose(&dir, &spec, Shape::Promoted { variant: &v }))
+        .await
+        .map_err(internal)?
+        .map_err(ExperimentError::Invalid)?;
+    let store = shared.store.clone();
+    let lookup = id.to_string();
+    let targets: Vec<String> = blocking(move || store.experiment_targets(&lookup))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?
+        .into_iter()
+        .map(|t| t.agent_id)
+        .collect();
+    if targets.is_empty() {
+        return Err(ExperimentError::Conflict(
+            "the experiment has no targets".into(),
+        ));
+    }
+    let n = targets.len();
+    let push = rollout::create_push(
+        shared,
+        PushRequest {
+            selector: Selector::Agents(targets),
+            source: ConfigSource::Yaml(composed.yaml),
+            author: actor.to_string(),
+            experiment_id: Some(id.to_string()),
+        },
+    )
+    .await
+    .map_err(|e| {
+        ExperimentError::Conflict(format!(
+            "cannot push the promoted config: {}",
+            push_error_text(&e)
+        ))
+    })?;
+    let stamp = Stamp {
+        promoted_push: Some(push.id.clone()),
+        finished_at: Some(now_ms()),
+        ..Stamp::default()
+    };
+    transition(
+        shared,
+        id,
+        Some(State::Succeeded),
+        State::Promoted,
+        actor,
+        format!(
+            "promoted {variant:?} to {n} agent(s) (push {}, config {})",
+            push.id,
+            crate::store::short(&push.hash)
+        ),
+        stamp,
+    )
+    .await
+}
+
+/// The verdict: the final one, or an interim one on the data so far.
+pub async fn report(shared: &Arc<Shared>, id: &str) -> Result<serde_json::Value, ExperimentError> {
+    let record = load(shared, id).await?;
+    let (mut v, is_final) = match record
+        .analysis
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+    {
+        Some(v) => (v, true),
+        None => (
+            serde_json::to_value(analyse(shared, &record).await?).map_err(internal)?,
+            false,
+        ),
+    };
+    // A guardrail abort keeps the numbers up to the breach; the state and
+    // its reason say what happened.
+    v["final"] = serde_json::Value::Bool(is_final);
+    v["id"] = serde_json::Value::String(record.id.clone());
+    v["state"] = serde_json::Value::String(record.state.as_str().into());
+    v["reason"] = serde_json::Value::String(record.reason.clone());
+    Ok(v)
+}
+
+/// Analyse what is stored so far.
+pub async fn analyse(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+) -> Result<analysis::Report, ExperimentError> {
+    let (spec, timing) = spec_of(record)?;
+    let store = shared.store.clone();
+    let id = record.id.clone();
+    blocking(move || {
+        let rows = store.measurements(&id, None)?;
+        let targets = store.experiment_targets(&id)?.len();
+        Ok::<_, crate::store::StoreError>(analysis::analyse(&spec, &timing, targets, &id, &rows))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)
+}
+
+/// Store the measurements in `stats` if they belong to a running
+/// experiment this agent is a target of, after its warm-up and before its
+/// end. Cheap when they do not: one map lookup.
+pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats) {
+    if stats.experiment_id.is_empty() {
+        return;
+    }
+    let Some(live) = shared.live.get(&stats.experiment_id) else {
+        return;
+    };
+    let t_ms = i64::try_from(stats.time_unix_nano / 1_000_000).unwrap_or(i64::MAX);
+    if !live.targets.contains(agent_id) || t_ms < live.measure_from_ms || t_ms > live.ends_at_ms {
+        return;
+    }
+    let interval_ns = i64::try_from(stats.time_unix_nano).unwrap_or(i64::MAX);
+    // The baseline has no comparison with itself: its critical processes
+    // are all visible, as many as the candidates saw.
+    let critical_total = stats
+        .pipelines
+        .iter()
+        .filter_map(|p| p.comparison.as_ref())
+        .map(|c| c.critical_total)
+        .max()
+        .unwrap_or(0);
+    let rows: Vec<Measurement> = stats
+        .pipelines
+        .iter()
+        .filter_map(|p| {
+            let variant = p.pipeline.strip_prefix("metrics/").unwrap_or(&p.pipeline);
+            if !live.variants.contains(variant) {
+                return None;
+            }
+            let (total, visible, fidelity) = match &p.comparison {
+                Some(c) => (c.critical_total, c.critical_visible, Some(c.topn_fidelity)),
+                None => (critical_total, critical_total, None),
+            };
+            Some(Measurement {
+                variant: variant.to_string(),
+                agent_id: agent_id.to_string(),
+                interval_ns,
+                series: p.series,
+                datapoints: p.datapoints,
+                bytes: p.bytes_raw,
+                bytes_gzip: p.bytes_gzip,
+                cpu_seconds: if p.processing_cpu_seconds.is_finite() {
+                    p.processing_cpu_seconds.max(0.0)
+                } else {
+                    0.0
+                },
+                critical_total: total,
+                critical_visible: visible,
+                topn_fidelity: fidelity.filter(|f| f.is_finite()),
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let store = shared.store.clone();
+    let id = stats.experiment_id.clone();
+    let guard = live.guard.clone();
+    match blocking(move || store.record_measurements(&id, &rows, now_ms(), &guard)).await {
+        Ok(Ok((inserted, breach))) => {
+            shared.metrics.experiment_measurements.add(inserted as u64);
+            if let Some(b) = breach {
+                tracing::warn!(experiment = %stats.experiment_id, breach = %b, "guardrail breached");
+                shared.scheduler_wake.notify_one();
+            }
+        }
+        Ok(Err(e)) => {
+            shared.metrics.store_errors.inc();
+            tracing::error!(error = %e, "cannot store experiment measurements");
+        }
+        Err(e) => tracing::error!(error = %e, "cannot store experiment measurements"),
+    }
+}
+
+/// The in-memory view of a running experiment with these targets.
+fn live_of(record: &ExperimentRecord, targets: HashSet<String>) -> Option<Live> {
+    let (spec, timing) = spec_of(record).ok()?;
+    let candidates = spec.candidate_names();
+    let mut variants: HashSet<String> = candidates.iter().cloned().collect();
+    variants.insert(spec.baseline_name());
+    Some(Live {
+        variants,
+        targets,
+        measure_from_ms: record.measure_from?,
+        ends_at_ms: record.ends_at?,
+        guard: GuardCheck {
+            candidates,
+            min_critical_coverage: spec.guardrails.min_critical_coverage,
+            max_cpu_seconds: spec
+                .guardrails
+                .max_cpu_overhead_percent
+                .map(|p| p / 100.0 * timing.interval_ms as f64 / 1000.0),
+            intervals: spec.guardrails.intervals,
+        },
+    })
+}

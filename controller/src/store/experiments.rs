@@ -1,0 +1,602 @@
+//! Experiments in the store: their records, compare-and-set state
+//! transitions with their history, the targets and the configs they ran
+//! before, and the per-interval measurements (with the guardrail check,
+//! made where the rows land).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+
+use super::{AgentStatus, Store, StoreError, agents_matching, audit};
+use crate::experiment::analysis::Measurement;
+use crate::experiment::state::State;
+
+/// An experiment as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentRecord {
+    pub id: String,
+    pub name: String,
+    /// JSON of the definition.
+    pub spec: String,
+    pub state: State,
+    pub reason: String,
+    pub author: String,
+    pub config: String,
+    pub config_hash: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub start_at: Option<i64>,
+    pub deploy_push: Option<String>,
+    pub deploying_at: Option<i64>,
+    pub running_at: Option<i64>,
+    pub measure_from: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// JSON of the guardrail breach, once one was seen.
+    pub breach: Option<String>,
+    /// JSON of the final report.
+    pub analysis: Option<String>,
+    pub promoted_push: Option<String>,
+}
+
+/// One stored state change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransitionRecord {
+    pub at: i64,
+    pub from: String,
+    pub to: String,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// A target and where it stands now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentTarget {
+    pub agent_id: String,
+    pub previous_hash: String,
+    /// The previous config's content, when the controller has it (else the
+    /// agent ran a local file: restoring it is a revert).
+    #[serde(skip)]
+    pub previous_content: Option<String>,
+    pub status: String,
+    pub effective_hash: String,
+    pub config_state: String,
+    pub config_error: String,
+}
+
+/// Why a transition did not happen. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("no experiment {0:?}")]
+    NotFound(String),
+    #[error("the experiment is {from}: it cannot become {to}")]
+    Illegal { from: State, to: State },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Columns a transition may set besides the state.
+#[derive(Debug, Clone, Default)]
+pub struct Stamp {
+    pub deploy_push: Option<String>,
+    pub deploying_at: Option<i64>,
+    pub running_at: Option<i64>,
+    pub measure_from: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub analysis: Option<String>,
+    pub promoted_push: Option<String>,
+}
+
+/// A state change as asked: from (None: whatever it is now), to, by whom,
+/// why, and the columns it sets.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub from: Option<State>,
+    pub to: State,
+    pub actor: String,
+    pub reason: String,
+    pub stamp: Stamp,
+}
+
+/// A new experiment, in `draft`.
+#[derive(Debug, Clone)]
+pub struct NewExperiment {
+    pub id: String,
+    pub name: String,
+    pub spec: String,
+    pub author: String,
+    pub config: String,
+    pub config_hash: String,
+    pub start_at: Option<i64>,
+}
+
+/// What the guardrails check as measurements land.
+#[derive(Debug, Clone)]
+pub struct GuardCheck {
+    pub candidates: Vec<String>,
+    pub min_critical_coverage: Option<f64>,
+    /// Per interval: percent of a core × interval / 100.
+    pub max_cpu_seconds: Option<f64>,
+    pub intervals: u32,
+}
+
+const EXPERIMENT_COLUMNS: &str = "id, name, spec, state, reason, author, config, config_hash,
+    created_at, updated_at, start_at, deploy_push, deploying_at, running_at, measure_from,
+    ends_at, finished_at, breach, analysis, promoted_push";
+
+fn experiment_row(r: &Row<'_>) -> rusqlite::Result<ExperimentRecord> {
+    let state: String = r.get(3)?;
+    Ok(ExperimentRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        spec: r.get(2)?,
+        // The CHECK constraint keeps the column to these names.
+        state: State::parse(&state).unwrap_or(State::Failed),
+        reason: r.get(4)?,
+        author: r.get(5)?,
+        config: r.get(6)?,
+        config_hash: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+        start_at: r.get(10)?,
+        deploy_push: r.get(11)?,
+        deploying_at: r.get(12)?,
+        running_at: r.get(13)?,
+        measure_from: r.get(14)?,
+        ends_at: r.get(15)?,
+        finished_at: r.get(16)?,
+        breach: r.get(17)?,
+        analysis: r.get(18)?,
+        promoted_push: r.get(19)?,
+    })
+}
+
+fn measurement_row(r: &Row<'_>) -> rusqlite::Result<Measurement> {
+    Ok(Measurement {
+        variant: r.get(0)?,
+        agent_id: r.get(1)?,
+        interval_ns: r.get(2)?,
+        series: r.get::<_, i64>(3)?.max(0) as u64,
+        datapoints: r.get::<_, i64>(4)?.max(0) as u64,
+        bytes: r.get::<_, i64>(5)?.max(0) as u64,
+        bytes_gzip: r.get::<_, i64>(6)?.max(0) as u64,
+        cpu_seconds: r.get(7)?,
+        critical_total: r.get::<_, i64>(8)?.max(0) as u64,
+        critical_visible: r.get::<_, i64>(9)?.max(0) as u64,
+        topn_fidelity: r.get(10)?,
+    })
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    pub fn create_experiment(&self, e: &NewExperiment, now: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO experiments (id, name, spec, state, reason, author, config, config_hash,
+                     created_at, updated_at, start_at)
+                 VALUES (?1, ?2, ?3, 'draft', 'created', ?4, ?5, ?6, ?7, ?7, ?8)",
+                params![e.id, e.name, e.spec, e.author, e.config, e.config_hash, now, e.start_at],
+            )?;
+            tx.execute(
+                "INSERT INTO experiment_transitions (experiment_id, at, from_state, to_state, actor, reason)
+                 VALUES (?1, ?2, '', 'draft', ?3, 'created')",
+                params![e.id, now, e.author],
+            )?;
+            audit(
+                tx,
+                now,
+                &e.author,
+                "experiment.created",
+                None,
+                None,
+                serde_json::json!({ "experiment": e.id, "name": e.name, "hash": e.config_hash }),
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn experiment(&self, id: &str) -> Result<Option<ExperimentRecord>, StoreError> {
+        let conn = self.conn();
+        let sql = format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?1");
+        Ok(conn.query_row(&sql, [id], experiment_row).optional()?)
+    }
+
+    /// Newest first.
+    pub fn list_experiments(&self, limit: u32) -> Result<Vec<ExperimentRecord>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments ORDER BY created_at DESC, id LIMIT ?1"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map([limit], experiment_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The experiments the scheduler drives.
+    pub fn active_experiments(&self) -> Result<Vec<ExperimentRecord>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments
+             WHERE state IN ('pending', 'deploying', 'running', 'analyzing') ORDER BY created_at"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map([], experiment_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn transitions(&self, id: &str) -> Result<Vec<TransitionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, from_state, to_state, actor, reason FROM experiment_transitions
+             WHERE experiment_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(TransitionRecord {
+                    at: r.get(0)?,
+                    from: r.get(1)?,
+                    to: r.get(2)?,
+                    actor: r.get(3)?,
+                    reason: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Move `id` from `from` to `to` if it is still in `from` and the
+    /// lifecycle allows it; record why and who. `from: None` takes the
+    /// current state (user actions); the scheduler always names the state
+    /// it acted on, so a concurrent change wins over a stale decision.
+    pub fn transition(
+        &self,
+        id: &str,
+        change: &Transition,
+        now: i64,
+    ) -> Result<ExperimentRecord, TransitionError> {
+        let Transition {
+            from,
+            to,
+            actor,
+            reason,
+            stamp,
+        } = change;
+        let (from, to) = (*from, *to);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let current: Option<String> = tx
+            .query_row("SELECT state FROM experiments WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(StoreError::from)?;
+        let Some(current) = current.as_deref().and_then(State::parse) else {
+            return Err(TransitionError::NotFound(id.to_string()));
+        };
+        if from.is_some_and(|f| f != current) || !current.can_go(to) {
+            return Err(TransitionError::Illegal { from: current, to });
+        }
+        let apply = |tx: &Transaction<'_>| -> rusqlite::Result<ExperimentRecord> {
+            tx.execute(
+                "UPDATE experiments SET state = ?2, reason = ?3, updated_at = ?4,
+                     deploy_push = COALESCE(?5, deploy_push),
+                     deploying_at = COALESCE(?6, deploying_at),
+                     running_at = COALESCE(?7, running_at),
+                     measure_from = COALESCE(?8, measure_from),
+                     ends_at = COALESCE(?9, ends_at),
+                     finished_at = COALESCE(?10, finished_at),
+                     analysis = COALESCE(?11, analysis),
+                     promoted_push = COALESCE(?12, promoted_push)
+                 WHERE id = ?1",
+                params![
+                    id,
+                    to.as_str(),
+                    reason,
+                    now,
+                    stamp.deploy_push,
+                    stamp.deploying_at,
+                    stamp.running_at,
+                    stamp.measure_from,
+                    stamp.ends_at,
+                    stamp.finished_at,
+                    stamp.analysis,
+                    stamp.promoted_push
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO experiment_transitions (experiment_id, at, from_state, to_state, actor, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, now, current.as_str(), to.as_str(), actor, reason],
+            )?;
+            audit(
+                tx,
+                now,
+                actor,
+                "experiment.transition",
+                stamp
+                    .deploy_push
+                    .as_deref()
+                    .or(stamp.promoted_push.as_deref()),
+                None,
+                serde_json::json!({
+                    "experiment": id, "from": current.as_str(), "to": to.as_str(), "reason": reason,
+                }),
+            )?;
+            let sql = format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?1");
+            tx.query_row(&sql, [id], experiment_row)
+        };
+        let record = apply(&tx).map_err(StoreError::from)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(record)
+    }
+
+    /// Record the deploy push of a deploying experiment. False when it is
+    /// not deploying any more (stopped meanwhile).
+    pub fn set_deploy_push(&self, id: &str, push_id: &str) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE experiments SET deploy_push = ?2 WHERE id = ?1 AND state = 'deploying'",
+                params![id, push_id],
+            )? == 1)
+        })
+    }
+
+    /// Online agents matching a selector: by labels, or on these hosts.
+    pub fn online_agents(
+        &self,
+        labels: &BTreeMap<String, String>,
+        hosts: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        if hosts.is_empty() {
+            return Ok(agents_matching(&conn, labels, Some(AgentStatus::Online))?);
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM agents WHERE status = 'online' AND host_name = ?1 ORDER BY id",
+        )?;
+        let mut out = Vec::new();
+        for h in hosts {
+            for id in stmt.query_map([h], |r| r.get::<_, String>(0))? {
+                let id = id?;
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Of `agents`, those a live experiment other than `except` holds
+    /// (deployed and not rolled back, cancelled or promoted): (agent, experiment).
+    pub fn agents_in_experiments(
+        &self,
+        agents: &[String],
+        except: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.experiment_id FROM experiment_targets t JOIN experiments e ON e.id = t.experiment_id
+             WHERE t.agent_id = ?1 AND e.id != ?2
+               AND e.state IN ('deploying', 'running', 'analyzing', 'succeeded', 'failed')
+             LIMIT 1",
+        )?;
+        let mut out = Vec::new();
+        for a in agents {
+            if let Some(e) = stmt
+                .query_row(params![a, except], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                out.push((a.clone(), e));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record the targets and the config each runs now (what a rollback restores).
+    pub fn set_experiment_targets(&self, id: &str, agents: &[String]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM experiment_targets WHERE experiment_id = ?1",
+                [id],
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO experiment_targets (experiment_id, agent_id, previous_hash)
+                 SELECT ?1, id, effective_hash FROM agents WHERE id = ?2",
+            )?;
+            for a in agents {
+                insert.execute(params![id, a])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn experiment_targets(&self, id: &str) -> Result<Vec<ExperimentTarget>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.agent_id, t.previous_hash, c.content, c.local, a.status, a.effective_hash,
+                    a.config_state, a.config_error
+             FROM experiment_targets t JOIN agents a ON a.id = t.agent_id
+             LEFT JOIN config_versions c ON c.hash = t.previous_hash
+             WHERE t.experiment_id = ?1 ORDER BY t.agent_id",
+        )?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let content: Option<String> = r.get(2)?;
+                let local: Option<bool> = r.get(3)?;
+                Ok(ExperimentTarget {
+                    agent_id: r.get(0)?,
+                    previous_hash: r.get(1)?,
+                    previous_content: content.filter(|_| local == Some(false)),
+                    status: r.get(4)?,
+                    effective_hash: r.get(5)?,
+                    config_state: r.get(6)?,
+                    config_error: r.get(7)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Store one interval's measurements of an agent in a running
+    /// experiment (a repeat of the same interval changes nothing), then
+    /// check the guardrails on this agent's latest intervals. Returns the
+    /// breach when this call found the first one.
+    pub fn record_measurements(
+        &self,
+        experiment_id: &str,
+        rows: &[Measurement],
+        now: i64,
+        guard: &GuardCheck,
+    ) -> Result<(usize, Option<serde_json::Value>), StoreError> {
+        self.write(|tx| {
+            let mut inserted = 0;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO experiment_measurements (experiment_id, variant, agent_id,
+                         interval_ns, series, datapoints, bytes, bytes_gzip, cpu_seconds,
+                         critical_total, critical_visible, topn_fidelity, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )?;
+                for m in rows {
+                    inserted += insert.execute(params![
+                        experiment_id,
+                        m.variant,
+                        m.agent_id,
+                        m.interval_ns,
+                        clamp_i64(m.series),
+                        clamp_i64(m.datapoints),
+                        clamp_i64(m.bytes),
+                        clamp_i64(m.bytes_gzip),
+                        m.cpu_seconds,
+                        clamp_i64(m.critical_total),
+                        clamp_i64(m.critical_visible),
+                        m.topn_fidelity,
+                        now
+                    ])?;
+                }
+            }
+            if inserted == 0 {
+                return Ok((0, None));
+            }
+            let Some(agent) = rows.first().map(|r| r.agent_id.as_str()) else {
+                return Ok((0, None));
+            };
+            let breach = check_guardrails(tx, experiment_id, agent, guard)?;
+            if let Some(b) = &breach {
+                let first = tx.execute(
+                    "UPDATE experiments SET breach = ?2 WHERE id = ?1 AND breach IS NULL",
+                    params![experiment_id, b.to_string()],
+                )?;
+                if first == 0 {
+                    return Ok((inserted, None));
+                }
+            }
+            Ok((inserted, breach))
+        })
+    }
+
+    /// Every measurement of an experiment (after warm-up), optionally of one agent.
+    pub fn measurements(
+        &self,
+        experiment_id: &str,
+        agent: Option<&str>,
+    ) -> Result<Vec<Measurement>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT variant, agent_id, interval_ns, series, datapoints, bytes, bytes_gzip,
+                    cpu_seconds, critical_total, critical_visible, topn_fidelity
+             FROM experiment_measurements
+             WHERE experiment_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
+             ORDER BY interval_ns, agent_id, variant",
+        )?;
+        let rows = stmt
+            .query_map(params![experiment_id, agent], measurement_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Drop the measurements of experiments finished before `before`.
+    pub fn prune_measurements(&self, before: i64) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM experiment_measurements WHERE experiment_id IN
+                     (SELECT id FROM experiments WHERE finished_at IS NOT NULL AND finished_at < ?1)",
+                [before],
+            )
+        })
+    }
+}
+
+/// The breach, if this agent's latest `intervals` intervals of a candidate
+/// are all below the coverage floor or all above the CPU ceiling.
+fn check_guardrails(
+    tx: &Transaction<'_>,
+    experiment_id: &str,
+    agent: &str,
+    guard: &GuardCheck,
+) -> rusqlite::Result<Option<serde_json::Value>> {
+    if guard.min_critical_coverage.is_none() && guard.max_cpu_seconds.is_none() {
+        return Ok(None);
+    }
+    let mut latest = tx.prepare_cached(
+        "SELECT interval_ns, critical_total, critical_visible, cpu_seconds FROM experiment_measurements
+         WHERE experiment_id = ?1 AND variant = ?2 AND agent_id = ?3
+         ORDER BY interval_ns DESC LIMIT ?4",
+    )?;
+    for variant in &guard.candidates {
+        let rows: Vec<(i64, i64, i64, f64)> = latest
+            .query_map(
+                params![experiment_id, variant, agent, guard.intervals],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        if rows.len() < guard.intervals as usize {
+            continue;
+        }
+        if let Some(min) = guard.min_critical_coverage
+            && rows
+                .iter()
+                .all(|(_, total, visible, _)| *total > 0 && (*visible as f64) < min * *total as f64)
+        {
+            let (_, total, visible, _) = rows[0];
+            return Ok(Some(serde_json::json!({
+                "guardrail": "critical_coverage",
+                "variant": variant,
+                "agent": agent,
+                "intervals": guard.intervals,
+                "message": format!(
+                    "{variant:?} kept {visible} of {total} critical processes visible on agent {agent} \
+                     for {} intervals in a row (minimum {:.0}%)",
+                    guard.intervals, min * 100.0
+                ),
+            })));
+        }
+        if let Some(max) = guard.max_cpu_seconds
+            && rows.iter().all(|(_, _, _, cpu)| *cpu > max)
+        {
+            return Ok(Some(serde_json::json!({
+                "guardrail": "cpu_overhead",
+                "variant": variant,
+                "agent": agent,
+                "intervals": guard.intervals,
+                "message": format!(
+                    "{variant:?} used more than {max:.4} CPU seconds per interval on agent {agent} \
+                     for {} intervals in a row",
+                    guard.intervals
+                ),
+            })));
+        }
+    }
+    Ok(None)
+}
