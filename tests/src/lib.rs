@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod fleet;
+
 /// Path of a workspace binary (`phoenix-agent`), built by `cargo build`
 /// before the tests run (the README's test command does that).
 pub fn binary(name: &str) -> PathBuf {
@@ -75,8 +77,14 @@ pub struct Running {
 impl Running {
     /// Start `binary` with `args`, stdout and stderr captured.
     pub fn start(binary: &Path, args: &[&str]) -> Running {
+        Self::start_with_env(binary, args, &[])
+    }
+
+    /// [`Running::start`] with extra environment variables.
+    pub fn start_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         let child = Command::new(binary)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,158 @@
+//! A fleet for end-to-end tests: the real `phoenix-controller` and
+//! `phoenix-agent` binaries, the API, and `phoenixctl`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{Running, binary, free_port, http_get, http_request_with, wait_for, workspace_root};
+
+pub const API_TOKEN: &str = "api-secret";
+pub const AGENT_TOKEN: &str = "agent-secret";
+
+pub struct Controller {
+    pub running: Running,
+    pub http: u16,
+    pub grpc: u16,
+}
+
+pub fn start_controller(data: &Path, http: u16, grpc: u16) -> Controller {
+    let templates = workspace_root().join("configs/templates");
+    let running = Running::start(
+        &binary("phoenix-controller"),
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--grpc-listen",
+            &format!("127.0.0.1:{grpc}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+            "--api-token",
+            API_TOKEN,
+            "--agent-token",
+            AGENT_TOKEN,
+            "--templates-dir",
+            templates.to_str().unwrap(),
+        ],
+    );
+    wait_for(Duration::from_secs(20), || {
+        http_get(http, "/readyz").filter(|(s, _)| *s == 200)
+    })
+    .expect("controller ready");
+    Controller {
+        running,
+        http,
+        grpc,
+    }
+}
+
+pub fn api(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Authorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\n");
+    let (status, text) = http_request_with(port, method, path, &auth, body).expect("API answers");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+pub struct Agent {
+    pub running: Running,
+    pub telemetry: u16,
+    pub out: PathBuf,
+}
+
+/// An agent config with a 1 s procfs receiver, a file exporter and, if
+/// given, a Prometheus exporter on `prometheus`.
+pub fn agent_config(out: &Path, telemetry: u16, pipeline: &str, prometheus: Option<u16>) -> String {
+    let (extra, names) = match prometheus {
+        Some(port) => (
+            format!("  prometheus: {{ endpoint: 127.0.0.1:{port} }}\n"),
+            "file, prometheus",
+        ),
+        None => (String::new(), "file"),
+    };
+    format!(
+        "receivers:
+  procfs: {{ collection_interval: 1s }}
+exporters:
+  file: {{ path: {} }}
+{extra}service:
+  pipelines:
+    {pipeline}: {{ receivers: [procfs], exporters: [{names}] }}
+  telemetry: {{ address: 127.0.0.1:{telemetry} }}
+",
+        out.display()
+    )
+}
+
+pub fn start_agent(dir: &Path, name: &str, env: &str, grpc: u16) -> Agent {
+    start_agent_with_env(dir, name, env, grpc, &[])
+}
+
+/// [`start_agent`] with environment variables for the agent process
+/// (pushed configs may use them: `${env:NAME}`).
+pub fn start_agent_with_env(
+    dir: &Path,
+    name: &str,
+    env: &str,
+    grpc: u16,
+    vars: &[(&str, &str)],
+) -> Agent {
+    let telemetry = free_port();
+    let out = dir.join(format!("{name}.jsonl"));
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &config,
+        agent_config(&out, telemetry, "metrics/local", None),
+    )
+    .unwrap();
+    let state = dir.join(format!("{name}-state"));
+    let running = Running::start_with_env(
+        &binary("phoenix-agent"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--controller",
+            &format!("http://127.0.0.1:{grpc}"),
+            "--controller-token",
+            AGENT_TOKEN,
+            "--label",
+            &format!("env={env}"),
+            "--label",
+            &format!("name={name}"),
+        ],
+        vars,
+    );
+    Agent {
+        running,
+        telemetry,
+        out,
+    }
+}
+
+pub fn hash_of(agent: &Agent) -> String {
+    let (_, body) = http_get(agent.telemetry, "/healthz").expect("healthz");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["config"]["hash"].as_str().unwrap().to_string()
+}
+
+pub fn online(http: u16) -> Vec<serde_json::Value> {
+    let (status, body) = api(http, "GET", "/api/v1/agents?status=online", "");
+    assert_eq!(status, 200, "{body}");
+    body["agents"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn phoenixctl(http: u16, args: &[&str]) -> std::process::Output {
+    Command::new(binary("phoenixctl"))
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{http}"),
+            "--token",
+            API_TOKEN,
+        ])
+        .args(args)
+        .output()
+        .expect("phoenixctl runs")
+}

@@ -1,0 +1,532 @@
+//! Experiments for real: the `phoenix-controller` binary and two
+//! `phoenix-agent` binaries scraping this machine's /proc, with processes
+//! of chosen names as the critical ones. An experiment is deployed,
+//! measured, judged, promoted and rolled back; a candidate that hides a
+//! critical process is stopped by its guardrail; a controller killed
+//! mid-run resumes the experiment after its restart.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use phoenix_tests::fleet::{Agent, api, hash_of, online, start_agent_with_env, start_controller};
+use phoenix_tests::{TempDir, free_port, wait_for};
+use serde_json::Value;
+
+/// Processes named `name` (copies of `sleep`), killed on drop.
+struct Named(Vec<Child>);
+
+impl Named {
+    fn spawn(dir: &Path, name: &str, n: usize) -> Named {
+        let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sleep is installed");
+        let exe = dir.join(name);
+        std::fs::copy(sleep, &exe).unwrap();
+        Named(
+            (0..n)
+                .map(|_| {
+                    Command::new(&exe)
+                        .arg("600")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A controller, two agents labelled `env=<label>`, and a population with
+/// two `etcd` processes (critical in the templates' priority rules and in
+/// the experiments below).
+struct Fleet {
+    dir: TempDir,
+    controller: phoenix_tests::fleet::Controller,
+    agents: Vec<Agent>,
+    local_hashes: Vec<String>,
+    _population: Vec<Named>,
+}
+
+fn fleet(label: &str) -> Fleet {
+    let dir = TempDir::new(label);
+    let population = vec![
+        Named::spawn(dir.path(), "etcd", 2),
+        Named::spawn(dir.path(), "idle-worker", 30),
+    ];
+    let controller = start_controller(&dir.path().join("data"), free_port(), free_port());
+    let agents: Vec<Agent> = (1..=2)
+        .map(|i| {
+            let out = dir.path().join(format!("experiment-{i}.jsonl"));
+            start_agent_with_env(
+                dir.path(),
+                &format!("{label}-{i}"),
+                label,
+                controller.grpc,
+                &[("PHOENIX_EXPERIMENT_OUT", out.to_str().unwrap())],
+            )
+        })
+        .collect();
+    wait_for(Duration::from_secs(30), || {
+        (online(controller.http).len() == 2).then_some(())
+    })
+    .expect("both agents online");
+    let local_hashes = agents.iter().map(hash_of).collect();
+    Fleet {
+        dir,
+        controller,
+        agents,
+        local_hashes,
+        _population: population,
+    }
+}
+
+impl Fleet {
+    fn out(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("experiment-{}.jsonl", i + 1))
+    }
+}
+
+/// Baseline against `candidate`, exported to a file per agent so the test
+/// can check the controller's numbers against what the agents sent.
+fn definition(label: &str, candidate: &str, duration: &str, extra: &str) -> String {
+    format!(
+        r#"
+name: {label}
+targets: {{ labels: {{ env: {label} }} }}
+base:
+  yaml: |
+    receivers: {{ procfs: {{}} }}
+    exporters: {{ file: {{ path: "${{env:PHOENIX_EXPERIMENT_OUT:-/dev/null}}" }} }}
+    service: {{ pipelines: {{ metrics: {{ receivers: [procfs], exporters: [file] }} }} }}
+candidates:
+  - {candidate}
+critical_processes: ['^etcd$']
+interval: 1s
+warmup: 2s
+duration: {duration}
+{extra}"#
+    )
+}
+
+fn create_and_start(http: u16, text: &str) -> String {
+    let body = serde_json::json!({ "definition": text, "author": "e2e" }).to_string();
+    let (status, created) = api(http, "POST", "/api/v1/experiments", &body);
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["state"], "draft");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, started) = api(http, "POST", &format!("/api/v1/experiments/{id}/start"), "");
+    assert_eq!(status, 200, "{started}");
+    id
+}
+
+fn get(http: u16, id: &str) -> Value {
+    let (status, v) = api(http, "GET", &format!("/api/v1/experiments/{id}"), "");
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// Wait until the experiment is in one of `states`.
+fn wait_state(http: u16, id: &str, states: &[&str], timeout: Duration) -> Value {
+    wait_for(timeout, || {
+        let v = get(http, id);
+        states
+            .contains(&v["state"].as_str().unwrap_or_default())
+            .then_some(v)
+    })
+    .unwrap_or_else(|| panic!("experiment never reached {states:?}: {}", get(http, id)))
+}
+
+fn path(states: &Value) -> Vec<String> {
+    states["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Datapoints per (pipeline, scrape time) in an agent's OTLP/JSON file.
+fn exported_datapoints(file: &Path) -> BTreeMap<(String, i64), u64> {
+    let mut out = BTreeMap::new();
+    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+        let request: Value = serde_json::from_str(line).expect("one JSON request per line");
+        for rm in request["resourceMetrics"].as_array().into_iter().flatten() {
+            let pipeline = rm["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "phoenix.pipeline")
+                .and_then(|a| a["value"]["stringValue"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                for m in sm["metrics"].as_array().into_iter().flatten() {
+                    let points = ["gauge", "sum"]
+                        .iter()
+                        .filter_map(|k| m[k]["dataPoints"].as_array())
+                        .flatten();
+                    for p in points {
+                        let t: i64 = p["timeUnixNano"].as_str().unwrap().parse().unwrap();
+                        *out.entry((pipeline.clone(), t)).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and_rolls_back() {
+    let f = fleet("verdict");
+    let http = f.controller.http;
+    let text = definition(
+        "verdict",
+        "{ template: process-aggressive-v1, mode: export }",
+        "6s",
+        "criteria: { min_series_reduction: 0.3, min_critical_coverage: 1.0 }\n",
+    );
+    let id = create_and_start(http, &text);
+    let done = wait_state(
+        http,
+        &id,
+        &["succeeded", "rolled_back", "failed"],
+        Duration::from_secs(90),
+    );
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        path(&done),
+        [
+            "draft",
+            "pending",
+            "deploying",
+            "running",
+            "analyzing",
+            "succeeded"
+        ]
+    );
+
+    // Every stored measurement is what the agent exported for that
+    // pipeline in that interval.
+    let (_, results) = api(
+        http,
+        "GET",
+        &format!("/api/v1/experiments/{id}/results?raw=true"),
+        "",
+    );
+    let rows = results["measurements"].as_array().unwrap();
+    let agent_ids: Vec<String> = done["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["agent_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(agent_ids.len(), 2);
+    let mut checked = 0;
+    let (mut base_series, mut cand_series) = (0u64, 0u64);
+    for (i, agent) in f.agents.iter().enumerate() {
+        let exported = exported_datapoints(&f.out(i));
+        // Which controller id is this agent: the one whose rows match.
+        let mine: Vec<&Value> = rows
+            .iter()
+            .filter(|r| {
+                let key = (
+                    format!("metrics/{}", r["variant"].as_str().unwrap()),
+                    r["interval_unix_nano"].as_i64().unwrap(),
+                );
+                exported.contains_key(&key)
+            })
+            .collect();
+        assert!(
+            mine.len() >= 4,
+            "agent {} has {} matching rows",
+            agent.telemetry,
+            mine.len()
+        );
+        for r in mine {
+            let key = (
+                format!("metrics/{}", r["variant"].as_str().unwrap()),
+                r["interval_unix_nano"].as_i64().unwrap(),
+            );
+            assert_eq!(r["datapoints"].as_u64().unwrap(), exported[&key], "{r}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, rows.len(), "every measurement matches an export");
+    for r in rows {
+        let s = r["series"].as_u64().unwrap();
+        match r["variant"].as_str().unwrap() {
+            "baseline" => base_series += s,
+            _ => cand_series += s,
+        }
+    }
+
+    // The verdict's numbers are those measurements.
+    let (_, report) = api(http, "GET", &format!("/api/v1/experiments/{id}/report"), "");
+    assert_eq!(report["final"], true);
+    assert_eq!(report["verdict"], "succeeded", "{report}");
+    assert_eq!(report["winner"], "aggressive");
+    let candidate = &report["candidates"][0];
+    let reduction = candidate["kpis"]["series_reduction"]["value"]
+        .as_f64()
+        .unwrap();
+    let expected = 1.0 - cand_series as f64 / base_series as f64;
+    assert!(
+        (reduction - expected).abs() < 1e-9,
+        "{reduction} vs {expected}"
+    );
+    let low = candidate["kpis"]["series_reduction"]["low"]
+        .as_f64()
+        .unwrap();
+    let high = candidate["kpis"]["series_reduction"]["high"]
+        .as_f64()
+        .unwrap();
+    assert!(low <= reduction && reduction <= high && high > 0.3);
+    assert_eq!(candidate["kpis"]["critical_coverage"]["value"], 1.0);
+    assert!(report["variants"][0]["monthly_cost"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["recommendation"]
+            .as_str()
+            .unwrap()
+            .starts_with("Promote")
+    );
+
+    // Promote: the agents run the winner's config.
+    let (status, promoted) = api(
+        http,
+        "POST",
+        &format!("/api/v1/experiments/{id}/promote"),
+        "",
+    );
+    assert_eq!(status, 200, "{promoted}");
+    assert_eq!(promoted["state"], "promoted");
+    let push = get(http, &id)["promoted_push"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, push) = api(http, "GET", &format!("/api/v1/pushes/{push}"), "");
+    let promoted_hash = push["hash"].as_str().unwrap().to_string();
+    for agent in &f.agents {
+        wait_for(Duration::from_secs(20), || {
+            (hash_of(agent) == promoted_hash).then_some(())
+        })
+        .expect("the agent runs the promoted config");
+    }
+    assert!(!f.local_hashes.contains(&promoted_hash));
+
+    // Rollback: each agent is back on its own local config.
+    let (status, rolled) = api(
+        http,
+        "POST",
+        &format!("/api/v1/experiments/{id}/rollback"),
+        r#"{"reason": "e2e says so"}"#,
+    );
+    assert_eq!(status, 200, "{rolled}");
+    assert_eq!(rolled["state"], "rolled_back");
+    for (agent, local) in f.agents.iter().zip(&f.local_hashes) {
+        wait_for(Duration::from_secs(20), || {
+            (hash_of(agent) == *local).then_some(())
+        })
+        .expect("the agent runs its local config again");
+    }
+}
+
+#[test]
+fn a_candidate_hiding_a_critical_process_is_stopped_by_its_guardrail_and_rolled_back() {
+    let f = fleet("guardrail");
+    let http = f.controller.http;
+    let window = Duration::from_secs(120);
+    let text = definition(
+        "guardrail",
+        "{ name: no-etcd, processors: [ { filter/drop: { exclude: { attributes: [ { key: process.executable.name, value: etcd } ] } } } ] }",
+        "120s",
+        "guardrails: { intervals: 2 }\n",
+    );
+    let started = Instant::now();
+    let id = create_and_start(http, &text);
+    let done = wait_state(
+        http,
+        &id,
+        &["rolled_back", "succeeded"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        started.elapsed() < window,
+        "stopped before the window ended"
+    );
+    assert_eq!(
+        path(&done),
+        [
+            "draft",
+            "pending",
+            "deploying",
+            "running",
+            "failed",
+            "rolled_back"
+        ]
+    );
+    let failed = &done["transitions"][4];
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("guardrail critical_coverage") && reason.contains("no-etcd"),
+        "{reason}"
+    );
+    for (agent, local) in f.agents.iter().zip(&f.local_hashes) {
+        wait_for(Duration::from_secs(20), || {
+            (hash_of(agent) == *local).then_some(())
+        })
+        .expect("the agent runs its local config again");
+    }
+    // The breach is counted where Prometheus sees it.
+    let (_, metrics) = phoenix_tests::http_get(http, "/metrics").unwrap();
+    let breaches = phoenix_tests::sample(
+        &metrics,
+        "phoenix_controller_experiment_guardrail_breaches_total{guardrail=\"critical_coverage\"}",
+    );
+    assert_eq!(breaches, Some(1.0), "{metrics}");
+}
+
+#[test]
+fn a_controller_killed_mid_run_resumes_the_experiment_after_its_restart() {
+    let mut f = fleet("restart");
+    let http = f.controller.http;
+    let grpc = f.controller.grpc;
+    let text = definition(
+        "restart",
+        "{ template: process-aggressive-v1 }",
+        "8s",
+        "criteria: { min_series_reduction: 0.3 }\n",
+    );
+    let id = create_and_start(http, &text);
+    wait_state(http, &id, &["running"], Duration::from_secs(60));
+
+    // SIGKILL: no graceful anything. Then the same store and ports.
+    f.controller.running.signal(libc::SIGKILL);
+    let _ = f.controller.running.child.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    f.controller = start_controller(&f.dir.path().join("data"), http, grpc);
+
+    let done = wait_state(
+        http,
+        &id,
+        &["succeeded", "rolled_back"],
+        Duration::from_secs(90),
+    );
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        path(&done),
+        [
+            "draft",
+            "pending",
+            "deploying",
+            "running",
+            "analyzing",
+            "succeeded"
+        ]
+    );
+    // Measured after the restart too: both agents reconnected and kept
+    // reporting into the same experiment.
+    let (_, report) = api(http, "GET", &format!("/api/v1/experiments/{id}/report"), "");
+    assert_eq!(report["candidates"][0]["agents"], 2, "{report}");
+}
+
+#[test]
+fn illegal_transitions_are_refused_and_concurrent_requests_leave_one_history() {
+    let dir = TempDir::new("experiment-states");
+    let controller = start_controller(&dir.path().join("data"), free_port(), free_port());
+    let http = controller.http;
+    let text = definition("states", "{ template: process-aggressive-v1 }", "10s", "");
+    let body = serde_json::json!({ "definition": text }).to_string();
+    let (status, created) = api(http, "POST", "/api/v1/experiments", &body);
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // Not from draft.
+    for action in ["promote", "rollback"] {
+        let (status, v) = api(
+            http,
+            "POST",
+            &format!("/api/v1/experiments/{id}/{action}"),
+            "",
+        );
+        assert_eq!(status, 409, "{action}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("draft"), "{v}");
+    }
+
+    // Ten concurrent starts: exactly one wins.
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let path = format!("/api/v1/experiments/{id}/start");
+            std::thread::spawn(move || api(http, "POST", &path, "").0)
+        })
+        .collect();
+    let codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{codes:?}");
+
+    // No agent matches: the scheduler fails it with the reason.
+    let v = wait_state(http, &id, &["failed"], Duration::from_secs(20));
+    assert!(
+        v["reason"].as_str().unwrap().contains("no online agent"),
+        "{v}"
+    );
+    assert_eq!(path(&v), ["draft", "pending", "deploying", "failed"]);
+    // Failed with nothing deployed: start and stop are refused.
+    for action in ["start", "stop"] {
+        let (status, _) = api(
+            http,
+            "POST",
+            &format!("/api/v1/experiments/{id}/{action}"),
+            "",
+        );
+        assert_eq!(status, 409, "{action}");
+    }
+
+    // A draft stops into cancelled; concurrent stops give one transition.
+    let (_, second) = api(http, "POST", "/api/v1/experiments", &body);
+    let id2 = second["id"].as_str().unwrap().to_string();
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let path = format!("/api/v1/experiments/{id2}/stop");
+            std::thread::spawn(move || api(http, "POST", &path, "").0)
+        })
+        .collect();
+    let codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert_eq!(path(&get(http, &id2)), ["draft", "cancelled"]);
+
+    // Bad input changes nothing and says what is wrong.
+    let (status, v) = api(
+        http,
+        "POST",
+        "/api/v1/experiments",
+        r#"{"definition": "name: x"}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(!v["errors"].as_array().unwrap().is_empty(), "{v}");
+    let (status, _) = api(http, "POST", "/api/v1/experiments/nope/start", "");
+    assert_eq!(status, 404);
+    let (status, _) = api(
+        http,
+        "POST",
+        &format!("/api/v1/experiments/{id2}/explode"),
+        "",
+    );
+    assert_eq!(status, 404);
+    let (_, list) = api(http, "GET", "/api/v1/experiments", "");
+    assert_eq!(list["experiments"].as_array().unwrap().len(), 2);
+}
