@@ -563,6 +563,24 @@ fn hello_stats_and_every_kind_of_push() {
     wait_until("/healthz after the restart", || {
         agent.hash().as_deref() == Some(second_hash.as_str())
     });
+
+    // A revert (an experiment's rollback): back to the --config file, and
+    // the kept copy is forgotten, so a restart starts from the file too.
+    let first_hash = sha256(&first);
+    controller.send(ToAgent::ConfigPush(ConfigPush {
+        push_id: "p5".into(),
+        hash: first_hash.clone(),
+        yaml: String::new(),
+        experiment_id: "exp-1".into(),
+        revert_to_local: true,
+    }));
+    assert_eq!(state(&controller.next_status("p5")), ConfigState::Applying);
+    let reverted = controller.next_status("p5");
+    assert_eq!(state(&reverted), ConfigState::Applied, "{}", reverted.error);
+    assert_eq!(reverted.hash, first_hash);
+    assert_eq!(reverted.effective_hash, first_hash);
+    assert_eq!(agent.hash().as_deref(), Some(first_hash.as_str()));
+    assert!(!dir.0.join("state/remote-config.yaml").exists());
 }
 
 #[test]

@@ -379,6 +379,28 @@ duration: 10s
     }
 
     #[test]
+    fn every_example_experiment_composes_into_a_valid_agent_config() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/experiments");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let spec = ExperimentSpec::parse(&text)
+                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            let c = compose(
+                &templates_dir(),
+                &spec,
+                Shape::Experiment { id: "exp-example" },
+            )
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            AgentConfig::load_with_env(&c.yaml, &|_| None)
+                .unwrap_or_else(|e| panic!("{}: {e:?}\n{}", path.display(), c.yaml));
+            seen += 1;
+        }
+        assert!(seen >= 4, "examples in {}", dir.display());
+    }
+
+    #[test]
     fn an_unknown_template_names_its_field() {
         let spec = ExperimentSpec::parse(&SPEC.replace("process-aggressive-v1", "nope")).unwrap();
         let e = compose(&templates_dir(), &spec, Shape::Experiment { id: "x" }).unwrap_err();
