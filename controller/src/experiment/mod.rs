@@ -271,6 +271,7 @@ pub async fn stop(
     if deployed {
         let restored = restore(shared, &record, actor).await;
         record.reason = format!("stopped by the user; {}", restored.describe());
+        complete_reason(shared, &record).await;
     }
     Ok(record)
 }
@@ -410,7 +411,20 @@ pub async fn rollback(
     .await?;
     let restored = restore(shared, &record, actor).await;
     record.reason = format!("{reason}; {}", restored.describe());
+    complete_reason(shared, &record).await;
     Ok(record)
+}
+
+/// Store `record.reason` as the reason of its current state.
+async fn complete_reason(shared: &Arc<Shared>, record: &ExperimentRecord) {
+    let store = shared.store.clone();
+    let (id, state, reason) = (record.id.clone(), record.state, record.reason.clone());
+    if !matches!(
+        blocking(move || store.complete_reason(&id, state, &reason)).await,
+        Ok(Ok(()))
+    ) {
+        shared.metrics.store_errors.inc();
+    }
 }
 
 /// Promote a succeeded experiment's winner (or `variant`) as the targets'

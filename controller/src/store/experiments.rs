@@ -352,6 +352,25 @@ impl Store {
         })
     }
 
+    /// Complete the reason of the state the experiment is in (what an
+    /// action did after its transition), in the record and its history.
+    pub fn complete_reason(&self, id: &str, state: State, reason: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE experiments SET reason = ?3 WHERE id = ?1 AND state = ?2",
+                params![id, state.as_str(), reason],
+            )?;
+            if n == 1 {
+                tx.execute(
+                    "UPDATE experiment_transitions SET reason = ?3 WHERE id =
+                         (SELECT MAX(id) FROM experiment_transitions WHERE experiment_id = ?1 AND to_state = ?2)",
+                    params![id, state.as_str(), reason],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     /// Online agents matching a selector: by labels, or on these hosts.
     pub fn online_agents(
         &self,
