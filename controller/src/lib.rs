@@ -79,6 +79,27 @@ pub struct Shared {
     pub live: experiment::LiveSet,
     /// Wakes the experiment scheduler before its next tick.
     pub scheduler_wake: tokio::sync::Notify,
+    /// Something an API reader may show changed (live updates).
+    pub changes: Changes,
+}
+
+/// A counter bumped whenever the fleet, a push or an experiment changes,
+/// so that live views know when to look again (they debounce it).
+pub struct Changes(watch::Sender<u64>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes(watch::channel(0).0)
+    }
+}
+
+impl Changes {
+    pub fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
 }
 
 /// Why the controller did not start.
@@ -160,6 +181,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         settings,
         live: experiment::LiveSet::default(),
         scheduler_wake: tokio::sync::Notify::new(),
+        changes: Changes::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let tasks = vec![

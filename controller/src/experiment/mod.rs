@@ -207,6 +207,7 @@ pub async fn transition(
         .await
         .map_err(internal)??;
     shared.metrics.transition(to.as_str());
+    shared.changes.bump();
     tracing::info!(experiment = id, state = to.as_str(), actor, reason = %reason, "experiment transition");
     Ok(record)
 }

@@ -166,6 +166,7 @@ pub async fn create_push(
         }
     };
     shared.metrics.pushes_created.inc();
+    shared.changes.bump();
     for _ in 0..superseded {
         shared.metrics.outcome(TargetState::Superseded);
     }
@@ -222,6 +223,9 @@ pub async fn create_push(
 }
 
 fn count_outcomes(shared: &Shared, changes: &[TargetChange]) {
+    if !changes.is_empty() {
+        shared.changes.bump();
+    }
     for c in changes.iter().filter(|c| c.state.is_final()) {
         shared.metrics.outcome(c.state);
         tracing::info!(push = %c.push_id, agent = %c.agent_id, state = c.state.as_str(), "push target finished");
@@ -286,6 +290,9 @@ pub fn spawn_reaper(
                 _ = tick.tick() => {}
             }
             let expired = shared.fleet.expire(Instant::now());
+            if !expired.is_empty() {
+                shared.changes.bump();
+            }
             let store = shared.store.clone();
             let metrics_shared = shared.clone();
             let result = blocking(move || {

@@ -159,6 +159,7 @@ async fn read_session(
         };
         shared.fleet.touch(&agent_id, session.id);
         handle(&shared, &agent_id, &session, body).await;
+        shared.changes.bump();
     }
     if shared.fleet.remove_if_current(&agent_id, session.id) {
         let store = shared.store.clone();
@@ -170,6 +171,7 @@ async fn read_session(
         ) {
             shared.metrics.store_errors.inc();
         }
+        shared.changes.bump();
         tracing::info!(agent = %agent_id, "agent offline");
     }
 }
