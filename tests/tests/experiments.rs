@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use phoenix_tests::fleet::{Agent, api, hash_of, online, start_agent_with_env, start_controller};
+use phoenix_tests::fleet::{
+    Agent, api, hash_of, online, phoenixctl, start_agent_with_env, start_controller,
+};
 use phoenix_tests::{TempDir, free_port, wait_for};
 use serde_json::Value;
 
@@ -200,7 +202,24 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
         "6s",
         "criteria: { min_series_reduction: 0.3, min_critical_coverage: 1.0 }\n",
     );
-    let id = create_and_start(http, &text);
+    // As a user would: phoenixctl with a definition file.
+    let file = f.dir.path().join("experiment.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let created = phoenixctl(
+        http,
+        &[
+            "-o",
+            "json",
+            "experiment",
+            "create",
+            "-f",
+            file.to_str().unwrap(),
+            "--start",
+        ],
+    );
+    assert_eq!(created.status.code(), Some(0), "{created:?}");
+    let started: Value = serde_json::from_slice(&created.stdout).expect("-o json is JSON");
+    let id = started["id"].as_str().unwrap().to_string();
     let done = wait_state(
         http,
         &id,
@@ -304,15 +323,17 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
             .unwrap()
             .starts_with("Promote")
     );
+    let printed = phoenixctl(http, &["experiment", "report", &id]);
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        printed.contains("min_series_reduction") && printed.contains("PASS"),
+        "{printed}"
+    );
 
     // Promote: the agents run the winner's config.
-    let (status, promoted) = api(
-        http,
-        "POST",
-        &format!("/api/v1/experiments/{id}/promote"),
-        "",
-    );
-    assert_eq!(status, 200, "{promoted}");
+    let promoted = phoenixctl(http, &["-o", "json", "experiment", "promote", &id]);
+    assert_eq!(promoted.status.code(), Some(0), "{promoted:?}");
+    let promoted: Value = serde_json::from_slice(&promoted.stdout).unwrap();
     assert_eq!(promoted["state"], "promoted");
     let push = get(http, &id)["promoted_push"]
         .as_str()
@@ -329,14 +350,26 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
     assert!(!f.local_hashes.contains(&promoted_hash));
 
     // Rollback: each agent is back on its own local config.
-    let (status, rolled) = api(
+    let rolled = phoenixctl(
         http,
-        "POST",
-        &format!("/api/v1/experiments/{id}/rollback"),
-        r#"{"reason": "e2e says so"}"#,
+        &[
+            "-o",
+            "json",
+            "experiment",
+            "rollback",
+            &id,
+            "--reason",
+            "e2e says so",
+        ],
     );
-    assert_eq!(status, 200, "{rolled}");
+    assert_eq!(rolled.status.code(), Some(0), "{rolled:?}");
+    let rolled: Value = serde_json::from_slice(&rolled.stdout).unwrap();
     assert_eq!(rolled["state"], "rolled_back");
+    let reason = get(http, &id)["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.starts_with("e2e says so; restored the previous config on 2 agent(s)"),
+        "{reason}"
+    );
     for (agent, local) in f.agents.iter().zip(&f.local_hashes) {
         wait_for(Duration::from_secs(20), || {
             (hash_of(agent) == *local).then_some(())
