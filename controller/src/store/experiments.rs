@@ -397,7 +397,9 @@ impl Store {
     }
 
     /// Of `agents`, those a live experiment other than `except` holds
-    /// (deployed and not rolled back, cancelled or promoted): (agent, experiment).
+    /// (its config may be on them: deploying up to succeeded; a failed
+    /// experiment is either restored at once or never deployed):
+    /// (agent, experiment).
     pub fn agents_in_experiments(
         &self,
         agents: &[String],
@@ -407,7 +409,7 @@ impl Store {
         let mut stmt = conn.prepare_cached(
             "SELECT t.experiment_id FROM experiment_targets t JOIN experiments e ON e.id = t.experiment_id
              WHERE t.agent_id = ?1 AND e.id != ?2
-               AND e.state IN ('deploying', 'running', 'analyzing', 'succeeded', 'failed')
+               AND e.state IN ('deploying', 'running', 'analyzing', 'succeeded')
              LIMIT 1",
         )?;
         let mut out = Vec::new();
