@@ -2,7 +2,7 @@
 //! over the JSON API (or `phoenixctl`), and everything is kept in SQLite.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -43,6 +43,7 @@ struct Cli {
     /// Directory of the store (controller.db, WAL files). Created if missing.
     #[arg(
         long,
+        global = true,
         env = "PHOENIX_DATA_DIR",
         default_value = "./phoenix-data",
         value_name = "DIR"
@@ -120,6 +121,50 @@ struct Cli {
     /// Log format. Logs go to stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+
+    /// Without a command the controller runs.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Write a consistent snapshot of the store in --data-dir (SQLite VACUUM
+    /// INTO; safe while the controller runs, never migrates or writes the
+    /// store). Restore: stop the controller, put the snapshot in place as
+    /// <data-dir>/controller.db (remove controller.db-wal and -shm), start it.
+    Backup {
+        /// A file to create, or a directory (existing, or ending in /): the
+        /// snapshot is then named controller-<UTC time>.db.
+        #[arg(long, short, value_name = "PATH")]
+        output: PathBuf,
+        /// When --output is a directory, keep only the newest N snapshots
+        /// there (0: keep all).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep: usize,
+    },
+}
+
+/// `phoenix-controller backup`: exit 0 written, 1 failed.
+fn backup(data_dir: &Path, output: &Path, keep: usize) -> ExitCode {
+    match phoenix_controller::store::backup::backup_data_dir(data_dir, output, keep) {
+        Ok(b) => {
+            println!(
+                "backup written: {} ({} bytes, schema version {})",
+                b.path.display(),
+                b.bytes,
+                b.schema_version
+            );
+            for old in &b.pruned {
+                println!("removed old backup: {}", old.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("phoenix-controller backup: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 /// At least an hour, at most ten years (`7d`, `720h`).
@@ -247,6 +292,9 @@ fn raise_fd_limit() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Backup { output, keep }) = &cli.command {
+        return backup(&cli.data_dir, output, *keep);
+    }
     init_logging(&cli);
     let settings = match settings(&cli) {
         Ok(s) => s,

@@ -6,6 +6,7 @@
 //! One connection behind a mutex is enough: writes are a few rows each and
 //! SQLite serializes writers anyway.
 
+pub mod backup;
 pub mod experiments;
 mod migrate;
 mod records;
