@@ -27,19 +27,29 @@ impl Named {
             .expect("sleep is installed");
         let exe = dir.join(name);
         std::fs::copy(sleep, &exe).unwrap();
-        Named(
-            (0..n)
-                .map(|_| {
-                    Command::new(&exe)
-                        .arg("600")
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .unwrap()
-                })
-                .collect(),
-        )
+        Named((0..n).map(|_| spawn_fresh(&exe)).collect())
+    }
+}
+
+/// Start a just-written executable. Another test thread forking while the
+/// copy's write descriptor was open leaves that descriptor in its child
+/// for a moment, and exec then fails with ETXTBSY: try again shortly.
+fn spawn_fresh(exe: &Path) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Command::new(exe)
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("cannot start {}: {e}", exe.display()),
+        }
     }
 }
 
