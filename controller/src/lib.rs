@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod store;
 pub mod templates;
 pub mod tls;
+pub mod ui;
 
 use std::future::Future as _;
 use std::net::SocketAddr;

@@ -251,10 +251,18 @@ pub async fn get(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> A
     v["targets"] = targets
         .iter()
         .map(|t| {
+            // What a rollback restores: the config pushed again by the
+            // controller, or a revert to the agent's local file.
+            let previous_source = match (t.previous_hash.is_empty(), &t.previous_content) {
+                (true, _) => "none",
+                (false, Some(_)) => "controller",
+                (false, None) => "local",
+            };
             json!({
                 "agent_id": t.agent_id,
                 "status": t.status,
                 "previous_hash": t.previous_hash,
+                "previous_source": previous_source,
                 "effective_hash": t.effective_hash,
                 "config_state": t.config_state,
                 "config_error": t.config_error,

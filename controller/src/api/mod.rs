@@ -46,7 +46,7 @@ pub fn serve(
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<anyhow::Result<()>>, StartError> {
     let tls = shared.settings.tls.clone();
-    let app = router(shared);
+    let app = router(shared).layer(axum::Extension(crate::ui::Stop(stop.clone())));
     let stopped = {
         let mut stop = stop.clone();
         async move { crate::stopped(&mut stop).await }
@@ -89,6 +89,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/experiments/{id}/results", get(experiments::results))
         .route("/experiments/{id}/report", get(experiments::report))
         .route("/experiments/{id}/{action}", post(experiments::action))
+        .route("/events", get(crate::ui::events))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -99,6 +100,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
+        .merge(crate::ui::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(shared.clone(), observe))
@@ -225,6 +227,8 @@ fn route_of(path: &str) -> &'static str {
             "/healthz" => "/healthz",
             "/readyz" => "/readyz",
             "/metrics" => "/metrics",
+            "/" | "/index.html" => "/",
+            p if p.starts_with("/ui/") => "/ui/{asset}",
             _ => "other",
         };
     };
@@ -238,6 +242,7 @@ fn route_of(path: &str) -> &'static str {
         (Some("templates"), None) => "/api/v1/templates",
         (Some("templates"), Some(_)) => "/api/v1/templates/{name}",
         (Some("audit"), None) => "/api/v1/audit",
+        (Some("events"), None) => "/api/v1/events",
         (Some("experiments"), None) => "/api/v1/experiments",
         (Some("experiments"), Some("validate")) => "/api/v1/experiments/validate",
         (Some("experiments"), Some(rest)) => match rest.split_once('/') {
@@ -598,6 +603,8 @@ mod tests {
         );
         assert_eq!(route_of("/wp-admin/evil"), "other");
         assert_eq!(route_of("/metrics"), "/metrics");
+        assert_eq!(route_of("/api/v1/events"), "/api/v1/events");
+        assert_eq!(route_of("/ui/views/fleet.js"), "/ui/{asset}");
     }
 
     #[test]

@@ -1,0 +1,93 @@
+// Sign-in with the API token (the controller's --api-token). The token is
+// checked with a GET before it is kept, and kept in this tab only
+// (sessionStorage).
+
+import { checkToken, signIn } from "/ui/api.js";
+import { h, replace } from "/ui/dom.js";
+
+export function mount(root, [message], ctx) {
+  const tokenInput = h("input", {
+    id: "token",
+    name: "token",
+    type: "password",
+    autocomplete: "current-password",
+    spellcheck: "false",
+    required: true,
+    "aria-describedby": "token-hint signin-error",
+  });
+  const who = h("input", {
+    id: "author",
+    name: "author",
+    type: "text",
+    autocomplete: "username",
+    placeholder: "dashboard",
+    maxlength: "128",
+    "aria-describedby": "author-hint",
+  });
+  const error = h("p", { class: "field-error", id: "signin-error", role: "alert" });
+  const button = h("button", { type: "submit", class: "primary", id: "signin" }, "Sign in");
+  const form = h(
+    "form",
+    {
+      class: "card",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const t = tokenInput.value.trim();
+        if (!t) {
+          error.textContent = "Enter the API token.";
+          tokenInput.setAttribute("aria-invalid", "true");
+          tokenInput.focus();
+          return;
+        }
+        button.disabled = true;
+        error.textContent = "";
+        try {
+          await checkToken(t);
+          signIn(t, who.value.trim());
+          ctx.signedIn();
+        } catch (err) {
+          tokenInput.setAttribute("aria-invalid", "true");
+          error.textContent =
+            err.status === 401
+              ? "The controller refused this token. It is the controller's --api-token (or PHOENIX_API_TOKEN)."
+              : err.message;
+          tokenInput.focus();
+        } finally {
+          button.disabled = false;
+        }
+      },
+    },
+    message ? h("p", { class: "muted", role: "status" }, message) : null,
+    h(
+      "div",
+      { class: "field" },
+      h("label", { for: "token" }, "API token"),
+      tokenInput,
+      h(
+        "span",
+        { class: "hint", id: "token-hint" },
+        "The controller's --api-token (PHOENIX_API_TOKEN). It stays in this browser tab and is sent only to this controller's API, the one phoenixctl uses.",
+      ),
+      error,
+    ),
+    h(
+      "div",
+      { class: "field" },
+      h("label", { for: "author" }, "Your name ", h("span", { class: "hint" }, "(optional)")),
+      who,
+      h("span", { class: "hint", id: "author-hint" }, "Recorded as the author of what you create, promote or roll back."),
+    ),
+    button,
+  );
+  replace(
+    root,
+    h(
+      "section",
+      { class: "signin-wrap" },
+      h("div", { class: "brand-big" }, h("img", { src: "/ui/icon.svg", alt: "" }), h("h1", null, "Phoenix")),
+      form,
+    ),
+  );
+  setTimeout(() => tokenInput.focus(), 0);
+  return {};
+}

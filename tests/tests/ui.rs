@@ -1,0 +1,500 @@
+//! The dashboard, end to end, in a real headless browser (Debian's chromium
+//! through chromedriver): the real `phoenix-controller`, two real
+//! `phoenix-agent`s, and a user who signs in, sees the two agents, creates
+//! an experiment through the form, watches it reach its verdict live,
+//! promotes it, sees the agents' config hash change, and rolls it back.
+//! Then the controller restarts under the open page, which reconnects by
+//! itself.
+//!
+//! With `PHOENIX_UI_SCREENSHOTS=<dir>` the main pages are saved there as
+//! PNGs at 1440×900 (the ones in docs/screenshots/ come from this).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use phoenix_tests::fleet::{
+    API_TOKEN, Agent, api, hash_of, online, start_agent_with_env, start_controller,
+};
+use phoenix_tests::webdriver::{ChromeDriver, Session};
+use phoenix_tests::{TempDir, free_port, wait_for, workspace_root};
+use serde_json::{Value, json};
+
+/// Processes named `name` (copies of `sleep`), killed on drop.
+struct Named(Vec<Child>);
+
+impl Named {
+    fn spawn(dir: &Path, name: &str, n: usize) -> Named {
+        let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sleep is installed");
+        let exe = dir.join(name);
+        std::fs::copy(sleep, &exe).unwrap();
+        Named((0..n).map(|_| spawn_fresh(&exe)).collect())
+    }
+}
+
+/// Start a just-written executable. Another thread forking while the
+/// copy's write descriptor was open leaves that descriptor in its child
+/// for a moment, and exec then fails with ETXTBSY: try again shortly.
+fn spawn_fresh(exe: &Path) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Command::new(exe)
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("cannot start {}: {e}", exe.display()),
+        }
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Where to save screenshots, if asked (relative paths are from the
+/// workspace root).
+fn screenshot_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("PHOENIX_UI_SCREENSHOTS")?;
+    let dir = PathBuf::from(dir);
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        workspace_root().join(dir)
+    };
+    std::fs::create_dir_all(&dir).expect("create the screenshot directory");
+    Some(dir)
+}
+
+fn shoot(s: &Session, dir: &Option<PathBuf>, name: &str) {
+    if let Some(dir) = dir {
+        // Let charts and fonts settle, and take the page from its top.
+        s.execute("window.scrollTo(0, 0); document.activeElement && document.activeElement.blur && document.activeElement.blur();", json!([]));
+        std::thread::sleep(Duration::from_millis(400));
+        s.save_screenshot(&dir.join(format!("{name}.png")));
+    }
+}
+
+const BASE_YAML: &str = "receivers:
+  procfs: {}
+exporters:
+  file: { path: \"${env:PHOENIX_EXPERIMENT_OUT:-/dev/null}\" }
+service:
+  pipelines:
+    metrics: { receivers: [procfs], exporters: [file] }
+";
+
+/// `document.querySelector(css).textContent`, or "".
+fn text_of(s: &Session, css: &str) -> String {
+    s.execute(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+        json!([css]),
+    )
+    .as_str()
+    .unwrap_or_default()
+    .to_string()
+}
+
+fn wait_js(s: &Session, what: &str, script: &str) -> Value {
+    s.wait_until(Duration::from_secs(30), what, script)
+}
+
+/// Console errors, except the connection errors a controller restart
+/// causes.
+fn console_errors(s: &Session) -> Vec<String> {
+    s.console()
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE")
+        .map(|(_, m)| m)
+        .collect()
+}
+
+#[test]
+fn a_user_runs_judges_and_promotes_an_experiment_from_the_dashboard() {
+    let driver = match ChromeDriver::start() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let shots = screenshot_dir();
+
+    // A controller, two agents labelled env=ui, and two `etcd` processes
+    // (the critical ones).
+    let dir = TempDir::new("ui");
+    let _population = [
+        Named::spawn(dir.path(), "etcd", 2),
+        Named::spawn(dir.path(), "idle-worker", 30),
+    ];
+    let data = dir.path().join("data");
+    let mut controller = start_controller(&data, free_port(), free_port());
+    let http = controller.http;
+    let grpc = controller.grpc;
+    let agents: Vec<Agent> = (1..=2)
+        .map(|i| {
+            let out = dir.path().join(format!("experiment-{i}.jsonl"));
+            start_agent_with_env(
+                dir.path(),
+                &format!("ui-{i}"),
+                "ui",
+                grpc,
+                &[("PHOENIX_EXPERIMENT_OUT", out.to_str().unwrap())],
+            )
+        })
+        .collect();
+    wait_for(Duration::from_secs(30), || {
+        (online(http).len() == 2).then_some(())
+    })
+    .expect("both agents online");
+    let local_hashes: Vec<String> = agents.iter().map(hash_of).collect();
+
+    let s = Session::new(&driver, 1440, 900).expect("a headless chromium session");
+    let base = format!("http://127.0.0.1:{http}");
+
+    // ---- sign in ----------------------------------------------------------------
+    s.goto(&format!("{base}/"));
+    // A wrong token is refused, next to the field.
+    s.wait("#token").send_keys("not-the-token");
+    s.wait("#signin").click();
+    wait_js(
+        &s,
+        "the refusal of a wrong token",
+        "return document.querySelector('#signin-error').textContent.includes('refused')",
+    );
+    // (The browser logs that 401; nothing else may be logged from here.)
+    let _ = s.console();
+    s.wait("#token").fill(API_TOKEN);
+    s.wait("#author").send_keys("e2e");
+    s.wait("#signin").click();
+
+    // ---- the fleet: two agents online -------------------------------------------------
+    wait_js(
+        &s,
+        "two online agents on the fleet page",
+        "return location.hash === '#/fleet' && document.querySelectorAll('#fleet-table tbody tr[data-status=\"online\"]').length === 2",
+    );
+    let page = text_of(&s, "#fleet-table");
+    for i in 1..=2 {
+        assert!(page.contains(&format!("name=ui-{i}")), "{page}");
+    }
+    assert!(page.contains("env=ui"), "{page}");
+    // Each row shows the hash the agent runs (its local config).
+    let shown: Vec<String> = serde_json::from_value(s.execute(
+        "return [...document.querySelectorAll('#fleet-table td.hash')].map(td => td.dataset.hash)",
+        json!([]),
+    ))
+    .unwrap();
+    let mut expected = local_hashes.clone();
+    expected.sort();
+    let mut sorted = shown.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected);
+    // The label filter narrows the list with the API's selector.
+    s.wait("#filter-label").send_keys("name=ui-1");
+    wait_js(
+        &s,
+        "the label filter",
+        "return document.querySelectorAll('#fleet-table tbody tr').length === 1",
+    );
+    s.wait("#filter-label").clear();
+    s.wait("#filter-label").send_keys(" ");
+    wait_js(
+        &s,
+        "the filter cleared",
+        "return document.querySelectorAll('#fleet-table tbody tr').length === 2",
+    );
+
+    // Keyboard focus survives the live refreshes (agents report every second).
+    let key = s.execute(
+        "document.querySelector('#fleet-table').dataset.before = '1'; \
+         const c = document.querySelector('#fleet-table .chip'); c.focus(); return document.activeElement.dataset.key",
+        json!([]),
+    );
+    assert!(key.is_string(), "{key}");
+    wait_js(
+        &s,
+        "a live refresh of the fleet table",
+        "return !document.querySelector('#fleet-table').dataset.before",
+    );
+    assert_eq!(
+        s.execute(
+            "return document.activeElement && document.activeElement.dataset.key",
+            json!([])
+        ),
+        key
+    );
+
+    // ---- the templates ------------------------------------------------------------------
+    s.wait("a[data-nav='templates']").click();
+    wait_js(
+        &s,
+        "the template cards with their measured reductions",
+        "return document.querySelectorAll('.template-card').length >= 5 && document.querySelectorAll('.template-card .measured').length >= 5",
+    );
+    assert!(text_of(&s, "[data-template='process-aggressive-v1']").contains("fewer series"));
+    shoot(&s, &shots, "templates");
+
+    // ---- create an experiment through the form -------------------------------------------
+    s.wait("a[data-nav='new']").click();
+    s.wait("#f-name").send_keys("aggressive on the ui fleet");
+    s.wait("#f-description")
+        .send_keys("Top-10 consumers individually, the rest rolled up: do we keep etcd?");
+    s.wait("#f-labels").send_keys("env=ui");
+    wait_js(
+        &s,
+        "the count of matching agents",
+        "return document.querySelector('#match-count').dataset.count === '2'",
+    );
+    s.wait("#f-base option[value='inline']").click();
+    s.wait("#f-base-yaml").fill(BASE_YAML);
+    s.wait("#cand-process-aggressive-v1").click();
+    s.wait("#mode-process-aggressive-v1 option[value='export']")
+        .click();
+    s.wait("#f-critical").send_keys("^etcd$");
+    s.wait("#f-interval").fill("1s");
+    s.wait("#f-warmup").fill("2s");
+    s.wait("#f-min-series").send_keys("30");
+    // A bad value is reported next to its field, by the API's validator.
+    s.wait("#f-duration").fill("soon");
+    wait_js(
+        &s,
+        "the duration error next to the duration field",
+        "return document.querySelector('#err-f-duration').textContent.includes('soon') && document.querySelector('#f-duration').getAttribute('aria-invalid') === 'true'",
+    );
+    s.wait("#f-duration").fill("6s");
+    wait_js(
+        &s,
+        "a valid definition",
+        "return document.querySelector('#validation').dataset.valid === 'true' && document.querySelector('#err-f-duration').textContent === ''",
+    );
+    let yaml = s.wait("#f-yaml").property("value");
+    let yaml = yaml.as_str().unwrap();
+    for needle in [
+        "template: \"process-aggressive-v1\"",
+        "mode: export",
+        "\"^etcd$\"",
+        "min_series_reduction: 0.3",
+        "duration: \"6s\"",
+        "PHOENIX_EXPERIMENT_OUT",
+    ] {
+        assert!(yaml.contains(needle), "{needle} not in\n{yaml}");
+    }
+    shoot(&s, &shots, "create");
+    assert_eq!(s.wait("#f-start").property("checked"), true);
+    s.wait("#create").click();
+
+    // ---- watch it live until the verdict ---------------------------------------------------
+    let hash = wait_js(
+        &s,
+        "the new experiment's page",
+        "return /^#\\/experiments\\/exp-/.test(location.hash) && location.hash",
+    );
+    let id = hash
+        .as_str()
+        .unwrap()
+        .trim_start_matches("#/experiments/")
+        .to_string();
+    // Marks this page: a reload would lose it.
+    s.execute("window.__phoenixNoReload = true;", json!([]));
+    let mut seen: Vec<String> = Vec::new();
+    let final_state = wait_for(Duration::from_secs(90), || {
+        let state = s
+            .execute(
+                "const e = document.querySelector('#exp-state'); return e ? (e.dataset.state || '') : ''",
+                json!([]),
+            )
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !state.is_empty() && seen.last() != Some(&state) {
+            seen.push(state.clone());
+        }
+        let final_verdict = s.execute(
+            "const v = document.querySelector('#verdict'); return !!v && v.dataset.final === 'true'",
+            json!([]),
+        ) == true;
+        (["succeeded", "failed", "rolled_back"].contains(&state.as_str()) && final_verdict)
+            .then_some(state)
+    })
+    .unwrap_or_else(|| panic!("no verdict on the page; states seen {seen:?}:\n{}", s.page_text()));
+    assert_eq!(final_state, "succeeded", "{}", s.page_text());
+    assert!(
+        seen.iter().any(|st| st == "running"),
+        "the page showed the run live: {seen:?}"
+    );
+    assert_eq!(
+        s.execute("return window.__phoenixNoReload === true", json!([])),
+        true,
+        "the page was not reloaded"
+    );
+    // The verdict per criterion, with its interval, and the cost.
+    assert_eq!(text_of(&s, "#verdict-word"), "succeeded");
+    assert_eq!(text_of(&s, "#verdict-winner"), "aggressive");
+    let criterion = text_of(
+        &s,
+        "#verdict [data-candidate='aggressive'] tr[data-kpi='series_reduction']",
+    );
+    assert!(
+        criterion.contains('[') && criterion.contains("≥ 30.0%") && criterion.contains("pass"),
+        "{criterion}"
+    );
+    let cost = text_of(&s, "#cost-table");
+    assert!(
+        cost.contains("baseline") && cost.contains("aggressive") && cost.contains('$'),
+        "{cost}"
+    );
+    // Charts per variant: a line for the baseline and one for the candidate.
+    let lines = s.execute(
+        "return document.querySelectorAll('#chart-series path.line').length",
+        json!([]),
+    );
+    assert_eq!(lines, 2, "two lines in the series chart");
+    let charts = s.execute(
+        "return document.querySelectorAll('#charts figure svg').length",
+        json!([]),
+    );
+    assert_eq!(charts, 6, "{}", s.page_text());
+    assert!(text_of(&s, "#latest-table").contains("aggressive"));
+    shoot(&s, &shots, "experiment");
+    if let Some(dir) = &shots {
+        std::fs::write(dir.join("experiment-full.png"), s.full_page_screenshot()).unwrap();
+    }
+    if let Some(dir) = &shots {
+        s.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        s.save_screenshot(&dir.join("experiment-dark.png"));
+        s.cdp("Emulation.setEmulatedMedia", json!({ "features": [] }));
+    }
+
+    // ---- promote, through the confirmation ---------------------------------------------------
+    s.wait("#action-promote").click();
+    s.wait("dialog[open] #dialog-confirm");
+    let dialog = text_of(&s, "dialog");
+    let (_, exp) = api(http, "GET", &format!("/api/v1/experiments/{id}"), "");
+    for t in exp["targets"].as_array().unwrap() {
+        let agent = t["agent_id"].as_str().unwrap();
+        assert!(dialog.contains(agent), "the dialog names {agent}: {dialog}");
+    }
+    assert!(
+        dialog.contains("“aggressive” pipeline alone") && dialog.contains("2 target agent(s)"),
+        "{dialog}"
+    );
+    s.wait("#dialog-confirm").click();
+    wait_js(
+        &s,
+        "the promoted state",
+        "return !document.querySelector('dialog[open]') && document.querySelector('#exp-state').dataset.state === 'promoted'",
+    );
+    let (_, exp) = api(http, "GET", &format!("/api/v1/experiments/{id}"), "");
+    assert_eq!(exp["state"], "promoted");
+    let push = exp["promoted_push"].as_str().unwrap().to_string();
+    let (_, push) = api(http, "GET", &format!("/api/v1/pushes/{push}"), "");
+    let promoted_hash = push["hash"].as_str().unwrap().to_string();
+    assert!(!local_hashes.contains(&promoted_hash));
+
+    // ---- the fleet shows the new config hash, and the agents run it ----------------------------
+    s.wait("a[data-nav='fleet']").click();
+    wait_js(
+        &s,
+        "the promoted hash on both agents' rows",
+        &format!(
+            "const cells = [...document.querySelectorAll('#fleet-table td.hash')]; \
+             return cells.length === 2 && cells.every(td => td.dataset.hash === '{promoted_hash}')"
+        ),
+    );
+    for agent in &agents {
+        wait_for(Duration::from_secs(20), || {
+            (hash_of(agent) == promoted_hash).then_some(())
+        })
+        .expect("the agent runs the promoted config");
+    }
+    if shots.is_some() {
+        // The agents' own CPU and memory come with their heartbeat (10 s).
+        wait_js(
+            &s,
+            "the agents' CPU rate and memory",
+            "return [...document.querySelectorAll('#fleet-table tbody tr')].every(tr => \
+             !tr.children[6].textContent.includes('—') && !tr.children[6].textContent.includes('total') \
+             && !tr.children[7].textContent.includes('—'))",
+        );
+        shoot(&s, &shots, "fleet");
+    }
+
+    // ---- the list of experiments --------------------------------------------------------
+    s.wait("a[data-nav='experiments']").click();
+    wait_js(
+        &s,
+        "the promoted experiment in the list",
+        &format!(
+            "const r = document.querySelector('#experiments-table tr[data-experiment=\"{id}\"]'); \
+             return !!r && r.dataset.state === 'promoted'"
+        ),
+    );
+    shoot(&s, &shots, "experiments");
+
+    // ---- and roll it back: each agent gets its own file back ---------------------------------
+    s.click_on(&format!("#experiments-table tr[data-experiment='{id}'] a"));
+    s.wait("#action-rollback").click();
+    s.wait("dialog[open] #dialog-confirm");
+    let dialog = text_of(&s, "dialog");
+    assert!(
+        dialog.matches("its own --config file").count() == 2
+            && dialog.contains("Roll back 2 agent(s)"),
+        "{dialog}"
+    );
+    s.wait("#rollback-reason")
+        .send_keys("e2e: back to the local files");
+    s.wait("#dialog-confirm").click();
+    wait_js(
+        &s,
+        "the rolled-back state",
+        "return !document.querySelector('dialog[open]') && document.querySelector('#exp-state').dataset.state === 'rolled_back'",
+    );
+    assert!(text_of(&s, "#history").contains("e2e: back to the local files"));
+    for (agent, local) in agents.iter().zip(&local_hashes) {
+        wait_for(Duration::from_secs(20), || {
+            (hash_of(agent) == *local).then_some(())
+        })
+        .expect("the agent runs its local config again");
+    }
+    let errors = console_errors(&s);
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // ---- a controller restart under the open page ------------------------------------------------
+    s.wait("a[data-nav='fleet']").click();
+    s.wait("#fleet-table");
+    let _ = controller.running.stop(Duration::from_secs(10));
+    wait_js(
+        &s,
+        "the reconnecting banner",
+        "const b = document.querySelector('#banner'); return !b.hidden && b.textContent.includes('reconnecting')",
+    );
+    controller = start_controller(&data, http, grpc);
+    wait_for(Duration::from_secs(30), || {
+        (online(http).len() == 2).then_some(())
+    })
+    .expect("both agents back online");
+    wait_js(
+        &s,
+        "the page live again, without the banner, with both agents online",
+        "return document.querySelector('#banner').hidden && document.querySelector('#conn').textContent === 'Live' \
+         && document.querySelectorAll('#fleet-table tbody tr[data-status=\"online\"]').length === 2",
+    );
+    drop(s);
+    drop(controller);
+}
