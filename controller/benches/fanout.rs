@@ -12,72 +12,21 @@
 //! FANOUT_AGENTS=1000 FANOUT_ROUNDS=30 cargo bench -p phoenix-controller --bench fanout
 //! ```
 
+mod sim_agent;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phoenix_proto::v1::agent_control_client::AgentControlClient;
-use phoenix_proto::v1::{
-    AgentMessage, ConfigState, ConfigStatus, ControllerMessage, Hello, agent_message,
-    controller_message,
-};
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{Semaphore, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
-
-const API_TOKEN: &str = "bench-api-token-0123456789";
-const AGENT_TOKEN: &str = "bench-agent-token-0123456789";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use sim_agent::{AGENT_TOKEN, API_TOKEN, SimAgent, cpu_seconds, env_usize, percentile, status_mib};
+use tokio::sync::Semaphore;
 
 fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
     l.local_addr().expect("its address")
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(end) = stat.rfind(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = stat[end + 2..].split_ascii_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
-/// A `VmRSS:`-style line of /proc/<pid>/status, in MiB.
-fn status_mib(pid: u32, key: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_ascii_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 struct Controller {
@@ -131,61 +80,6 @@ fn start_controller(dir: &Path) -> Controller {
     }
 }
 
-/// One fake agent: answers every push with APPLIED at once.
-async fn run_agent(grpc: SocketAddr, index: usize) -> Result<(), String> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut client = AgentControlClient::new(channel);
-    let (tx, rx) = mpsc::channel(16);
-    let hello = Hello {
-        instance_id: format!("bench-{index:04}"),
-        host_name: format!("bench-{index:04}.local"),
-        version: "bench".into(),
-        labels: [("bench".to_string(), "fanout".to_string())].into(),
-        capabilities: vec!["config.push".into()],
-        config_status: None,
-    };
-    tx.send(AgentMessage {
-        body: Some(agent_message::Body::Hello(hello)),
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {AGENT_TOKEN}")
-            .parse()
-            .map_err(|_| "token")?,
-    );
-    let mut inbound = client
-        .session(request)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_inner();
-    tokio::spawn(async move {
-        while let Ok(Some(ControllerMessage { body })) = inbound.message().await {
-            if let Some(controller_message::Body::ConfigPush(push)) = body {
-                let _ = tx
-                    .send(AgentMessage {
-                        body: Some(agent_message::Body::ConfigStatus(ConfigStatus {
-                            hash: push.hash.clone(),
-                            state: ConfigState::Applied as i32,
-                            error: String::new(),
-                            push_id: push.push_id,
-                            applied_at_unix_seconds: 1,
-                            effective_hash: push.hash,
-                        })),
-                    })
-                    .await;
-            }
-        }
-    });
-    Ok(())
-}
-
 async fn wait_ready(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -236,7 +130,12 @@ fn main() {
             let permit = slots.clone().acquire_owned().await.expect("semaphore");
             let grpc = controller.grpc;
             handles.push(tokio::spawn(async move {
-                let r = run_agent(grpc, i).await;
+                let agent = SimAgent {
+                    index: i,
+                    labels: [("bench".to_string(), "fanout".to_string())].into(),
+                    stats: None,
+                };
+                let r = sim_agent::connect(grpc, agent).await;
                 drop(permit);
                 r
             }));

@@ -78,6 +78,8 @@ pub struct Shared {
     pub settings: Settings,
     /// Running experiments, as the stats ingest needs them.
     pub live: experiment::LiveSet,
+    /// Recent interim reports of running experiments.
+    pub interim: experiment::InterimReports,
     /// Wakes the experiment scheduler before its next tick.
     pub scheduler_wake: tokio::sync::Notify,
     /// Something an API reader may show changed (live updates).
@@ -181,6 +183,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         metrics: Metrics::new(),
         settings,
         live: experiment::LiveSet::default(),
+        interim: experiment::InterimReports::default(),
         scheduler_wake: tokio::sync::Notify::new(),
         changes: Changes::default(),
     });

@@ -201,15 +201,11 @@ pub async fn list(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let store = shared.store.clone();
-    let list = blocking(move || store.list_experiments(limit))
+    let list = blocking(move || store.list_experiments(limit, state))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let list: Vec<Value> = list
-        .iter()
-        .filter(|e| state.is_none_or(|s| e.state == s))
-        .map(summary)
-        .collect();
+    let list: Vec<Value> = list.iter().map(summary).collect();
     ok(StatusCode::OK, json!({ "experiments": list }))
 }
 

@@ -16,7 +16,8 @@ pub mod spec;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use phoenix_proto::v1::IntervalStats;
 
@@ -93,8 +94,43 @@ impl LiveSet {
             .get(id)
             .cloned()
     }
-    fn replace(&self, live: HashMap<String, Arc<Live>>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = live;
+    /// Publish one running experiment at once: its window may already be
+    /// open while the scheduler's pass goes on.
+    fn insert(&self, id: String, live: Arc<Live>) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, live);
+    }
+    /// Forget every experiment but these (the others stopped running).
+    fn retain(&self, running: &HashSet<String>) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| running.contains(id));
+    }
+}
+
+/// Interim reports, recomputed at most every [`INTERIM_REFRESH`] per
+/// experiment: the bootstrap over a large running experiment costs
+/// seconds, and live views ask on every change.
+#[derive(Default)]
+pub struct InterimReports(Mutex<HashMap<String, (Instant, Arc<serde_json::Value>)>>);
+
+/// How old an interim report may be.
+pub const INTERIM_REFRESH: Duration = Duration::from_secs(5);
+
+impl InterimReports {
+    fn fresh(&self, id: &str) -> Option<Arc<serde_json::Value>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(id)
+            .filter(|(at, _)| at.elapsed() < INTERIM_REFRESH)
+            .map(|(_, v)| v.clone())
+    }
+    fn keep(&self, id: &str, report: Arc<serde_json::Value>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, (at, _)| at.elapsed() < INTERIM_REFRESH);
+        map.insert(id.to_string(), (Instant::now(), report));
     }
 }
 
@@ -530,10 +566,14 @@ pub async fn report(shared: &Arc<Shared>, id: &str) -> Result<serde_json::Value,
         .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
     {
         Some(v) => (v, true),
-        None => (
-            serde_json::to_value(analyse(shared, &record).await?).map_err(internal)?,
-            false,
-        ),
+        None => match shared.interim.fresh(id) {
+            Some(v) => ((*v).clone(), false),
+            None => {
+                let v = serde_json::to_value(analyse(shared, &record).await?).map_err(internal)?;
+                shared.interim.keep(id, Arc::new(v.clone()));
+                (v, false)
+            }
+        },
     };
     // A guardrail abort keeps the numbers up to the breach; the state and
     // its reason say what happened.

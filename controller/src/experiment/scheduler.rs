@@ -13,7 +13,7 @@
 //! - analyzing: the verdict → succeeded (promoted at once with
 //!   `auto_promote`) or failed, then rolled back.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ pub async fn run_once(shared: &Arc<Shared>) {
             return;
         }
     };
-    let mut live = HashMap::new();
+    let mut still_running = HashSet::new();
     for record in active {
         let id = record.id.clone();
         let result = match record.state {
@@ -89,7 +89,8 @@ pub async fn run_once(shared: &Arc<Shared>) {
                     _ => Default::default(),
                 };
                 if let Some(view) = live_of(&running, targets) {
-                    live.insert(id, Arc::new(view));
+                    still_running.insert(id.clone());
+                    shared.live.insert(id, Arc::new(view));
                 }
             }
             Ok(None) => {}
@@ -98,7 +99,7 @@ pub async fn run_once(shared: &Arc<Shared>) {
             Err(e) => tracing::error!(experiment = %id, error = %e, "experiment step failed"),
         }
     }
-    shared.live.replace(live);
+    shared.live.retain(&still_running);
 }
 
 /// Fail (from `from`), then give the targets their previous config back.

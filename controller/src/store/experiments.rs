@@ -126,6 +126,20 @@ const EXPERIMENT_COLUMNS: &str = "id, name, spec, state, reason, author, config,
     created_at, updated_at, start_at, deploy_push, deploying_at, running_at, measure_from,
     ends_at, finished_at, breach, analysis, promoted_push";
 
+/// After the columns: newest first, read in the order of the
+/// `experiments_by_created` index up to the limit.
+const LIST_EXPERIMENTS: &str =
+    "FROM experiments WHERE (?2 IS NULL OR state = ?2) ORDER BY created_at DESC, id LIMIT ?1";
+
+/// The live experiment other than ?2 holding agent ?1: found through the
+/// `experiment_targets_by_agent` index, whatever the number of experiments
+/// ever run.
+const AGENT_IN_EXPERIMENT: &str = "SELECT t.experiment_id FROM experiment_targets t
+     JOIN experiments e ON e.id = t.experiment_id
+     WHERE t.agent_id = ?1 AND e.id != ?2
+       AND e.state IN ('deploying', 'running', 'analyzing', 'succeeded')
+     LIMIT 1";
+
 fn experiment_row(r: &Row<'_>) -> rusqlite::Result<ExperimentRecord> {
     let state: String = r.get(3)?;
     Ok(ExperimentRecord {
@@ -206,15 +220,17 @@ impl Store {
         Ok(conn.query_row(&sql, [id], experiment_row).optional()?)
     }
 
-    /// Newest first.
-    pub fn list_experiments(&self, limit: u32) -> Result<Vec<ExperimentRecord>, StoreError> {
+    /// Newest first, optionally only those in `state`.
+    pub fn list_experiments(
+        &self,
+        limit: u32,
+        state: Option<State>,
+    ) -> Result<Vec<ExperimentRecord>, StoreError> {
         let conn = self.conn();
-        let sql = format!(
-            "SELECT {EXPERIMENT_COLUMNS} FROM experiments ORDER BY created_at DESC, id LIMIT ?1"
-        );
+        let sql = format!("SELECT {EXPERIMENT_COLUMNS} {LIST_EXPERIMENTS}");
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt
-            .query_map([limit], experiment_row)?
+            .query_map(params![limit, state.map(State::as_str)], experiment_row)?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -406,12 +422,7 @@ impl Store {
         except: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT t.experiment_id FROM experiment_targets t JOIN experiments e ON e.id = t.experiment_id
-             WHERE t.agent_id = ?1 AND e.id != ?2
-               AND e.state IN ('deploying', 'running', 'analyzing', 'succeeded')
-             LIMIT 1",
-        )?;
+        let mut stmt = conn.prepare_cached(AGENT_IN_EXPERIMENT)?;
         let mut out = Vec::new();
         for a in agents {
             if let Some(e) = stmt
@@ -620,4 +631,50 @@ fn check_guardrails(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's plan for `sql` with these arguments, one line per step.
+    fn plan(store: &Store, sql: &str, args: &[&str]) -> String {
+        let conn = store.conn();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let steps: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        steps.join("\n")
+    }
+
+    /// The queries whose cost grew with every experiment ever run (a scan
+    /// of all targets per deploy target, a sort of all experiments per
+    /// list) stay on their indexes.
+    #[test]
+    fn history_queries_use_their_indexes() {
+        let dir = std::env::temp_dir().join(format!(
+            "phoenix-store-experiment-indexes-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open_dir(&dir).unwrap();
+        let busy = plan(&store, AGENT_IN_EXPERIMENT, &["agent", "exp"]);
+        assert!(
+            busy.contains("experiment_targets_by_agent") && !busy.contains("SCAN t"),
+            "{busy}"
+        );
+        let list = plan(
+            &store,
+            &format!("SELECT id {LIST_EXPERIMENTS}"),
+            &["100", "running"],
+        );
+        assert!(
+            list.contains("experiments_by_created") && !list.contains("TEMP B-TREE"),
+            "{list}"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -34,6 +34,9 @@ CREATE TABLE experiments (
 );
 CREATE INDEX experiments_active ON experiments (state)
     WHERE state IN ('pending', 'deploying', 'running', 'analyzing');
+-- The list, newest first (Store::list_experiments): read in index order up
+-- to the limit instead of sorting every experiment with its config.
+CREATE INDEX experiments_by_created ON experiments (created_at DESC, id);
 
 -- Every state change, append-only.
 CREATE TABLE experiment_transitions (
@@ -55,6 +58,10 @@ CREATE TABLE experiment_targets (
     previous_hash TEXT NOT NULL,
     PRIMARY KEY (experiment_id, agent_id)
 );
+-- Which experiment holds an agent, checked for every target before a
+-- deploy (Store::agents_in_experiments): by agent, not a scan of every
+-- target of every experiment ever run.
+CREATE INDEX experiment_targets_by_agent ON experiment_targets (agent_id);
 
 -- One row per experiment, variant, agent and interval after the warm-up.
 CREATE TABLE experiment_measurements (
