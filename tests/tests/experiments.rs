@@ -444,6 +444,44 @@ fn a_candidate_hiding_a_critical_process_is_stopped_by_its_guardrail_and_rolled_
 }
 
 #[test]
+fn a_deploy_the_agents_refuse_fails_the_experiment_with_their_error_and_rolls_back() {
+    let f = fleet("deployfail");
+    let http = f.controller.http;
+    // Valid everywhere, but no agent can listen where this port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let text = definition("deployfail", "{ template: process-aggressive-v1 }", "10s", "")
+        .replace(
+            r#"exporters: { file: { path: "${env:PHOENIX_EXPERIMENT_OUT:-/dev/null}" } }"#,
+            &format!(
+                r#"exporters: {{ file: {{ path: "${{env:PHOENIX_EXPERIMENT_OUT:-/dev/null}}" }}, prometheus: {{ endpoint: "127.0.0.1:{port}" }} }}"#
+            ),
+        );
+    assert!(text.contains("prometheus"), "{text}");
+    let id = create_and_start(http, &text);
+    let done = wait_state(
+        http,
+        &id,
+        &["rolled_back", "running"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        path(&done),
+        ["draft", "pending", "deploying", "failed", "rolled_back"],
+        "{done}"
+    );
+    let failed = done["transitions"][3]["reason"].as_str().unwrap();
+    assert!(
+        failed.starts_with("deploy failed:") && failed.contains(&port.to_string()),
+        "the agents' own error is in the reason: {failed}"
+    );
+    for (agent, local) in f.agents.iter().zip(&f.local_hashes) {
+        assert_eq!(hash_of(agent), *local, "the agent kept its own config");
+    }
+    drop(taken);
+}
+
+#[test]
 fn a_controller_killed_mid_run_resumes_the_experiment_after_its_restart() {
     let mut f = fleet("restart");
     let http = f.controller.http;

@@ -649,17 +649,154 @@ mod tests {
         steps.join("\n")
     }
 
+    fn scratch(label: &str) -> (std::path::PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!(
+            "phoenix-store-experiments-{label}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open_dir(&dir).unwrap();
+        (dir, store)
+    }
+
+    fn experiment(store: &Store, id: &str) {
+        let e = NewExperiment {
+            id: id.into(),
+            name: id.into(),
+            spec: "{}".into(),
+            author: "t".into(),
+            config: "# c".into(),
+            config_hash: "h".into(),
+            start_at: None,
+        };
+        store.create_experiment(&e, 1).unwrap();
+    }
+
+    fn rows(agent: &str, n: i64) -> Vec<Measurement> {
+        (0..n)
+            .map(|t| Measurement {
+                variant: "lean".into(),
+                agent_id: agent.into(),
+                interval_ns: t,
+                series: 10,
+                datapoints: 10,
+                bytes: 100,
+                bytes_gzip: 10,
+                cpu_seconds: 0.001,
+                critical_total: 2,
+                critical_visible: 1,
+                topn_fidelity: Some(1.0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn measurements_are_kept_once_checked_by_the_guardrails_and_pruned_after_retention() {
+        let (dir, store) = scratch("measurements");
+        experiment(&store, "old");
+        experiment(&store, "live");
+        let guard = GuardCheck {
+            candidates: vec!["lean".into()],
+            min_critical_coverage: Some(1.0),
+            max_cpu_seconds: None,
+            intervals: 3,
+        };
+        // Two intervals below the coverage floor: not yet a breach.
+        let (n, breach) = store
+            .record_measurements("live", &rows("a", 2), 5, &guard)
+            .unwrap();
+        assert_eq!((n, breach), (2, None));
+        // A repeat of the same intervals is ignored; the third is the breach.
+        let (n, breach) = store
+            .record_measurements("live", &rows("a", 3), 6, &guard)
+            .unwrap();
+        assert_eq!(n, 1);
+        let breach = breach.expect("three intervals in a row below 100%");
+        assert_eq!(breach["guardrail"], "critical_coverage");
+        // Only the first breach is reported.
+        let (_, again) = store
+            .record_measurements("live", &rows("a", 4), 7, &guard)
+            .unwrap();
+        assert_eq!(again, None);
+        assert_eq!(store.measurements("live", None).unwrap().len(), 4);
+
+        store
+            .record_measurements("old", &rows("b", 3), 5, &guard)
+            .unwrap();
+        let finish = |id: &str, to: State, at: i64| {
+            let change = Transition {
+                from: None,
+                to,
+                actor: "t".into(),
+                reason: "t".into(),
+                stamp: Stamp {
+                    finished_at: Some(at),
+                    ..Stamp::default()
+                },
+            };
+            store.transition(id, &change, at).unwrap();
+        };
+        finish("old", State::Cancelled, 100);
+        // Finished before the cut: gone; the running one stays whole.
+        assert_eq!(store.prune_measurements(50).unwrap(), 0);
+        assert_eq!(store.prune_measurements(101).unwrap(), 3);
+        assert!(store.measurements("old", None).unwrap().is_empty());
+        assert_eq!(store.measurements("live", Some("a")).unwrap().len(), 4);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn transitions_are_compare_and_set_and_recorded() {
+        let (dir, store) = scratch("transitions");
+        experiment(&store, "e");
+        let to = |to: State, from: Option<State>| Transition {
+            from,
+            to,
+            actor: "t".into(),
+            reason: format!("to {to}"),
+            stamp: Stamp::default(),
+        };
+        // Illegal, and a stale `from`: refused, nothing recorded.
+        assert!(matches!(
+            store.transition("e", &to(State::Running, None), 2),
+            Err(TransitionError::Illegal { .. })
+        ));
+        assert!(matches!(
+            store.transition("e", &to(State::Deploying, Some(State::Pending)), 2),
+            Err(TransitionError::Illegal { .. })
+        ));
+        assert!(matches!(
+            store.transition("nope", &to(State::Pending, None), 2),
+            Err(TransitionError::NotFound(_))
+        ));
+        let e = store
+            .transition("e", &to(State::Pending, Some(State::Draft)), 3)
+            .unwrap();
+        assert_eq!((e.state, e.reason.as_str()), (State::Pending, "to pending"));
+        let history: Vec<(String, String)> = store
+            .transitions("e")
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.from, t.to))
+            .collect();
+        assert_eq!(
+            history,
+            vec![
+                (String::new(), "draft".to_string()),
+                ("draft".to_string(), "pending".to_string())
+            ]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// The queries whose cost grew with every experiment ever run (a scan
     /// of all targets per deploy target, a sort of all experiments per
     /// list) stay on their indexes.
     #[test]
     fn history_queries_use_their_indexes() {
-        let dir = std::env::temp_dir().join(format!(
-            "phoenix-store-experiment-indexes-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open_dir(&dir).unwrap();
+        let (dir, store) = scratch("indexes");
         let busy = plan(&store, AGENT_IN_EXPERIMENT, &["agent", "exp"]);
         assert!(
             busy.contains("experiment_targets_by_agent") && !busy.contains("SCAN t"),
