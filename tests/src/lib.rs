@@ -217,3 +217,51 @@ pub fn sample(page: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// Processes named `name` (copies of `sleep`), killed on drop.
+pub struct Named(Vec<Child>);
+
+impl Named {
+    /// `n` processes whose executable is named `name` (a copy of `sleep`
+    /// in `dir`), for tests that need processes of chosen names.
+    pub fn spawn(dir: &Path, name: &str, n: usize) -> Named {
+        let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sleep is installed");
+        let exe = dir.join(name);
+        std::fs::copy(sleep, &exe).unwrap();
+        Named((0..n).map(|_| spawn_fresh(&exe)).collect())
+    }
+}
+
+/// Start a just-written executable. Another test thread forking while the
+/// copy's write descriptor was open leaves that descriptor in its child
+/// for a moment, and exec then fails with ETXTBSY: try again shortly.
+fn spawn_fresh(exe: &Path) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Command::new(exe)
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("cannot start {}: {e}", exe.display()),
+        }
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -10,14 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use phoenix_tests::fleet::{AGENT_TOKEN, API_TOKEN, start_controller};
 use phoenix_tests::{
     Running, TempDir, binary, free_port, http_get, http_request_with, sample, wait_for,
     workspace_root,
 };
 use regex::Regex;
-
-const API_TOKEN: &str = "deploy-assets-api-token";
-const AGENT_TOKEN: &str = "deploy-assets-agent-token";
 
 /// Labels Prometheus adds to every scraped series (target labels), and the
 /// bucket label of histograms: never on a `/metrics` page as such.
@@ -233,27 +231,7 @@ fn metrics_page(port: u16) -> String {
 fn dashboards_and_alerts_use_only_what_the_binaries_expose() {
     let dir = TempDir::new("deploy-assets");
     let (http, grpc) = (free_port(), free_port());
-    let controller = Running::start(
-        &binary("phoenix-controller"),
-        &[
-            "--data-dir",
-            dir.path().join("controller").to_str().unwrap(),
-            "--grpc-listen",
-            &format!("127.0.0.1:{grpc}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-            "--api-token",
-            API_TOKEN,
-            "--agent-token",
-            AGENT_TOKEN,
-            "--templates-dir",
-            workspace_root().join("configs/templates").to_str().unwrap(),
-        ],
-    );
-    wait_for(Duration::from_secs(20), || {
-        http_get(http, "/readyz").filter(|(s, _)| *s == 200)
-    })
-    .expect("controller ready");
+    let controller = start_controller(&dir.path().join("controller"), http, grpc);
 
     // Everything that has metrics of its own: an experiment (baseline and a
     // shadow candidate, for phoenix_experiment_ratio), a network exporter

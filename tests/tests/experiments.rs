@@ -7,60 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use phoenix_tests::fleet::{
     Agent, api, hash_of, online, phoenixctl, start_agent_with_env, start_controller,
 };
-use phoenix_tests::{TempDir, free_port, wait_for};
+use phoenix_tests::{Named, TempDir, free_port, wait_for};
 use serde_json::Value;
-
-/// Processes named `name` (copies of `sleep`), killed on drop.
-struct Named(Vec<Child>);
-
-impl Named {
-    fn spawn(dir: &Path, name: &str, n: usize) -> Named {
-        let sleep = ["/usr/bin/sleep", "/bin/sleep"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("sleep is installed");
-        let exe = dir.join(name);
-        std::fs::copy(sleep, &exe).unwrap();
-        Named((0..n).map(|_| spawn_fresh(&exe)).collect())
-    }
-}
-
-/// Start a just-written executable. Another test thread forking while the
-/// copy's write descriptor was open leaves that descriptor in its child
-/// for a moment, and exec then fails with ETXTBSY: try again shortly.
-fn spawn_fresh(exe: &Path) -> Child {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Command::new(exe)
-            .arg("600")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => return child,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("cannot start {}: {e}", exe.display()),
-        }
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// A controller, two agents labelled `env=<label>`, and a population with
 /// two `etcd` processes (critical in the templates' priority rules and in
@@ -110,6 +63,27 @@ impl Fleet {
     fn out(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("experiment-{}.jsonl", i + 1))
     }
+
+    /// Every agent is back on its own `--config` file.
+    fn wait_local_configs(&self) {
+        for (agent, local) in self.agents.iter().zip(&self.local_hashes) {
+            wait_for(Duration::from_secs(20), || {
+                (hash_of(agent) == *local).then_some(())
+            })
+            .expect("the agent runs its local config again");
+        }
+    }
+}
+
+/// The same POST from `n` threads at once: the status codes.
+fn concurrently(http: u16, path: &str, n: usize) -> Vec<u16> {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let path = path.to_string();
+            std::thread::spawn(move || api(http, "POST", &path, "").0)
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
 /// Baseline against `candidate`, exported to a file per agent so the test
@@ -169,6 +143,14 @@ fn path(states: &Value) -> Vec<String> {
         .iter()
         .map(|t| t["to"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Where a stored measurement stands in the exports: (pipeline, scrape time).
+fn export_key(measurement: &Value) -> (String, i64) {
+    (
+        format!("metrics/{}", measurement["variant"].as_str().unwrap()),
+        measurement["interval_unix_nano"].as_i64().unwrap(),
+    )
 }
 
 /// Datapoints per (pipeline, scrape time) in an agent's OTLP/JSON file.
@@ -272,13 +254,7 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
         // Which controller id is this agent: the one whose rows match.
         let mine: Vec<&Value> = rows
             .iter()
-            .filter(|r| {
-                let key = (
-                    format!("metrics/{}", r["variant"].as_str().unwrap()),
-                    r["interval_unix_nano"].as_i64().unwrap(),
-                );
-                exported.contains_key(&key)
-            })
+            .filter(|r| exported.contains_key(&export_key(r)))
             .collect();
         assert!(
             mine.len() >= 4,
@@ -287,11 +263,11 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
             mine.len()
         );
         for r in mine {
-            let key = (
-                format!("metrics/{}", r["variant"].as_str().unwrap()),
-                r["interval_unix_nano"].as_i64().unwrap(),
+            assert_eq!(
+                r["datapoints"].as_u64().unwrap(),
+                exported[&export_key(r)],
+                "{r}"
             );
-            assert_eq!(r["datapoints"].as_u64().unwrap(), exported[&key], "{r}");
             checked += 1;
         }
     }
@@ -380,12 +356,7 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
         reason.starts_with("e2e says so; restored the previous config on 2 agent(s)"),
         "{reason}"
     );
-    for (agent, local) in f.agents.iter().zip(&f.local_hashes) {
-        wait_for(Duration::from_secs(20), || {
-            (hash_of(agent) == *local).then_some(())
-        })
-        .expect("the agent runs its local config again");
-    }
+    f.wait_local_configs();
 }
 
 #[test]
@@ -428,12 +399,7 @@ fn a_candidate_hiding_a_critical_process_is_stopped_by_its_guardrail_and_rolled_
         reason.contains("guardrail critical_coverage") && reason.contains("no-etcd"),
         "{reason}"
     );
-    for (agent, local) in f.agents.iter().zip(&f.local_hashes) {
-        wait_for(Duration::from_secs(20), || {
-            (hash_of(agent) == *local).then_some(())
-        })
-        .expect("the agent runs its local config again");
-    }
+    f.wait_local_configs();
     // The breach is counted where Prometheus sees it.
     let (_, metrics) = phoenix_tests::http_get(http, "/metrics").unwrap();
     let breaches = phoenix_tests::sample(
@@ -549,13 +515,7 @@ fn illegal_transitions_are_refused_and_concurrent_requests_leave_one_history() {
     }
 
     // Ten concurrent starts: exactly one wins.
-    let handles: Vec<_> = (0..10)
-        .map(|_| {
-            let path = format!("/api/v1/experiments/{id}/start");
-            std::thread::spawn(move || api(http, "POST", &path, "").0)
-        })
-        .collect();
-    let codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let codes = concurrently(http, &format!("/api/v1/experiments/{id}/start"), 10);
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
     assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{codes:?}");
 
@@ -580,13 +540,7 @@ fn illegal_transitions_are_refused_and_concurrent_requests_leave_one_history() {
     // A draft stops into cancelled; concurrent stops give one transition.
     let (_, second) = api(http, "POST", "/api/v1/experiments", &body);
     let id2 = second["id"].as_str().unwrap().to_string();
-    let handles: Vec<_> = (0..6)
-        .map(|_| {
-            let path = format!("/api/v1/experiments/{id2}/stop");
-            std::thread::spawn(move || api(http, "POST", &path, "").0)
-        })
-        .collect();
-    let codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let codes = concurrently(http, &format!("/api/v1/experiments/{id2}/stop"), 6);
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
     assert_eq!(path(&get(http, &id2)), ["draft", "cancelled"]);
 

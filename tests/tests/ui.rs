@@ -9,62 +9,15 @@
 //! With `PHOENIX_UI_SCREENSHOTS=<dir>` the main pages are saved there as
 //! PNGs at 1440×900 (the ones in docs/screenshots/ come from this).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use phoenix_tests::fleet::{
     API_TOKEN, Agent, api, hash_of, online, start_agent_with_env, start_controller,
 };
 use phoenix_tests::webdriver::{ChromeDriver, Session};
-use phoenix_tests::{TempDir, free_port, wait_for, workspace_root};
+use phoenix_tests::{Named, TempDir, free_port, wait_for, workspace_root};
 use serde_json::{Value, json};
-
-/// Processes named `name` (copies of `sleep`), killed on drop.
-struct Named(Vec<Child>);
-
-impl Named {
-    fn spawn(dir: &Path, name: &str, n: usize) -> Named {
-        let sleep = ["/usr/bin/sleep", "/bin/sleep"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("sleep is installed");
-        let exe = dir.join(name);
-        std::fs::copy(sleep, &exe).unwrap();
-        Named((0..n).map(|_| spawn_fresh(&exe)).collect())
-    }
-}
-
-/// Start a just-written executable. Another thread forking while the
-/// copy's write descriptor was open leaves that descriptor in its child
-/// for a moment, and exec then fails with ETXTBSY: try again shortly.
-fn spawn_fresh(exe: &Path) -> Child {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Command::new(exe)
-            .arg("600")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => return child,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("cannot start {}: {e}", exe.display()),
-        }
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Where to save screenshots, if asked (relative paths are from the
 /// workspace root).
