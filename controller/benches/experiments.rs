@@ -406,7 +406,7 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    sim_agent::raise_fd_limit();
+    phoenix_controller::raise_fd_limit();
 
     let dir = std::env::temp_dir().join(format!("phoenix-experiments-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

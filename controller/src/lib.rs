@@ -290,3 +290,20 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T, tokio::task::JoinError> {
     tokio::task::spawn_blocking(f).await
 }
+
+/// Each agent holds a connection: lift the soft file limit to the hard one
+/// so a large fleet does not hit the default 1024.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

@@ -273,23 +273,6 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
     })
 }
 
-/// Each agent holds a connection: lift the soft file limit to the hard one
-/// so a large fleet does not hit the default 1024.
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Backup { output, keep }) = &cli.command {
@@ -303,7 +286,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    raise_fd_limit();
+    phoenix_controller::raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .thread_name("phoenix-ctl")
         // Store calls run on blocking threads and take one lock: a few

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use phoenix_controller::experiment::analysis::SplitMix64;
 use phoenix_proto::v1::agent_control_client::AgentControlClient;
 use phoenix_proto::v1::{
     AgentMessage, Comparison, ConfigPush, ConfigState, ConfigStatus, ControllerMessage, Heartbeat,
@@ -84,23 +85,6 @@ pub fn status_mib(pid: u32, key: &str) -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
-}
-
-/// Each agent holds a connection (two sockets when the controller runs in
-/// the same process): lift the soft file limit to the hard one.
-pub fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
 
 /// What agents with stats do, shared by all of them.
@@ -222,23 +206,6 @@ fn now_unix_nano() -> u64 {
         .unwrap_or(0)
 }
 
-/// SplitMix64, seeded per agent: plausible, repeatable noise.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    fn between(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
-    }
-}
-
 /// Every interval, while the agent runs an experiment's config: one
 /// `IntervalStats` for the baseline and the aggressive candidate. Every
 /// 10 s: a heartbeat.
@@ -248,10 +215,11 @@ async fn send_stats(
     running: Arc<Mutex<Option<String>>>,
     tx: mpsc::Sender<AgentMessage>,
 ) {
-    let mut noise = Noise(0x5eed_0000 + index as u64);
+    // Seeded per agent: plausible, repeatable noise.
+    let mut noise = SplitMix64::from_seed(0x5eed_0000 + index as u64);
     // A host of 100 to 2,000 processes, of which 1 to 4 critical.
     let processes = noise.between(100.0, 2000.0);
-    let critical = 1 + noise.next() % 4;
+    let critical = 1 + noise.next_u64() % 4;
     let mut tick = tokio::time::interval(plan.interval);
     // On a fixed grid, as an agent's scrapes: a late tick does not shift
     // the ones after it.
@@ -295,8 +263,8 @@ async fn send_stats(
             bytes_raw: bytes,
             bytes_gzip: bytes / 9,
             processing_cpu_seconds: cpu,
-            series_added: noise.next() % 10,
-            series_removed: noise.next() % 10,
+            series_added: noise.next_u64() % 10,
+            series_removed: noise.next_u64() % 10,
             cpu_total: procs * 0.002,
             memory_total: procs * 2.0e7,
             comparison: None,
@@ -314,8 +282,8 @@ async fn send_stats(
             bytes_raw: cand_bytes,
             bytes_gzip: cand_bytes / 8,
             processing_cpu_seconds: cpu * noise.between(1.2, 1.4),
-            series_added: noise.next() % 5,
-            series_removed: noise.next() % 5,
+            series_added: noise.next_u64() % 5,
+            series_removed: noise.next_u64() % 5,
             cpu_total: procs * 0.002,
             memory_total: procs * 2.0e7,
             comparison: Some(Comparison {

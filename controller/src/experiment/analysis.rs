@@ -203,20 +203,25 @@ struct Pair {
     cpu_seconds: f64,
 }
 
-/// SplitMix64: small, fast, good enough for resampling, and ours.
-struct Rng(u64);
+/// SplitMix64: small, fast, good enough for resampling (and for the
+/// benches' simulated noise), and ours.
+pub struct SplitMix64(u64);
 
-impl Rng {
-    fn seeded(text: &str) -> Rng {
-        // FNV-1a of the seed text.
+impl SplitMix64 {
+    pub fn from_seed(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+    /// Seeded by a text (FNV-1a of it): an experiment id gives its own,
+    /// repeatable stream.
+    pub fn seeded(text: &str) -> SplitMix64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in text.bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
-        Rng(h)
+        SplitMix64(h)
     }
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -224,8 +229,12 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in 0..n (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+    /// Uniform in [lo, hi).
+    pub fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
     }
 }
 
@@ -235,7 +244,7 @@ fn bootstrap(
     interval_s: f64,
     resamples: u32,
     confidence: f64,
-    rng: &mut Rng,
+    rng: &mut SplitMix64,
 ) -> [Option<Estimate>; 6] {
     let mut all = Sums::default();
     for p in agents.iter().flatten() {
@@ -339,7 +348,7 @@ pub fn analyse(
         .map(|n| summarize(n, rows, interval_s, target_agents, spec))
         .collect();
 
-    let mut rng = Rng::seeded(seed);
+    let mut rng = SplitMix64::seeded(seed);
     let mut candidates = Vec::new();
     for name in spec.candidate_names() {
         let mut per_agent: Vec<Vec<Pair>> = Vec::new();

@@ -291,10 +291,7 @@ pub async fn stop(
         )));
     }
     let deployed = record.state.has_deployed();
-    let stamp = Stamp {
-        finished_at: Some(now_ms()),
-        ..Stamp::default()
-    };
+    let stamp = Stamp::finished(now_ms());
     let mut record = transition(
         shared,
         id,
@@ -431,10 +428,7 @@ pub async fn rollback(
             }
         )));
     }
-    let stamp = Stamp {
-        finished_at: Some(now_ms()),
-        ..Stamp::default()
-    };
+    let stamp = Stamp::finished(now_ms());
     // The state changes first: of two concurrent rollbacks, one restores.
     let mut record = transition(
         shared,

@@ -108,8 +108,9 @@ async fn fail_and_restore(
     record: &ExperimentRecord,
     from: State,
     reason: String,
-    stamp: Stamp,
+    mut stamp: Stamp,
 ) -> Result<(), ExperimentError> {
+    stamp.finished_at.get_or_insert_with(now_ms);
     let failed = transition(
         shared,
         &record.id,
@@ -132,6 +133,18 @@ async fn fail_and_restore(
     )
     .await?;
     Ok(())
+}
+
+/// [`fail_and_restore`] for a step that has nothing else to record; the
+/// step's answer (no running experiment to publish).
+async fn abort(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    from: State,
+    reason: String,
+) -> Result<Option<ExperimentRecord>, ExperimentError> {
+    fail_and_restore(shared, record, from, reason, Stamp::default()).await?;
+    Ok(None)
 }
 
 async fn deploy_when_due(
@@ -190,10 +203,7 @@ async fn deploy_when_due(
             State::Failed,
             ACTOR,
             reason,
-            Stamp {
-                finished_at: Some(now_ms()),
-                ..Stamp::default()
-            },
+            Stamp::finished(now_ms()),
         )
         .await?;
         return Ok(None);
@@ -254,10 +264,7 @@ async fn deploy_when_due(
                     "the deploy push was refused: {}",
                     super::push_error_text(&e)
                 ),
-                Stamp {
-                    finished_at: Some(now_ms()),
-                    ..Stamp::default()
-                },
+                Stamp::finished(now_ms()),
             )
             .await?;
         }
@@ -276,9 +283,7 @@ async fn watch_deploy(
         let since = record.deploying_at.unwrap_or(record.updated_at);
         if now_ms() - since > timing.deploy_timeout_ms {
             let reason = "deploy timed out: no deploy push was recorded".to_string();
-            return fail_and_restore(shared, &record, State::Deploying, reason, Stamp::default())
-                .await
-                .map(|_| None);
+            return abort(shared, &record, State::Deploying, reason).await;
         }
         return Ok(None);
     };
@@ -313,18 +318,7 @@ async fn watch_deploy(
     let now = now_ms();
     if !bad.is_empty() {
         let reason = format!("deploy failed: {}", bad.join("; "));
-        return fail_and_restore(
-            shared,
-            &record,
-            State::Deploying,
-            reason,
-            Stamp {
-                finished_at: Some(now),
-                ..Stamp::default()
-            },
-        )
-        .await
-        .map(|_| None);
+        return abort(shared, &record, State::Deploying, reason).await;
     }
     if push.targets.iter().all(|t| t.state == TargetState::Applied) {
         let measure_from = now + timing.warmup_ms;
@@ -364,18 +358,7 @@ async fn watch_deploy(
             timing.deploy_timeout_ms,
             waiting.join(", ")
         );
-        return fail_and_restore(
-            shared,
-            &record,
-            State::Deploying,
-            reason,
-            Stamp {
-                finished_at: Some(now),
-                ..Stamp::default()
-            },
-        )
-        .await
-        .map(|_| None);
+        return abort(shared, &record, State::Deploying, reason).await;
     }
     Ok(None)
 }
@@ -416,7 +399,6 @@ async fn watch_run(
             .ok()
             .and_then(|r| serde_json::to_string(&r).ok());
         let stamp = Stamp {
-            finished_at: Some(now),
             analysis,
             ..Stamp::default()
         };

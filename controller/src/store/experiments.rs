@@ -89,6 +89,16 @@ pub struct Stamp {
     pub promoted_push: Option<String>,
 }
 
+impl Stamp {
+    /// Only the end time: the experiment left its active states.
+    pub fn finished(at: i64) -> Stamp {
+        Stamp {
+            finished_at: Some(at),
+            ..Stamp::default()
+        }
+    }
+}
+
 /// A state change as asked: from (None: whatever it is now), to, by whom,
 /// why, and the columns it sets.
 #[derive(Debug, Clone)]

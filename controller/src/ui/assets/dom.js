@@ -96,6 +96,26 @@ export function table(attrs, head, rows) {
   );
 }
 
+/**
+ * A page's head: optional crumbs (a p.crumbs), the h1, the subtitle (text
+ * for a p.sub, or an element the page updates later) and optional actions
+ * (a div.actions on the right).
+ */
+export function pageHead({ title, sub, crumbs, actions }) {
+  return h(
+    "div",
+    { class: "page-head" },
+    h(
+      "div",
+      null,
+      crumbs ? h("p", { class: "crumbs" }, crumbs) : null,
+      h("h1", null, title),
+      sub instanceof Node ? sub : h("p", { class: "sub" }, sub),
+    ),
+    actions ? h("div", { class: "actions" }, actions) : null,
+  );
+}
+
 /** A <th> with a class. */
 export const th = (text, cls) => h("th", { scope: "col", class: cls }, text);
 

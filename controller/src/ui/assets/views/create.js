@@ -4,7 +4,7 @@
 // API's own validator, and each error is shown next to its field.
 
 import { author, enc, get, post } from "/ui/api.js";
-import { debounce, h, replace } from "/ui/dom.js";
+import { debounce, h, pageHead, replace } from "/ui/dom.js";
 import { shortHash } from "/ui/format.js";
 import { definitionYaml, listOf, parseLabels } from "/ui/yaml.js";
 import { matchingAgents } from "/ui/views/experiment.js";
@@ -38,7 +38,7 @@ export function mount(root, [query], ctx) {
   let dead = false;
   replace(
     root,
-    h("div", { class: "page-head" }, h("div", null, h("h1", null, "New experiment"), h("p", { class: "sub" }, "Loading the templates…"))),
+    pageHead({ title: "New experiment", sub: "Loading the templates…" }),
   );
   let instance = { refresh: async () => {} };
   get("/templates")
@@ -188,48 +188,43 @@ function build(root, templates, params, ctx) {
   const createButton = h("button", { type: "submit", class: "primary", id: "create" }, "Create experiment");
   const submitError = h("p", { class: "field-error", id: "err-submit", role: "alert" });
 
-  const step = (n, title) => h("h2", { class: "step-title" }, h("span", { class: "n", "aria-hidden": "true" }, String(n)), title);
+  // One numbered step of the form: a card headed "n  title".
+  const step = (n, title, ...children) =>
+    h("section", { class: "card" }, h("h2", { class: "step-title" }, h("span", { class: "n", "aria-hidden": "true" }, String(n)), title), children);
+  const row = (...children) => h("div", { class: "row" }, children);
   const form = h(
     "form",
     { class: "create-grid", id: "create-form", novalidate: true },
     h(
       "div",
       { class: "stack" },
-      h(
-        "section",
-        { class: "card" },
-        step(1, "Name and targets"),
+      step(
+        1,
+        "Name and targets",
         field("f-name", "Name", name),
         field("f-description", "Description", description, "Optional: what you want to learn."),
         targetsSet,
       ),
-      h(
-        "section",
-        { class: "card" },
-        step(2, "Baseline and candidates"),
-        h(
-          "div",
-          { class: "row" },
+      step(
+        2,
+        "Baseline and candidates",
+        row(
           field("f-baseline", "Baseline", baselineSelect, "What the candidates are compared with."),
           field("f-base", "Receivers and exporters", baseSelect, "Where the experiment's data goes (each variant becomes a pipeline of this config)."),
         ),
         baseYamlField,
         candidatesSet,
       ),
-      h(
-        "section",
-        { class: "card" },
-        step(3, "Critical processes"),
+      step(
+        3,
+        "Critical processes",
         field("f-critical", "Processes that must stay visible", critical, "One regex on the executable name per line. A candidate hiding one fails (and its guardrail stops the experiment)."),
       ),
-      h(
-        "section",
-        { class: "card" },
-        step(4, "Success criteria"),
+      step(
+        4,
+        "Success criteria",
         h("p", { class: "muted small" }, "Each is judged on its confidence interval; leave a box empty for no criterion."),
-        h(
-          "div",
-          { class: "row" },
+        row(
           field("f-min-series", "Min series reduction (%)", minSeries),
           field("f-min-bytes", "Min bytes reduction (%)", minBytes),
           field("f-min-coverage", "Min critical coverage (%)", minCoverage),
@@ -237,13 +232,10 @@ function build(root, templates, params, ctx) {
           field("f-max-cpu", "Max CPU overhead (% of a core)", maxCpu),
         ),
       ),
-      h(
-        "section",
-        { class: "card" },
-        step(5, "Timing"),
-        h(
-          "div",
-          { class: "row" },
+      step(
+        5,
+        "Timing",
+        row(
           field("f-interval", "Interval", interval, "The agents' scrape interval (at least 1s)."),
           field("f-warmup", "Warm-up", warmup, "Not measured after the deploy."),
           field("f-duration", "Duration", duration, "The measured window: 30s, 10m, 1h, 7d…"),
@@ -254,10 +246,9 @@ function build(root, templates, params, ctx) {
     h(
       "div",
       { class: "yaml-side" },
-      h(
-        "section",
-        { class: "card" },
-        step(6, "Review and create"),
+      step(
+        6,
+        "Review and create",
         h("div", { class: "yaml-state" }, yamlLabel, h("span", null, yamlState, " ", regenerate)),
         yaml,
         validation,
@@ -268,16 +259,10 @@ function build(root, templates, params, ctx) {
   );
   replace(
     root,
-    h(
-      "div",
-      { class: "page-head" },
-      h(
-        "div",
-        null,
-        h("h1", null, "New experiment"),
-        h("p", { class: "sub" }, "Compare candidate pipelines from the templates with a baseline on real agents, then let the verdict decide."),
-      ),
-    ),
+    pageHead({
+      title: "New experiment",
+      sub: "Compare candidate pipelines from the templates with a baseline on real agents, then let the verdict decide.",
+    }),
     form,
   );
   slots.set("f-yaml", { input: yaml, error: h("p") });

@@ -5,7 +5,7 @@
 // confirmed with what it will do to which agents.
 
 import { author, enc, get, post } from "/ui/api.js";
-import { confirmDialog, h, replace, table, th } from "/ui/dom.js";
+import { confirmDialog, h, pageHead, replace, table, th } from "/ui/dom.js";
 import { legend, lineChart } from "/ui/charts.js";
 import {
   DASH,
@@ -81,18 +81,12 @@ export function mount(root, [rawId], ctx) {
 
   replace(
     root,
-    h(
-      "div",
-      { class: "page-head" },
-      h(
-        "div",
-        null,
-        h("p", { class: "crumbs" }, h("a", { href: "#/experiments" }, "Experiments"), " / ", h("span", { class: "mono" }, id)),
-        h("h1", null, name, stateBadge),
-        sub,
-      ),
-      h("div", { class: "actions" }, buttons.start, buttons.promote, buttons.rollback, buttons.stop),
-    ),
+    pageHead({
+      crumbs: [h("a", { href: "#/experiments" }, "Experiments"), " / ", h("span", { class: "mono" }, id)],
+      title: [name, stateBadge],
+      sub,
+      actions: [buttons.start, buttons.promote, buttons.rollback, buttons.stop],
+    }),
     loadError,
     progress,
     h("div", { class: "detail-grid" }, h("div", { class: "stack" }, verdict, cost), charts),

@@ -1,7 +1,7 @@
 // Experiments: state and headline numbers of each, newest first.
 
 import { enc, get } from "/ui/api.js";
-import { h, replace, rerender, table, th } from "/ui/dom.js";
+import { h, pageHead, replace, rerender, table, th } from "/ui/dom.js";
 import { DASH, ago, dateTime, pct, tone, words } from "/ui/format.js";
 
 const filters = { state: "all" };
@@ -21,17 +21,11 @@ export function mount(root, _params, _ctx) {
   });
   replace(
     root,
-    h(
-      "div",
-      { class: "page-head" },
-      h(
-        "div",
-        null,
-        h("h1", null, "Experiments"),
-        h("p", { class: "sub" }, "Candidates measured next to the baseline on real agents, judged against their criteria."),
-      ),
-      h("div", { class: "actions" }, h("a", { class: "button primary", href: "#/new", id: "new-experiment" }, "New experiment")),
-    ),
+    pageHead({
+      title: "Experiments",
+      sub: "Candidates measured next to the baseline on real agents, judged against their criteria.",
+      actions: h("a", { class: "button primary", href: "#/new", id: "new-experiment" }, "New experiment"),
+    }),
     h("div", { class: "toolbar" }, h("div", { class: "field" }, h("label", { for: "filter-state" }, "State"), stateSelect)),
     body,
   );

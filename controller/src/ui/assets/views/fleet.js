@@ -3,7 +3,7 @@
 // Filters by label selector and status use the API's own (?label=, ?status=).
 
 import { enc, get } from "/ui/api.js";
-import { debounce, h, replace, rerender, table, th } from "/ui/dom.js";
+import { debounce, h, pageHead, replace, rerender, table, th } from "/ui/dom.js";
 import { DASH, ago, dateTime, isNum, mib, shortHash, tone, words } from "/ui/format.js";
 
 // Kept across visits to the page.
@@ -75,11 +75,7 @@ export function mount(root, _params, _ctx) {
 
   replace(
     root,
-    h(
-      "div",
-      { class: "page-head" },
-      h("div", null, h("h1", null, "Fleet"), h("p", { class: "sub" }, "The agents connected to this controller, the config each runs, and how its last push went.")),
-    ),
+    pageHead({ title: "Fleet", sub: "The agents connected to this controller, the config each runs, and how its last push went." }),
     h(
       "div",
       { class: "toolbar", role: "search", "aria-label": "Filter agents" },

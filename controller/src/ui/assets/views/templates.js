@@ -2,23 +2,14 @@
 // drops and the reductions measured (their header comment), and the YAML.
 
 import { enc, get } from "/ui/api.js";
-import { h, replace } from "/ui/dom.js";
+import { h, pageHead, replace } from "/ui/dom.js";
 import { shortHash } from "/ui/format.js";
 
 export function mount(root, _params, _ctx) {
   const grid = h("div", { class: "template-grid", id: "templates" }, h("p", { class: "empty" }, "Loading the templates…"));
   replace(
     root,
-    h(
-      "div",
-      { class: "page-head" },
-      h(
-        "div",
-        null,
-        h("h1", null, "Templates"),
-        h("p", { class: "sub" }, "Complete, validated pipeline configs: push one to agents, or compare them in an experiment."),
-      ),
-    ),
+    pageHead({ title: "Templates", sub: "Complete, validated pipeline configs: push one to agents, or compare them in an experiment." }),
     grid,
   );
   let dead = false;
