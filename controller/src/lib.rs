@@ -84,6 +84,9 @@ pub struct Shared {
     pub scheduler_wake: tokio::sync::Notify,
     /// Something an API reader may show changed (live updates).
     pub changes: Changes,
+    /// After a restart with agents connected: until then, due experiments
+    /// wait for the agents to reconnect before resolving their targets.
+    pub reconnect_grace_until: Option<std::time::Instant>,
 }
 
 /// A counter bumped whenever the fleet, a push or an experiment changes,
@@ -139,8 +142,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         let store = Store::open_dir(&dir)?;
         // No session survives a restart: every agent is offline until its
         // next Hello.
-        store.mark_all_offline()?;
-        Ok::<_, store::StoreError>(store)
+        let were_online = store.mark_all_offline()?;
+        Ok::<_, store::StoreError>((store, were_online))
     })
     .await
     .map_err(|e| StartError::Store {
@@ -177,6 +180,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             error,
         })?;
 
+    let (store, were_online) = store;
+    // Agents that were connected come back over their reconnect backoff:
+    // experiments due now wait for them rather than deploy to whoever is
+    // back first.
+    let reconnect_grace_until =
+        (were_online > 0).then(|| std::time::Instant::now() + settings.agent_timeout);
     let shared = Arc::new(Shared {
         store: Arc::new(store),
         fleet: Fleet::new(settings.agent_timeout),
@@ -186,6 +195,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         interim: experiment::InterimReports::default(),
         scheduler_wake: tokio::sync::Notify::new(),
         changes: Changes::default(),
+        reconnect_grace_until,
     });
     let (stop, stop_rx) = watch::channel(false);
     let tasks = vec![

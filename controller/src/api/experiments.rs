@@ -387,14 +387,15 @@ pub async fn results(
             .or_default()
             .entry(r.interval_ns / bucket_ns)
             .or_default();
+        // Agent-supplied counts: saturate rather than overflow.
         p.agents += 1;
-        p.series += r.series;
-        p.datapoints += r.datapoints;
-        p.bytes += r.bytes;
-        p.bytes_gzip += r.bytes_gzip;
+        p.series = p.series.saturating_add(r.series);
+        p.datapoints = p.datapoints.saturating_add(r.datapoints);
+        p.bytes = p.bytes.saturating_add(r.bytes);
+        p.bytes_gzip = p.bytes_gzip.saturating_add(r.bytes_gzip);
         p.cpu_seconds += r.cpu_seconds;
-        p.critical_total += r.critical_total;
-        p.critical_visible += r.critical_visible;
+        p.critical_total = p.critical_total.saturating_add(r.critical_total);
+        p.critical_visible = p.critical_visible.saturating_add(r.critical_visible);
         if let Some(f) = r.topn_fidelity {
             p.fidelity_sum += f;
             p.fidelity_n += 1;

@@ -445,6 +445,7 @@ fn push_request(body: PushBody) -> Result<PushRequest, ApiError> {
             author
         },
         experiment_id: None,
+        timeout: None,
     })
 }
 

@@ -123,6 +123,9 @@ pub struct Report {
     pub candidates: Vec<CandidateReport>,
 }
 
+/// Fewer paired intervals than this can fail a candidate, never pass it.
+pub const MIN_PAIRED_INTERVALS: usize = 3;
+
 /// 30 days, the month of the cost estimate.
 const MONTH_SECONDS: f64 = 30.0 * 86_400.0;
 
@@ -436,6 +439,10 @@ pub fn analyse(
             Outcome::NoData
         } else if criteria.iter().any(|r| r.outcome == Outcome::Fail) {
             Outcome::Fail
+        } else if paired_intervals < MIN_PAIRED_INTERVALS {
+            // A handful of identical resamples gives an interval of zero
+            // width: not evidence enough to change a fleet's config.
+            Outcome::Inconclusive
         } else if criteria.iter().all(|r| r.outcome == Outcome::Pass) {
             Outcome::Pass
         } else {
@@ -602,10 +609,10 @@ fn recommend(
                         format!("{word}: {}", describe(r))
                     })
                     .collect();
-                if c.paired_intervals == 0 {
+                if c.paired_intervals < MIN_PAIRED_INTERVALS {
                     text += &format!(
-                        " {:?} has no interval measured next to the baseline.",
-                        c.name
+                        " {:?} has {} interval(s) measured next to the baseline; a verdict needs {MIN_PAIRED_INTERVALS}.",
+                        c.name, c.paired_intervals
                     );
                 } else if !failing.is_empty() {
                     text += &format!(" {:?}: {}.", c.name, failing.join("; "));
@@ -735,6 +742,24 @@ analysis: {{ resamples: 500 }}
         assert_eq!(crit.outcome, Outcome::Inconclusive, "{crit:?}");
         assert!(
             r.recommendation.contains("longer window"),
+            "{}",
+            r.recommendation
+        );
+    }
+
+    #[test]
+    fn too_few_intervals_never_pass() {
+        let s = spec("min_series_reduction: 0.5");
+        let rows = vec![
+            row("baseline", "a", 0, 1000, 2),
+            row("lean", "a", 0, 100, 2),
+        ];
+        let r = analyse(&s, &s.timing().unwrap(), 1, "x", &rows);
+        assert_eq!(r.candidates[0].criteria[0].outcome, Outcome::Pass);
+        assert_eq!(r.candidates[0].outcome, Outcome::Inconclusive);
+        assert_eq!(r.verdict, "failed");
+        assert!(
+            r.recommendation.contains("a verdict needs 3"),
             "{}",
             r.recommendation
         );

@@ -166,7 +166,10 @@ pub fn compose(
         errors.push(SpecError::new("base", "the base config has no receivers"));
     }
     let interval = format!("{}ms", timing.interval_ms);
-    for (id, settings) in receivers.iter_mut() {
+    // The promoted config keeps the base's own interval: an experiment run
+    // at 1 s for quick answers must not leave production scraping at 1 s.
+    let set_interval = matches!(shape, Shape::Experiment { .. });
+    for (id, settings) in receivers.iter_mut().filter(|_| set_interval) {
         let is_procfs = id
             .as_str()
             .is_some_and(|i| i.split('/').next() == Some("procfs"));
@@ -285,7 +288,13 @@ pub fn compose(
 
 fn one_line(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if super::spec::breaks_a_line(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -366,6 +375,7 @@ duration: 10s
         .unwrap();
         let config = AgentConfig::load_with_env(&c.yaml, &|_| None).unwrap();
         assert_eq!(config.pipelines.len(), 1);
+        assert!(c.yaml.contains("collection_interval: 10s"), "{}", c.yaml);
         assert!(config.experiment.is_none());
         assert!(
             !config

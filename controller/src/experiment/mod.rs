@@ -379,6 +379,7 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
             source,
             author: actor.to_string(),
             experiment_id: Some(record.id.clone()),
+            timeout: None,
         };
         match rollout::create_push(shared, request).await {
             Ok(p) => {
@@ -513,7 +514,22 @@ pub async fn promote(
             "the experiment has no targets".into(),
         ));
     }
+    // The state changes first: of a promote and a concurrent rollback (or
+    // a second promote), exactly one acts.
     let n = targets.len();
+    let mut record = transition(
+        shared,
+        id,
+        Some(State::Succeeded),
+        State::Promoted,
+        actor,
+        format!(
+            "promoting {variant:?} to {n} agent(s) (config {})",
+            crate::store::short(&composed.hash)
+        ),
+        Stamp::finished(now_ms()),
+    )
+    .await?;
     let push = rollout::create_push(
         shared,
         PushRequest {
@@ -521,34 +537,37 @@ pub async fn promote(
             source: ConfigSource::Yaml(composed.yaml),
             author: actor.to_string(),
             experiment_id: Some(id.to_string()),
+            timeout: None,
         },
     )
-    .await
-    .map_err(|e| {
-        ExperimentError::Conflict(format!(
-            "cannot push the promoted config: {}",
-            push_error_text(&e)
-        ))
-    })?;
-    let stamp = Stamp {
-        promoted_push: Some(push.id.clone()),
-        finished_at: Some(now_ms()),
-        ..Stamp::default()
-    };
-    transition(
-        shared,
-        id,
-        Some(State::Succeeded),
-        State::Promoted,
-        actor,
-        format!(
+    .await;
+    record.reason = match &push {
+        Ok(p) => format!(
             "promoted {variant:?} to {n} agent(s) (push {}, config {})",
-            push.id,
-            crate::store::short(&push.hash)
+            p.id,
+            crate::store::short(&p.hash)
         ),
-        stamp,
-    )
-    .await
+        Err(e) => format!(
+            "promoting {variant:?} failed: the push was refused: {}; the agents keep the \
+             experiment config (roll back, or push a config)",
+            push_error_text(e)
+        ),
+    };
+    if let Ok(p) = &push {
+        record.promoted_push = Some(p.id.clone());
+        let store = shared.store.clone();
+        let (rid, pid) = (id.to_string(), p.id.clone());
+        if !matches!(
+            blocking(move || store.set_promoted_push(&rid, &pid)).await,
+            Ok(Ok(()))
+        ) {
+            shared.metrics.store_errors.inc();
+        }
+    } else {
+        tracing::error!(experiment = id, reason = %record.reason, "promotion push refused");
+    }
+    complete_reason(shared, &record).await;
+    Ok(record)
 }
 
 /// The verdict: the final one, or an interim one on the data so far.
@@ -606,7 +625,8 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
     let Some(live) = shared.live.get(&stats.experiment_id) else {
         return;
     };
-    let t_ms = i64::try_from(stats.time_unix_nano / 1_000_000).unwrap_or(i64::MAX);
+    // The window is the controller's: an agent's clock may be off.
+    let t_ms = now_ms();
     if !live.targets.contains(agent_id) || t_ms < live.measure_from_ms || t_ms > live.ends_at_ms {
         return;
     }

@@ -152,10 +152,14 @@ async fn deploy_when_due(
     record: ExperimentRecord,
 ) -> Result<Option<ExperimentRecord>, ExperimentError> {
     let now = now_ms();
-    if record.start_at.is_some_and(|at| at > now) {
+    if record.start_at.is_some_and(|at| at > now)
+        || shared
+            .reconnect_grace_until
+            .is_some_and(|until| std::time::Instant::now() < until)
+    {
         return Ok(None);
     }
-    let (spec, _) = spec_of(&record)?;
+    let (spec, timing) = spec_of(&record)?;
     let store = shared.store.clone();
     let (labels, hosts, id) = (
         spec.targets.labels.clone(),
@@ -236,6 +240,10 @@ async fn deploy_when_due(
             source: ConfigSource::Yaml(record.config.clone()),
             author: format!("experiment:{}", record.id),
             experiment_id: Some(record.id.clone()),
+            // The experiment's own deadline, not the controller's default.
+            timeout: Some(std::time::Duration::from_millis(
+                u64::try_from(timing.deploy_timeout_ms).unwrap_or(0),
+            )),
         },
     )
     .await;
@@ -393,11 +401,17 @@ async fn watch_run(
     if let Some((guardrail, message)) = breach {
         shared.metrics.breach(&guardrail);
         let reason = format!("guardrail {guardrail} breached: {message}");
-        // The numbers up to the breach stay with the experiment.
+        // The numbers up to the breach stay with the experiment; the
+        // verdict is the abort, whatever they would have said.
         let analysis = super::analyse(shared, &record)
             .await
             .ok()
-            .and_then(|r| serde_json::to_string(&r).ok());
+            .and_then(|mut r| {
+                r.verdict = "failed";
+                r.winner = None;
+                r.recommendation = format!("Aborted: {reason}.");
+                serde_json::to_string(&r).ok()
+            });
         let stamp = Stamp {
             analysis,
             ..Stamp::default()
@@ -482,8 +496,10 @@ async fn conclude(
             stamp,
         )
         .await?;
-        if spec.auto_promote {
-            super::promote(shared, &record.id, None, ACTOR).await?;
+        if spec.auto_promote
+            && let Err(e) = super::promote(shared, &record.id, None, ACTOR).await
+        {
+            tracing::error!(experiment = %record.id, error = %e, "auto-promote failed: promote it by hand");
         }
     } else {
         fail_and_restore(

@@ -153,7 +153,8 @@ pub struct Criteria {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_bytes_reduction: Option<f64>,
     /// Share of critical processes kept individually visible.
-    #[serde(default = "one", skip_serializing_if = "Option::is_none")]
+    // Written as `null` when turned off: a missing field reads back as 1.0.
+    #[serde(default = "one")]
     pub min_critical_coverage: Option<f64>,
     /// Share of the baseline's top consumers kept individually.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,7 +183,8 @@ impl Default for Criteria {
 pub struct Guardrails {
     /// Abort when a candidate's critical coverage on an agent stays below
     /// this for `intervals` intervals in a row.
-    #[serde(default = "one", skip_serializing_if = "Option::is_none")]
+    // Written as `null` when turned off: a missing field reads back as 1.0.
+    #[serde(default = "one")]
     pub min_critical_coverage: Option<f64>,
     /// Abort when a candidate's processing CPU on an agent stays above this
     /// (percent of one core) for `intervals` intervals in a row.
@@ -328,10 +330,10 @@ impl ExperimentSpec {
 
         if self.name.trim().is_empty() {
             err("name", "must not be empty".into());
-        } else if self.name.len() > MAX_NAME || self.name.chars().any(char::is_control) {
+        } else if self.name.chars().count() > MAX_NAME || self.name.chars().any(breaks_a_line) {
             err(
                 "name",
-                format!("at most {MAX_NAME} bytes without control characters"),
+                format!("at most {MAX_NAME} characters, on one line"),
             );
         }
         if self.description.len() > MAX_DESCRIPTION {
@@ -414,6 +416,17 @@ impl ExperimentSpec {
             }
         };
         let c = &self.criteria;
+        if c.min_series_reduction.is_none()
+            && c.min_bytes_reduction.is_none()
+            && c.min_critical_coverage.is_none()
+            && c.min_topn_fidelity.is_none()
+            && c.max_cpu_overhead_percent.is_none()
+        {
+            err(
+                "criteria",
+                "set at least one criterion: a candidate judged on nothing cannot win".into(),
+            );
+        }
         fraction(err, "criteria.min_series_reduction", c.min_series_reduction);
         fraction(err, "criteria.min_bytes_reduction", c.min_bytes_reduction);
         fraction(
@@ -594,6 +607,12 @@ pub fn variant_mode(v: &VariantSpec, is_baseline: bool) -> Mode {
     })
 }
 
+/// Control characters and the Unicode line and paragraph separators, which
+/// YAML readers also take as line breaks.
+pub fn breaks_a_line(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
 fn valid_variant_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 40
@@ -709,6 +728,28 @@ analysis: { confidence: 2 }
         let typo = MINIMAL.replace("duration:", "duraton:");
         let e = ExperimentSpec::parse(&typo).unwrap_err();
         assert!(e[0].message.contains("duraton"), "{e:?}");
+    }
+
+    #[test]
+    fn a_threshold_turned_off_stays_off_once_stored() {
+        let text = format!(
+            "{MINIMAL}criteria: {{ min_series_reduction: 0.5, min_critical_coverage: null }}\n\
+             guardrails: {{ min_critical_coverage: ~ }}\n"
+        );
+        let spec = ExperimentSpec::parse(&text).unwrap();
+        assert_eq!(spec.criteria.min_critical_coverage, None);
+        let stored = serde_json::to_string(&spec).unwrap();
+        let back = ExperimentSpec::parse(&stored).unwrap();
+        assert_eq!(back.criteria.min_critical_coverage, None);
+        assert_eq!(back.guardrails.min_critical_coverage, None);
+        // Nothing to judge on is refused.
+        let none = format!("{MINIMAL}criteria: {{ min_critical_coverage: null }}\n");
+        let e = ExperimentSpec::parse(&none).unwrap_err();
+        assert_eq!(e[0].field, "criteria", "{e:?}");
+        // A line separator cannot sneak a line into the composed config.
+        let mut sneaky = ExperimentSpec::parse(MINIMAL).unwrap();
+        sneaky.name = "x\u{2028}bogus: 1".into();
+        assert_eq!(sneaky.check().unwrap_err()[0].field, "name");
     }
 
     #[test]

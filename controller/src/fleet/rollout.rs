@@ -34,6 +34,9 @@ pub struct PushRequest {
     pub author: String,
     /// The experiment this push deploys, promotes or rolls back.
     pub experiment_id: Option<String>,
+    /// Open targets time out after this instead of `--push-timeout` (an
+    /// experiment's `deploy_timeout`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// A created push: its id, config hash and where each target stands.
@@ -133,7 +136,8 @@ pub async fn create_push(
     }
 
     let now = now_ms();
-    let deadline = now.saturating_add(shared.settings.push_timeout.as_millis() as i64);
+    let timeout = request.timeout.unwrap_or(shared.settings.push_timeout);
+    let deadline = now.saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
     let push = NewPush {
         id: new_push_id(),
         hash: revert_hash

@@ -378,6 +378,17 @@ impl Store {
         })
     }
 
+    /// Record the push that promoted the experiment.
+    pub fn set_promoted_push(&self, id: &str, push_id: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE experiments SET promoted_push = ?2 WHERE id = ?1",
+                params![id, push_id],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Complete the reason of the state the experiment is in (what an
     /// action did after its transition), in the record and its history.
     pub fn complete_reason(&self, id: &str, state: State, reason: &str) -> Result<(), StoreError> {
