@@ -354,6 +354,13 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
     let mut groups: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
     let mut errors = Vec::new();
     for t in targets {
+        if let Some(push) = &t.desired_elsewhere {
+            errors.push(format!(
+                "agent {} is meant to run push {push}, not this experiment's: left as it is",
+                t.agent_id
+            ));
+            continue;
+        }
         if t.previous_hash.is_empty() {
             errors.push(format!(
                 "agent {} had reported no config before the experiment: left as it is",

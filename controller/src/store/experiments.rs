@@ -63,6 +63,10 @@ pub struct ExperimentTarget {
     pub effective_hash: String,
     pub config_state: String,
     pub config_error: String,
+    /// The push the agent should run now, when it is not one of this
+    /// experiment's (an operator pushed since, or the deploy never reached
+    /// it): a restore leaves such an agent alone.
+    pub desired_elsewhere: Option<String>,
 }
 
 /// Why a transition did not happen. Nothing changed.
@@ -478,9 +482,11 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT t.agent_id, t.previous_hash, c.content, c.local, a.status, a.effective_hash,
-                    a.config_state, a.config_error
+                    a.config_state, a.config_error, d.id
              FROM experiment_targets t JOIN agents a ON a.id = t.agent_id
              LEFT JOIN config_versions c ON c.hash = t.previous_hash
+             LEFT JOIN pushes d ON d.id = a.desired_push_id
+                 AND COALESCE(d.experiment_id, '') != t.experiment_id
              WHERE t.experiment_id = ?1 ORDER BY t.agent_id",
         )?;
         let rows = stmt
@@ -495,6 +501,7 @@ impl Store {
                     effective_hash: r.get(5)?,
                     config_state: r.get(6)?,
                     config_error: r.get(7)?,
+                    desired_elsewhere: r.get(8)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -763,6 +770,43 @@ mod tests {
         assert_eq!(store.prune_measurements(101).unwrap(), 3);
         assert!(store.measurements("old", None).unwrap().is_empty());
         assert_eq!(store.measurements("live", Some("a")).unwrap().len(), 4);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_target_an_operator_pushed_to_since_is_not_restored() {
+        let (dir, store) = scratch("elsewhere");
+        let hello = crate::store::AgentHello {
+            id: "a".into(),
+            host_name: "h".into(),
+            version: "1".into(),
+            labels: Default::default(),
+            capabilities: vec![],
+            status: None,
+        };
+        store.hello(&hello, 1, 1, true).unwrap();
+        experiment(&store, "e");
+        store
+            .set_experiment_targets("e", &["a".to_string()])
+            .unwrap();
+        let push = |id: &str, experiment: Option<&str>| crate::store::NewPush {
+            id: id.into(),
+            selector: crate::store::Selector::Agents(vec!["a".into()]),
+            yaml: format!("# {id}"),
+            hash: format!("hash-{id}"),
+            template: None,
+            author: "t".into(),
+            deadline: 1_000,
+            revert_to_local: false,
+            experiment_id: experiment.map(str::to_string),
+        };
+        store.create_push(&push("deploy", Some("e")), 2).unwrap();
+        let targets = store.experiment_targets("e").unwrap();
+        assert_eq!(targets[0].desired_elsewhere, None);
+        store.create_push(&push("operator", None), 3).unwrap();
+        let targets = store.experiment_targets("e").unwrap();
+        assert_eq!(targets[0].desired_elsewhere.as_deref(), Some("operator"));
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
