@@ -143,6 +143,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         // No session survives a restart: every agent is offline until its
         // next Hello.
         let were_online = store.mark_all_offline()?;
+        // A restore a crash interrupted is redone by the scheduler.
+        store.requeue_restores()?;
         Ok::<_, store::StoreError>((store, were_online))
     })
     .await

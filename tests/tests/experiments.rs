@@ -351,11 +351,15 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
     assert_eq!(rolled.status.code(), Some(0), "{rolled:?}");
     let rolled: Value = serde_json::from_slice(&rolled.stdout).unwrap();
     assert_eq!(rolled["state"], "rolled_back");
-    let reason = get(http, &id)["reason"].as_str().unwrap().to_string();
-    assert!(
-        reason.starts_with("e2e says so; restored the previous config on 2 agent(s)"),
-        "{reason}"
-    );
+    // What was restored completes the reason (by this request, or by the
+    // scheduler if it took the restore first).
+    wait_for(Duration::from_secs(10), || {
+        let reason = get(http, &id)["reason"].as_str().unwrap().to_string();
+        reason
+            .starts_with("e2e says so; restored the previous config on 2 agent(s)")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the restore in the reason: {}", get(http, &id)["reason"]));
     f.wait_local_configs();
 }
 

@@ -291,7 +291,10 @@ pub async fn stop(
         )));
     }
     let deployed = record.state.has_deployed();
-    let stamp = Stamp::finished(now_ms());
+    let stamp = Stamp {
+        restore: deployed,
+        ..Stamp::finished(now_ms())
+    };
     let mut record = transition(
         shared,
         id,
@@ -302,12 +305,38 @@ pub async fn stop(
         stamp,
     )
     .await?;
-    if deployed {
-        let restored = restore(shared, &record, actor).await;
+    if let Some(restored) = restore_claimed(shared, &record, actor).await {
         record.reason = format!("stopped by the user; {}", restored.describe());
         complete_reason(shared, &record).await;
     }
     Ok(record)
+}
+
+/// Run the restore the record's last transition asked for, unless another
+/// task has taken it (the scheduler redoes one a crash interrupted).
+pub async fn restore_claimed(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    actor: &str,
+) -> Option<Restored> {
+    let store = shared.store.clone();
+    let id = record.id.clone();
+    if !matches!(
+        blocking(move || store.claim_restore(&id)).await,
+        Ok(Ok(true))
+    ) {
+        return None;
+    }
+    let restored = restore(shared, record, actor).await;
+    let store = shared.store.clone();
+    let id = record.id.clone();
+    if !matches!(
+        blocking(move || store.finish_restore(&id)).await,
+        Ok(Ok(()))
+    ) {
+        shared.metrics.store_errors.inc();
+    }
+    Some(restored)
 }
 
 /// What a restore did.
@@ -436,7 +465,10 @@ pub async fn rollback(
             }
         )));
     }
-    let stamp = Stamp::finished(now_ms());
+    let stamp = Stamp {
+        restore: true,
+        ..Stamp::finished(now_ms())
+    };
     // The state changes first: of two concurrent rollbacks, one restores.
     let mut record = transition(
         shared,
@@ -448,14 +480,15 @@ pub async fn rollback(
         stamp,
     )
     .await?;
-    let restored = restore(shared, &record, actor).await;
-    record.reason = format!("{reason}; {}", restored.describe());
-    complete_reason(shared, &record).await;
+    if let Some(restored) = restore_claimed(shared, &record, actor).await {
+        record.reason = format!("{reason}; {}", restored.describe());
+        complete_reason(shared, &record).await;
+    }
     Ok(record)
 }
 
 /// Store `record.reason` as the reason of its current state.
-async fn complete_reason(shared: &Arc<Shared>, record: &ExperimentRecord) {
+pub async fn complete_reason(shared: &Arc<Shared>, record: &ExperimentRecord) {
     let store = shared.store.clone();
     let (id, state, reason) = (record.id.clone(), record.state, record.reason.clone());
     if !matches!(

@@ -57,6 +57,7 @@ pub fn spawn(
 
 /// One pass over the active experiments.
 pub async fn run_once(shared: &Arc<Shared>) {
+    redo_restores(shared).await;
     let store = shared.store.clone();
     let active = match blocking(move || store.active_experiments()).await {
         Ok(Ok(a)) => a,
@@ -111,28 +112,69 @@ async fn fail_and_restore(
     mut stamp: Stamp,
 ) -> Result<(), ExperimentError> {
     stamp.finished_at.get_or_insert_with(now_ms);
+    stamp.restore = true;
     let failed = transition(
         shared,
         &record.id,
         Some(from),
         State::Failed,
         ACTOR,
-        reason.clone(),
+        reason,
         stamp,
     )
     .await?;
-    let restored = restore(shared, &failed, ACTOR).await;
-    transition(
-        shared,
-        &record.id,
-        Some(State::Failed),
-        State::RolledBack,
-        ACTOR,
-        format!("{reason}; {}", restored.describe()),
-        Stamp::default(),
-    )
-    .await?;
+    if let Some(restored) = super::restore_claimed(shared, &failed, ACTOR).await {
+        conclude_restore(shared, failed, restored).await?;
+    }
     Ok(())
+}
+
+/// After a restore: a failed experiment is rolled back; any other keeps its
+/// state, its reason completed with what was restored.
+async fn conclude_restore(
+    shared: &Arc<Shared>,
+    mut record: ExperimentRecord,
+    restored: super::Restored,
+) -> Result<(), ExperimentError> {
+    let reason = format!("{}; {}", record.reason, restored.describe());
+    if record.state == State::Failed {
+        transition(
+            shared,
+            &record.id,
+            Some(State::Failed),
+            State::RolledBack,
+            ACTOR,
+            reason,
+            Stamp::default(),
+        )
+        .await?;
+    } else {
+        record.reason = reason;
+        super::complete_reason(shared, &record).await;
+    }
+    Ok(())
+}
+
+/// Restores their transitions asked for and nobody ran: a crash came in
+/// between (or the controller stopped during one).
+async fn redo_restores(shared: &Arc<Shared>) {
+    let store = shared.store.clone();
+    let pending = match blocking(move || store.pending_restores()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            shared.metrics.store_errors.inc();
+            return;
+        }
+    };
+    for record in pending {
+        let id = record.id.clone();
+        tracing::warn!(experiment = %id, state = %record.state, "restoring the previous configs an interrupted step left");
+        if let Some(restored) = super::restore_claimed(shared, &record, ACTOR).await
+            && let Err(e) = conclude_restore(shared, record, restored).await
+        {
+            tracing::error!(experiment = %id, error = %e, "cannot record the restore");
+        }
+    }
 }
 
 /// [`fail_and_restore`] for a step that has nothing else to record; the

@@ -91,6 +91,9 @@ pub struct Stamp {
     pub finished_at: Option<i64>,
     pub analysis: Option<String>,
     pub promoted_push: Option<String>,
+    /// The targets' previous configs are to be pushed back (recorded with
+    /// the transition, so a crash cannot lose it).
+    pub restore: bool,
 }
 
 impl Stamp {
@@ -327,7 +330,8 @@ impl Store {
                      ends_at = COALESCE(?9, ends_at),
                      finished_at = COALESCE(?10, finished_at),
                      analysis = COALESCE(?11, analysis),
-                     promoted_push = COALESCE(?12, promoted_push)
+                     promoted_push = COALESCE(?12, promoted_push),
+                     restore_pending = CASE WHEN ?13 THEN 1 ELSE restore_pending END
                  WHERE id = ?1",
                 params![
                     id,
@@ -341,7 +345,8 @@ impl Store {
                     stamp.ends_at,
                     stamp.finished_at,
                     stamp.analysis,
-                    stamp.promoted_push
+                    stamp.promoted_push,
+                    stamp.restore
                 ],
             )?;
             tx.execute(
@@ -379,6 +384,55 @@ impl Store {
                 "UPDATE experiments SET deploy_push = ?2 WHERE id = ?1 AND state = 'deploying'",
                 params![id, push_id],
             )? == 1)
+        })
+    }
+
+    /// Take a pending restore (1 → 2); false when there is none or another
+    /// task took it.
+    pub fn claim_restore(&self, id: &str) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE experiments SET restore_pending = 2 WHERE id = ?1 AND restore_pending = 1",
+                [id],
+            )? == 1)
+        })
+    }
+
+    /// The restore of `id` ran.
+    pub fn finish_restore(&self, id: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE experiments SET restore_pending = 0 WHERE id = ?1",
+                [id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Experiments whose restore is due and not taken.
+    pub fn pending_restores(&self) -> Result<Vec<ExperimentRecord>, StoreError> {
+        let conn = self.conn();
+        // `!= 0` spelled out: SQLite uses a partial index only when the
+        // query repeats its condition.
+        let sql = format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments
+             WHERE restore_pending != 0 AND restore_pending = 1"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map([], experiment_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// At start: a restore that was running when the controller stopped is
+    /// due again. Returns how many.
+    pub fn requeue_restores(&self) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE experiments SET restore_pending = 1 WHERE restore_pending = 2",
+                [],
+            )
         })
     }
 
@@ -807,6 +861,47 @@ mod tests {
         store.create_push(&push("operator", None), 3).unwrap();
         let targets = store.experiment_targets("e").unwrap();
         assert_eq!(targets[0].desired_elsewhere.as_deref(), Some("operator"));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_restore_asked_for_is_kept_until_done_and_redone_after_a_crash() {
+        let (dir, store) = scratch("restore");
+        experiment(&store, "e");
+        let cancel = Transition {
+            from: Some(State::Draft),
+            to: State::Cancelled,
+            actor: "t".into(),
+            reason: "stop".into(),
+            stamp: Stamp {
+                restore: true,
+                ..Stamp::default()
+            },
+        };
+        store.transition("e", &cancel, 2).unwrap();
+        let ids = |store: &Store| -> Vec<String> {
+            store
+                .pending_restores()
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        assert_eq!(ids(&store), vec!["e"]);
+        // One task takes it; nobody else can.
+        assert!(store.claim_restore("e").unwrap());
+        assert!(!store.claim_restore("e").unwrap());
+        assert!(ids(&store).is_empty());
+        // The controller dies mid-restore: at the next start it is due again.
+        drop(store);
+        let store = Store::open_dir(&dir).unwrap();
+        assert_eq!(store.requeue_restores().unwrap(), 1);
+        assert_eq!(ids(&store), vec!["e"]);
+        assert!(store.claim_restore("e").unwrap());
+        store.finish_restore("e").unwrap();
+        assert_eq!(store.requeue_restores().unwrap(), 0);
+        assert!(ids(&store).is_empty());
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

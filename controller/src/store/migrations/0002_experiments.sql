@@ -30,8 +30,13 @@ CREATE TABLE experiments (
     finished_at   INTEGER,                       -- left running/analyzing
     breach        TEXT,                          -- JSON: the guardrail breach found at ingest
     analysis      TEXT,                          -- JSON: the final report
-    promoted_push TEXT REFERENCES pushes (id)
+    promoted_push TEXT REFERENCES pushes (id),
+    -- The targets' previous configs are to be pushed back: 1 set with the
+    -- transition that calls for it, 2 while a restore runs, 0 done. A
+    -- restore a crash interrupted is redone at the next start.
+    restore_pending INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX experiments_restoring ON experiments (id) WHERE restore_pending != 0;
 CREATE INDEX experiments_active ON experiments (state)
     WHERE state IN ('pending', 'deploying', 'running', 'analyzing');
 -- The list, newest first (Store::list_experiments): read in index order up
