@@ -159,7 +159,7 @@ pub async fn validate(
 ) -> ApiResult {
     let (text, _) = definition(body)?;
     match experiment::check(&shared, text, "exp-preview").await {
-        Ok((spec, composed)) => {
+        Ok(experiment::Checked { spec, composed, .. }) => {
             let store = shared.store.clone();
             let (labels, hosts) = (spec.targets.labels.clone(), spec.targets.hosts.clone());
             let matching = blocking(move || store.online_agents(&labels, &hosts))

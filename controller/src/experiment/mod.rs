@@ -134,37 +134,64 @@ impl InterimReports {
     }
 }
 
-/// A definition, checked: parsed, composed with the templates, and the
-/// composed config validated by the agent's own loader.
+/// A definition, checked: parsed, composed with the templates into the
+/// experiment's config and into each variant's promoted config, and all of
+/// them validated by the agent's own loader.
+pub struct Checked {
+    pub spec: ExperimentSpec,
+    pub composed: compose::Composed,
+    /// Variant name → the config promoting it pushes, pinned now so that a
+    /// template edited later cannot change what was measured.
+    pub promotions: BTreeMap<String, String>,
+}
+
 pub async fn check(
     shared: &Arc<Shared>,
     text: String,
     id: &str,
-) -> Result<(ExperimentSpec, compose::Composed), Vec<SpecError>> {
+) -> Result<Checked, Vec<SpecError>> {
     let dir = shared.settings.templates_dir.clone();
     let id = id.to_string();
-    let (spec, composed) = blocking(move || {
+    let (spec, composed, promotions) = blocking(move || {
         let spec = ExperimentSpec::parse(&text)?;
         let composed = compose::compose(&dir, &spec, Shape::Experiment { id: &id })?;
-        Ok::<_, Vec<SpecError>>((spec, composed))
+        let mut promotions = BTreeMap::new();
+        for name in std::iter::once(spec.baseline_name()).chain(spec.candidate_names()) {
+            let c = compose::compose(&dir, &spec, Shape::Promoted { variant: &name })?;
+            promotions.insert(name, c.yaml);
+        }
+        Ok::<_, Vec<SpecError>>((spec, composed, promotions))
     })
     .await
     .map_err(|_| vec![SpecError::new("", "the definition crashed the validator")])??;
-    if let Err(errors) = rollout::validate(composed.yaml.clone()).await {
-        return Err(errors
-            .into_iter()
-            .map(|e| {
+    let mut errors = Vec::new();
+    let configs = std::iter::once(("composed config".to_string(), &composed.yaml)).chain(
+        promotions
+            .iter()
+            .map(|(name, yaml)| (format!("promoted config of {name}"), yaml)),
+    );
+    for (field, yaml) in configs {
+        if let Err(found) = rollout::validate(yaml.clone()).await {
+            errors.extend(found.into_iter().map(|e| {
                 SpecError::new(
-                    "composed config",
+                    field.clone(),
                     match &e.component {
                         Some(c) => format!("{c}: {}", e.message),
                         None => e.message.clone(),
                     },
                 )
-            })
-            .collect());
+            }));
+        }
     }
-    Ok((spec, composed))
+    if errors.is_empty() {
+        Ok(Checked {
+            spec,
+            composed,
+            promotions,
+        })
+    } else {
+        Err(errors)
+    }
 }
 
 /// A fresh experiment id.
@@ -179,7 +206,11 @@ pub async fn create(
     author: String,
 ) -> Result<ExperimentRecord, ExperimentError> {
     let id = new_id();
-    let (spec, composed) = check(shared, text, &id)
+    let Checked {
+        spec,
+        composed,
+        promotions,
+    } = check(shared, text, &id)
         .await
         .map_err(ExperimentError::Invalid)?;
     let timing = spec.timing().map_err(ExperimentError::Invalid)?;
@@ -190,6 +221,7 @@ pub async fn create(
         author,
         config: composed.yaml,
         config_hash: composed.hash,
+        promotions: serde_json::to_string(&promotions).map_err(internal)?,
         start_at: timing.start_at_ms,
     };
     let store = shared.store.clone();
@@ -514,7 +546,6 @@ pub async fn promote(
             record.state
         )));
     }
-    let (spec, _) = spec_of(&record)?;
     let winner = record
         .analysis
         .as_deref()
@@ -528,18 +559,20 @@ pub async fn promote(
             ));
         }
     };
-    if !spec.candidate_names().contains(&variant) && spec.baseline_name() != variant {
+    // The config pinned at creation: what was measured, whatever the
+    // templates say now.
+    let pinned: BTreeMap<String, String> =
+        serde_json::from_str(&record.promotions).map_err(internal)?;
+    let Some(yaml) = pinned.get(&variant).cloned() else {
         return Err(ExperimentError::Invalid(vec![SpecError::new(
             "variant",
             format!("no variant {variant:?} in this experiment"),
         )]));
-    }
-    let dir = shared.settings.templates_dir.clone();
-    let v = variant.clone();
-    let composed = blocking(move || compose::compose(&dir, &spec, Shape::Promoted { variant: &v }))
-        .await
-        .map_err(internal)?
-        .map_err(ExperimentError::Invalid)?;
+    };
+    let composed = compose::Composed {
+        hash: phoenix_agent::pipeline::config_hash(&yaml),
+        yaml,
+    };
     let store = shared.store.clone();
     let lookup = id.to_string();
     let targets: Vec<String> = blocking(move || store.experiment_targets(&lookup))

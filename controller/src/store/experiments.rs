@@ -24,6 +24,8 @@ pub struct ExperimentRecord {
     pub author: String,
     pub config: String,
     pub config_hash: String,
+    /// JSON: variant name → the config promoting it pushes.
+    pub promotions: String,
     pub created_at: i64,
     pub updated_at: i64,
     pub start_at: Option<i64>,
@@ -126,6 +128,8 @@ pub struct NewExperiment {
     pub author: String,
     pub config: String,
     pub config_hash: String,
+    /// JSON: variant name → its promoted config.
+    pub promotions: String,
     pub start_at: Option<i64>,
 }
 
@@ -140,7 +144,7 @@ pub struct GuardCheck {
 }
 
 const EXPERIMENT_COLUMNS: &str = "id, name, spec, state, reason, author, config, config_hash,
-    created_at, updated_at, start_at, deploy_push, deploying_at, running_at, measure_from,
+    promotions, created_at, updated_at, start_at, deploy_push, deploying_at, running_at, measure_from,
     ends_at, finished_at, breach, analysis, promoted_push";
 
 /// After the columns: newest first, read in the order of the
@@ -169,18 +173,19 @@ fn experiment_row(r: &Row<'_>) -> rusqlite::Result<ExperimentRecord> {
         author: r.get(5)?,
         config: r.get(6)?,
         config_hash: r.get(7)?,
-        created_at: r.get(8)?,
-        updated_at: r.get(9)?,
-        start_at: r.get(10)?,
-        deploy_push: r.get(11)?,
-        deploying_at: r.get(12)?,
-        running_at: r.get(13)?,
-        measure_from: r.get(14)?,
-        ends_at: r.get(15)?,
-        finished_at: r.get(16)?,
-        breach: r.get(17)?,
-        analysis: r.get(18)?,
-        promoted_push: r.get(19)?,
+        promotions: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+        start_at: r.get(11)?,
+        deploy_push: r.get(12)?,
+        deploying_at: r.get(13)?,
+        running_at: r.get(14)?,
+        measure_from: r.get(15)?,
+        ends_at: r.get(16)?,
+        finished_at: r.get(17)?,
+        breach: r.get(18)?,
+        analysis: r.get(19)?,
+        promoted_push: r.get(20)?,
     })
 }
 
@@ -209,9 +214,19 @@ impl Store {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO experiments (id, name, spec, state, reason, author, config, config_hash,
-                     created_at, updated_at, start_at)
-                 VALUES (?1, ?2, ?3, 'draft', 'created', ?4, ?5, ?6, ?7, ?7, ?8)",
-                params![e.id, e.name, e.spec, e.author, e.config, e.config_hash, now, e.start_at],
+                     promotions, created_at, updated_at, start_at)
+                 VALUES (?1, ?2, ?3, 'draft', 'created', ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                params![
+                    e.id,
+                    e.name,
+                    e.spec,
+                    e.author,
+                    e.config,
+                    e.config_hash,
+                    e.promotions,
+                    now,
+                    e.start_at
+                ],
             )?;
             tx.execute(
                 "INSERT INTO experiment_transitions (experiment_id, at, from_state, to_state, actor, reason)
@@ -749,6 +764,7 @@ mod tests {
             author: "t".into(),
             config: "# c".into(),
             config_hash: "h".into(),
+            promotions: "{}".into(),
             start_at: None,
         };
         store.create_experiment(&e, 1).unwrap();

@@ -19,6 +19,7 @@ CREATE TABLE experiments (
     author        TEXT NOT NULL,
     config        TEXT NOT NULL,                 -- the composed agent config it deploys
     config_hash   TEXT NOT NULL,
+    promotions    TEXT NOT NULL DEFAULT '{}',    -- JSON: variant -> the config promoting it pushes
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
     start_at      INTEGER,                       -- scheduled start (pending until then)
