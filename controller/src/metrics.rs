@@ -6,6 +6,7 @@ use std::sync::Arc;
 use phoenix_agent::telemetry::process::OwnUsage;
 use phoenix_agent::telemetry::registry::{Counter, DURATION_BUCKETS, Gauge, Registry};
 
+use crate::experiment::state::State;
 use crate::store::TargetState;
 
 /// Handles to every metric the controller records.
@@ -32,21 +33,6 @@ pub struct Metrics {
     /// Interval stats stored as experiment measurements.
     pub experiment_measurements: Arc<Counter>,
 }
-
-/// The states an experiment can enter (see `experiment::State`), listed here
-/// so every label exists from the first scrape.
-pub const EXPERIMENT_STATES: &[&str] = &[
-    "draft",
-    "pending",
-    "deploying",
-    "running",
-    "analyzing",
-    "succeeded",
-    "failed",
-    "promoted",
-    "rolled_back",
-    "cancelled",
-];
 
 /// The guardrails that can abort a running experiment.
 pub const GUARDRAILS: &[&str] = &["critical_coverage", "cpu_overhead", "agent_error"];
@@ -143,11 +129,13 @@ impl Metrics {
                 &[],
                 &[],
             ),
-            transitions: EXPERIMENT_STATES
+            // Every state up front, so each label exists from the first scrape.
+            transitions: State::ALL
                 .iter()
+                .map(|s| s.as_str())
                 .map(|s| {
                     (
-                        *s,
+                        s,
                         r.counter(
                             "phoenix_controller_experiment_transitions_total",
                             "Experiment state transitions, by the state entered.",

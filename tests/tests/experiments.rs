@@ -136,6 +136,29 @@ fn wait_state(http: u16, id: &str, states: &[&str], timeout: Duration) -> Value 
     .unwrap_or_else(|| panic!("experiment never reached {states:?}: {}", get(http, id)))
 }
 
+/// Wait for the verdict and check it is a success reached the whole way.
+fn wait_succeeded(http: u16, id: &str) -> Value {
+    let done = wait_state(
+        http,
+        id,
+        &["succeeded", "rolled_back", "failed"],
+        Duration::from_secs(90),
+    );
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        path(&done),
+        [
+            "draft",
+            "pending",
+            "deploying",
+            "running",
+            "analyzing",
+            "succeeded"
+        ]
+    );
+    done
+}
+
 fn path(states: &Value) -> Vec<String> {
     states["transitions"]
         .as_array()
@@ -212,24 +235,7 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
     assert_eq!(created.status.code(), Some(0), "{created:?}");
     let started: Value = serde_json::from_slice(&created.stdout).expect("-o json is JSON");
     let id = started["id"].as_str().unwrap().to_string();
-    let done = wait_state(
-        http,
-        &id,
-        &["succeeded", "rolled_back", "failed"],
-        Duration::from_secs(90),
-    );
-    assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(
-        path(&done),
-        [
-            "draft",
-            "pending",
-            "deploying",
-            "running",
-            "analyzing",
-            "succeeded"
-        ]
-    );
+    let done = wait_succeeded(http, &id);
 
     // Every stored measurement is what the agent exported for that
     // pipeline in that interval.
@@ -471,24 +477,7 @@ fn a_controller_killed_mid_run_resumes_the_experiment_after_its_restart() {
     std::thread::sleep(Duration::from_secs(1));
     f.controller = start_controller(&f.dir.path().join("data"), http, grpc);
 
-    let done = wait_state(
-        http,
-        &id,
-        &["succeeded", "rolled_back"],
-        Duration::from_secs(90),
-    );
-    assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(
-        path(&done),
-        [
-            "draft",
-            "pending",
-            "deploying",
-            "running",
-            "analyzing",
-            "succeeded"
-        ]
-    );
+    wait_succeeded(http, &id);
     // Measured after the restart too: both agents reconnected and kept
     // reporting into the same experiment.
     let (_, report) = api(http, "GET", &format!("/api/v1/experiments/{id}/report"), "");

@@ -120,12 +120,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_match_the_metric_labels() {
+    fn names_round_trip() {
         for s in State::ALL {
             assert_eq!(State::parse(s.as_str()), Some(s));
         }
-        let names: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(names, crate::metrics::EXPERIMENT_STATES);
     }
 
     #[test]

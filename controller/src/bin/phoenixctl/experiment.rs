@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Client, DECIDED_STATES, EXIT_INTERRUPTED, ExperimentCommand, Failure, ONGOING_STATES, Output,
-    encode, error_line, print, s, short, table,
+    Client, EXIT_INTERRUPTED, ExperimentCommand, Failure, Output, encode, error_line, ongoing,
+    print, s, short, table,
 };
 
 pub(super) async fn run(
@@ -618,7 +618,7 @@ fn results_text(v: &Value, last: Option<usize>) -> String {
 /// The readable verdict.
 fn report_text(r: &Value) -> String {
     let is_final = r["final"].as_bool() == Some(true);
-    let ongoing = ONGOING_STATES.contains(&s(r, "state"));
+    let ongoing = ongoing(s(r, "state")) == Some(true);
     let mut t = format!("experiment {}  {}\n", s(r, "id"), s(r, "state"));
     if !s(r, "reason").is_empty() {
         t.push_str(&format!("reason: {}\n", s(r, "reason")));
@@ -1005,7 +1005,7 @@ async fn watch(client: &Client, out: Output, id: &str, every: Duration) -> Resul
         };
         match fetched {
             Ok(snap) => {
-                let decided = DECIDED_STATES.contains(&s(&snap.experiment, "state"));
+                let decided = ongoing(s(&snap.experiment, "state")) == Some(false);
                 if out == Output::Json {
                     let line = json!({
                         "experiment": snap.experiment,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use phoenix_controller::experiment::state::State;
 use serde_json::{Value, json};
 
 /// Exit codes: 0 done, 1 the request failed, 2 bad command line, 3 the
@@ -183,7 +184,7 @@ enum ExperimentCommand {
     /// Experiments, newest first, with their verdicts.
     List {
         /// Only experiments in this state.
-        #[arg(long, value_parser = EXPERIMENT_STATES)]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(State::ALL.map(State::as_str)))]
         state: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -257,30 +258,13 @@ enum ExperimentCommand {
     },
 }
 
-const EXPERIMENT_STATES: [&str; 10] = [
-    "draft",
-    "pending",
-    "deploying",
-    "running",
-    "analyzing",
-    "succeeded",
-    "failed",
-    "promoted",
-    "rolled_back",
-    "cancelled",
-];
-
-/// States with more to come: the controller still deploys, measures or analyses.
-const ONGOING_STATES: [&str; 5] = ["draft", "pending", "deploying", "running", "analyzing"];
-
-/// States `watch` stops at: decided (succeeded, failed) or over.
-const DECIDED_STATES: [&str; 5] = [
-    "succeeded",
-    "failed",
-    "promoted",
-    "rolled_back",
-    "cancelled",
-];
+/// Whether the controller still has work to do on an experiment in this
+/// state (a draft waits to be started): `Some(false)` once it is decided
+/// (succeeded, failed) or over, `None` for a state this phoenixctl does not
+/// know (a newer controller).
+fn ongoing(state: &str) -> Option<bool> {
+    State::parse(state).map(|s| s == State::Draft || s.is_active())
+}
 
 /// Exit code of an interrupted `watch` (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
