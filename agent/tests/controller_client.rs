@@ -393,7 +393,7 @@ fn config(out: &Path, telemetry: SocketAddr, pipelines: &[&str]) -> String {
 }
 
 fn sha256(text: &str) -> String {
-    phoenix_agent::pipeline::config_hash(text)
+    phoenix_config::config_hash(text)
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {

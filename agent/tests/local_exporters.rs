@@ -11,13 +11,13 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
-use phoenix_agent::exporter::file::FileConfig;
-use phoenix_agent::exporter::prometheus::{PrometheusConfig, PrometheusExporter};
-use phoenix_agent::exporter::{BuildContext, Exporter, ExporterConfig, build};
-use phoenix_agent::telemetry::registry::Registry;
+use phoenix_agent::exporter::prometheus::PrometheusExporter;
+use phoenix_agent::exporter::{BuildContext, Exporter, build};
+use phoenix_config::exporter::{ExporterConfig, FileConfig, PrometheusConfig};
 use phoenix_processors::model::{
     Attributes, Batch, KeyValue, Metric, MetricDesc, MetricKind, Number, Point, Resource, Value,
 };
+use phoenix_telemetry::registry::Registry;
 use serde_json::Value as Json;
 use smallvec::smallvec;
 

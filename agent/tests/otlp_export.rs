@@ -22,10 +22,10 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::common::v1::{KeyValue as PbKeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric, number_data_point};
 use phoenix_agent::exporter::{self, BuildContext, Exporter, ExporterConfig, ExporterMetrics};
-use phoenix_agent::telemetry::registry::{Counter, Registry};
 use phoenix_processors::model::{
     Attributes, Batch, KeyValue, Metric, MetricDesc, MetricKind, Number, Point, Resource, Value,
 };
+use phoenix_telemetry::registry::{Counter, Registry};
 use prost::Message as _;
 use smallvec::smallvec;
 use tokio::sync::mpsc;

@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver, Toggle};
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_processors::{Batch, Number, Resource, Value};
+use phoenix_telemetry::registry::Registry;
 
 /// Threads: 3 parked on an Event. Memory: 64 MiB written page by page, so
 /// all of it is resident. CPU: 0.5 s of busy loop before "ready", another

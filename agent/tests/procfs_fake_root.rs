@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver, Toggle};
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_processors::{Batch, MetricKind, Number, Resource, Value};
+use phoenix_telemetry::registry::Registry;
 
 const BTIME: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
 const PF_KTHREAD: u32 = 0x0020_0000;

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use phoenix_agent::config::AgentConfig;
 use phoenix_agent::pipeline::{ReloadSource, Service};
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_agent::telemetry::server::Health;
+use phoenix_config::AgentConfig;
+use phoenix_telemetry::registry::Registry;
 
 fn config(out: &std::path::Path, other_processors: &str) -> String {
     format!(

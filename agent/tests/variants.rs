@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use phoenix_agent::config::AgentConfig;
 use phoenix_agent::pipeline::{ReloadSource, Service};
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_agent::telemetry::server::Health;
+use phoenix_config::AgentConfig;
+use phoenix_telemetry::registry::Registry;
 
 fn sample(page: &str, series: &str) -> f64 {
     page.lines()

@@ -10,18 +10,16 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use phoenix_agent::config::{
-    AgentConfig, ComponentId, PipelineConfig, PipelineMode, ReceiverConfig,
-};
 use phoenix_agent::pipeline::Topology;
 use phoenix_agent::pipeline::accounting::Accountant;
 use phoenix_agent::receiver::procfs::ProcfsReceiver;
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_benches::batch::synthetic_batch;
 use phoenix_benches::sleepers::Sleepers;
 use phoenix_benches::templates::{TEMPLATES, template_text};
+use phoenix_config::{AgentConfig, ComponentId, PipelineConfig, PipelineMode, ReceiverConfig};
 use phoenix_processors::Processor;
 use phoenix_processors::model::Batch;
+use phoenix_telemetry::registry::Registry;
 
 /// The processors of a template's only pipeline, built fresh.
 fn chain(name: &str) -> Vec<Box<dyn Processor>> {

@@ -8,11 +8,11 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use phoenix_agent::config::AgentConfig;
 use phoenix_agent::pipeline::{ReloadSource, Service};
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_agent::telemetry::server::Health;
 use phoenix_benches::templates::{TEMPLATES, template_text};
+use phoenix_config::AgentConfig;
+use phoenix_telemetry::registry::Registry;
 
 /// A template with a long interval, so no scrape runs during the
 /// measurement (its OTLP exporter connects lazily: no network is needed).

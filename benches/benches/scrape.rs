@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver};
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_benches::floor::Floor;
 use phoenix_benches::sleepers::Sleepers;
+use phoenix_telemetry::registry::Registry;
 
 /// Median per-process times (µs) of the floor and each receiver, from
 /// `rounds` rounds that run all of them in turn, so that every reader sees

@@ -11,8 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver, Toggle};
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_processors::{Number, Value};
+use phoenix_telemetry::registry::Registry;
 
 const SIM: &str = env!("CARGO_BIN_EXE_phoenix-sim");
 /// Generous: a debug build on a loaded 2-core machine.

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver, Toggle};
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_benches::synthetic::{MARKER, SynthConfig, SynthProcess, SyntheticTree};
 use phoenix_processors::{Batch, Number, Resource, Value};
+use phoenix_telemetry::registry::Registry;
 
 /// A directory removed when the test ends, pass or fail.
 struct TempDir(PathBuf);

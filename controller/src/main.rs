@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use phoenix_agent::config::LogFormat;
 use phoenix_controller::auth::{RECOMMENDED_MIN_LEN, Token};
 use phoenix_controller::tls::{TlsFiles, TlsMaterial};
 use phoenix_controller::{DEFAULT_GRPC_LISTEN, DEFAULT_HTTP_LISTEN, Settings};
+use phoenix_telemetry::LogFormat;
 
 /// Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad command line.
 const EXIT_RUNTIME: u8 = 1;
@@ -118,8 +118,8 @@ struct Cli {
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: String,
 
-    /// Log format. Logs go to stderr.
-    #[arg(long, value_enum, default_value = "text")]
+    /// Log format: text or json. Logs go to stderr.
+    #[arg(long, default_value = "text", value_name = "FORMAT")]
     log_format: LogFormat,
 
     /// Without a command the controller runs.
@@ -169,7 +169,7 @@ fn backup(data_dir: &Path, output: &Path, keep: usize) -> ExitCode {
 
 /// At least an hour, at most ten years (`7d`, `720h`).
 fn retention(text: &str) -> Result<Duration, String> {
-    let d = phoenix_agent::config::duration::parse_duration(text)?;
+    let d = phoenix_config::duration::parse_duration(text)?;
     if d < Duration::from_secs(3600) || d > Duration::from_secs(10 * 365 * 86_400) {
         return Err(format!("{text:?} must be from 1h to 10 years"));
     }
@@ -183,28 +183,13 @@ fn duration(text: &str) -> Result<Duration, String> {
     if text.len() > 16 {
         return Err(format!("invalid duration {text:?}"));
     }
-    let d = phoenix_agent::config::duration::parse_duration(text)?;
+    let d = phoenix_config::duration::parse_duration(text)?;
     if d.is_zero() || d > Duration::from_secs(86_400) {
         return Err(format!(
             "duration {text:?} must be above zero and at most 24h"
         ));
     }
     Ok(d)
-}
-
-fn init_logging(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cli.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
 }
 
 /// Everything from the command line that can be wrong before starting.
@@ -278,7 +263,7 @@ fn main() -> ExitCode {
     if let Some(Command::Backup { output, keep }) = &cli.command {
         return backup(&cli.data_dir, output, *keep);
     }
-    init_logging(&cli);
+    phoenix_telemetry::logging::init(&cli.log_level, cli.log_format);
     let settings = match settings(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -304,7 +289,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let running = phoenix_controller::start(settings).await?;
-        running.run_until(shutdown_signal()).await
+        running
+            .run_until(phoenix_telemetry::signals::shutdown("controller"))
+            .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -313,22 +300,5 @@ fn main() -> ExitCode {
             eprintln!("phoenix-controller: {e:#}");
             ExitCode::from(EXIT_RUNTIME)
         }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the controller");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, stopping"),
-        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
     }
 }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use phoenix_agent::telemetry::process::OwnUsage;
-use phoenix_agent::telemetry::registry::{Counter, DURATION_BUCKETS, Gauge, Registry};
+use phoenix_telemetry::process::OwnUsage;
+use phoenix_telemetry::registry::{Counter, DURATION_BUCKETS, Gauge, Registry};
 
 use crate::experiment::state::State;
 use crate::store::TargetState;

@@ -41,7 +41,7 @@ fn describe(name: &str, content: &str) -> Template {
     Template {
         name: name.to_string(),
         description,
-        hash: phoenix_agent::pipeline::config_hash(content),
+        hash: phoenix_config::config_hash(content),
         content: None,
     }
 }
@@ -112,9 +112,9 @@ mod tests {
         for t in &all {
             let full = get(&dir, &t.name).unwrap();
             let content = full.content.unwrap();
-            assert_eq!(full.hash, phoenix_agent::pipeline::config_hash(&content));
+            assert_eq!(full.hash, phoenix_config::config_hash(&content));
             assert!(!t.description.is_empty(), "{}", t.name);
-            phoenix_agent::config::AgentConfig::load_with_env(&content, &|_| None)
+            phoenix_config::AgentConfig::load_with_env(&content, &|_| None)
                 .unwrap_or_else(|e| panic!("template {} is invalid: {e}", t.name));
         }
         assert!(get(&dir, "no-such-template").is_none());

@@ -131,7 +131,7 @@ async fn a_push_reaches_only_matching_agents_and_applied_shows_the_hash() {
     .unwrap();
 
     let yaml = template("process-basic-v1");
-    let hash = phoenix_agent::pipeline::config_hash(&yaml);
+    let hash = phoenix_config::config_hash(&yaml);
     let (status, created) = c
         .http
         .post("/api/v1/pushes", push_body(json!({ "env": "prod" }), &yaml))
@@ -539,7 +539,7 @@ async fn a_restart_keeps_agents_and_pushes_and_offline_agents_get_their_push_on_
         .await;
 
     let yaml = template("process-aggressive-v1");
-    let hash = phoenix_agent::pipeline::config_hash(&yaml);
+    let hash = phoenix_config::config_hash(&yaml);
     let (_, created) = c
         .http
         .post("/api/v1/pushes", push_body(json!({ "env": "prod" }), &yaml))

@@ -17,13 +17,14 @@ use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use super::Connection;
 use super::convert::interval_stats;
 use super::identity::InstanceId;
-use crate::config::ReceiverConfig;
 use crate::exporter::otlp::retry::{Backoff, XorShift};
 use crate::exporter::otlp::{error_chain, sanitize};
 use crate::pipeline::accounting::IntervalReport;
-use crate::pipeline::{ReloadError, ReloadRequest, ReloadSource, Service, config_hash};
-use crate::telemetry::process::OwnUsage;
-use crate::telemetry::registry::{Counter, Gauge, Registry};
+use crate::pipeline::{ReloadError, ReloadRequest, ReloadSource, Service};
+use phoenix_config::ReceiverConfig;
+use phoenix_config::{config_hash, short_hash as short};
+use phoenix_telemetry::process::OwnUsage;
+use phoenix_telemetry::registry::{Counter, Gauge, Registry};
 
 /// What the agent can do, as the controller may check before pushing.
 pub const CAPABILITIES: [&str; 2] = ["config.push", "stats.pipelines"];
@@ -624,11 +625,6 @@ fn describe(status: &tonic::Status) -> String {
     out
 }
 
-/// The first 12 hex digits, enough to tell configs apart in a log line.
-fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
-}
-
 /// Waits logged to the millisecond read as noise.
 fn round(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64 / 100 * 100)
@@ -637,11 +633,11 @@ fn round(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigError, ConfigErrors};
+    use phoenix_config::{ConfigError, ConfigErrors};
 
     #[test]
     fn every_validation_error_is_in_the_failure_text() {
-        let errors = crate::config::AgentConfig::load(
+        let errors = phoenix_config::AgentConfig::load(
             "receivers:\n  procfs: { collection_interval: soon }\nservice:\n  pipelines:\n    metrics/a: { receivers: [procfs], exporters: [missing] }\n",
         )
         .unwrap_err();
@@ -688,9 +684,6 @@ mod tests {
     fn statuses_describe_code_message_and_cause() {
         let s = tonic::Status::unauthenticated("bad token\u{1b}[2J");
         assert_eq!(describe(&s), "Unauthenticated: bad token [2J");
-        assert_eq!(short("0123456789abcdef"), "0123456789ab");
-        assert_eq!(short("ab"), "ab");
-        assert_eq!(short("é"), "é");
         assert_eq!(
             round(Duration::from_millis(1234)),
             Duration::from_millis(1200)

@@ -4,8 +4,8 @@
 
 use phoenix_proto::v1;
 
-use crate::config::PipelineMode;
 use crate::pipeline::accounting::{Comparison, IntervalReport, PipelineStats};
+use phoenix_config::PipelineMode;
 
 /// One interval's report, every field carried over.
 pub fn interval_stats(report: &IntervalReport) -> v1::IntervalStats {

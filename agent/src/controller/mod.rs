@@ -30,7 +30,7 @@ pub use client::{Client, ControllerMetrics};
 
 use crate::exporter::otlp::{error_chain, read_ca_file};
 use crate::pipeline::{ReloadRequest, Service};
-use crate::telemetry::registry::Registry;
+use phoenix_telemetry::registry::Registry;
 
 /// How long establishing the TCP (and TLS) connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -15,38 +15,14 @@ use phoenix_processors::semconv::{
     PROCESS_EXECUTABLE_NAME, PROCESS_MEMORY_USAGE, PROCESS_PID,
 };
 use phoenix_processors::time::format_rfc3339_seconds;
-use serde::Deserialize;
+
+use phoenix_config::exporter::{ConsoleConfig, Verbosity};
 
 use super::{BoxFuture, BuildContext, ExportBatch, Exporter, ExporterMetrics, ShutdownReport};
 use crate::pipeline::accounting::IntervalReport;
 
 /// Processes listed per ranking in the detailed view.
 pub const TOP_N: usize = 5;
-
-/// How much to print per pipeline and interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verbosity {
-    /// One line: pipeline, processes, series, datapoints.
-    #[default]
-    Basic,
-    /// Also the top processes by CPU and by memory.
-    Detailed,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsoleConfig {
-    #[serde(default)]
-    pub verbosity: Verbosity,
-}
-
-impl ConsoleConfig {
-    pub fn validate(&self) -> Vec<String> {
-        // Every value serde accepts is valid.
-        Vec::new()
-    }
-}
 
 pub fn build(c: &ConsoleConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
     Ok(Arc::new(ConsoleExporter {
@@ -138,8 +114,8 @@ pub fn render_table(report: &IntervalReport) -> String {
     out.push('\n');
     for p in &report.pipelines {
         let mode = match p.mode {
-            crate::config::PipelineMode::Export => "export",
-            crate::config::PipelineMode::Shadow => "shadow",
+            phoenix_config::PipelineMode::Export => "export",
+            phoenix_config::PipelineMode::Shadow => "shadow",
         };
         let _ = write!(
             out,
@@ -526,8 +502,8 @@ mod tests {
 
     #[test]
     fn the_table_shows_every_pipeline_with_its_comparison() {
-        use crate::config::PipelineMode;
         use crate::pipeline::accounting::{Comparison, PipelineStats};
+        use phoenix_config::PipelineMode;
         let stats = |name: &str, mode, series, comparison| PipelineStats {
             pipeline: name.into(),
             mode,

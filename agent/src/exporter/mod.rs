@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use phoenix_processors::model::Batch;
 
+pub use phoenix_config::exporter::ExporterConfig;
+
 use crate::pipeline::accounting::IntervalReport;
-use crate::telemetry::registry::{Counter, Gauge, Registry};
+use phoenix_telemetry::registry::{Counter, Gauge, Registry};
 
 /// A pipeline's output for one interval, shared by every exporter it goes to.
 pub type ExportBatch = Arc<Batch>;
@@ -48,56 +50,6 @@ pub trait Exporter: Send + Sync {
     /// with what each pipeline cost and kept. Only exporters that show the
     /// side-by-side comparison (the console) use it.
     fn observe_interval(&self, _report: &IntervalReport) {}
-}
-
-/// The typed config of an exporter, chosen by the type part of its id.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ExporterConfig {
-    OtlpGrpc(otlp::OtlpGrpcConfig),
-    OtlpHttp(otlp::OtlpHttpConfig),
-    File(file::FileConfig),
-    Prometheus(prometheus::PrometheusConfig),
-    Console(console::ConsoleConfig),
-}
-
-/// Exporter type names as written in the config (`otlp_grpc/primary`).
-pub const EXPORTER_TYPES: &[&str] = &["otlp_grpc", "otlp_http", "file", "prometheus", "console"];
-
-impl ExporterConfig {
-    /// Parse the config of an exporter of type `kind` from its YAML value.
-    pub fn from_yaml(kind: &str, value: serde_norway::Value) -> Result<Self, String> {
-        fn parse<T: serde::de::DeserializeOwned>(v: serde_norway::Value) -> Result<T, String> {
-            // `exporters: { console: }` means "all defaults".
-            let v = if v.is_null() {
-                serde_norway::Value::Mapping(Default::default())
-            } else {
-                v
-            };
-            serde_norway::from_value(v).map_err(|e| e.to_string())
-        }
-        match kind {
-            "otlp_grpc" => parse(value).map(ExporterConfig::OtlpGrpc),
-            "otlp_http" => parse(value).map(ExporterConfig::OtlpHttp),
-            "file" => parse(value).map(ExporterConfig::File),
-            "prometheus" => parse(value).map(ExporterConfig::Prometheus),
-            "console" => parse(value).map(ExporterConfig::Console),
-            other => Err(format!(
-                "unknown exporter type {other:?} (known: {})",
-                EXPORTER_TYPES.join(", ")
-            )),
-        }
-    }
-
-    /// Every problem with this config (empty when valid).
-    pub fn validate(&self) -> Vec<String> {
-        match self {
-            ExporterConfig::OtlpGrpc(c) => c.validate(),
-            ExporterConfig::OtlpHttp(c) => c.validate(),
-            ExporterConfig::File(c) => c.validate(),
-            ExporterConfig::Prometheus(c) => c.validate(),
-            ExporterConfig::Console(c) => c.validate(),
-        }
-    }
 }
 
 /// What building an exporter needs from the agent.

@@ -45,73 +45,17 @@ use axum::routing::get;
 use bytes::Bytes;
 use phoenix_processors::model::{Attributes, Batch, MetricKind, Number, Temporality, Value};
 use phoenix_processors::semconv::PHOENIX_PIPELINE;
-use serde::Deserialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use phoenix_config::exporter::PrometheusConfig;
+use phoenix_config::exporter::prometheus::check_endpoint;
+
 use super::{BoxFuture, BuildContext, ExportBatch, Exporter, ExporterMetrics, ShutdownReport};
-use crate::telemetry::registry::{Gauge, escape_label, format_float};
+use phoenix_telemetry::registry::{Gauge, escape_label, format_float};
 
 /// The content type of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:9464";
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrometheusConfig {
-    /// `host:port` to listen on (`[::1]:9464` for IPv6, `0.0.0.0:9464` for
-    /// every interface, port 0 for any free port).
-    #[serde(default = "default_endpoint")]
-    pub endpoint: String,
-}
-
-fn default_endpoint() -> String {
-    DEFAULT_ENDPOINT.to_string()
-}
-
-impl Default for PrometheusConfig {
-    fn default() -> Self {
-        PrometheusConfig {
-            endpoint: default_endpoint(),
-        }
-    }
-}
-
-impl PrometheusConfig {
-    pub fn validate(&self) -> Vec<String> {
-        match check_endpoint(&self.endpoint) {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![format!("endpoint {:?}: {e}", self.endpoint)],
-        }
-    }
-}
-
-/// Accept `host:port` as written for a listener; say what is wrong otherwise.
-/// Host names are resolved only when binding.
-fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    if endpoint.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    if endpoint.contains("://") {
-        return Err("expected host:port to listen on, not a URL".into());
-    }
-    let Some((host, port)) = endpoint.rsplit_once(':') else {
-        return Err("expected host:port (e.g. 127.0.0.1:9464)".into());
-    };
-    if host.is_empty() {
-        return Err("host is missing: write 0.0.0.0:PORT to listen on every interface".into());
-    }
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err("an IPv6 address needs brackets, e.g. [::1]:9464".into());
-    }
-    if host.chars().any(char::is_whitespace) {
-        return Err("host must not contain spaces".into());
-    }
-    port.parse::<u16>()
-        .map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
-    Ok(())
-}
 
 /// Build the exporter and start its HTTP server. Fails, naming the
 /// endpoint, when the address cannot be bound.

@@ -13,8 +13,8 @@ use phoenix_processors::semconv;
 use regex::RegexSet;
 use serde::Serialize;
 
-use crate::config::PipelineMode;
 use crate::exporter::otlp::encode;
+use phoenix_config::PipelineMode;
 
 /// How many of the baseline's top processes (by CPU and by memory) a
 /// candidate is expected to keep individually visible.

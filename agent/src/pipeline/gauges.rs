@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::accounting::PipelineStats;
-use crate::telemetry::registry::{Counter, Gauge, Registry};
+use phoenix_telemetry::registry::{Counter, Gauge, Registry};
 
 /// A pipeline's accounting on `/metrics`.
 pub(super) struct PipelineGauges {

@@ -12,7 +12,6 @@ mod service;
 mod topology;
 
 pub use service::{
-    AppliedConfig, DRAIN_DEADLINE, ReloadError, ReloadOutcome, ReloadRequest, ReloadSource,
-    Service, config_hash,
+    AppliedConfig, DRAIN_DEADLINE, ReloadError, ReloadOutcome, ReloadRequest, ReloadSource, Service,
 };
 pub use topology::{BuildSummary, Pipeline, Topology};

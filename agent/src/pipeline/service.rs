@@ -18,9 +18,9 @@ use tokio::time::Instant;
 
 use super::accounting::IntervalReport;
 use super::topology::{BuildSummary, Topology};
-use crate::config::{AgentConfig, ComponentId, ConfigErrors};
-use crate::telemetry::registry::{Counter, Gauge, Registry};
 use crate::telemetry::server::Health;
+use phoenix_config::{AgentConfig, ComponentId, ConfigErrors, config_hash, short_hash as short};
+use phoenix_telemetry::registry::{Counter, Gauge, Registry};
 
 /// How long shutdown, and a reload dropping an exporter, wait for each
 /// exporter to deliver what it holds.
@@ -57,28 +57,19 @@ pub struct ReloadOutcome {
 }
 
 /// Why a reload was refused. The running config is untouched in every case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReloadError {
     /// The config could not be read (the file vanished, not UTF-8, ...).
+    #[error("cannot read the config: {0}")]
     Source(String),
     /// The config does not parse or validate: every error, with locations.
+    #[error("invalid config: {0}")]
     Invalid(ConfigErrors),
     /// The config is valid but a component could not be built (a port in
     /// use, an unreadable `/proc`, a CA file missing).
+    #[error("config cannot be built: {0}")]
     Build(String),
 }
-
-impl std::fmt::Display for ReloadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReloadError::Source(e) => write!(f, "cannot read the config: {e}"),
-            ReloadError::Invalid(e) => write!(f, "invalid config: {e}"),
-            ReloadError::Build(e) => write!(f, "config cannot be built: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ReloadError {}
 
 /// A reload asked for by a trigger that cannot call [`Service::reload`]
 /// itself (the telemetry server): `text` None means "re-read the config file".
@@ -86,13 +77,6 @@ pub struct ReloadRequest {
     pub text: Option<String>,
     pub source: ReloadSource,
     pub reply: tokio::sync::oneshot::Sender<Result<ReloadOutcome, ReloadError>>,
-}
-
-/// SHA-256 of a config text, as lowercase hex: the config's identity in
-/// logs, `/healthz`, `/metrics` and (later) the controller protocol.
-pub fn config_hash(text: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The applied config, as `/healthz` reports it.
@@ -510,10 +494,6 @@ fn set_hash_info(registry: &Registry, previous: Option<&str>, hash: &str) {
             &[hash],
         )
         .set(1.0);
-}
-
-fn short(hash: &str) -> &str {
-    &hash[..hash.len().min(12)]
 }
 
 fn unix_now() -> u64 {

@@ -14,10 +14,10 @@ use phoenix_processors::{Processor, ProcessorConfig, semconv};
 
 use super::accounting::{self, Accountant, Comparator, Comparison, IntervalReport, PipelineStats};
 use super::gauges::PipelineGauges;
-use crate::config::{AgentConfig, ComponentId, PipelineMode, ReceiverConfig};
 use crate::exporter::{self, BuildContext, Exporter, ExporterConfig};
 use crate::receiver::procfs::{ProcfsConfig, ProcfsReceiver};
-use crate::telemetry::registry::Registry;
+use phoenix_config::{AgentConfig, ComponentId, PipelineMode, ReceiverConfig};
+use phoenix_telemetry::registry::Registry;
 
 /// A receiver instance and the config it was built from.
 #[derive(Clone)]
@@ -181,7 +181,7 @@ impl Topology {
         fresh_exporters: &mut Vec<Arc<dyn Exporter>>,
     ) -> anyhow::Result<Topology> {
         let used =
-            |f: &dyn Fn(&crate::config::PipelineConfig) -> bool| config.pipelines.values().any(f);
+            |f: &dyn Fn(&phoenix_config::PipelineConfig) -> bool| config.pipelines.values().any(f);
 
         let mut receivers = BTreeMap::new();
         for (id, rc) in &config.receivers {

@@ -1,6 +1,5 @@
-//! The agent's own telemetry: the self-metrics registry, process stats of
-//! the agent itself, and the HTTP server for `/metrics`, `/healthz`, `/readyz`.
+//! The agent's own telemetry endpoint: the HTTP server for `/metrics`,
+//! `/healthz`, `/readyz` and `/-/reload`. The registry it renders and the
+//! agent's own CPU and memory are in the `phoenix-telemetry` crate.
 
-pub mod process;
-pub mod registry;
 pub mod server;

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 
 use crate::pipeline::{ReloadError, ReloadRequest, ReloadSource};
 
-use super::process::OwnUsage;
-use super::registry::Registry;
+use phoenix_telemetry::process::OwnUsage;
+use phoenix_telemetry::registry::Registry;
 
 /// What `/healthz` and `/readyz` report.
 #[derive(Debug)]

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver};
-use phoenix_agent::telemetry::registry::Registry;
 use phoenix_benches::floor::Floor;
+use phoenix_telemetry::registry::Registry;
 
 #[derive(Parser)]
 #[command(

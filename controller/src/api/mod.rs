@@ -536,7 +536,7 @@ struct ValidateBody {
 
 async fn validate_config(body: Result<Bytes, BytesRejection>) -> ApiResult {
     let body: ValidateBody = parse_json(body)?;
-    let hash = phoenix_agent::pipeline::config_hash(&body.yaml);
+    let hash = phoenix_config::config_hash(&body.yaml);
     match rollout::validate(body.yaml).await {
         Ok(()) => ok(
             StatusCode::OK,

@@ -1,6 +1,6 @@
 //! Store records as the API's JSON. Times are RFC 3339 (UTC, ms).
 
-use phoenix_agent::config::ConfigError;
+use phoenix_config::ConfigError;
 use serde_json::{Value, json};
 
 use crate::fleet::rollout::PushCreated;

@@ -138,7 +138,7 @@ fn base_config(dir: &Path, spec: &ExperimentSpec) -> Result<Value, SpecError> {
     if let Some(t) = &spec.baseline.template {
         return load_template(dir, t, "baseline.template");
     }
-    parse_yaml(phoenix_agent::config::EMBEDDED_DEFAULT, "base")
+    parse_yaml(phoenix_config::EMBEDDED_DEFAULT, "base")
 }
 
 fn key(s: &str) -> Value {
@@ -282,7 +282,7 @@ pub fn compose(
         )]
     })?;
     let yaml = header + &body;
-    let hash = phoenix_agent::pipeline::config_hash(&yaml);
+    let hash = phoenix_config::config_hash(&yaml);
     Ok(Composed { yaml, hash })
 }
 
@@ -301,7 +301,7 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phoenix_agent::config::AgentConfig;
+    use phoenix_config::AgentConfig;
 
     fn templates_dir() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/templates")
@@ -343,8 +343,8 @@ duration: 10s
             ("exp-1", "metrics/baseline")
         );
         // Each variant has its own processors, in the template's order.
-        let aggressive = &config.pipelines
-            [&phoenix_agent::config::ComponentId::parse("metrics/aggressive").unwrap()];
+        let aggressive =
+            &config.pipelines[&phoenix_config::ComponentId::parse("metrics/aggressive").unwrap()];
         let chain: Vec<String> = aggressive
             .processors
             .iter()
@@ -359,7 +359,7 @@ duration: 10s
             ]
         );
         assert!(c.yaml.contains("collection_interval: 1000ms"), "{}", c.yaml);
-        assert_eq!(c.hash, phoenix_agent::pipeline::config_hash(&c.yaml));
+        assert_eq!(c.hash, phoenix_config::config_hash(&c.yaml));
     }
 
     #[test]

@@ -570,7 +570,7 @@ pub async fn promote(
         )]));
     };
     let composed = compose::Composed {
-        hash: phoenix_agent::pipeline::config_hash(&yaml),
+        hash: phoenix_config::config_hash(&yaml),
         yaml,
     };
     let store = shared.store.clone();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use phoenix_agent::config::duration::parse_duration;
+use phoenix_config::duration::parse_duration;
 
 /// One problem with a definition: the field (`criteria.min_series_reduction`)
 /// and what is wrong with it.
@@ -642,7 +642,7 @@ fn check_variant(v: &VariantSpec, field: &str, err: &mut impl FnMut(&str, String
                 );
             }
             for id in p.keys() {
-                if let Err(e) = phoenix_agent::config::ComponentId::parse(id) {
+                if let Err(e) = phoenix_config::ComponentId::parse(id) {
                     err(&format!("{field}.processors[{i}]"), e);
                 }
             }

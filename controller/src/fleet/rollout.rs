@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phoenix_agent::config::{AgentConfig, ConfigError};
+use phoenix_config::{AgentConfig, ConfigError};
 use phoenix_proto::v1::{ConfigPush, ControllerMessage, controller_message};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -142,7 +142,7 @@ pub async fn create_push(
         id: new_push_id(),
         hash: revert_hash
             .clone()
-            .unwrap_or_else(|| phoenix_agent::pipeline::config_hash(&yaml)),
+            .unwrap_or_else(|| phoenix_config::config_hash(&yaml)),
         selector: request.selector,
         yaml,
         template,

@@ -24,9 +24,10 @@ use tonic::{Code, Status};
 
 use super::retry::SendError;
 use super::sender::{self, Accepted, Transport};
-use super::{Compression, OtlpGrpcConfig, check_headers, error_chain, google_rpc, sanitize};
+use super::{error_chain, google_rpc, sanitize};
 use crate::exporter::{BoxFuture, BuildContext, Exporter, ExporterMetrics};
-use crate::telemetry::registry::Counter;
+use phoenix_config::exporter::otlp::{Compression, OtlpGrpcConfig};
+use phoenix_telemetry::registry::Counter;
 
 /// The one method of the OTLP metrics service.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
@@ -187,57 +188,6 @@ fn metadata(headers: &BTreeMap<String, String>) -> Result<MetadataMap, String> {
         map.insert(key, value);
     }
     Ok(map)
-}
-
-pub(super) fn validate_endpoint(endpoint: &str, errors: &mut Vec<String>) {
-    let e = endpoint.trim();
-    if e.is_empty() {
-        errors.push("endpoint: must be set, e.g. http://localhost:4317 (https:// for TLS)".into());
-        return;
-    }
-    let uri: http::Uri = match e.parse() {
-        Ok(uri) => uri,
-        Err(err) => {
-            errors.push(format!("endpoint: {e:?} is not a valid URL: {err}"));
-            return;
-        }
-    };
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        None => errors.push(format!(
-            "endpoint: {e:?} has no scheme: write http://{e} (plaintext) or https://{e} (TLS)"
-        )),
-        Some(other) => errors.push(format!(
-            "endpoint: scheme {other:?} is not supported (use http:// or https://)"
-        )),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        errors.push(format!("endpoint: {e:?} has no host"));
-    }
-    let path = uri.path();
-    if (path != "/" && !path.is_empty()) || uri.query().is_some() {
-        errors.push(format!(
-            "endpoint: {e:?} has a path; a gRPC endpoint is host:port only (the service path is fixed)"
-        ));
-    }
-}
-
-pub(super) fn validate_headers(headers: &BTreeMap<String, String>, errors: &mut Vec<String>) {
-    check_headers(
-        headers,
-        |lower| {
-            if lower.starts_with("grpc-") {
-                Some("is reserved by gRPC")
-            } else if lower.ends_with("-bin") {
-                Some("is binary metadata (-bin suffix), which is not supported")
-            } else {
-                None
-            }
-        },
-        |name| http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
-        |value| AsciiMetadataValue::try_from(value).is_ok(),
-        errors,
-    );
 }
 
 /// Sends pre-encoded request bytes and decodes the response: the request
@@ -413,20 +363,5 @@ mod tests {
     fn server_messages_are_sanitized() {
         let e = classify(&Status::new(Code::InvalidArgument, "bad\nFAKE LOG LINE"));
         assert!(!e.reason.contains('\n'), "{}", e.reason);
-    }
-
-    #[test]
-    fn endpoint_shapes() {
-        let check = |e: &str| {
-            let mut errors = Vec::new();
-            validate_endpoint(e, &mut errors);
-            errors
-        };
-        assert!(check("http://localhost:4317").is_empty());
-        assert!(check("https://otlp.example.com").is_empty());
-        assert!(check("localhost:4317")[0].contains("no scheme"));
-        assert!(check("ftp://x:1")[0].contains("ftp"));
-        assert!(check("http://x:4317/v1/metrics")[0].contains("path"));
-        assert!(check("  ")[0].contains("must be set"));
     }
 }

@@ -1,6 +1,5 @@
 //! OTLP/HTTP: `POST <endpoint>/v1/metrics` with a protobuf or JSON body.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +12,10 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, Hea
 
 use super::retry::SendError;
 use super::sender::{self, Accepted, Transport};
-use super::{
-    Compression, Encoding, OtlpHttpConfig, check_headers, error_chain, google_rpc, sanitize,
-};
+use super::{error_chain, google_rpc, sanitize};
 use crate::exporter::{BoxFuture, BuildContext, Exporter, ExporterMetrics};
-use crate::telemetry::registry::Counter;
+use phoenix_config::exporter::otlp::{Compression, Encoding, OtlpHttpConfig};
+use phoenix_telemetry::registry::Counter;
 
 /// The OTLP/HTTP path for metrics.
 const METRICS_PATH: &str = "/v1/metrics";
@@ -321,51 +319,6 @@ fn request_headers(c: &OtlpHttpConfig) -> Result<HeaderMap, String> {
     Ok(headers)
 }
 
-pub(super) fn validate_endpoint(endpoint: &str, errors: &mut Vec<String>) {
-    let e = endpoint.trim();
-    if e.is_empty() {
-        errors.push("endpoint: must be set, e.g. http://localhost:4318 (https:// for TLS)".into());
-        return;
-    }
-    if !e.contains("://") {
-        errors.push(format!(
-            "endpoint: {e:?} has no scheme: write http://{e} (plaintext) or https://{e} (TLS)"
-        ));
-        return;
-    }
-    let url = match reqwest::Url::parse(e) {
-        Ok(url) => url,
-        Err(err) => {
-            errors.push(format!("endpoint: {e:?} is not a valid URL: {err}"));
-            return;
-        }
-    };
-    match url.scheme() {
-        "http" | "https" => {}
-        other => errors.push(format!(
-            "endpoint: scheme {other:?} is not supported (use http:// or https://)"
-        )),
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        errors.push(format!("endpoint: {e:?} has no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        errors.push(format!(
-            "endpoint: {e:?} has a query or fragment; give the base URL (/v1/metrics is appended)"
-        ));
-    }
-}
-
-pub(super) fn validate_headers(headers: &BTreeMap<String, String>, errors: &mut Vec<String>) {
-    check_headers(
-        headers,
-        |_| None,
-        |name| HeaderName::from_bytes(name.as_bytes()).is_ok(),
-        |value| HeaderValue::from_str(value).is_ok(),
-        errors,
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,21 +390,5 @@ mod tests {
         let html = format!("<html>\n{}</html>", "x".repeat(10_000));
         let m = error_message(html.as_bytes(), "text/html").unwrap();
         assert!(!m.contains('\n') && m.chars().count() <= 257, "{m}");
-    }
-
-    #[test]
-    fn endpoint_shapes() {
-        let check = |e: &str| {
-            let mut errors = Vec::new();
-            validate_endpoint(e, &mut errors);
-            errors
-        };
-        assert!(check("http://localhost:4318").is_empty());
-        assert!(check("https://otlp.example.com/otlp").is_empty());
-        assert!(check("localhost:4318")[0].contains("no scheme"));
-        assert!(check("ftp://c/")[0].contains("ftp"));
-        assert!(check("otlp.example.com")[0].contains("no scheme"));
-        assert!(check("http://c:4318/?a=b")[0].contains("query"));
-        assert!(check("")[0].contains("must be set"));
     }
 }

@@ -135,8 +135,8 @@ impl BatchQueue {
 mod tests {
     use super::*;
     use crate::exporter::BuildContext;
-    use crate::telemetry::registry::Registry;
     use phoenix_processors::model::Batch;
+    use phoenix_telemetry::registry::Registry;
     use std::sync::Arc;
 
     fn metrics() -> ExporterMetrics {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::RetryConfig;
+use phoenix_config::exporter::RetryConfig;
 
 /// Why an attempt failed, as the transports classify it.
 #[derive(Debug, Clone, PartialEq)]

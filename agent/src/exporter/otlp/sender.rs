@@ -14,13 +14,13 @@ use phoenix_processors::model::Batch;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::RetryConfig;
 use super::queue::{BatchQueue, Pushed};
 use super::retry::{Backoff, SendError, XorShift};
 use crate::exporter::{
     BoxFuture, BuildContext, ExportBatch, Exporter, ExporterMetrics, ShutdownReport,
 };
-use crate::telemetry::registry::Counter;
+use phoenix_config::exporter::RetryConfig;
+use phoenix_telemetry::registry::Counter;
 
 /// What the server said about an accepted request.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -13,7 +13,7 @@ use std::time::Instant;
 use phoenix_processors::semconv;
 use phoenix_processors::{Attributes, KeyValue, Str, Value};
 
-use super::config::ProcfsConfig;
+use phoenix_config::receiver::procfs::ProcfsConfig;
 
 /// The identifying strings of one process (interned where shared).
 #[derive(Debug, Clone, PartialEq)]
@@ -250,7 +250,7 @@ mod tests {
         let mut config = ProcfsConfig::default();
         config.resource_attributes.insert(
             semconv::PROCESS_OWNER.into(),
-            super::super::config::Toggle { enabled: false },
+            phoenix_config::receiver::procfs::Toggle { enabled: false },
         );
         let keys = AttrKeys::new(&config);
         let attrs = keys.build(&identity(42, "nginx"));

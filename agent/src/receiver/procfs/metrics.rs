@@ -4,100 +4,9 @@
 use std::sync::Arc;
 
 use phoenix_processors::semconv;
-use phoenix_processors::{Attributes, KeyValue, MetricDesc, MetricKind, Value};
+use phoenix_processors::{Attributes, KeyValue, MetricDesc, Value};
 
-use super::config::ProcfsConfig;
-
-/// One metric the receiver knows: semconv name, description, unit, kind, and
-/// whether it is on without configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct MetricSpec {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub unit: &'static str,
-    pub kind: MetricKind,
-    pub enabled_by_default: bool,
-}
-
-/// Every metric, in the order a resource lists them. The defaults match the
-/// OpenTelemetry Collector's hostmetrics process scraper, so a user moving
-/// over gets the same series.
-pub const METRICS: &[MetricSpec] = &[
-    MetricSpec {
-        name: semconv::PROCESS_CPU_TIME,
-        description: "Total CPU seconds broken down by different CPU modes.",
-        unit: "s",
-        kind: MetricKind::COUNTER,
-        enabled_by_default: true,
-    },
-    MetricSpec {
-        name: semconv::PROCESS_CPU_UTILIZATION,
-        description: "Difference in process.cpu.time since the last measurement, divided by the elapsed time and number of CPUs available to the process.",
-        unit: "1",
-        kind: MetricKind::Gauge,
-        enabled_by_default: false,
-    },
-    MetricSpec {
-        name: semconv::PROCESS_MEMORY_USAGE,
-        description: "The amount of physical memory in use.",
-        unit: "By",
-        kind: MetricKind::UP_DOWN_COUNTER,
-        enabled_by_default: true,
-    },
-    MetricSpec {
-        name: semconv::PROCESS_MEMORY_VIRTUAL,
-        description: "The amount of committed virtual memory.",
-        unit: "By",
-        kind: MetricKind::UP_DOWN_COUNTER,
-        enabled_by_default: true,
-    },
-    MetricSpec {
-        name: semconv::PROCESS_DISK_IO,
-        description: "Disk bytes transferred.",
-        unit: "By",
-        kind: MetricKind::COUNTER,
-        enabled_by_default: true,
-    },
-    MetricSpec {
-        name: semconv::PROCESS_THREAD_COUNT,
-        description: "Process threads count.",
-        unit: "{thread}",
-        kind: MetricKind::UP_DOWN_COUNTER,
-        enabled_by_default: false,
-    },
-    MetricSpec {
-        name: semconv::PROCESS_UNIX_FILE_DESCRIPTOR_COUNT,
-        description: "Number of unix file descriptors in use by the process.",
-        unit: "{file_descriptor}",
-        kind: MetricKind::UP_DOWN_COUNTER,
-        enabled_by_default: false,
-    },
-    MetricSpec {
-        name: semconv::PROCESS_CONTEXT_SWITCHES,
-        description: "Number of times the process has been context switched.",
-        unit: "{context_switch}",
-        kind: MetricKind::COUNTER,
-        enabled_by_default: false,
-    },
-    MetricSpec {
-        name: semconv::PROCESS_PAGING_FAULTS,
-        description: "Number of page faults the process has made.",
-        unit: "{fault}",
-        kind: MetricKind::COUNTER,
-        enabled_by_default: false,
-    },
-    MetricSpec {
-        name: semconv::PROCESS_UPTIME,
-        description: "The time the process has been running.",
-        unit: "s",
-        kind: MetricKind::Gauge,
-        enabled_by_default: false,
-    },
-];
-
-pub fn spec(name: &str) -> Option<&'static MetricSpec> {
-    METRICS.iter().find(|m| m.name == name)
-}
+use phoenix_config::receiver::procfs::{ProcfsConfig, spec};
 
 /// The descriptor of each metric, `None` when it is disabled: the option is
 /// both the on/off switch the scrape loop tests and the shared `Arc` it clones.
@@ -214,44 +123,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_match_the_collector_process_scraper() {
-        let on: Vec<&str> = METRICS
-            .iter()
-            .filter(|m| m.enabled_by_default)
-            .map(|m| m.name)
-            .collect();
-        assert_eq!(
-            on,
-            [
-                "process.cpu.time",
-                "process.memory.usage",
-                "process.memory.virtual",
-                "process.disk.io"
-            ]
-        );
+    fn descriptors_exist_for_enabled_metrics_only() {
         let descs = Descs::new(&ProcfsConfig::default());
         assert_eq!(descs.enabled_count(), 4);
         assert!(descs.cpu_utilization.is_none());
-    }
-
-    #[test]
-    fn kinds_and_units_follow_semconv() {
-        let k = |n| spec(n).map(|s| (s.kind, s.unit));
-        assert_eq!(k("process.cpu.time"), Some((MetricKind::COUNTER, "s")));
-        assert_eq!(k("process.cpu.utilization"), Some((MetricKind::Gauge, "1")));
-        assert_eq!(
-            k("process.memory.usage"),
-            Some((MetricKind::UP_DOWN_COUNTER, "By"))
-        );
-        assert_eq!(
-            k("process.unix.file_descriptor.count"),
-            Some((MetricKind::UP_DOWN_COUNTER, "{file_descriptor}"))
-        );
-        assert_eq!(
-            k("process.context_switches"),
-            Some((MetricKind::COUNTER, "{context_switch}"))
-        );
-        assert_eq!(k("process.uptime"), Some((MetricKind::Gauge, "s")));
-        assert_eq!(k("process.cpu.seconds"), None);
     }
 }

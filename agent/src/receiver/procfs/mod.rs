@@ -17,7 +17,6 @@
 //! read is still emitted, and nothing is logged per process.
 
 mod cache;
-mod config;
 mod metrics;
 mod parse;
 mod sys;
@@ -34,12 +33,13 @@ use phoenix_processors::{
 };
 use smallvec::{SmallVec, smallvec};
 
-use crate::telemetry::registry::{Counter, DURATION_BUCKETS, Gauge, Histogram, Registry};
+use phoenix_telemetry::registry::{Counter, DURATION_BUCKETS, Gauge, Histogram, Registry};
 
 use cache::{AttrKeys, CachedProcess, CpuSample, Identity, ProcessCache};
-pub use config::{ProcfsConfig, Toggle};
 use metrics::{Descs, PointAttrs};
 use parse::{ContextSwitches, Io, Stat};
+/// The receiver's config lives in the config crate, beside the others.
+pub use phoenix_config::receiver::procfs::{ProcfsConfig, Toggle};
 pub(crate) use sys::hostname;
 use sys::{Dir, PidPath, ReadError};
 use users::Users;

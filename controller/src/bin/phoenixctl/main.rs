@@ -281,7 +281,7 @@ fn duration(text: &str) -> Result<Duration, String> {
     if text.len() > 16 {
         return Err(format!("invalid duration {text:?}"));
     }
-    phoenix_agent::config::duration::parse_duration(text)
+    phoenix_config::duration::parse_duration(text)
 }
 
 /// A failed command: the message, and the exit code.

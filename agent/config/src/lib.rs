@@ -1,14 +1,20 @@
-//! Agent configuration: YAML in the OpenTelemetry Collector's shape.
+//! The agent's configuration: YAML in the OpenTelemetry Collector's shape.
 //!
 //! Loading is pure (text in, typed config or every error out) so it can be
-//! tested without an environment and reused by `validate`, startup and, later,
-//! reloads. Errors name the component and, where the YAML has one, the line
-//! and column.
+//! tested without an environment and shared by the agent (startup,
+//! `validate`, reloads) and the controller (pushed configs), which links
+//! this crate and not the agent's runtime. Every receiver's and exporter's
+//! config struct lives here, beside the others, with its own `validate`.
+//! Errors name the component and, where the YAML has one, the line and
+//! column.
 
 pub mod component_id;
 pub mod duration;
 mod env;
+pub mod exporter;
+mod hash;
 mod locate;
+pub mod receiver;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,10 +24,13 @@ use serde::Deserialize;
 use serde_norway::Value;
 
 pub use component_id::ComponentId;
+pub use hash::{config_hash, short_hash};
+pub use phoenix_telemetry::LogFormat;
 
 use phoenix_processors::ProcessorConfig;
 
-use crate::exporter::ExporterConfig;
+pub use crate::exporter::ExporterConfig;
+pub use crate::receiver::ReceiverConfig;
 use crate::receiver::procfs::ProcfsConfig;
 
 /// The configuration the agent runs when started without `--config`.
@@ -67,20 +76,6 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
-
-/// The typed config of a receiver, chosen by the type part of its id.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReceiverConfig {
-    Procfs(ProcfsConfig),
-}
-
-impl ReceiverConfig {
-    pub fn collection_interval(&self) -> std::time::Duration {
-        match self {
-            ReceiverConfig::Procfs(c) => c.collection_interval,
-        }
-    }
-}
 
 /// Whether a pipeline's output leaves the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
@@ -130,13 +125,6 @@ impl Default for LogsConfig {
             format: LogFormat::Text,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// The agent's own telemetry (`service.telemetry`).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use phoenix_processors::semconv;
 use serde::Deserialize;
 
-use super::metrics::{METRICS, spec};
+use phoenix_processors::MetricKind;
 
 /// Every resource attribute the receiver can set; all are on by default.
 pub const RESOURCE_ATTRIBUTES: &[&str] = &[
@@ -23,11 +23,102 @@ pub const RESOURCE_ATTRIBUTES: &[&str] = &[
     semconv::HOST_NAME,
 ];
 
+/// One metric the receiver knows: semconv name, description, unit, kind, and
+/// whether it is on without configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub unit: &'static str,
+    pub kind: MetricKind,
+    pub enabled_by_default: bool,
+}
+
+/// Every metric, in the order a resource lists them. The defaults match the
+/// OpenTelemetry Collector's hostmetrics process scraper, so a user moving
+/// over gets the same series.
+pub const METRICS: &[MetricSpec] = &[
+    MetricSpec {
+        name: semconv::PROCESS_CPU_TIME,
+        description: "Total CPU seconds broken down by different CPU modes.",
+        unit: "s",
+        kind: MetricKind::COUNTER,
+        enabled_by_default: true,
+    },
+    MetricSpec {
+        name: semconv::PROCESS_CPU_UTILIZATION,
+        description: "Difference in process.cpu.time since the last measurement, divided by the elapsed time and number of CPUs available to the process.",
+        unit: "1",
+        kind: MetricKind::Gauge,
+        enabled_by_default: false,
+    },
+    MetricSpec {
+        name: semconv::PROCESS_MEMORY_USAGE,
+        description: "The amount of physical memory in use.",
+        unit: "By",
+        kind: MetricKind::UP_DOWN_COUNTER,
+        enabled_by_default: true,
+    },
+    MetricSpec {
+        name: semconv::PROCESS_MEMORY_VIRTUAL,
+        description: "The amount of committed virtual memory.",
+        unit: "By",
+        kind: MetricKind::UP_DOWN_COUNTER,
+        enabled_by_default: true,
+    },
+    MetricSpec {
+        name: semconv::PROCESS_DISK_IO,
+        description: "Disk bytes transferred.",
+        unit: "By",
+        kind: MetricKind::COUNTER,
+        enabled_by_default: true,
+    },
+    MetricSpec {
+        name: semconv::PROCESS_THREAD_COUNT,
+        description: "Process threads count.",
+        unit: "{thread}",
+        kind: MetricKind::UP_DOWN_COUNTER,
+        enabled_by_default: false,
+    },
+    MetricSpec {
+        name: semconv::PROCESS_UNIX_FILE_DESCRIPTOR_COUNT,
+        description: "Number of unix file descriptors in use by the process.",
+        unit: "{file_descriptor}",
+        kind: MetricKind::UP_DOWN_COUNTER,
+        enabled_by_default: false,
+    },
+    MetricSpec {
+        name: semconv::PROCESS_CONTEXT_SWITCHES,
+        description: "Number of times the process has been context switched.",
+        unit: "{context_switch}",
+        kind: MetricKind::COUNTER,
+        enabled_by_default: false,
+    },
+    MetricSpec {
+        name: semconv::PROCESS_PAGING_FAULTS,
+        description: "Number of page faults the process has made.",
+        unit: "{fault}",
+        kind: MetricKind::COUNTER,
+        enabled_by_default: false,
+    },
+    MetricSpec {
+        name: semconv::PROCESS_UPTIME,
+        description: "The time the process has been running.",
+        unit: "s",
+        kind: MetricKind::Gauge,
+        enabled_by_default: false,
+    },
+];
+
+pub fn spec(name: &str) -> Option<&'static MetricSpec> {
+    METRICS.iter().find(|m| m.name == name)
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcfsConfig {
     /// How often to scrape (the pipeline runtime's timer reads it).
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub collection_interval: Duration,
     /// Where the host's filesystem is: `<root_path>/proc` and
     /// `<root_path>/etc/passwd` are read (`/host` in a DaemonSet).
@@ -146,6 +237,45 @@ mod tests {
 
     fn yaml(text: &str) -> Result<ProcfsConfig, serde_norway::Error> {
         serde_norway::from_str(text)
+    }
+
+    #[test]
+    fn defaults_match_the_collector_process_scraper() {
+        let on: Vec<&str> = METRICS
+            .iter()
+            .filter(|m| m.enabled_by_default)
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(
+            on,
+            [
+                "process.cpu.time",
+                "process.memory.usage",
+                "process.memory.virtual",
+                "process.disk.io"
+            ]
+        );
+    }
+
+    #[test]
+    fn kinds_and_units_follow_semconv() {
+        let k = |n| spec(n).map(|s| (s.kind, s.unit));
+        assert_eq!(k("process.cpu.time"), Some((MetricKind::COUNTER, "s")));
+        assert_eq!(k("process.cpu.utilization"), Some((MetricKind::Gauge, "1")));
+        assert_eq!(
+            k("process.memory.usage"),
+            Some((MetricKind::UP_DOWN_COUNTER, "By"))
+        );
+        assert_eq!(
+            k("process.unix.file_descriptor.count"),
+            Some((MetricKind::UP_DOWN_COUNTER, "{file_descriptor}"))
+        );
+        assert_eq!(
+            k("process.context_switches"),
+            Some((MetricKind::COUNTER, "{context_switch}"))
+        );
+        assert_eq!(k("process.uptime"), Some((MetricKind::Gauge, "s")));
+        assert_eq!(k("process.cpu.seconds"), None);
     }
 
     #[test]

@@ -1,0 +1,40 @@
+//! A config's identity: the SHA-256 of its text.
+
+/// SHA-256 of a config text, as lowercase hex: the config's identity in
+/// logs, `/healthz`, `/metrics` and the controller protocol.
+pub fn config_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest.as_ref() {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The first 12 characters of a hash, as logs and messages show it (a
+/// shorter text passes through whole).
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_sha256_hex() {
+        // SHA-256 of the empty string, as published in FIPS 180-2 examples.
+        assert_eq!(
+            config_hash(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(short_hash(&config_hash("")), "e3b0c44298fc");
+        assert_eq!(short_hash("abc"), "abc");
+        // Cut on a character boundary or not at all.
+        assert_eq!(short_hash("ééééééé"), "éééééé");
+        assert_eq!(short_hash("aéééééé"), "aéééééé");
+    }
+}
