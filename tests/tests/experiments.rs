@@ -312,27 +312,18 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
     assert_eq!(report.analysis.verdict, "succeeded", "{report:?}");
     assert_eq!(report.analysis.winner.as_deref(), Some("aggressive"));
     let candidate = &report.analysis.candidates[0];
-    let reduction = candidate.kpis.series_reduction.expect("measured").value;
+    let series_reduction = candidate.kpis.series_reduction.expect("measured");
+    let reduction = series_reduction.value;
     let expected = 1.0 - cand_series as f64 / base_series as f64;
     assert!(
         (reduction - expected).abs() < 1e-9,
         "{reduction} vs {expected}"
     );
-    let low = candidate["kpis"]["series_reduction"]["low"]
-        .as_f64()
-        .unwrap();
-    let high = candidate["kpis"]["series_reduction"]["high"]
-        .as_f64()
-        .unwrap();
+    let (low, high) = (series_reduction.low, series_reduction.high);
     assert!(low <= reduction && reduction <= high && high > 0.3);
-    assert_eq!(candidate["kpis"]["critical_coverage"]["value"], 1.0);
-    assert!(report["variants"][0]["monthly_cost"].as_f64().unwrap() > 0.0);
-    assert!(
-        report["recommendation"]
-            .as_str()
-            .unwrap()
-            .starts_with("Promote")
-    );
+    assert_eq!(candidate.kpis.critical_coverage.map(|e| e.value), Some(1.0));
+    assert!(report.analysis.variants[0].monthly_cost > 0.0);
+    assert!(report.analysis.recommendation.starts_with("Promote"));
     let printed = phoenixctl(http, &["experiment", "report", &id]);
     let printed = String::from_utf8_lossy(&printed.stdout);
     assert!(
