@@ -236,6 +236,15 @@ pub enum VariantRole {
     Candidate,
 }
 
+impl VariantRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VariantRole::Baseline => "baseline",
+            VariantRole::Candidate => "candidate",
+        }
+    }
+}
+
 /// The verdict in one line: verdict, winner, and per candidate the
 /// series and bytes reduction and the critical coverage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use phoenix_api::{
     ActionRequest, DefinitionRequest, Estimate, ExperimentAction, ExperimentDetail, ExperimentList,
     ExperimentReport, ExperimentResults, ExperimentState, ExperimentSummary, Headline, Outcome,
-    ResultPoint, ValidationReport, VariantRole,
+    ResultPoint, ValidationReport,
 };
 use serde_json::json;
 
@@ -323,13 +323,6 @@ fn reductions_cell(headline: Option<&Headline>) -> String {
     }
 }
 
-fn role(r: VariantRole) -> &'static str {
-    match r {
-        VariantRole::Baseline => "baseline",
-        VariantRole::Candidate => "candidate",
-    }
-}
-
 fn get_text(d: &ExperimentDetail) -> String {
     let e = &d.summary;
     let mut t = format!("experiment {}  {:?}  {}\n", e.id, e.name, e.state);
@@ -348,7 +341,7 @@ fn get_text(d: &ExperimentDetail) -> String {
         .variants
         .iter()
         .map(|v| {
-            let mut d = format!("{} ({}, {}", v.name, role(v.role), v.mode);
+            let mut d = format!("{} ({}, {}", v.name, v.role.as_str(), v.mode);
             if let Some(template) = v.template.as_deref().filter(|t| !t.is_empty()) {
                 d.push_str(&format!(", {template}"));
             }
