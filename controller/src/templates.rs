@@ -7,17 +7,15 @@ use std::path::Path;
 /// Template files larger than this are skipped: they are configs, not data.
 const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
 
-/// One template.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Template {
-    /// The file name without `.yaml`.
-    pub name: String,
-    /// The first comment line of the file (`# name: what it keeps`).
-    pub description: String,
-    /// SHA-256 of the content: what an agent reports once it runs it.
-    pub hash: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
+pub use phoenix_api::Template;
+
+/// The templates directory cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the templates directory {dir}")]
+pub struct ListError {
+    dir: String,
+    #[source]
+    source: std::io::Error,
 }
 
 /// Names are file stems of visible, path-free characters: a name from a
@@ -47,9 +45,11 @@ fn describe(name: &str, content: &str) -> Template {
 }
 
 /// Every template in `dir`, sorted by name.
-pub fn list(dir: &Path) -> Result<Vec<Template>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read the templates directory {}: {e}", dir.display()))?;
+pub fn list(dir: &Path) -> Result<Vec<Template>, ListError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ListError {
+        dir: dir.display().to_string(),
+        source,
+    })?;
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
+use phoenix_api::{AgentList, AgentStatus, Push, PushCreated, PushStatus};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -18,7 +18,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Run phoenixctl against `base` off the async workers.
 async fn ctl(base: &str, token: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenixctl"));
+    let mut cmd = Command::new(phoenixctl_binary());
     cmd.env_remove("PHOENIX_API_TOKEN")
         .env_remove("PHOENIX_SERVER")
         .arg("--server")
@@ -68,9 +68,10 @@ async fn phoenixctl_lists_pushes_follows_and_validates() {
         &["agents", "list", "--label", "role=db", "-o", "json"],
     )
     .await;
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["agents"].as_array().unwrap().len(), 1);
-    assert_eq!(json["agents"][0]["id"], "db-1");
+    let list: AgentList = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.agents.len(), 1);
+    assert_eq!(list.agents[0].id, "db-1");
+    assert_eq!(list.agents[0].status, AgentStatus::Online);
     let out = ctl(&base, Some(API_TOKEN), &["agents", "get", "web-1"]).await;
     assert!(stdout(&out).contains("web-1.test"), "{}", stdout(&out));
 
@@ -132,8 +133,8 @@ async fn phoenixctl_lists_pushes_follows_and_validates() {
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = created["id"].as_str().unwrap();
+    let created: PushCreated = serde_json::from_slice(&out.stdout).unwrap();
+    let id = created.id.as_str();
     let out = ctl(
         &base,
         Some(API_TOKEN),
@@ -152,9 +153,10 @@ async fn phoenixctl_lists_pushes_follows_and_validates() {
         &["config", "status", id, "-o", "json"],
     )
     .await;
-    let push: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(push["counts"]["applied"], 1);
-    assert_eq!(push["counts"]["failed"], 1);
+    let push: Push = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((push.counts.applied, push.counts.failed), (1, 1));
+    assert_eq!(push.status, PushStatus::Failed);
+    assert_eq!(push.targets.len(), 2);
     let out = ctl(&base, Some(API_TOKEN), &["config", "list"]).await;
     assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
 

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use serde_json::Value;
+use phoenix_api::{ExperimentReport, ExperimentState};
 
 const MINIMAL: &str = "\
 name: test
@@ -35,7 +35,7 @@ criteria: { min_series_reduction: 5 }
 ";
 
 fn command(base: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoenixctl"));
+    let mut cmd = Command::new(phoenixctl_binary());
     cmd.env_remove("PHOENIX_SERVER")
         .env("PHOENIX_API_TOKEN", API_TOKEN)
         .env("USER", "tester")
@@ -260,9 +260,9 @@ async fn phoenixctl_creates_starts_stops_and_reports_experiments() {
     );
     assert!(text.contains("final: no"), "{text}");
     let out = ctl(&base, &["experiment", "report", &draft, "--json"]).await;
-    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
-    assert_eq!(report["final"], false);
-    assert_eq!(report["state"], "draft");
+    let report: ExperimentReport = serde_json::from_slice(&out.stdout).expect("report JSON");
+    assert!(!report.is_final);
+    assert_eq!(report.state, ExperimentState::Draft);
     let out = ctl(&base, &["experiment", "results", &draft]).await;
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     assert!(

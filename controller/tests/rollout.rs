@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use phoenix_api::{AgentDetail, AuditLog, Push, PushList, PushStatus, PushTargetState};
 use phoenix_proto::v1::{
     AgentMessage, ConfigState, ConfigStatus, IntervalStats, PipelineStats, agent_message,
 };
@@ -158,19 +159,20 @@ async fn a_push_reaches_only_matching_agents_and_applied_shows_the_hash() {
         "dev must not get the push"
     );
 
-    let push = c.http.wait_push(&id, |p| p["complete"] == true).await;
-    assert_eq!(push["status"], "applied", "{push}");
-    assert_eq!(push["counts"]["applied"], 2);
-    for a in ["prod-1", "prod-2"] {
-        let t = target(&push, a);
-        assert_eq!(t["state"], "applied");
-        assert_eq!(t["hash"], hash.as_str());
-        assert_eq!(t["error"], "");
+    let push: Push = typed(c.http.wait_push(&id, |p| p["complete"] == true).await);
+    assert_eq!(push.status, PushStatus::Applied, "{push:?}");
+    assert_eq!(push.counts.applied, 2);
+    assert_eq!(push.total, 2);
+    for t in &push.targets {
+        assert_eq!(t.state, PushTargetState::Applied);
+        assert_eq!(t.hash, hash);
+        assert_eq!(t.error, "");
     }
-    let (_, agent) = c.http.get("/api/v1/agents/prod-1").await;
-    assert_eq!(agent["config"]["effective_hash"], hash.as_str());
-    assert_eq!(agent["desired"]["push_id"], id.as_str());
-    assert_eq!(agent["desired"]["state"], "applied");
+    let agent: AgentDetail = c.http.get_as("/api/v1/agents/prod-1").await;
+    assert_eq!(agent.agent.config.effective_hash, hash);
+    let desired = agent.agent.desired.expect("a desired config");
+    assert_eq!(desired.push_id, id);
+    assert_eq!(desired.state, Some(PushTargetState::Applied));
 
     // The same config again is the same config version (deduplicated) but a new push.
     let (status, again) = c
@@ -202,21 +204,24 @@ async fn a_push_reaches_only_matching_agents_and_applied_shows_the_hash() {
     assert_eq!(push["author"], "anonymous");
 
     // Every push and outcome is in the audit log.
-    let (_, audit) = c.http.get(&format!("/api/v1/audit?push={id}")).await;
-    let actions: Vec<&str> = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let audit: AuditLog = c.http.get_as(&format!("/api/v1/audit?push={id}")).await;
+    let actions: Vec<&str> = audit.entries.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions.iter().filter(|a| **a == "push.applied").count(),
         2,
-        "{audit}"
+        "{actions:?}"
     );
-    assert!(actions.contains(&"push.created"), "{audit}");
-    let (_, list) = c.http.get("/api/v1/pushes?limit=10").await;
-    assert_eq!(list["pushes"].as_array().unwrap().len(), 3);
+    assert!(actions.contains(&"push.created"), "{actions:?}");
+    assert!(
+        audit
+            .entries
+            .iter()
+            .all(|e| e.push_id.as_deref() == Some(id.as_str()))
+    );
+    let list: PushList = c.http.get_as("/api/v1/pushes?limit=10").await;
+    assert_eq!(list.pushes.len(), 3);
+    // Listed pushes carry no targets.
+    assert!(list.pushes.iter().all(|p| p.targets.is_empty()));
     c.stop().await;
 }
 

@@ -1,6 +1,7 @@
-//! RFC 3339 timestamps, the one place Phoenix turns Unix nanoseconds into
+//! Time as text, in one place: RFC 3339 timestamps (Unix nanoseconds into
 //! dates and back, without a date crate: nothing needs more than UTC
-//! formatting and "how many nanoseconds since the epoch".
+//! formatting and "how many nanoseconds since the epoch") and durations
+//! written the Collector's way (`10s`, `500ms`), for configs and command lines.
 //!
 //! - the procfs receiver writes `process.creation.time` with
 //!   [`format_rfc3339_millis`] (`2026-11-25T17:36:12.340Z`);
@@ -13,6 +14,7 @@
 //! nanoseconds reaches 2554, so every formatted year has four digits.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const NANOS_PER_MILLI: u64 = 1_000_000;
@@ -164,6 +166,34 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// Parse `500ms`, `10s`, `2m`, `1h`, `1d`, `1.5s` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 10s, 500ms, 1m"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        other => {
+            return Err(format!(
+                "invalid duration {text:?}: unknown unit {other:?} (use ns, us, ms, s, m, h, d)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("invalid duration {text:?}: out of range"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +325,23 @@ mod tests {
             prop_assert!(d0 <= days_in_month(y0, m0));
             prop_assert_eq!(days_from_civil(y0 as i64, m0, d0), days as i64);
         }
+    }
+
+    #[test]
+    fn parses_collector_style_durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_duration("ten seconds").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        // Out of range is an error, never a panic.
+        assert!(parse_duration("99999999999999999999h").is_err());
     }
 }

@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use phoenix_api::{
+    ExperimentAction, ExperimentDetail, ExperimentList, ExperimentReport, ExperimentState,
+    ExperimentSummary,
+};
 use phoenix_tests::fleet::{
     Agent, api, hash_of, online, phoenixctl, start_agent_with_env, start_controller,
 };
@@ -112,11 +116,25 @@ fn create_and_start(http: u16, text: &str) -> String {
     let body = serde_json::json!({ "definition": text, "author": "e2e" }).to_string();
     let (status, created) = api(http, "POST", "/api/v1/experiments", &body);
     assert_eq!(status, 201, "{created}");
-    assert_eq!(created["state"], "draft");
-    let id = created["id"].as_str().unwrap().to_string();
+    let created: ExperimentSummary = typed(created);
+    assert_eq!(created.state, ExperimentState::Draft);
+    assert_eq!(
+        created.actions,
+        [ExperimentAction::Start, ExperimentAction::Stop]
+    );
+    let id = created.id;
     let (status, started) = api(http, "POST", &format!("/api/v1/experiments/{id}/start"), "");
     assert_eq!(status, 200, "{started}");
+    let started: ExperimentSummary = typed(started);
+    assert_eq!(started.state, ExperimentState::Pending);
+    assert_eq!(started.actions, [ExperimentAction::Stop]);
     id
+}
+
+/// A JSON answer as its API type (a missing or renamed field fails here).
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    let text = v.to_string();
+    serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 fn get(http: u16, id: &str) -> Value {
@@ -233,8 +251,9 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
         ],
     );
     assert_eq!(created.status.code(), Some(0), "{created:?}");
-    let started: Value = serde_json::from_slice(&created.stdout).expect("-o json is JSON");
-    let id = started["id"].as_str().unwrap().to_string();
+    let started: ExperimentSummary =
+        serde_json::from_slice(&created.stdout).expect("-o json is the experiment");
+    let id = started.id;
     let done = wait_succeeded(http, &id);
 
     // Every stored measurement is what the agent exported for that
@@ -288,33 +307,23 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
 
     // The verdict's numbers are those measurements.
     let (_, report) = api(http, "GET", &format!("/api/v1/experiments/{id}/report"), "");
-    assert_eq!(report["final"], true);
-    assert_eq!(report["verdict"], "succeeded", "{report}");
-    assert_eq!(report["winner"], "aggressive");
-    let candidate = &report["candidates"][0];
-    let reduction = candidate["kpis"]["series_reduction"]["value"]
-        .as_f64()
-        .unwrap();
+    let report: ExperimentReport = typed(report);
+    assert!(report.is_final);
+    assert_eq!(report.analysis.verdict, "succeeded", "{report:?}");
+    assert_eq!(report.analysis.winner.as_deref(), Some("aggressive"));
+    let candidate = &report.analysis.candidates[0];
+    let series_reduction = candidate.kpis.series_reduction.expect("measured");
+    let reduction = series_reduction.value;
     let expected = 1.0 - cand_series as f64 / base_series as f64;
     assert!(
         (reduction - expected).abs() < 1e-9,
         "{reduction} vs {expected}"
     );
-    let low = candidate["kpis"]["series_reduction"]["low"]
-        .as_f64()
-        .unwrap();
-    let high = candidate["kpis"]["series_reduction"]["high"]
-        .as_f64()
-        .unwrap();
+    let (low, high) = (series_reduction.low, series_reduction.high);
     assert!(low <= reduction && reduction <= high && high > 0.3);
-    assert_eq!(candidate["kpis"]["critical_coverage"]["value"], 1.0);
-    assert!(report["variants"][0]["monthly_cost"].as_f64().unwrap() > 0.0);
-    assert!(
-        report["recommendation"]
-            .as_str()
-            .unwrap()
-            .starts_with("Promote")
-    );
+    assert_eq!(candidate.kpis.critical_coverage.map(|e| e.value), Some(1.0));
+    assert!(report.analysis.variants[0].monthly_cost > 0.0);
+    assert!(report.analysis.recommendation.starts_with("Promote"));
     let printed = phoenixctl(http, &["experiment", "report", &id]);
     let printed = String::from_utf8_lossy(&printed.stdout);
     assert!(
@@ -325,8 +334,9 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
     // Promote: the agents run the winner's config.
     let promoted = phoenixctl(http, &["-o", "json", "experiment", "promote", &id]);
     assert_eq!(promoted.status.code(), Some(0), "{promoted:?}");
-    let promoted: Value = serde_json::from_slice(&promoted.stdout).unwrap();
-    assert_eq!(promoted["state"], "promoted");
+    let promoted: ExperimentSummary = serde_json::from_slice(&promoted.stdout).unwrap();
+    assert_eq!(promoted.state, ExperimentState::Promoted);
+    assert_eq!(promoted.actions, [ExperimentAction::Rollback]);
     let push = get(http, &id)["promoted_push"]
         .as_str()
         .unwrap()
@@ -355,8 +365,9 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
         ],
     );
     assert_eq!(rolled.status.code(), Some(0), "{rolled:?}");
-    let rolled: Value = serde_json::from_slice(&rolled.stdout).unwrap();
-    assert_eq!(rolled["state"], "rolled_back");
+    let rolled: ExperimentSummary = serde_json::from_slice(&rolled.stdout).unwrap();
+    assert_eq!(rolled.state, ExperimentState::RolledBack);
+    assert!(rolled.actions.is_empty());
     // What was restored completes the reason (by this request, or by the
     // scheduler if it took the restore first).
     wait_for(Duration::from_secs(10), || {
@@ -519,6 +530,9 @@ fn illegal_transitions_are_refused_and_concurrent_requests_leave_one_history() {
         "{v}"
     );
     assert_eq!(path(&v), ["draft", "pending", "deploying", "failed"]);
+    // What the answer offers is what the controller accepts.
+    let failed: ExperimentDetail = typed(v);
+    assert_eq!(failed.summary.actions, [ExperimentAction::Rollback]);
     // Failed with nothing deployed: start and stop are refused.
     for action in ["start", "stop"] {
         let (status, _) = api(
@@ -556,5 +570,6 @@ fn illegal_transitions_are_refused_and_concurrent_requests_leave_one_history() {
     );
     assert_eq!(status, 404);
     let (_, list) = api(http, "GET", "/api/v1/experiments", "");
-    assert_eq!(list["experiments"].as_array().unwrap().len(), 2);
+    let list: ExperimentList = typed(list);
+    assert_eq!(list.experiments.len(), 2);
 }

@@ -48,12 +48,11 @@ fn a_fleet_takes_pushed_configs_and_explains_failures() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let push: serde_json::Value = serde_json::from_str(&stdout).expect("-o json is JSON");
-    assert_eq!(push["status"], "applied", "{push}");
-    let targets = push["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 1, "exactly the prod agent: {push}");
-    let pushed_hash = push["hash"].as_str().unwrap().to_string();
-    assert_eq!(targets[0]["hash"], pushed_hash.as_str());
+    let push: phoenix_api::Push = serde_json::from_str(&stdout).expect("-o json is the push");
+    assert_eq!(push.status, phoenix_api::PushStatus::Applied, "{push:?}");
+    assert_eq!(push.targets.len(), 1, "exactly the prod agent: {push:?}");
+    let pushed_hash = push.hash.clone();
+    assert_eq!(push.targets[0].hash, pushed_hash);
     assert_eq!(hash_of(&prod), pushed_hash);
     assert_eq!(hash_of(&dev), dev_hash, "the dev agent is untouched");
     wait_for(Duration::from_secs(10), || {

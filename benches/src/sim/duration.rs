@@ -24,7 +24,7 @@ impl HumanDuration {
 }
 
 /// Parse `text` with the agent's own duration syntax.
-pub use phoenix_config::duration::parse_duration as parse;
+pub use phoenix_processors::time::parse_duration as parse;
 
 impl FromStr for HumanDuration {
     type Err = String;

@@ -9,146 +9,93 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
+use phoenix_api::{
+    ActionRequest, DefinitionRequest, ExperimentAction, ExperimentDetail, ExperimentList,
+    ExperimentResults, ExperimentSummary, ExperimentTarget, Headline, PreviousSource,
+    RawMeasurement, ResultPoint, TransitionEntry, ValidationReport, VariantInfo, VariantRole,
+};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, MAX_AUTHOR, ok};
-use crate::experiment::analysis::Measurement;
-use crate::experiment::spec::{ExperimentSpec, SpecError};
+use super::views::opt_time;
+use super::{ApiError, ApiResult, author, created, db, reply};
+use crate::experiment::analysis::{Measurement, Report};
+use crate::experiment::spec::{self, ExperimentSpec, VariantSpec};
+use crate::experiment::state::{Lifecycle, State as ExperimentState};
 use crate::experiment::{self, ExperimentError};
-use crate::store::ExperimentRecord;
-use crate::{Shared, blocking, rfc3339_ms};
-
-fn error(e: ExperimentError) -> ApiError {
-    match e {
-        ExperimentError::Invalid(errors) => ApiError {
-            status: StatusCode::BAD_REQUEST,
-            body: json!({
-                "error": format!("the experiment is invalid: {} error(s)", errors.len()),
-                "errors": errors,
-            }),
-        },
-        ExperimentError::NotFound(m) => ApiError::not_found(m),
-        ExperimentError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-        ExperimentError::Internal(m) => ApiError::internal(m),
-    }
-}
+use crate::store::{ExperimentRecord, StoreError};
+use crate::{Shared, rfc3339_ms};
 
 /// The body of a create or validate: the definition itself (YAML or JSON),
 /// or `{"definition": "<yaml>", "author": "..."}`.
-fn definition(body: Result<Bytes, BytesRejection>) -> Result<(String, Option<String>), ApiError> {
+fn definition(body: Result<Bytes, BytesRejection>) -> Result<DefinitionRequest, ApiError> {
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the definition is not UTF-8 text"))?;
-    if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(text)
-        && let Some(Value::String(d)) = o.get("definition")
-    {
-        let author = o.get("author").and_then(Value::as_str).map(str::to_string);
-        return Ok((d.clone(), author));
+    Ok(
+        serde_json::from_str(text).unwrap_or_else(|_| DefinitionRequest {
+            definition: text.to_string(),
+            author: None,
+        }),
+    )
+}
+
+/// An experiment in lists: state, what it allows, and headline numbers.
+pub fn summary(e: &ExperimentRecord) -> ExperimentSummary {
+    let spec: Option<ExperimentSpec> = serde_json::from_str(&e.spec).ok();
+    let mut variants = Vec::new();
+    if let Some(spec) = &spec {
+        variants.push(variant(&spec.baseline, VariantRole::Baseline));
+        variants.extend(
+            spec.candidates
+                .iter()
+                .map(|c| variant(c, VariantRole::Candidate)),
+        );
     }
-    Ok((text.to_string(), None))
-}
-
-fn author(given: Option<String>) -> Result<String, ApiError> {
-    let a = given.unwrap_or_default().trim().to_string();
-    if a.len() > MAX_AUTHOR || a.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "author must be at most {MAX_AUTHOR} bytes without control characters"
-        )));
+    ExperimentSummary {
+        id: e.id.clone(),
+        name: e.name.clone(),
+        description: spec.map(|s| s.description).unwrap_or_default(),
+        state: e.state,
+        reason: e.reason.clone(),
+        author: e.author.clone(),
+        config_hash: e.config_hash.clone(),
+        variants,
+        actions: e.state.actions(),
+        created_at: rfc3339_ms(e.created_at),
+        updated_at: rfc3339_ms(e.updated_at),
+        start_at: opt_time(e.start_at),
+        running_at: opt_time(e.running_at),
+        measure_from: opt_time(e.measure_from),
+        ends_at: opt_time(e.ends_at),
+        finished_at: opt_time(e.finished_at),
+        headline: e
+            .analysis
+            .as_deref()
+            .and_then(|a| serde_json::from_str::<Report>(a).ok())
+            .map(|a| Headline::of(&a)),
     }
-    Ok(if a.is_empty() { "anonymous".into() } else { a })
 }
 
-fn opt_time(ms: Option<i64>) -> Value {
-    ms.map(|m| Value::String(rfc3339_ms(m)))
-        .unwrap_or(Value::Null)
-}
-
-fn parse_json_field(text: Option<&str>) -> Value {
-    text.and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or(Value::Null)
-}
-
-/// The headline of a verdict: verdict, winner, and per candidate the
-/// series and bytes reduction.
-fn headline(analysis: &Value) -> Value {
-    if analysis.is_null() {
-        return Value::Null;
+fn variant(v: &VariantSpec, role: VariantRole) -> VariantInfo {
+    let is_baseline = role == VariantRole::Baseline;
+    VariantInfo {
+        name: spec::variant_name(v, is_baseline),
+        role,
+        template: v.template.clone(),
+        mode: spec::variant_mode(v, is_baseline).as_str().to_string(),
     }
-    let candidates: Vec<Value> = analysis["candidates"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|c| {
-                    json!({
-                        "name": c["name"],
-                        "outcome": c["outcome"],
-                        "series_reduction": c["kpis"]["series_reduction"]["value"],
-                        "bytes_reduction": c["kpis"]["bytes_reduction"]["value"],
-                        "critical_coverage": c["kpis"]["critical_coverage"]["value"],
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({ "verdict": analysis["verdict"], "winner": analysis["winner"], "candidates": candidates })
-}
-
-/// An experiment in lists: state and headline numbers.
-pub fn summary(e: &ExperimentRecord) -> Value {
-    let spec: Value = serde_json::from_str(&e.spec).unwrap_or(Value::Null);
-    let mut variants = vec![experiment_variant(&spec["baseline"], true)];
-    if let Some(list) = spec["candidates"].as_array() {
-        variants.extend(list.iter().map(|c| experiment_variant(c, false)));
-    }
-    json!({
-        "id": e.id,
-        "name": e.name,
-        "description": spec["description"],
-        "state": e.state.as_str(),
-        "reason": e.reason,
-        "author": e.author,
-        "config_hash": e.config_hash,
-        "variants": variants,
-        "created_at": rfc3339_ms(e.created_at),
-        "updated_at": rfc3339_ms(e.updated_at),
-        "start_at": opt_time(e.start_at),
-        "running_at": opt_time(e.running_at),
-        "measure_from": opt_time(e.measure_from),
-        "ends_at": opt_time(e.ends_at),
-        "finished_at": opt_time(e.finished_at),
-        "headline": headline(&parse_json_field(e.analysis.as_deref())),
-    })
-}
-
-/// `{name, source, mode}` of a variant in the stored spec.
-fn experiment_variant(v: &Value, is_baseline: bool) -> Value {
-    let spec: crate::experiment::spec::VariantSpec =
-        serde_json::from_value(v.clone()).unwrap_or_default();
-    json!({
-        "name": crate::experiment::spec::variant_name(&spec, is_baseline),
-        "role": if is_baseline { "baseline" } else { "candidate" },
-        "template": spec.template,
-        "mode": crate::experiment::spec::variant_mode(&spec, is_baseline).as_str(),
-    })
 }
 
 pub async fn create(
     State(shared): State<Arc<Shared>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let (text, given) = definition(body)?;
-    let author = author(given)?;
-    let record = experiment::create(&shared, text, author)
-        .await
-        .map_err(error)?;
+    let request = definition(body)?;
+    let author = author(request.author)?;
+    let record = experiment::create(&shared, request.definition, author).await?;
     let location = format!("/api/v1/experiments/{}", record.id);
-    let mut response = ok(StatusCode::CREATED, summary(&record))?;
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    created(StatusCode::CREATED, &location, &summary(&record))
 }
 
 /// Check a definition without storing it: the errors by field, or the
@@ -157,28 +104,33 @@ pub async fn validate(
     State(shared): State<Arc<Shared>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let (text, _) = definition(body)?;
-    match experiment::check(&shared, text, "exp-preview").await {
+    let request = definition(body)?;
+    let report = match experiment::check(&shared, request.definition, "exp-preview").await {
         Ok(experiment::Checked { spec, composed, .. }) => {
             let store = shared.store.clone();
             let (labels, hosts) = (spec.targets.labels.clone(), spec.targets.hosts.clone());
-            let matching = blocking(move || store.online_agents(&labels, &hosts))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(ApiError::internal)?;
-            ok(
-                StatusCode::OK,
-                json!({
-                    "valid": true,
-                    "errors": [],
-                    "matching_agents": matching,
-                    "variants": std::iter::once(spec.baseline_name()).chain(spec.candidate_names()).collect::<Vec<_>>(),
-                    "config": composed.yaml,
-                }),
-            )
+            let matching = db(move || store.online_agents(&labels, &hosts)).await?;
+            ValidationReport {
+                valid: true,
+                errors: Vec::new(),
+                matching_agents: Some(matching),
+                variants: Some(
+                    std::iter::once(spec.baseline_name())
+                        .chain(spec.candidate_names())
+                        .collect(),
+                ),
+                config: Some(composed.yaml),
+            }
         }
-        Err(errors) => ok(StatusCode::OK, json!({ "valid": false, "errors": errors })),
-    }
+        Err(errors) => ValidationReport {
+            valid: false,
+            errors,
+            matching_agents: None,
+            variants: None,
+            config: None,
+        },
+    };
+    reply(StatusCode::OK, &report)
 }
 
 #[derive(Deserialize)]
@@ -191,98 +143,86 @@ pub async fn list(
     State(shared): State<Arc<Shared>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let Query(q) = query.map_err(ApiError::bad_query)?;
     let state = match q.state.as_deref() {
         None | Some("") | Some("all") => None,
-        Some(s) => Some(crate::experiment::state::State::parse(s).ok_or_else(|| {
+        Some(s) => Some(ExperimentState::parse(s).ok_or_else(|| {
             ApiError::bad_request(format!("state {s:?} is not an experiment state"))
         })?),
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let store = shared.store.clone();
-    let list = blocking(move || store.list_experiments(limit, state))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let list: Vec<Value> = list.iter().map(summary).collect();
-    ok(StatusCode::OK, json!({ "experiments": list }))
+    let list = db(move || store.list_experiments(limit, state)).await?;
+    reply(
+        StatusCode::OK,
+        &ExperimentList {
+            experiments: list.iter().map(summary).collect(),
+        },
+    )
 }
 
 pub async fn get(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
     let store = shared.store.clone();
     let lookup = id.clone();
-    let found = blocking(move || {
+    let found = db(move || {
         let Some(e) = store.experiment(&lookup)? else {
             return Ok(None);
         };
         let transitions = store.transitions(&lookup)?;
         let targets = store.experiment_targets(&lookup)?;
-        Ok::<_, crate::store::StoreError>(Some((e, transitions, targets)))
+        Ok::<_, StoreError>(Some((e, transitions, targets)))
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .await?;
     let Some((e, transitions, targets)) = found else {
         return Err(ApiError::not_found(format!("no experiment {id:?}")));
     };
-    let mut v = summary(&e);
-    v["spec"] = serde_json::from_str(&e.spec).unwrap_or(Value::Null);
-    v["config"] = Value::String(e.config.clone());
-    v["deploy_push"] = json!(e.deploy_push);
-    v["promoted_push"] = json!(e.promoted_push);
-    v["breach"] = parse_json_field(e.breach.as_deref());
-    v["transitions"] = transitions
-        .iter()
-        .map(|t| {
-            json!({
-                "at": rfc3339_ms(t.at),
-                "from": t.from,
-                "to": t.to,
-                "actor": t.actor,
-                "reason": t.reason,
+    let detail = ExperimentDetail {
+        summary: summary(&e),
+        spec: serde_json::from_str(&e.spec).unwrap_or(serde_json::Value::Null),
+        config: e.config.clone(),
+        deploy_push: e.deploy_push.clone(),
+        promoted_push: e.promoted_push.clone(),
+        breach: e
+            .breach
+            .as_deref()
+            .and_then(|b| serde_json::from_str(b).ok()),
+        transitions: transitions
+            .into_iter()
+            .map(|t| TransitionEntry {
+                at: rfc3339_ms(t.at),
+                from: t.from,
+                to: t.to,
+                actor: t.actor,
+                reason: t.reason,
             })
-        })
-        .collect();
-    v["targets"] = targets
-        .iter()
-        .map(|t| {
-            // What a rollback restores: the config pushed again by the
-            // controller, or a revert to the agent's local file.
-            let previous_source = match (t.previous_hash.is_empty(), &t.previous_content) {
-                (true, _) => "none",
-                (false, Some(_)) => "controller",
-                (false, None) => "local",
-            };
-            json!({
-                "agent_id": t.agent_id,
-                "status": t.status,
-                "previous_hash": t.previous_hash,
-                "previous_source": previous_source,
-                "effective_hash": t.effective_hash,
-                "config_state": t.config_state,
-                "config_error": t.config_error,
-                "runs_experiment": t.effective_hash == e.config_hash,
+            .collect(),
+        targets: targets
+            .into_iter()
+            .map(|t| ExperimentTarget {
+                // What a rollback restores: the config pushed again by the
+                // controller, or a revert to the agent's local file.
+                previous_source: match (t.previous_hash.is_empty(), &t.previous_content) {
+                    (true, _) => PreviousSource::None,
+                    (false, Some(_)) => PreviousSource::Controller,
+                    (false, None) => PreviousSource::Local,
+                },
+                runs_experiment: t.effective_hash == e.config_hash,
+                agent_id: t.agent_id,
+                status: t.status,
+                previous_hash: t.previous_hash,
+                effective_hash: t.effective_hash,
+                config_state: t.config_state,
+                config_error: t.config_error,
             })
-        })
-        .collect();
-    ok(StatusCode::OK, v)
+            .collect(),
+    };
+    reply(StatusCode::OK, &detail)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ActionBody {
-    author: Option<String>,
-    /// promote: the variant (default: the verdict's winner).
-    variant: Option<String>,
-    /// rollback: why.
-    reason: Option<String>,
-}
-
-fn action_body(body: Result<Bytes, BytesRejection>) -> Result<ActionBody, ApiError> {
+fn action_body(body: Result<Bytes, BytesRejection>) -> Result<ActionRequest, ApiError> {
     let body = body?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ActionBody::default());
+        return Ok(ActionRequest::default());
     }
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
@@ -295,11 +235,16 @@ pub async fn action(
 ) -> ApiResult {
     let body = action_body(body)?;
     let actor = author(body.author)?;
-    let result = match action.as_str() {
-        "start" => experiment::start(&shared, &id, &actor).await,
-        "stop" => experiment::stop(&shared, &id, &actor).await,
-        "promote" => experiment::promote(&shared, &id, body.variant, &actor).await,
-        "rollback" => {
+    let Some(action) = ExperimentAction::parse(&action) else {
+        return Err(ApiError::not_found(format!(
+            "no action {action:?}: use start, stop, promote or rollback"
+        )));
+    };
+    let result: Result<ExperimentRecord, ExperimentError> = match action {
+        ExperimentAction::Start => experiment::start(&shared, &id, &actor).await,
+        ExperimentAction::Stop => experiment::stop(&shared, &id, &actor).await,
+        ExperimentAction::Promote => experiment::promote(&shared, &id, body.variant, &actor).await,
+        ExperimentAction::Rollback => {
             let reason = body
                 .reason
                 .filter(|r| !r.trim().is_empty())
@@ -311,21 +256,15 @@ pub async fn action(
             }
             experiment::rollback(&shared, &id, &actor, &reason).await
         }
-        other => {
-            return Err(ApiError::not_found(format!(
-                "no action {other:?}: use start, stop, promote or rollback"
-            )));
-        }
     };
-    let record = result.map_err(error)?;
+    let record = result?;
     // Scheduled work (deploying a started experiment) happens at once.
     shared.scheduler_wake.notify_one();
-    ok(StatusCode::OK, summary(&record))
+    reply(StatusCode::OK, &summary(&record))
 }
 
 pub async fn report(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
-    let v = experiment::report(&shared, &id).await.map_err(error)?;
-    ok(StatusCode::OK, v)
+    reply(StatusCode::OK, &experiment::report(&shared, &id).await?)
 }
 
 #[derive(Deserialize)]
@@ -356,28 +295,23 @@ pub async fn results(
     Path(id): Path<String>,
     query: Result<Query<ResultsQuery>, QueryRejection>,
 ) -> ApiResult {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let Query(q) = query.map_err(ApiError::bad_query)?;
     let store = shared.store.clone();
     let lookup = id.clone();
     let agent = q.agent.clone();
-    let found = blocking(move || {
+    let found = db(move || {
         let Some(e) = store.experiment(&lookup)? else {
             return Ok(None);
         };
         let rows = store.measurements(&lookup, agent.as_deref())?;
-        Ok::<_, crate::store::StoreError>(Some((e, rows)))
+        Ok::<_, StoreError>(Some((e, rows)))
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .await?;
     let Some((e, rows)) = found else {
         return Err(ApiError::not_found(format!("no experiment {id:?}")));
     };
-    let spec: ExperimentSpec = serde_json::from_str(&e.spec).map_err(ApiError::internal)?;
-    let timing = spec
-        .timing()
-        .map_err(|errs: Vec<SpecError>| ApiError::internal(format!("{errs:?}")))?;
+    let spec: ExperimentSpec = serde_json::from_str(&e.spec)?;
+    let timing = spec.timing().map_err(ApiError::StoredSpec)?;
     let bucket_ns = timing.interval_ms.max(1) * 1_000_000;
     let interval_s = timing.interval_ms as f64 / 1000.0;
     let mut series: BTreeMap<&str, BTreeMap<i64, Point>> = BTreeMap::new();
@@ -401,54 +335,60 @@ pub async fn results(
             p.fidelity_n += 1;
         }
     }
-    let variants: serde_json::Map<String, Value> = series
+    let variants = series
         .into_iter()
         .map(|(name, points)| {
-            let points: Vec<Value> = points
+            let points = points
                 .into_iter()
-                .map(|(bucket, p)| {
-                    json!({
-                        "time": rfc3339_ms(bucket * bucket_ns / 1_000_000),
-                        "agents": p.agents,
-                        "series": p.series,
-                        "datapoints": p.datapoints,
-                        "bytes": p.bytes,
-                        "bytes_gzip": p.bytes_gzip,
-                        "critical_coverage": (p.critical_total > 0)
-                            .then(|| p.critical_visible as f64 / p.critical_total as f64),
-                        "topn_fidelity": (p.fidelity_n > 0).then(|| p.fidelity_sum / p.fidelity_n as f64),
-                        "cpu_overhead_percent": 100.0 * p.cpu_seconds / (p.agents as f64 * interval_s),
-                    })
+                .map(|(bucket, p)| ResultPoint {
+                    time: rfc3339_ms(bucket * bucket_ns / 1_000_000),
+                    agents: p.agents,
+                    series: p.series,
+                    datapoints: p.datapoints,
+                    bytes: p.bytes,
+                    bytes_gzip: p.bytes_gzip,
+                    critical_coverage: (p.critical_total > 0)
+                        .then(|| p.critical_visible as f64 / p.critical_total as f64),
+                    topn_fidelity: (p.fidelity_n > 0).then(|| p.fidelity_sum / p.fidelity_n as f64),
+                    // JSON has no infinity: null rather than a number
+                    // a zero interval would make up.
+                    cpu_overhead_percent: Some(
+                        100.0 * p.cpu_seconds / (p.agents as f64 * interval_s),
+                    )
+                    .filter(|v| v.is_finite()),
                 })
                 .collect();
-            (name.to_string(), Value::Array(points))
+            (name.to_string(), points)
         })
         .collect();
-    let mut v = json!({
-        "id": e.id,
-        "state": e.state.as_str(),
-        "interval_ms": timing.interval_ms,
-        "baseline": spec.baseline_name(),
-        "variants": variants,
-    });
-    if q.raw.unwrap_or(false) {
-        v["measurements"] = rows.iter().map(raw).collect();
-    }
-    ok(StatusCode::OK, v)
+    reply(
+        StatusCode::OK,
+        &ExperimentResults {
+            id: e.id.clone(),
+            state: e.state,
+            interval_ms: timing.interval_ms,
+            baseline: spec.baseline_name(),
+            variants,
+            measurements: q
+                .raw
+                .unwrap_or(false)
+                .then(|| rows.iter().map(raw).collect()),
+        },
+    )
 }
 
-fn raw(m: &Measurement) -> Value {
-    json!({
-        "variant": m.variant,
-        "agent_id": m.agent_id,
-        "interval_unix_nano": m.interval_ns,
-        "series": m.series,
-        "datapoints": m.datapoints,
-        "bytes": m.bytes,
-        "bytes_gzip": m.bytes_gzip,
-        "cpu_seconds": m.cpu_seconds,
-        "critical_total": m.critical_total,
-        "critical_visible": m.critical_visible,
-        "topn_fidelity": m.topn_fidelity,
-    })
+fn raw(m: &Measurement) -> RawMeasurement {
+    RawMeasurement {
+        variant: m.variant.clone(),
+        agent_id: m.agent_id.clone(),
+        interval_unix_nano: m.interval_ns,
+        series: m.series,
+        datapoints: m.datapoints,
+        bytes: m.bytes,
+        bytes_gzip: m.bytes_gzip,
+        cpu_seconds: m.cpu_seconds,
+        critical_total: m.critical_total,
+        critical_visible: m.critical_visible,
+        topn_fidelity: m.topn_fidelity,
+    }
 }

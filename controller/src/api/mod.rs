@@ -16,20 +16,24 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use phoenix_api::{
+    AgentDetail, AgentList, AgentStatus, AuditLog, ConfigValidation, CreatePushRequest, ErrorBody,
+    Health, ListedError, PushList, Readiness, TemplateList, ValidateConfigRequest, parse_labels,
+};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::experiment::ExperimentError;
 use crate::fleet::rollout::{self, ConfigSource, PushError, PushRequest};
-use crate::store::{AgentStatus, Selector};
+use crate::store::{Selector, StoreError};
 use crate::{Shared, StartError, blocking, templates};
 
 /// Request bodies are configs of a few KiB; anything above this is refused
@@ -37,7 +41,7 @@ use crate::{Shared, StartError, blocking, templates};
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Agent ids one push may name.
 const MAX_SELECTED_AGENTS: usize = 10_000;
-pub(crate) const MAX_AUTHOR: usize = 128;
+const MAX_AUTHOR: usize = 128;
 
 /// Serve the API until `stop` turns true.
 pub fn serve(
@@ -107,17 +111,41 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// A JSON error response.
-pub struct ApiError {
-    pub(crate) status: StatusCode,
-    pub(crate) body: Value,
+/// Why a request got no answer but an error. A refusal says why to the
+/// client; a failure on the controller's side keeps its cause for the log
+/// (the whole chain) and tells the client only that it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("refused with {status}: {}", .body.error)]
+    Refused { status: StatusCode, body: ErrorBody },
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    #[error("a blocking task failed")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("listing the templates failed")]
+    Templates(#[from] templates::ListError),
+    #[error("stored JSON does not fit its type")]
+    Json(#[from] serde_json::Error),
+    #[error("the stored experiment definition is invalid: {}", list(.0))]
+    StoredSpec(Vec<crate::experiment::spec::SpecError>),
+    /// A failure reported by a component that gives only its text.
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn list(errors: &[impl std::fmt::Display]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
+        ApiError::Refused {
             status,
-            body: json!({ "error": message.into() }),
+            body: ErrorBody::new(message),
         }
     }
     fn bad_request(message: impl Into<String>) -> ApiError {
@@ -126,18 +154,43 @@ impl ApiError {
     fn not_found(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
-    fn internal(message: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %message, "API request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error (see the controller's log)",
-        )
+    /// 400 with every problem found.
+    fn invalid(message: String, errors: Vec<ListedError>) -> ApiError {
+        ApiError::Refused {
+            status: StatusCode::BAD_REQUEST,
+            body: ErrorBody {
+                error: message,
+                errors,
+            },
+        }
+    }
+    fn bad_query(e: QueryRejection) -> ApiError {
+        Self::bad_request(format!("invalid query: {}", e.body_text()))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, json_body(&self.body)).into_response()
+        let (status, body) = match self {
+            ApiError::Refused { status, body } => (status, body),
+            failed => {
+                let mut chain = failed.to_string();
+                let mut cause = std::error::Error::source(&failed);
+                while let Some(e) = cause {
+                    chain.push_str(": ");
+                    chain.push_str(&e.to_string());
+                    cause = e.source();
+                }
+                tracing::error!(error = %chain, "API request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorBody::new("internal error (see the controller's log)"),
+                )
+            }
+        };
+        // An ErrorBody is strings only: encoding it cannot fail.
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        (status, json_content_type(), text).into_response()
     }
 }
 
@@ -158,20 +211,73 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
-
-fn json_body(v: &Value) -> ([(header::HeaderName, HeaderValue); 1], String) {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        v.to_string(),
-    )
+impl From<PushError> for ApiError {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::Invalid(errors) => ApiError::invalid(
+                format!("the config is invalid: {} error(s)", errors.len()),
+                views::config_problems(&errors)
+                    .into_iter()
+                    .map(ListedError::Config)
+                    .collect(),
+            ),
+            PushError::UnknownTemplate(name) => ApiError::not_found(format!(
+                "no template {name:?} (GET /api/v1/templates lists them)"
+            )),
+            PushError::NoTarget(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+            }
+            PushError::Internal(message) => ApiError::Failed(message),
+        }
+    }
 }
 
-fn ok(status: StatusCode, v: Value) -> ApiResult {
-    Ok((status, json_body(&v)).into_response())
+impl From<ExperimentError> for ApiError {
+    fn from(e: ExperimentError) -> Self {
+        match e {
+            ExperimentError::Invalid(errors) => ApiError::invalid(
+                format!("the experiment is invalid: {} error(s)", errors.len()),
+                errors.into_iter().map(ListedError::Field).collect(),
+            ),
+            ExperimentError::NotFound(m) => ApiError::not_found(m),
+            ExperimentError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            ExperimentError::Internal(m) => ApiError::Failed(m),
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn json_content_type() -> [(header::HeaderName, HeaderValue); 1] {
+    [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )]
+}
+
+/// `body` as the JSON answer.
+fn reply(status: StatusCode, body: &impl Serialize) -> ApiResult {
+    let text = serde_json::to_string(body)?;
+    Ok((status, json_content_type(), text).into_response())
+}
+
+/// `body` as a 2xx answer that names the new resource in `Location`.
+fn created(status: StatusCode, location: &str, body: &impl Serialize) -> ApiResult {
+    let mut response = reply(status, body)?;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// Run store (or other blocking) work off the async workers: a panic in it
+/// and its own error both come back as an [`ApiError`].
+async fn db<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    blocking(f).await?.map_err(Into::into)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(
@@ -279,29 +385,38 @@ async fn not_found() -> ApiError {
 }
 
 async fn healthz() -> ApiResult {
-    ok(
+    reply(
         StatusCode::OK,
-        json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+        &Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
     )
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> ApiResult {
     let store = shared.store.clone();
-    match blocking(move || store.ping()).await {
-        Ok(Ok(())) => ok(StatusCode::OK, json!({ "status": "ready" })),
-        _ => ok(
+    match db(move || store.ping()).await {
+        Ok(()) => reply(
+            StatusCode::OK,
+            &Readiness {
+                status: "ready".into(),
+                error: None,
+            },
+        ),
+        Err(_) => reply(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": "not ready", "error": "the store does not answer" }),
+            &Readiness {
+                status: "not ready".into(),
+                error: Some("the store does not answer".into()),
+            },
         ),
     }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let store = shared.store.clone();
-    let (online, offline) = match blocking(move || store.agent_counts()).await {
-        Ok(Ok(c)) => c,
-        _ => (0, 0),
-    };
+    let (online, offline) = db(move || store.agent_counts()).await.unwrap_or((0, 0));
     let text = shared.metrics.render(online, offline, shared.fleet.len());
     (
         [(
@@ -313,22 +428,6 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-/// `k=v[,k=v...]`, as in `?label=` and phoenixctl's `--selector`.
-pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((k, v)) = pair.split_once('=') else {
-            return Err(format!("label selector {pair:?} must be key=value"));
-        };
-        let k = k.trim();
-        if k.is_empty() {
-            return Err(format!("label selector {pair:?} has an empty key"));
-        }
-        out.insert(k.to_string(), v.trim().to_string());
-    }
-    Ok(out)
-}
-
 #[derive(Deserialize)]
 struct AgentsQuery {
     label: Option<String>,
@@ -337,10 +436,9 @@ struct AgentsQuery {
 
 async fn list_agents(
     State(shared): State<Arc<Shared>>,
-    query: Result<Query<AgentsQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<AgentsQuery>, QueryRejection>,
 ) -> ApiResult {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let Query(q) = query.map_err(ApiError::bad_query)?;
     let labels = match &q.label {
         Some(l) => parse_labels(l).map_err(ApiError::bad_request)?,
         None => BTreeMap::new(),
@@ -352,65 +450,50 @@ async fn list_agents(
         })?),
     };
     let store = shared.store.clone();
-    let agents = blocking(move || store.list_agents(&labels, status))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let agents: Vec<Value> = agents.iter().map(|a| views::agent(a, None)).collect();
-    ok(StatusCode::OK, json!({ "agents": agents }))
+    let agents = db(move || store.list_agents(&labels, status)).await?;
+    reply(
+        StatusCode::OK,
+        &AgentList {
+            agents: agents.iter().map(views::agent).collect(),
+        },
+    )
 }
 
 async fn get_agent(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
     let store = shared.store.clone();
     let lookup = id.clone();
-    match blocking(move || store.agent(&lookup))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?
-    {
-        Some((agent, stats)) => ok(StatusCode::OK, views::agent(&agent, Some(stats))),
+    match db(move || store.agent(&lookup)).await? {
+        Some((agent, stats)) => reply(
+            StatusCode::OK,
+            &AgentDetail {
+                agent: views::agent(&agent),
+                stats: stats.as_ref().and_then(views::stats),
+            },
+        ),
         None => Err(ApiError::not_found(format!("no agent {id:?}"))),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SelectorBody {
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    agents: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushBody {
-    selector: SelectorBody,
-    yaml: Option<String>,
-    template: Option<String>,
-    author: Option<String>,
-}
-
-fn push_request(body: PushBody) -> Result<PushRequest, ApiError> {
-    let selector = match (
-        body.selector.labels.is_empty(),
-        body.selector.agents.is_empty(),
-    ) {
-        (false, true) => Selector::Labels(body.selector.labels),
-        (true, false) => {
-            if body.selector.agents.len() > MAX_SELECTED_AGENTS {
+fn push_request(body: CreatePushRequest) -> Result<PushRequest, ApiError> {
+    // An empty list or map counts as not given.
+    let labels = body.selector.labels.filter(|l| !l.is_empty());
+    let agents = body.selector.agents.filter(|a| !a.is_empty());
+    let selector = match (labels, agents) {
+        (Some(labels), None) => Selector::Labels(labels),
+        (None, Some(agents)) => {
+            if agents.len() > MAX_SELECTED_AGENTS {
                 return Err(ApiError::bad_request(format!(
                     "a push names at most {MAX_SELECTED_AGENTS} agents; select by label instead"
                 )));
             }
-            Selector::Agents(body.selector.agents)
+            Selector::Agents(agents)
         }
-        (true, true) => {
+        (None, None) => {
             return Err(ApiError::bad_request(
                 "the selector is empty: give {\"labels\": {\"k\": \"v\"}} or {\"agents\": [\"id\"]}",
             ));
         }
-        (false, false) => {
+        (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "give selector.labels or selector.agents, not both",
             ));
@@ -430,23 +513,24 @@ fn push_request(body: PushBody) -> Result<PushRequest, ApiError> {
             ));
         }
     };
-    let author = body.author.unwrap_or_default().trim().to_string();
-    if author.len() > MAX_AUTHOR || author.chars().any(char::is_control) {
+    Ok(PushRequest {
+        selector,
+        source,
+        author: author(body.author)?,
+        experiment_id: None,
+        timeout: None,
+    })
+}
+
+/// Who acts, for the audit log: trimmed, `anonymous` when not given.
+fn author(given: Option<String>) -> Result<String, ApiError> {
+    let a = given.unwrap_or_default().trim().to_string();
+    if a.len() > MAX_AUTHOR || a.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
             "author must be at most {MAX_AUTHOR} bytes without control characters"
         )));
     }
-    Ok(PushRequest {
-        selector,
-        source,
-        author: if author.is_empty() {
-            "anonymous".into()
-        } else {
-            author
-        },
-        experiment_id: None,
-        timeout: None,
-    })
+    Ok(if a.is_empty() { "anonymous".into() } else { a })
 }
 
 async fn create_push(
@@ -455,42 +539,22 @@ async fn create_push(
 ) -> ApiResult {
     let result = async {
         let request = push_request(parse_json(body)?)?;
-        rollout::create_push(&shared, request)
-            .await
-            .map_err(|e| match e {
-                PushError::Invalid(errors) => ApiError {
-                    status: StatusCode::BAD_REQUEST,
-                    body: json!({
-                        "error": format!("the config is invalid: {} error(s)", errors.len()),
-                        "errors": views::config_errors(&errors),
-                    }),
-                },
-                PushError::UnknownTemplate(name) => ApiError::not_found(format!(
-                    "no template {name:?} (GET /api/v1/templates lists them)"
-                )),
-                PushError::NoTarget(message) => {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-                }
-                PushError::Internal(message) => ApiError::internal(message),
-            })
+        Ok::<_, ApiError>(rollout::create_push(&shared, request).await?)
     }
     .await;
-    let created = match result {
+    let pushed = match result {
         Ok(c) => c,
         Err(e) => {
             shared.metrics.pushes_rejected.inc();
             return Err(e);
         }
     };
-    let location = format!("/api/v1/pushes/{}", created.id);
-    let mut response = ok(
+    let location = format!("/api/v1/pushes/{}", pushed.id);
+    created(
         StatusCode::ACCEPTED,
-        views::push_created(&created, &location),
-    )?;
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+        &location,
+        &views::push_created(&pushed, &location),
+    )
 }
 
 #[derive(Deserialize)]
@@ -501,93 +565,75 @@ struct LimitQuery {
 
 async fn list_pushes(
     State(shared): State<Arc<Shared>>,
-    query: Result<Query<LimitQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
 ) -> ApiResult {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let Query(q) = query.map_err(ApiError::bad_query)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let store = shared.store.clone();
-    let pushes = blocking(move || store.list_pushes(limit))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let pushes: Vec<Value> = pushes.iter().map(views::push).collect();
-    ok(StatusCode::OK, json!({ "pushes": pushes }))
+    let pushes = db(move || store.list_pushes(limit)).await?;
+    reply(
+        StatusCode::OK,
+        &PushList {
+            pushes: pushes.iter().map(views::push).collect(),
+        },
+    )
 }
 
 async fn get_push(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
     let store = shared.store.clone();
     let lookup = id.clone();
-    match blocking(move || store.push(&lookup))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?
-    {
-        Some(push) => ok(StatusCode::OK, views::push(&push)),
+    match db(move || store.push(&lookup)).await? {
+        Some(push) => reply(StatusCode::OK, &views::push(&push)),
         None => Err(ApiError::not_found(format!("no push {id:?}"))),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ValidateBody {
-    yaml: String,
-}
-
 async fn validate_config(body: Result<Bytes, BytesRejection>) -> ApiResult {
-    let body: ValidateBody = parse_json(body)?;
+    let body: ValidateConfigRequest = parse_json(body)?;
     let hash = phoenix_config::config_hash(&body.yaml);
-    match rollout::validate(body.yaml).await {
-        Ok(()) => ok(
-            StatusCode::OK,
-            json!({ "valid": true, "hash": hash, "errors": [] }),
-        ),
-        Err(errors) => ok(
-            StatusCode::OK,
-            json!({ "valid": false, "hash": hash, "errors": views::config_errors(&errors) }),
-        ),
-    }
+    let errors = match rollout::validate(body.yaml).await {
+        Ok(()) => Vec::new(),
+        Err(errors) => views::config_problems(&errors),
+    };
+    reply(
+        StatusCode::OK,
+        &ConfigValidation {
+            valid: errors.is_empty(),
+            hash,
+            errors,
+        },
+    )
 }
 
 async fn list_templates(State(shared): State<Arc<Shared>>) -> ApiResult {
     let dir = shared.settings.templates_dir.clone();
-    let list = blocking(move || templates::list(&dir))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let list: Vec<Value> = list
-        .into_iter()
-        .map(|t| json!({ "name": t.name, "description": t.description, "hash": t.hash }))
-        .collect();
-    ok(StatusCode::OK, json!({ "templates": list }))
+    let templates = db(move || templates::list(&dir)).await?;
+    reply(StatusCode::OK, &TemplateList { templates })
 }
 
 async fn get_template(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> ApiResult {
     let dir = shared.settings.templates_dir.clone();
     let lookup = name.clone();
-    match blocking(move || templates::get(&dir, &lookup))
-        .await
-        .map_err(ApiError::internal)?
-    {
-        Some(t) => ok(StatusCode::OK, serde_json::to_value(t).unwrap_or_default()),
+    match db(move || Ok::<_, ApiError>(templates::get(&dir, &lookup))).await? {
+        Some(t) => reply(StatusCode::OK, &t),
         None => Err(ApiError::not_found(format!("no template {name:?}"))),
     }
 }
 
 async fn audit_log(
     State(shared): State<Arc<Shared>>,
-    query: Result<Query<LimitQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
 ) -> ApiResult {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let Query(q) = query.map_err(ApiError::bad_query)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let store = shared.store.clone();
-    let entries = blocking(move || store.audit_log(q.push.as_deref(), limit))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let entries: Vec<Value> = entries.iter().map(views::audit).collect();
-    ok(StatusCode::OK, json!({ "entries": entries }))
+    let entries = db(move || store.audit_log(q.push.as_deref(), limit)).await?;
+    reply(
+        StatusCode::OK,
+        &AuditLog {
+            entries: entries.iter().map(views::audit).collect(),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -606,15 +652,5 @@ mod tests {
         assert_eq!(route_of("/metrics"), "/metrics");
         assert_eq!(route_of("/api/v1/events"), "/api/v1/events");
         assert_eq!(route_of("/ui/views/fleet.js"), "/ui/{asset}");
-    }
-
-    #[test]
-    fn label_selectors() {
-        let l = parse_labels("env=prod, zone=a").unwrap();
-        assert_eq!(l.len(), 2);
-        assert_eq!(l["zone"], "a");
-        assert!(parse_labels("env").is_err());
-        assert!(parse_labels("=x").is_err());
-        assert!(parse_labels("").unwrap().is_empty());
     }
 }

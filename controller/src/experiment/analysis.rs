@@ -36,92 +36,11 @@ pub struct Measurement {
     pub topn_fidelity: Option<f64>,
 }
 
-/// A value with its confidence interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Estimate {
-    pub value: f64,
-    pub low: f64,
-    pub high: f64,
-}
-
-/// How one criterion came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The whole confidence interval is on the right side.
-    Pass,
-    /// The measured value is on the wrong side.
-    Fail,
-    /// The value is on the right side, but the interval reaches across:
-    /// more data would tell.
-    Inconclusive,
-    /// Nothing to judge (no paired interval, no critical process seen).
-    NoData,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CriterionResult {
-    pub criterion: &'static str,
-    pub kpi: &'static str,
-    /// `>=` or `<=`.
-    pub op: &'static str,
-    pub threshold: f64,
-    pub estimate: Option<Estimate>,
-    pub outcome: Outcome,
-}
-
-/// The KPIs of one candidate against the baseline.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Kpis {
-    pub series_reduction: Option<Estimate>,
-    pub datapoints_reduction: Option<Estimate>,
-    pub bytes_reduction: Option<Estimate>,
-    pub critical_coverage: Option<Estimate>,
-    pub topn_fidelity: Option<Estimate>,
-    pub cpu_overhead_percent: Option<Estimate>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CandidateReport {
-    pub name: String,
-    /// Agent intervals with both the baseline and this candidate.
-    pub paired_intervals: usize,
-    pub agents: usize,
-    pub kpis: Kpis,
-    pub criteria: Vec<CriterionResult>,
-    pub outcome: Outcome,
-}
-
-/// Per-variant averages and the cost estimate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VariantSummary {
-    pub name: String,
-    pub intervals: usize,
-    /// Means per agent and interval.
-    pub series: f64,
-    pub datapoints: f64,
-    pub bytes: f64,
-    pub bytes_gzip: f64,
-    pub cpu_overhead_percent: f64,
-    /// For the whole target fleet, at the experiment's interval.
-    pub monthly_datapoints: f64,
-    pub monthly_gb: f64,
-    pub monthly_cost: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    /// `succeeded` when a candidate passed every criterion, else `failed`.
-    pub verdict: &'static str,
-    pub winner: Option<String>,
-    pub recommendation: String,
-    pub confidence: f64,
-    pub resamples: u32,
-    pub target_agents: usize,
-    pub currency: String,
-    pub variants: Vec<VariantSummary>,
-    pub candidates: Vec<CandidateReport>,
-}
+// The report is the API's: the report endpoint and the stored verdict
+// serialize exactly these.
+pub use phoenix_api::{
+    Analysis as Report, CandidateReport, CriterionResult, Estimate, Kpis, Outcome, VariantSummary,
+};
 
 /// Fewer paired intervals than this can fail a candidate, never pass it.
 pub const MIN_PAIRED_INTERVALS: usize = 3;
@@ -313,9 +232,9 @@ fn judge(
         Some(_) => Outcome::Inconclusive,
     };
     CriterionResult {
-        criterion,
-        kpi,
-        op: if at_least { ">=" } else { "<=" },
+        criterion: criterion.to_string(),
+        kpi: kpi.to_string(),
+        op: if at_least { ">=" } else { "<=" }.to_string(),
         threshold,
         estimate,
         outcome,
@@ -475,7 +394,8 @@ pub fn analyse(
             "succeeded"
         } else {
             "failed"
-        },
+        }
+        .to_string(),
         winner,
         recommendation,
         confidence: spec.analysis.confidence,

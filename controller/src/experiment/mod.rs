@@ -27,7 +27,7 @@ use crate::{Shared, blocking, now_ms};
 use analysis::Measurement;
 use compose::Shape;
 use spec::{ExperimentSpec, SpecError, Timing};
-use state::State;
+use state::{Lifecycle, State};
 
 /// Why an experiment request was refused. Nothing changed.
 #[derive(Debug)]
@@ -115,19 +115,19 @@ impl LiveSet {
 /// experiment: the bootstrap over a large running experiment costs
 /// seconds, and live views ask on every change.
 #[derive(Default)]
-pub struct InterimReports(Mutex<HashMap<String, (Instant, Arc<serde_json::Value>)>>);
+pub struct InterimReports(Mutex<HashMap<String, (Instant, Arc<analysis::Report>)>>);
 
 /// How old an interim report may be.
 pub const INTERIM_REFRESH: Duration = Duration::from_secs(5);
 
 impl InterimReports {
-    fn fresh(&self, id: &str) -> Option<Arc<serde_json::Value>> {
+    fn fresh(&self, id: &str) -> Option<Arc<analysis::Report>> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.get(id)
             .filter(|(at, _)| at.elapsed() < INTERIM_REFRESH)
             .map(|(_, v)| v.clone())
     }
-    fn keep(&self, id: &str, report: Arc<serde_json::Value>) {
+    fn keep(&self, id: &str, report: Arc<analysis::Report>) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, (at, _)| at.elapsed() < INTERIM_REFRESH);
         map.insert(id.to_string(), (Instant::now(), report));
@@ -644,30 +644,35 @@ pub async fn promote(
 }
 
 /// The verdict: the final one, or an interim one on the data so far.
-pub async fn report(shared: &Arc<Shared>, id: &str) -> Result<serde_json::Value, ExperimentError> {
+pub async fn report(
+    shared: &Arc<Shared>,
+    id: &str,
+) -> Result<phoenix_api::ExperimentReport, ExperimentError> {
     let record = load(shared, id).await?;
-    let (mut v, is_final) = match record
+    let (analysis, is_final) = match record
         .analysis
         .as_deref()
-        .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+        .and_then(|a| serde_json::from_str::<analysis::Report>(a).ok())
     {
-        Some(v) => (v, true),
+        Some(a) => (a, true),
         None => match shared.interim.fresh(id) {
-            Some(v) => ((*v).clone(), false),
+            Some(a) => ((*a).clone(), false),
             None => {
-                let v = serde_json::to_value(analyse(shared, &record).await?).map_err(internal)?;
-                shared.interim.keep(id, Arc::new(v.clone()));
-                (v, false)
+                let a = analyse(shared, &record).await?;
+                shared.interim.keep(id, Arc::new(a.clone()));
+                (a, false)
             }
         },
     };
     // A guardrail abort keeps the numbers up to the breach; the state and
     // its reason say what happened.
-    v["final"] = serde_json::Value::Bool(is_final);
-    v["id"] = serde_json::Value::String(record.id.clone());
-    v["state"] = serde_json::Value::String(record.state.as_str().into());
-    v["reason"] = serde_json::Value::String(record.reason.clone());
-    Ok(v)
+    Ok(phoenix_api::ExperimentReport {
+        id: record.id,
+        state: record.state,
+        reason: record.reason,
+        is_final,
+        analysis,
+    })
 }
 
 /// Analyse what is stored so far.

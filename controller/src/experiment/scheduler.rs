@@ -449,7 +449,7 @@ async fn watch_run(
             .await
             .ok()
             .and_then(|mut r| {
-                r.verdict = "failed";
+                r.verdict = "failed".into();
                 r.winner = None;
                 r.recommendation = format!("Aborted: {reason}.");
                 serde_json::to_string(&r).ok()

@@ -12,32 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use phoenix_config::duration::parse_duration;
 
-/// One problem with a definition: the field (`criteria.min_series_reduction`)
-/// and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SpecError {
-    pub field: String,
-    pub message: String,
-}
-
-impl SpecError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> SpecError {
-        SpecError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for SpecError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.field.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
+/// One problem with a definition, as the API lists it.
+pub use phoenix_api::FieldError as SpecError;
 
 /// An experiment as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! The experiment lifecycle. Every change goes through [`State::can_go`]:
+//! The experiment lifecycle. Every change goes through [`Lifecycle::can_go`]:
 //! the store refuses anything else, and applies a change only if the state
 //! is still the one the caller saw, so concurrent requests on one
 //! experiment leave one consistent history.
@@ -12,58 +12,27 @@
 //! succeeded, promoted ─rollback─▶ rolled_back
 //! ```
 
-use serde::Serialize;
+use phoenix_api::ExperimentAction;
+/// The states and their names are part of the API; the rules below are the
+/// controller's.
+pub use phoenix_api::ExperimentState as State;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Draft,
-    Pending,
-    Deploying,
-    Running,
-    Analyzing,
-    Succeeded,
-    Failed,
-    Promoted,
-    RolledBack,
-    Cancelled,
+/// The transition rules of [`State`].
+pub trait Lifecycle: Copy {
+    /// Whether `self → to` is a legal transition.
+    fn can_go(self, to: State) -> bool;
+    /// The targets run the experiment's config (a stop or rollback has
+    /// something to restore).
+    fn has_deployed(self) -> bool;
+    /// Nothing more can happen.
+    fn is_terminal(self) -> bool;
+    /// What an operator may ask for in this state: each action whose
+    /// target state is a legal next state.
+    fn actions(self) -> Vec<ExperimentAction>;
 }
 
-impl State {
-    pub const ALL: [State; 10] = [
-        State::Draft,
-        State::Pending,
-        State::Deploying,
-        State::Running,
-        State::Analyzing,
-        State::Succeeded,
-        State::Failed,
-        State::Promoted,
-        State::RolledBack,
-        State::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Draft => "draft",
-            State::Pending => "pending",
-            State::Deploying => "deploying",
-            State::Running => "running",
-            State::Analyzing => "analyzing",
-            State::Succeeded => "succeeded",
-            State::Failed => "failed",
-            State::Promoted => "promoted",
-            State::RolledBack => "rolled_back",
-            State::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        State::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// Whether `self → to` is a legal transition.
-    pub fn can_go(self, to: State) -> bool {
+impl Lifecycle for State {
+    fn can_go(self, to: State) -> bool {
         use State::*;
         matches!(
             (self, to),
@@ -86,45 +55,28 @@ impl State {
         )
     }
 
-    /// The controller acts on these on its own (the scheduler's work).
-    pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            State::Pending | State::Deploying | State::Running | State::Analyzing
-        )
-    }
-
-    /// The targets run the experiment's config (a stop or rollback has
-    /// something to restore).
-    pub fn has_deployed(self) -> bool {
+    fn has_deployed(self) -> bool {
         matches!(
             self,
             State::Deploying | State::Running | State::Analyzing | State::Succeeded | State::Failed
         )
     }
 
-    /// Nothing more can happen.
-    pub fn is_terminal(self) -> bool {
+    fn is_terminal(self) -> bool {
         matches!(self, State::RolledBack | State::Cancelled)
     }
-}
 
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    fn actions(self) -> Vec<ExperimentAction> {
+        ExperimentAction::ALL
+            .into_iter()
+            .filter(|a| self.can_go(a.target_state()))
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        for s in State::ALL {
-            assert_eq!(State::parse(s.as_str()), Some(s));
-        }
-    }
 
     #[test]
     fn terminal_states_go_nowhere_and_nothing_returns_to_draft() {
@@ -147,5 +99,33 @@ mod tests {
         assert!(!State::Running.can_go(State::Promoted));
         assert!(!State::Failed.can_go(State::Promoted));
         assert!(!State::Draft.can_go(State::Running));
+    }
+
+    #[test]
+    fn actions_are_the_legal_moves_the_dashboard_offers() {
+        use ExperimentAction::*;
+        let expected: [(State, &[ExperimentAction]); 10] = [
+            (State::Draft, &[Start, Stop]),
+            (State::Pending, &[Stop]),
+            (State::Deploying, &[Stop]),
+            (State::Running, &[Stop]),
+            (State::Analyzing, &[]),
+            (State::Succeeded, &[Promote, Rollback]),
+            (State::Failed, &[Rollback]),
+            (State::Promoted, &[Rollback]),
+            (State::RolledBack, &[]),
+            (State::Cancelled, &[]),
+        ];
+        for (state, actions) in expected {
+            assert_eq!(state.actions(), actions, "{state}");
+            // Offered exactly when the lifecycle allows where it leads.
+            for a in ExperimentAction::ALL {
+                assert_eq!(
+                    actions.contains(&a),
+                    state.can_go(a.target_state()),
+                    "{state} {a:?}"
+                );
+            }
+        }
     }
 }

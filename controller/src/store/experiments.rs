@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{AgentStatus, Store, StoreError, agents_matching, audit};
 use crate::experiment::analysis::Measurement;
-use crate::experiment::state::State;
+use crate::experiment::state::{Lifecycle, State};
 
 /// An experiment as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]

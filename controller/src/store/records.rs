@@ -2,82 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-/// Online while a session is open and heartbeats arrive in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentStatus {
-    Online,
-    Offline,
-}
-
-impl AgentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Online => "online",
-            AgentStatus::Offline => "offline",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AgentStatus> {
-        match s {
-            "online" => Some(AgentStatus::Online),
-            "offline" => Some(AgentStatus::Offline),
-            _ => None,
-        }
-    }
-}
-
-/// Where one agent is in one push's rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetState {
-    /// Not sent yet: the agent is offline (it gets the push on reconnect).
-    Pending,
-    /// Sent; no final answer yet.
-    Applying,
-    /// The agent runs the pushed config (its hash checked).
-    Applied,
-    /// The agent refused it, with its error.
-    Failed,
-    /// No final answer before the push's deadline. A late answer still
-    /// moves the target to applied or failed.
-    Timeout,
-    /// A newer push to the same agent replaced this one before it finished.
-    Superseded,
-}
-
-impl TargetState {
-    pub const ALL: [TargetState; 6] = [
-        TargetState::Pending,
-        TargetState::Applying,
-        TargetState::Applied,
-        TargetState::Failed,
-        TargetState::Timeout,
-        TargetState::Superseded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetState::Pending => "pending",
-            TargetState::Applying => "applying",
-            TargetState::Applied => "applied",
-            TargetState::Failed => "failed",
-            TargetState::Timeout => "timeout",
-            TargetState::Superseded => "superseded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TargetState> {
-        TargetState::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    /// No further answer is expected.
-    pub fn is_final(self) -> bool {
-        !matches!(self, TargetState::Pending | TargetState::Applying)
-    }
-}
+// The states and counts the API shows are the API's types.
+pub use phoenix_api::{AgentStatus, PushCounts as TargetCounts, PushTargetState as TargetState};
 
 /// The state an agent reports for a config (the proto's ConfigState).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,28 +138,6 @@ pub struct StatsRecord {
     pub received_at: i64,
     /// JSON.
     pub stats: String,
-}
-
-/// How many targets of a push are in each state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct TargetCounts {
-    pub pending: u64,
-    pub applying: u64,
-    pub applied: u64,
-    pub failed: u64,
-    pub timeout: u64,
-    pub superseded: u64,
-}
-
-impl TargetCounts {
-    pub fn total(&self) -> u64 {
-        self.pending + self.applying + self.applied + self.failed + self.timeout + self.superseded
-    }
-
-    /// Every target has a final state.
-    pub fn complete(&self) -> bool {
-        self.pending + self.applying == 0
-    }
 }
 
 /// A push and its rollout.

@@ -37,6 +37,25 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The `phoenixctl` binary. It belongs to another package, so Cargo does
+/// not build it for these tests: `cargo build --workspace` (the README's
+/// test command) puts it next to this test's own profile directory.
+pub fn phoenixctl_binary() -> PathBuf {
+    // target/<profile>/deps/<test-exe> → target/<profile>/phoenixctl
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .join("phoenixctl");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` (or `cargo build -p phoenixctl`) first",
+        path.display()
+    );
+    path
+}
+
 pub fn templates_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/templates")
 }
@@ -83,6 +102,12 @@ impl TestController {
     pub async fn stop(self) {
         self.running.shutdown().await;
     }
+}
+
+/// A JSON answer as its API type.
+pub fn typed<T: serde::de::DeserializeOwned>(body: Value) -> T {
+    let text = body.to_string();
+    serde_json::from_value(body).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 /// A small JSON client of the API.
@@ -138,6 +163,14 @@ impl Http {
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.request(reqwest::Method::GET, path, None).await
+    }
+
+    /// A 200 answer read into its API type: a field the type does not
+    /// have, or lacks, fails the test here.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        typed(body)
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {

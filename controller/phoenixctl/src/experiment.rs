@@ -1,14 +1,20 @@
 //! `phoenixctl experiment ...`: the experiments API as tables and a live view.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value, json};
+use phoenix_api::{
+    ActionRequest, DefinitionRequest, Estimate, ExperimentAction, ExperimentDetail, ExperimentList,
+    ExperimentReport, ExperimentResults, ExperimentState, ExperimentSummary, Headline, Outcome,
+    ResultPoint, ValidationReport,
+};
+use serde_json::json;
 
 use super::{
-    Client, EXIT_INTERRUPTED, ExperimentCommand, Failure, Output, encode, error_line, ongoing,
-    print, s, short, table,
+    Client, EXIT_INTERRUPTED, ExperimentCommand, Failure, Output, Reply, encode, ongoing, print,
+    short, table,
 };
 
 pub(super) async fn run(
@@ -22,22 +28,19 @@ pub(super) async fn run(
             start,
             author,
         } => {
-            let definition = read_definition(file)?;
-            let author = author_or_user(author);
-            let created = client
-                .post(
-                    "/api/v1/experiments",
-                    json!({ "definition": definition, "author": author }),
-                )
-                .await?;
-            let id = s(&created, "id").to_string();
+            let request = DefinitionRequest {
+                definition: read_definition(file)?,
+                author: Some(author_or_user(author)),
+            };
+            let created: Reply<ExperimentSummary> =
+                client.post("/api/v1/experiments", &request).await?;
+            let id = created.body.id.clone();
             if !start {
                 print(out, &created, |c| {
                     format!(
                         "experiment {id} created: {:?}, {}\n\
                          start it with: phoenixctl experiment start {id}\n",
-                        s(c, "name"),
-                        s(c, "state"),
+                        c.name, c.state,
                     )
                 });
                 return Ok(0);
@@ -45,18 +48,25 @@ pub(super) async fn run(
             if out == Output::Table {
                 println!(
                     "experiment {id} created: {:?}, {}",
-                    s(&created, "name"),
-                    s(&created, "state")
+                    created.body.name, created.body.state
                 );
             }
-            let started = act(client, &id, "start", json!({ "author": author }))
-                .await
-                .map_err(|Failure(m, code)| {
-                    Failure(
-                        format!("experiment {id} was created but not started: {m}"),
-                        code,
-                    )
-                })?;
+            let started = act(
+                client,
+                &id,
+                ExperimentAction::Start,
+                &ActionRequest {
+                    author: request.author,
+                    ..ActionRequest::default()
+                },
+            )
+            .await
+            .map_err(|Failure(m, code)| {
+                Failure(
+                    format!("experiment {id} was created but not started: {m}"),
+                    code,
+                )
+            })?;
             print(out, &started, |v| {
                 format!(
                     "{}follow it with: phoenixctl experiment watch {id}\n",
@@ -65,40 +75,37 @@ pub(super) async fn run(
             });
         }
         ExperimentCommand::Validate { file, show_config } => {
-            let definition = read_definition(file)?;
-            let v = client
-                .post(
-                    "/api/v1/experiments/validate",
-                    json!({ "definition": definition }),
-                )
+            let request = DefinitionRequest {
+                definition: read_definition(file)?,
+                author: None,
+            };
+            let checked: Reply<ValidationReport> = client
+                .post("/api/v1/experiments/validate", &request)
                 .await?;
-            let valid = v["valid"].as_bool() == Some(true);
             let name = file_label(file);
-            print(out, &v, |v| validate_text(&name, v, *show_config));
-            return Ok(if valid { 0 } else { super::EXIT_NOT_APPLIED });
+            print(out, &checked, |v| validate_text(&name, v, *show_config));
+            return Ok(if checked.body.valid {
+                0
+            } else {
+                super::EXIT_NOT_APPLIED
+            });
         }
         ExperimentCommand::List { state, limit } => {
             let mut path = format!("/api/v1/experiments?limit={limit}");
             if let Some(st) = state {
                 path.push_str(&format!("&state={}", encode(st)));
             }
-            let v = client.get(&path).await?;
-            print(out, &v, list_text);
+            let list: Reply<ExperimentList> = client.get(&path).await?;
+            print(out, &list, list_text);
         }
         ExperimentCommand::Get { id } => {
-            let v = client
+            let detail: Reply<ExperimentDetail> = client
                 .get(&format!("/api/v1/experiments/{}", encode(id)))
                 .await?;
-            print(out, &v, get_text);
+            print(out, &detail, get_text);
         }
         ExperimentCommand::Start { id, author } => {
-            let v = act(
-                client,
-                id,
-                "start",
-                json!({ "author": author_or_user(author) }),
-            )
-            .await?;
+            let v = act(client, id, ExperimentAction::Start, &by(author)).await?;
             print(out, &v, |v| {
                 format!(
                     "{}follow it with: phoenixctl experiment watch {id}\n",
@@ -107,21 +114,15 @@ pub(super) async fn run(
             });
         }
         ExperimentCommand::Stop { id, author } => {
-            let v = act(
-                client,
-                id,
-                "stop",
-                json!({ "author": author_or_user(author) }),
-            )
-            .await?;
+            let v = act(client, id, ExperimentAction::Stop, &by(author)).await?;
             print(out, &v, state_line);
         }
         ExperimentCommand::Rollback { id, reason, author } => {
-            let mut body = json!({ "author": author_or_user(author) });
-            if let Some(r) = reason {
-                body["reason"] = Value::String(r.clone());
-            }
-            let v = act(client, id, "rollback", body).await?;
+            let request = ActionRequest {
+                reason: reason.clone(),
+                ..by(author)
+            };
+            let v = act(client, id, ExperimentAction::Rollback, &request).await?;
             print(out, &v, state_line);
         }
         ExperimentCommand::Promote {
@@ -129,11 +130,11 @@ pub(super) async fn run(
             variant,
             author,
         } => {
-            let mut body = json!({ "author": author_or_user(author) });
-            if let Some(name) = variant {
-                body["variant"] = Value::String(name.clone());
-            }
-            let v = act(client, id, "promote", body).await?;
+            let request = ActionRequest {
+                variant: variant.clone(),
+                ..by(author)
+            };
+            let v = act(client, id, ExperimentAction::Promote, &request).await?;
             print(out, &v, state_line);
         }
         ExperimentCommand::Results {
@@ -150,7 +151,7 @@ pub(super) async fn run(
             if *raw {
                 query.push("raw=true".to_string());
             }
-            let v = client
+            let results: Reply<ExperimentResults> = client
                 .get(&format!(
                     "/api/v1/experiments/{}/results?{}",
                     encode(id),
@@ -158,14 +159,14 @@ pub(super) async fn run(
                 ))
                 .await?;
             let out = if *json || *raw { Output::Json } else { out };
-            print(out, &v, |v| results_text(v, *last));
+            print(out, &results, |v| results_text(v, *last));
         }
         ExperimentCommand::Report { id, json } => {
-            let v = client
+            let report: Reply<ExperimentReport> = client
                 .get(&format!("/api/v1/experiments/{}/report", encode(id)))
                 .await?;
             let out = if *json { Output::Json } else { out };
-            print(out, &v, report_text);
+            print(out, &report, report_text);
         }
         ExperimentCommand::Watch { id, interval } => {
             return watch(client, out, id, *interval).await;
@@ -202,49 +203,51 @@ fn author_or_user(author: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
+/// An action's body naming who acts.
+fn by(author: &Option<String>) -> ActionRequest {
+    ActionRequest {
+        author: Some(author_or_user(author)),
+        ..ActionRequest::default()
+    }
+}
+
 /// POST `/api/v1/experiments/{id}/{action}`.
-async fn act(client: &Client, id: &str, action: &str, body: Value) -> Result<Value, Failure> {
+async fn act(
+    client: &Client,
+    id: &str,
+    action: ExperimentAction,
+    body: &ActionRequest,
+) -> Result<Reply<ExperimentSummary>, Failure> {
     client
         .post(
-            &format!("/api/v1/experiments/{}/{action}", encode(id)),
+            &format!("/api/v1/experiments/{}/{}", encode(id), action.as_str()),
             body,
         )
         .await
 }
 
 /// `experiment ID: STATE` and the reason.
-fn state_line(v: &Value) -> String {
-    let mut t = format!("experiment {}: {}", s(v, "id"), s(v, "state"));
-    if !s(v, "reason").is_empty() {
-        t.push_str(&format!(" ({})", s(v, "reason")));
+fn state_line(e: &ExperimentSummary) -> String {
+    let mut t = format!("experiment {}: {}", e.id, e.state);
+    if !e.reason.is_empty() {
+        t.push_str(&format!(" ({})", e.reason));
     }
     t.push('\n');
     t
 }
 
-fn validate_text(name: &str, v: &Value, show_config: bool) -> String {
-    if v["valid"].as_bool() != Some(true) {
-        let errors = v["errors"].as_array().cloned().unwrap_or_default();
-        let mut t = format!("{name}: {} error(s):\n", errors.len());
-        for e in &errors {
-            t.push_str(&format!("  {}\n", error_line(e).replace('\n', "\n    ")));
+fn validate_text(name: &str, v: &ValidationReport, show_config: bool) -> String {
+    if !v.valid {
+        let mut t = format!("{name}: {} error(s):\n", v.errors.len());
+        for e in &v.errors {
+            t.push_str(&format!("  {}\n", e.to_string().replace('\n', "\n    ")));
         }
         return t;
     }
     let mut t = format!("{name}: valid\n");
-    let variants: Vec<&str> = v["variants"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let variants = v.variants.as_deref().unwrap_or_default();
     t.push_str(&format!("variants: {}\n", variants.join(", ")));
-    let agents: Vec<&str> = v["matching_agents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let agents = v.matching_agents.as_deref().unwrap_or_default();
     if agents.is_empty() {
         t.push_str("matching agents: none online now (it can be created, but a start fails until some connect)\n");
     } else {
@@ -256,7 +259,7 @@ fn validate_text(name: &str, v: &Value, show_config: bool) -> String {
     }
     if show_config {
         t.push_str("\ncomposed agent config:\n");
-        t.push_str(s(v, "config"));
+        t.push_str(v.config.as_deref().unwrap_or_default());
         if !t.ends_with('\n') {
             t.push('\n');
         }
@@ -264,20 +267,18 @@ fn validate_text(name: &str, v: &Value, show_config: bool) -> String {
     t
 }
 
-fn list_text(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v["experiments"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn list_text(list: &ExperimentList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .experiments
+        .iter()
         .map(|e| {
-            let h = &e["headline"];
             vec![
-                s(e, "id").to_string(),
-                s(e, "name").to_string(),
-                s(e, "state").to_string(),
-                s(e, "created_at").to_string(),
-                verdict_cell(h),
-                reductions_cell(h),
+                e.id.clone(),
+                e.name.clone(),
+                e.state.to_string(),
+                e.created_at.clone(),
+                verdict_cell(e.headline.as_ref()),
+                reductions_cell(e.headline.as_ref()),
             ]
         })
         .collect();
@@ -298,24 +299,22 @@ fn list_text(v: &Value) -> String {
 }
 
 /// `succeeded/aggressive`, `failed`, or `-` before a verdict.
-fn verdict_cell(headline: &Value) -> String {
-    if headline.is_null() {
+fn verdict_cell(headline: Option<&Headline>) -> String {
+    let Some(h) = headline.filter(|h| !h.verdict.is_empty()) else {
         return "-".into();
-    }
-    match (s(headline, "verdict"), s(headline, "winner")) {
-        ("", _) => "-".into(),
-        (v, "") => v.to_string(),
-        (v, w) => format!("{v}/{w}"),
+    };
+    match &h.winner {
+        Some(w) if !w.is_empty() => format!("{}/{w}", h.verdict),
+        _ => h.verdict.clone(),
     }
 }
 
 /// `aggressive 77.0%, critical 41.2%` from a headline.
-fn reductions_cell(headline: &Value) -> String {
-    let parts: Vec<String> = headline["candidates"]
-        .as_array()
+fn reductions_cell(headline: Option<&Headline>) -> String {
+    let parts: Vec<String> = headline
         .into_iter()
-        .flatten()
-        .map(|c| format!("{} {}", s(c, "name"), pct(&c["series_reduction"])))
+        .flat_map(|h| &h.candidates)
+        .map(|c| format!("{} {}", c.name, pct(c.series_reduction)))
         .collect();
     if parts.is_empty() {
         "-".into()
@@ -324,83 +323,78 @@ fn reductions_cell(headline: &Value) -> String {
     }
 }
 
-fn get_text(e: &Value) -> String {
-    let mut t = format!(
-        "experiment {}  {:?}  {}\n",
-        s(e, "id"),
-        s(e, "name"),
-        s(e, "state")
-    );
-    if !s(e, "reason").is_empty() {
-        t.push_str(&format!("reason: {}\n", s(e, "reason")));
+fn get_text(d: &ExperimentDetail) -> String {
+    let e = &d.summary;
+    let mut t = format!("experiment {}  {:?}  {}\n", e.id, e.name, e.state);
+    if !e.reason.is_empty() {
+        t.push_str(&format!("reason: {}\n", e.reason));
     }
-    if !s(e, "description").is_empty() {
-        t.push_str(&format!("description: {}\n", s(e, "description")));
+    if !e.description.is_empty() {
+        t.push_str(&format!("description: {}\n", e.description));
     }
     t.push_str(&format!(
         "by {}, config {}\n",
-        s(e, "author"),
-        short(s(e, "config_hash"))
+        e.author,
+        short(&e.config_hash)
     ));
-    let variants: Vec<String> = e["variants"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let variants: Vec<String> = e
+        .variants
+        .iter()
         .map(|v| {
-            let mut d = format!("{} ({}, {}", s(v, "name"), s(v, "role"), s(v, "mode"));
-            if !s(v, "template").is_empty() {
-                d.push_str(&format!(", {}", s(v, "template")));
+            let mut d = format!("{} ({}, {}", v.name, v.role.as_str(), v.mode);
+            if let Some(template) = v.template.as_deref().filter(|t| !t.is_empty()) {
+                d.push_str(&format!(", {template}"));
             }
             d + ")"
         })
         .collect();
     t.push_str(&format!("variants: {}\n", variants.join(", ")));
-    for (key, label) in [
-        ("created_at", "created"),
-        ("start_at", "starts at"),
-        ("running_at", "running since"),
-        ("measure_from", "measuring from"),
-        ("ends_at", "window ends"),
-        ("finished_at", "finished"),
-    ] {
-        if !s(e, key).is_empty() {
-            t.push_str(&format!("{label}: {}\n", s(e, key)));
+    let times = [
+        (Some(&e.created_at), "created"),
+        (e.start_at.as_ref(), "starts at"),
+        (e.running_at.as_ref(), "running since"),
+        (e.measure_from.as_ref(), "measuring from"),
+        (e.ends_at.as_ref(), "window ends"),
+        (e.finished_at.as_ref(), "finished"),
+        (d.deploy_push.as_ref(), "deploy push"),
+        (d.promoted_push.as_ref(), "promoted push"),
+    ];
+    for (value, label) in times {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            t.push_str(&format!("{label}: {v}\n"));
         }
     }
-    for (key, label) in [
-        ("deploy_push", "deploy push"),
-        ("promoted_push", "promoted push"),
-    ] {
-        if !s(e, key).is_empty() {
-            t.push_str(&format!("{label}: {}\n", s(e, key)));
-        }
-    }
-    if !e["headline"].is_null() {
+    if e.headline.is_some() {
         t.push_str(&format!(
             "verdict: {}; series reduction: {}\n",
-            verdict_cell(&e["headline"]),
-            reductions_cell(&e["headline"])
+            verdict_cell(e.headline.as_ref()),
+            reductions_cell(e.headline.as_ref())
         ));
     }
-    if let Some(b) = e["breach"].as_object() {
-        let b = Value::Object(b.clone());
+    // The breach's shape is the guardrail check's; these two it always has.
+    if let Some(b) = d.breach.as_ref().filter(|b| b.is_object()) {
+        let text = |key: &str| {
+            b.get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         t.push_str(&format!(
             "guardrail breached: {}: {}\n",
-            s(&b, "guardrail"),
-            s(&b, "message")
+            text("guardrail"),
+            text("message")
         ));
     }
-    let transitions: Vec<Vec<String>> = e["transitions"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let transitions: Vec<Vec<String>> = d
+        .transitions
+        .iter()
         .map(|tr| {
             vec![
-                s(tr, "at").to_string(),
-                or_dash(s(tr, "from")),
-                s(tr, "to").to_string(),
-                s(tr, "actor").to_string(),
-                s(tr, "reason").to_string(),
+                tr.at.clone(),
+                or_dash(&tr.from),
+                tr.to.clone(),
+                tr.actor.clone(),
+                tr.reason.clone(),
             ]
         })
         .collect();
@@ -410,23 +404,18 @@ fn get_text(e: &Value) -> String {
     } else {
         t.push_str(&table(&["AT", "FROM", "TO", "BY", "REASON"], &transitions));
     }
-    let targets: Vec<Vec<String>> = e["targets"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let targets: Vec<Vec<String>> = d
+        .targets
+        .iter()
         .map(|tg| {
             vec![
-                s(tg, "agent_id").to_string(),
-                s(tg, "status").to_string(),
-                if tg["runs_experiment"].as_bool() == Some(true) {
-                    "yes".into()
-                } else {
-                    "no".into()
-                },
-                or_dash(short(s(tg, "effective_hash"))),
-                or_dash(short(s(tg, "previous_hash"))),
-                or_dash(s(tg, "config_state")),
-                s(tg, "config_error")
+                tg.agent_id.clone(),
+                tg.status.clone(),
+                if tg.runs_experiment { "yes" } else { "no" }.into(),
+                or_dash(short(&tg.effective_hash)),
+                or_dash(short(&tg.previous_hash)),
+                or_dash(&tg.config_state),
+                tg.config_error
                     .lines()
                     .next()
                     .unwrap_or_default()
@@ -463,65 +452,51 @@ fn or_dash(text: &str) -> String {
 }
 
 /// A fraction as a percentage: `0.77` → `77.0%`; `-` when absent.
-fn pct(v: &Value) -> String {
-    v.as_f64()
-        .map_or_else(|| "-".into(), |x| format!("{:.1}%", x * 100.0))
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{:.1}%", x * 100.0))
 }
 
 /// A CPU share, already in percent of one core.
-fn cpu(v: &Value) -> String {
-    v.as_f64()
-        .map_or_else(|| "-".into(), |x| format!("{x:.2}%"))
+fn cpu(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.2}%"))
 }
 
 /// A KPI's value in its unit: cpu in percent of a core, the rest fractions.
-fn kpi_value(kpi: &str, v: &Value) -> String {
+fn kpi_value(kpi: &str, v: f64) -> String {
     if kpi == "cpu_overhead_percent" {
-        cpu(v)
+        cpu(Some(v))
     } else {
-        pct(v)
+        pct(Some(v))
     }
 }
 
 /// An estimate's value and `[low, high]`.
-fn estimate(kpi: &str, e: &Value) -> (String, String) {
-    if e.is_null() {
+fn estimate(kpi: &str, e: Option<Estimate>) -> (String, String) {
+    let Some(e) = e else {
         return ("-".into(), "-".into());
-    }
+    };
     (
-        kpi_value(kpi, &e["value"]),
-        format!(
-            "[{}, {}]",
-            kpi_value(kpi, &e["low"]),
-            kpi_value(kpi, &e["high"])
-        ),
+        kpi_value(kpi, e.value),
+        format!("[{}, {}]", kpi_value(kpi, e.low), kpi_value(kpi, e.high)),
     )
 }
 
-fn outcome(o: &str) -> String {
+fn outcome(o: Outcome) -> &'static str {
     match o {
-        "no_data" => "NO DATA".into(),
-        "" => "-".into(),
-        other => other.to_uppercase(),
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+        Outcome::Inconclusive => "INCONCLUSIVE",
+        Outcome::NoData => "NO DATA",
     }
 }
 
-/// A count, exact when it is whole.
-fn count(v: &Value) -> String {
-    if let Some(n) = v.as_u64() {
-        n.to_string()
-    } else if let Some(x) = v.as_f64() {
-        format!("{x:.1}")
-    } else {
-        "-".into()
-    }
+/// A mean per agent and interval.
+fn mean(x: f64) -> String {
+    format!("{x:.1}")
 }
 
 /// Bytes in SI units: `812 B`, `12.3 kB`, `4.5 MB`.
-fn bytes(v: &Value) -> String {
-    let Some(x) = v.as_f64() else {
-        return "-".into();
-    };
+fn bytes(x: f64) -> String {
     if x < 1000.0 {
         return format!("{x:.0} B");
     }
@@ -534,10 +509,7 @@ fn bytes(v: &Value) -> String {
 }
 
 /// A large number: `518.4M`.
-fn big(v: &Value) -> String {
-    let Some(x) = v.as_f64() else {
-        return "-".into();
-    };
+fn big(x: f64) -> String {
     for (div, suffix) in [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")] {
         if x >= div {
             return format!("{:.1}{suffix}", x / div);
@@ -547,25 +519,21 @@ fn big(v: &Value) -> String {
 }
 
 /// Variant names of a results answer: the baseline first.
-fn ordered_variants(results: &Value) -> Vec<String> {
-    let baseline = s(results, "baseline");
-    let mut names: Vec<String> = results["variants"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    names.sort_by_key(|n| (n != baseline, n.clone()));
+fn ordered_variants(results: &ExperimentResults) -> Vec<&str> {
+    let mut names: Vec<&str> = results.variants.keys().map(String::as_str).collect();
+    names.sort_by_key(|n| (*n != results.baseline, *n));
     names
 }
 
-fn point_cells(p: &Value) -> Vec<String> {
+fn point_cells(p: &ResultPoint) -> Vec<String> {
     vec![
-        count(&p["series"]),
-        count(&p["datapoints"]),
-        bytes(&p["bytes"]),
-        bytes(&p["bytes_gzip"]),
-        pct(&p["critical_coverage"]),
-        pct(&p["topn_fidelity"]),
-        cpu(&p["cpu_overhead_percent"]),
+        p.series.to_string(),
+        p.datapoints.to_string(),
+        bytes(p.bytes as f64),
+        bytes(p.bytes_gzip as f64),
+        pct(p.critical_coverage),
+        pct(p.topn_fidelity),
+        cpu(p.cpu_overhead_percent),
     ]
 }
 
@@ -573,37 +541,34 @@ const POINT_HEADER: [&str; 7] = [
     "SERIES", "POINTS", "BYTES", "GZIP", "COVERAGE", "FIDELITY", "CPU",
 ];
 
-fn results_text(v: &Value, last: Option<usize>) -> String {
+fn results_text(v: &ExperimentResults, last: Option<usize>) -> String {
     let mut t = format!(
         "experiment {} ({}): interval {}ms, baseline {}\n",
-        s(v, "id"),
-        s(v, "state"),
-        v["interval_ms"],
-        s(v, "baseline")
+        v.id, v.state, v.interval_ms, v.baseline
     );
-    let mut rows: Vec<(String, usize, String, &Value)> = Vec::new();
+    let mut rows: Vec<(&str, usize, &str, &ResultPoint)> = Vec::new();
     for (order, name) in ordered_variants(v).into_iter().enumerate() {
-        for p in v["variants"][&name].as_array().into_iter().flatten() {
-            rows.push((s(p, "time").to_string(), order, name.clone(), p));
+        for p in v.variants.get(name).into_iter().flatten() {
+            rows.push((p.time.as_str(), order, name, p));
         }
     }
     if rows.is_empty() {
         t.push_str("no measurements yet\n");
         return t;
     }
-    rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     if let Some(n) = last {
-        let mut times: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let mut times: Vec<&str> = rows.iter().map(|r| r.0).collect();
         times.dedup();
         if times.len() > n {
-            let from = times[times.len() - n].to_string();
+            let from = times[times.len() - n];
             rows.retain(|r| r.0 >= from);
         }
     }
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|(time, _, name, p)| {
-            let mut row = vec![time.clone(), name.clone(), count(&p["agents"])];
+            let mut row = vec![time.to_string(), name.to_string(), p.agents.to_string()];
             row.extend(point_cells(p));
             row
         })
@@ -616,16 +581,17 @@ fn results_text(v: &Value, last: Option<usize>) -> String {
 }
 
 /// The readable verdict.
-fn report_text(r: &Value) -> String {
-    let is_final = r["final"].as_bool() == Some(true);
-    let ongoing = ongoing(s(r, "state")) == Some(true);
-    let mut t = format!("experiment {}  {}\n", s(r, "id"), s(r, "state"));
-    if !s(r, "reason").is_empty() {
-        t.push_str(&format!("reason: {}\n", s(r, "reason")));
+fn report_text(r: &ExperimentReport) -> String {
+    let a = &r.analysis;
+    let ongoing = ongoing(r.state);
+    let mut t = format!("experiment {}  {}\n", r.id, r.state);
+    if !r.reason.is_empty() {
+        t.push_str(&format!("reason: {}\n", r.reason));
     }
-    t.push_str(&match (is_final, s(r, "winner")) {
-        (true, "") => format!("verdict: {}, no winner\n", s(r, "verdict").to_uppercase()),
-        (true, w) => format!("verdict: {}, winner {w}\n", s(r, "verdict").to_uppercase()),
+    let winner = a.winner.as_deref().unwrap_or("");
+    t.push_str(&match (r.is_final, winner) {
+        (true, "") => format!("verdict: {}, no winner\n", a.verdict.to_uppercase()),
+        (true, w) => format!("verdict: {}, winner {w}\n", a.verdict.to_uppercase()),
         (false, w) => {
             let prefix = if ongoing {
                 "interim verdict (on the data so far)"
@@ -640,31 +606,29 @@ fn report_text(r: &Value) -> String {
     });
     t.push_str(&format!(
         "{} confidence intervals ({} resamples), {} target agent(s)\n",
-        pct(&r["confidence"]),
-        r["resamples"],
-        r["target_agents"]
+        pct(Some(a.confidence)),
+        a.resamples,
+        a.target_agents
     ));
-    for c in r["candidates"].as_array().into_iter().flatten() {
+    for c in &a.candidates {
         t.push_str(&format!(
             "\ncandidate {}: {}  ({} paired interval(s) on {} agent(s))\n",
-            s(c, "name"),
-            outcome(s(c, "outcome")),
-            c["paired_intervals"],
-            c["agents"]
+            c.name,
+            outcome(c.outcome),
+            c.paired_intervals,
+            c.agents
         ));
-        let criteria: Vec<Vec<String>> = c["criteria"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let criteria: Vec<Vec<String>> = c
+            .criteria
+            .iter()
             .map(|cr| {
-                let kpi = s(cr, "kpi");
-                let (value, ci) = estimate(kpi, &cr["estimate"]);
+                let (value, ci) = estimate(&cr.kpi, cr.estimate);
                 vec![
-                    format!("  {}", s(cr, "criterion")),
+                    format!("  {}", cr.criterion),
                     value,
                     ci,
-                    format!("{} {}", s(cr, "op"), kpi_value(kpi, &cr["threshold"])),
-                    outcome(s(cr, "outcome")),
+                    format!("{} {}", cr.op, kpi_value(&cr.kpi, cr.threshold)),
+                    outcome(cr.outcome).to_string(),
                 ]
             })
             .collect();
@@ -677,57 +641,47 @@ fn report_text(r: &Value) -> String {
             ));
         }
         // The KPIs no criterion names, for the record.
-        let judged: Vec<&str> = c["criteria"]
-            .as_array()
+        let others: Vec<String> = c
+            .kpis
+            .named()
             .into_iter()
-            .flatten()
-            .map(|cr| s(cr, "kpi"))
-            .collect();
-        let others: Vec<String> = c["kpis"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, e)| !judged.contains(&k.as_str()) && !e.is_null())
-            .map(|(k, e)| {
+            .filter(|(k, _)| !c.criteria.iter().any(|cr| cr.kpi == *k))
+            .filter_map(|(k, e)| {
+                e?;
                 let (value, ci) = estimate(k, e);
-                format!("{} {value} {ci}", k.replace('_', " "))
+                Some(format!("{} {value} {ci}", k.replace('_', " ")))
             })
             .collect();
         if !others.is_empty() {
             t.push_str(&format!("  also: {}\n", others.join("; ")));
         }
     }
-    let variants: Vec<Vec<String>> = r["variants"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let variants: Vec<Vec<String>> = a
+        .variants
+        .iter()
         .map(|v| {
-            if v["intervals"].as_u64() == Some(0) {
-                let mut row = vec![s(v, "name").to_string(), "0".into()];
+            if v.intervals == 0 {
+                let mut row = vec![v.name.clone(), "0".into()];
                 row.extend(std::iter::repeat_n("-".to_string(), 7));
                 return row;
             }
             vec![
-                s(v, "name").to_string(),
-                count(&v["intervals"]),
-                count(&v["series"]),
-                count(&v["datapoints"]),
-                bytes(&v["bytes"]),
-                cpu(&v["cpu_overhead_percent"]),
-                big(&v["monthly_datapoints"]),
-                v["monthly_gb"]
-                    .as_f64()
-                    .map_or_else(|| "-".into(), |x| format!("{x:.2}")),
-                v["monthly_cost"]
-                    .as_f64()
-                    .map_or_else(|| "-".into(), |x| format!("{x:.2} {}", s(r, "currency"))),
+                v.name.clone(),
+                v.intervals.to_string(),
+                mean(v.series),
+                mean(v.datapoints),
+                bytes(v.bytes),
+                cpu(Some(v.cpu_overhead_percent)),
+                big(v.monthly_datapoints),
+                format!("{:.2}", v.monthly_gb),
+                format!("{:.2} {}", v.monthly_cost, a.currency),
             ]
         })
         .collect();
     if !variants.is_empty() {
         t.push_str(&format!(
             "\nper variant (means per agent and interval; monthly for {} agent(s) over 30 days):\n",
-            r["target_agents"]
+            a.target_agents
         ));
         t.push_str(&table(
             &[
@@ -744,10 +698,10 @@ fn report_text(r: &Value) -> String {
             &variants,
         ));
     }
-    if !s(r, "recommendation").is_empty() {
-        t.push_str(&format!("\nrecommendation: {}\n", s(r, "recommendation")));
+    if !a.recommendation.is_empty() {
+        t.push_str(&format!("\nrecommendation: {}\n", a.recommendation));
     }
-    t.push_str(if is_final {
+    t.push_str(if r.is_final {
         "final: yes\n"
     } else if ongoing {
         "final: no (the window is not over: numbers and verdict can still change)\n"
@@ -781,70 +735,71 @@ fn human(ms: i64) -> String {
 }
 
 /// Where the measuring window stands.
-fn window_text(e: &Value, now: i64) -> String {
-    let at = |k: &str| parse_ms(s(e, k));
-    match s(e, "state") {
-        "draft" => "not started".into(),
-        "pending" => match at("start_at") {
+fn window_text(e: &ExperimentSummary, now: i64) -> String {
+    let at = |t: &Option<String>| t.as_deref().and_then(parse_ms);
+    let text = |t: &Option<String>| t.clone().unwrap_or_default();
+    match e.state {
+        ExperimentState::Draft => "not started".into(),
+        ExperimentState::Pending => match at(&e.start_at) {
             Some(t) if t > now => {
-                format!("deploys in {} (at {})", human(t - now), s(e, "start_at"))
+                format!("deploys in {} (at {})", human(t - now), text(&e.start_at))
             }
             _ => "deploying now".into(),
         },
-        "deploying" => "deploying: waiting for every target to apply the config".into(),
-        "running" => match (at("measure_from"), at("ends_at")) {
+        ExperimentState::Deploying => {
+            "deploying: waiting for every target to apply the config".into()
+        }
+        ExperimentState::Running => match (at(&e.measure_from), at(&e.ends_at)) {
             (Some(m), Some(end)) if now < m => format!(
                 "warm-up: measuring in {}, then for {} (until {})",
                 human(m - now),
                 human(end - m),
-                s(e, "ends_at")
+                text(&e.ends_at)
             ),
             (_, Some(end)) if now < end => {
-                format!("{} left (ends {})", human(end - now), s(e, "ends_at"))
+                format!("{} left (ends {})", human(end - now), text(&e.ends_at))
             }
             (_, Some(_)) => "over: analysing".into(),
             _ => "running".into(),
         },
-        "analyzing" => "over: analysing".into(),
-        _ => match s(e, "finished_at") {
-            "" => "over".into(),
-            f => format!("over (finished {f})"),
+        ExperimentState::Analyzing => "over: analysing".into(),
+        _ => match e.finished_at.as_deref() {
+            None | Some("") => "over".into(),
+            Some(f) => format!("over (finished {f})"),
         },
     }
 }
 
 /// What one refresh of `watch` shows.
 struct Snapshot {
-    experiment: Value,
-    results: Value,
-    report: Value,
+    experiment: Reply<ExperimentDetail>,
+    results: Reply<ExperimentResults>,
+    report: Reply<ExperimentReport>,
 }
+
+/// The report's cache key: it changes with the state or the data.
+type ReportKey = (ExperimentState, String, usize);
 
 /// Fetch the experiment and its results; the report only when the
 /// state or the data changed (it runs a bootstrap on the controller).
 async fn snapshot(
     client: &Client,
     id: &str,
-    cache: &mut Option<(String, Value)>,
+    cache: &mut Option<(ReportKey, Reply<ExperimentReport>)>,
 ) -> Result<Snapshot, Failure> {
     let base = format!("/api/v1/experiments/{}", encode(id));
-    let experiment = client.get(&base).await?;
-    let results = client.get(&format!("{base}/results")).await?;
-    let points: usize = results["variants"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(_, p)| p.as_array().map_or(0, Vec::len))
-        .sum();
-    let key = format!(
-        "{}|{}|{points}",
-        s(&experiment, "state"),
-        s(&experiment, "updated_at")
+    let experiment: Reply<ExperimentDetail> = client.get(&base).await?;
+    let results: Reply<ExperimentResults> = client.get(&format!("{base}/results")).await?;
+    let points: usize = results.body.variants.values().map(Vec::len).sum();
+    let key = (
+        experiment.body.summary.state,
+        experiment.body.summary.updated_at.clone(),
+        points,
     );
     let report = match cache {
         Some((k, r)) if *k == key => r.clone(),
         _ => {
-            let r = client.get(&format!("{base}/report")).await?;
+            let r: Reply<ExperimentReport> = client.get(&format!("{base}/report")).await?;
             *cache = Some((key, r.clone()));
             r
         }
@@ -857,42 +812,36 @@ async fn snapshot(
 }
 
 /// The latest point of each variant.
-fn latest(results: &Value) -> Map<String, Value> {
-    ordered_variants(results)
-        .into_iter()
-        .filter_map(|name| {
-            let p = results["variants"][&name].as_array()?.last()?.clone();
-            Some((name, p))
-        })
+fn latest(results: &ExperimentResults) -> BTreeMap<&str, &ResultPoint> {
+    results
+        .variants
+        .iter()
+        .filter_map(|(name, points)| Some((name.as_str(), points.last()?)))
         .collect()
 }
 
 /// One line on the verdict so far.
-fn verdict_line(r: &Value) -> String {
-    let candidates: Vec<&Value> = r["candidates"].as_array().into_iter().flatten().collect();
-    let is_final = r["final"].as_bool() == Some(true);
-    if !is_final
-        && candidates
-            .iter()
-            .all(|c| s(c, "outcome") == "no_data" || s(c, "outcome").is_empty())
-    {
+fn verdict_line(r: &ExperimentReport) -> String {
+    let a = &r.analysis;
+    if !r.is_final && a.candidates.iter().all(|c| c.outcome == Outcome::NoData) {
         return "interim verdict: no paired measurements yet".into();
     }
-    let each: Vec<String> = candidates
+    let each: Vec<String> = a
+        .candidates
         .iter()
         .map(|c| {
             format!(
                 "{} {} (series reduction {}, critical coverage {})",
-                s(c, "name"),
-                outcome(s(c, "outcome")),
-                pct(&c["kpis"]["series_reduction"]["value"]),
-                pct(&c["kpis"]["critical_coverage"]["value"])
+                c.name,
+                outcome(c.outcome),
+                pct(c.kpis.series_reduction.map(|e| e.value)),
+                pct(c.kpis.critical_coverage.map(|e| e.value))
             )
         })
         .collect();
-    let head = match (is_final, s(r, "winner")) {
-        (true, "") => format!("final verdict: {}, no winner", s(r, "verdict")),
-        (true, w) => format!("final verdict: {}, winner {w}", s(r, "verdict")),
+    let head = match (r.is_final, a.winner.as_deref().unwrap_or("")) {
+        (true, "") => format!("final verdict: {}, no winner", a.verdict),
+        (true, w) => format!("final verdict: {}, winner {w}", a.verdict),
         (false, "") => "interim verdict: no winner yet".into(),
         (false, w) => format!("interim verdict: {w} would win"),
     };
@@ -900,53 +849,35 @@ fn verdict_line(r: &Value) -> String {
 }
 
 fn watch_text(snap: &Snapshot, problem: Option<&str>) -> String {
-    let e = &snap.experiment;
+    let d = &snap.experiment.body;
+    let e = &d.summary;
     let mut t = format!(
         "experiment {}  {:?}  {}\n",
-        s(e, "id"),
-        s(e, "name"),
-        s(e, "state").to_uppercase()
+        e.id,
+        e.name,
+        e.state.as_str().to_uppercase()
     );
-    if !s(e, "reason").is_empty() {
-        t.push_str(&format!("reason:  {}\n", s(e, "reason")));
+    if !e.reason.is_empty() {
+        t.push_str(&format!("reason:  {}\n", e.reason));
     }
     t.push_str(&format!("window:  {}\n", window_text(e, now_ms())));
-    let targets = e["targets"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    if !targets.is_empty() {
-        let running = targets
-            .iter()
-            .filter(|tg| tg["runs_experiment"].as_bool() == Some(true))
-            .count();
+    if !d.targets.is_empty() {
+        let running = d.targets.iter().filter(|tg| tg.runs_experiment).count();
         t.push_str(&format!(
             "targets: {}, {running} running the experiment config\n",
-            targets.len()
+            d.targets.len()
         ));
     }
-    let latest = latest(&snap.results);
-    let names: Vec<String> = e["variants"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| s(v, "name").to_string())
-        .collect();
-    let rows: Vec<Vec<String>> = names
+    let latest = latest(&snap.results.body);
+    let rows: Vec<Vec<String>> = e
+        .variants
         .iter()
-        .map(|name| {
-            let mode = e["variants"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|v| s(v, "name") == name)
-                .map(|v| s(v, "mode").to_string())
-                .unwrap_or_default();
-            let mut row = vec![name.clone(), mode];
-            match latest.get(name) {
+        .map(|v| {
+            let mut row = vec![v.name.clone(), v.mode.clone()];
+            match latest.get(v.name.as_str()) {
                 Some(p) => {
-                    row.push(s(p, "time").get(11..19).unwrap_or("-").to_string());
-                    row.push(count(&p["agents"]));
+                    row.push(p.time.get(11..19).unwrap_or("-").to_string());
+                    row.push(p.agents.to_string());
                     row.extend(point_cells(p));
                 }
                 None => row.extend(std::iter::repeat_n("-".to_string(), 9)),
@@ -959,7 +890,7 @@ fn watch_text(snap: &Snapshot, problem: Option<&str>) -> String {
     t.push('\n');
     t.push_str(&table(&header, &rows));
     t.push('\n');
-    t.push_str(&verdict_line(&snap.report));
+    t.push_str(&verdict_line(&snap.report.body));
     t.push('\n');
     if let Some(p) = problem {
         t.push_str(&format!("(refresh failed: {p}; retrying)\n"));
@@ -1005,12 +936,12 @@ async fn watch(client: &Client, out: Output, id: &str, every: Duration) -> Resul
         };
         match fetched {
             Ok(snap) => {
-                let decided = ongoing(s(&snap.experiment, "state")) == Some(false);
+                let decided = !ongoing(snap.experiment.body.summary.state);
                 if out == Output::Json {
                     let line = json!({
-                        "experiment": snap.experiment,
-                        "latest": latest(&snap.results),
-                        "report": snap.report,
+                        "experiment": snap.experiment.json,
+                        "latest": latest(&snap.results.body),
+                        "report": snap.report.json,
                     });
                     println!("{line}");
                 } else {
@@ -1020,7 +951,7 @@ async fn watch(client: &Client, out: Output, id: &str, every: Duration) -> Resul
                     // The report was fetched after the state was read:
                     // it is the decided one.
                     if out == Output::Table {
-                        println!("\n{}", report_text(&snap.report).trim_end());
+                        println!("\n{}", report_text(&snap.report.body).trim_end());
                     }
                     return Ok(0);
                 }
@@ -1062,34 +993,43 @@ mod tests {
 
     #[test]
     fn numbers_read_as_people_write_them() {
-        assert_eq!(pct(&json!(0.77)), "77.0%");
-        assert_eq!(pct(&json!(1)), "100.0%");
-        assert_eq!(pct(&Value::Null), "-");
-        assert_eq!(cpu(&json!(0.034)), "0.03%");
-        assert_eq!(bytes(&json!(812)), "812 B");
-        assert_eq!(bytes(&json!(12_345)), "12.3 kB");
-        assert_eq!(bytes(&json!(4_500_000)), "4.5 MB");
-        assert_eq!(big(&json!(518_400_000.0)), "518.4M");
+        assert_eq!(pct(Some(0.77)), "77.0%");
+        assert_eq!(pct(Some(1.0)), "100.0%");
+        assert_eq!(pct(None), "-");
+        assert_eq!(cpu(Some(0.034)), "0.03%");
+        assert_eq!(bytes(812.0), "812 B");
+        assert_eq!(bytes(12_345.0), "12.3 kB");
+        assert_eq!(bytes(4_500_000.0), "4.5 MB");
+        assert_eq!(big(518_400_000.0), "518.4M");
         assert_eq!(human(12_000), "12s");
         assert_eq!(human(250_000), "4m 10s");
         assert_eq!(human(3_723_000), "1h 02m 03s");
         assert_eq!(
             estimate(
                 "series_reduction",
-                &json!({"value": 0.5, "low": 0.4, "high": 0.6})
+                Some(Estimate {
+                    value: 0.5,
+                    low: 0.4,
+                    high: 0.6
+                })
             ),
             ("50.0%".to_string(), "[40.0%, 60.0%]".to_string())
         );
-        assert_eq!(outcome("no_data"), "NO DATA");
+        assert_eq!(outcome(Outcome::NoData), "NO DATA");
     }
 
     #[test]
     fn the_window_counts_down_from_the_controller_times() {
-        let e = json!({
-            "state": "running",
+        let e: ExperimentSummary = serde_json::from_value(json!({
+            "id": "exp-1", "name": "n", "description": "", "state": "running", "reason": "",
+            "author": "a", "config_hash": "h", "variants": [], "actions": ["stop"],
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
+            "start_at": null, "running_at": "2026-01-01T00:00:00.000Z",
             "measure_from": "2026-01-01T00:00:30.000Z",
             "ends_at": "2026-01-01T00:10:30.000Z",
-        });
+            "finished_at": null, "headline": null,
+        }))
+        .unwrap();
         let t0 = parse_ms("2026-01-01T00:00:00.000Z").unwrap();
         assert!(window_text(&e, t0).starts_with("warm-up: measuring in 30s, then for 10m 00s"));
         assert!(window_text(&e, t0 + 90_000).starts_with("9m 00s left"));
@@ -1098,7 +1038,7 @@ mod tests {
 
     #[test]
     fn a_report_shows_each_criterion_with_its_interval() {
-        let r = json!({
+        let r: ExperimentReport = serde_json::from_value(json!({
             "id": "exp-1", "state": "succeeded", "reason": "done", "final": true,
             "verdict": "succeeded", "winner": "aggressive", "recommendation": "Promote it.",
             "confidence": 0.95, "resamples": 1000, "target_agents": 2, "currency": "USD",
@@ -1119,7 +1059,8 @@ mod tests {
                      "op": "<=", "threshold": 1.0, "estimate": null, "outcome": "no_data"}
                 ]
             }]
-        });
+        }))
+        .unwrap();
         let text = report_text(&r);
         assert!(
             text.contains("verdict: SUCCEEDED, winner aggressive"),

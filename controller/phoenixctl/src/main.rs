@@ -5,8 +5,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use phoenix_controller::experiment::state::State;
-use serde_json::{Value, json};
+use phoenix_api::{
+    Agent, AgentDetail, AgentList, ConfigValidation, CreatePushRequest, ErrorBody, ExperimentState,
+    Push, PushCreated, PushList, PushSelector, PushStatus, PushTargetState, Template, TemplateList,
+    ValidateConfigRequest, parse_labels,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Exit codes: 0 done, 1 the request failed, 2 bad command line, 3 the
 /// config is invalid or the rollout did not apply everywhere.
@@ -184,7 +190,7 @@ enum ExperimentCommand {
     /// Experiments, newest first, with their verdicts.
     List {
         /// Only experiments in this state.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(State::ALL.map(State::as_str)))]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(ExperimentState::ALL.map(ExperimentState::as_str)))]
         state: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -259,11 +265,11 @@ enum ExperimentCommand {
 }
 
 /// Whether the controller still has work to do on an experiment in this
-/// state (a draft waits to be started): `Some(false)` once it is decided
-/// (succeeded, failed) or over, `None` for a state this phoenixctl does not
-/// know (a newer controller).
-fn ongoing(state: &str) -> Option<bool> {
-    State::parse(state).map(|s| s == State::Draft || s.is_active())
+/// state (a draft waits to be started): false once it is decided
+/// (succeeded, failed) or over. (A state this phoenixctl does not know
+/// fails to parse: the answer is refused, not guessed at.)
+fn ongoing(state: ExperimentState) -> bool {
+    state == ExperimentState::Draft || state.is_active()
 }
 
 /// Exit code of an interrupted `watch` (128 + SIGINT).
@@ -281,7 +287,7 @@ fn duration(text: &str) -> Result<Duration, String> {
     if text.len() > 16 {
         return Err(format!("invalid duration {text:?}"));
     }
-    phoenix_config::duration::parse_duration(text)
+    phoenix_processors::time::parse_duration(text)
 }
 
 /// A failed command: the message, and the exit code.
@@ -322,14 +328,14 @@ impl Client {
         })
     }
 
-    /// Send a request; the JSON answer of a 2xx, or a failure with the
+    /// Send a request; the answer of a 2xx, or a failure with the
     /// server's message (and every config error it lists).
-    async fn call(
+    async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, Failure> {
+        body: Option<String>,
+    ) -> Result<Reply<T>, Failure> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -338,7 +344,7 @@ impl Client {
         if let Some(b) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_string());
+                .body(b);
         }
         let response = request.send().await.map_err(|e| {
             Failure::new(format!("cannot reach the controller at {}: {e}", self.base))
@@ -348,47 +354,71 @@ impl Client {
             .text()
             .await
             .map_err(|e| Failure::new(format!("reading the answer from {url}: {e}")))?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            return Ok(value);
+            return Reply::parse(&url, &text);
         }
+        // Not every error comes from the API (a proxy's page): a body
+        // that is not the error shape still reports the status.
+        let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
         let mut message = format!(
             "{} {}: {}",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
-            value
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("(no message)")
+            body.as_ref().map_or("(no message)", |b| b.error.as_str())
         );
         if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
             message.push_str("\n  (give --token or set PHOENIX_API_TOKEN)");
         }
-        let invalid = value.get("errors").and_then(Value::as_array).is_some();
-        for e in value
-            .get("errors")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            message.push_str(&format!("\n  - {}", error_line(e).replace('\n', "\n    ")));
+        let errors = body.map(|b| b.errors).unwrap_or_default();
+        for e in &errors {
+            message.push_str(&format!("\n  - {}", e.to_string().replace('\n', "\n    ")));
         }
         Err(Failure(
             message,
-            if invalid {
-                EXIT_NOT_APPLIED
-            } else {
+            if errors.is_empty() {
                 EXIT_FAILED
+            } else {
+                EXIT_NOT_APPLIED
             },
         ))
     }
 
-    async fn get(&self, path: &str) -> Result<Value, Failure> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Reply<T>, Failure> {
         self.call(reqwest::Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<Reply<T>, Failure> {
+        let body = serde_json::to_string(body)
+            .map_err(|e| Failure::new(format!("cannot encode the request: {e}")))?;
         self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+/// An answer: the API's JSON as sent (what `-o json` prints) and the same
+/// read into its type (what the tables show).
+#[derive(Clone)]
+struct Reply<T> {
+    json: Value,
+    body: T,
+}
+
+impl<T: DeserializeOwned> Reply<T> {
+    /// A 2xx answer that does not have the shape this phoenixctl knows is
+    /// an error, not a table of blanks.
+    fn parse(url: &str, text: &str) -> Result<Reply<T>, Failure> {
+        let mismatch = |e: serde_json::Error| {
+            Failure::new(format!(
+                "the answer from {url} is not what this phoenixctl ({}) expects: {e}",
+                env!("CARGO_PKG_VERSION")
+            ))
+        };
+        let json: Value = serde_json::from_str(text).map_err(mismatch)?;
+        let body = T::deserialize(&json).map_err(mismatch)?;
+        Ok(Reply { json, body })
     }
 }
 
@@ -403,22 +433,6 @@ fn encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// One listed error: a config error's `text`, or an experiment
-/// definition's `field: message`.
-fn error_line(e: &Value) -> String {
-    if let Some(t) = e.get("text").and_then(Value::as_str) {
-        return t.to_string();
-    }
-    match (s(e, "field"), s(e, "message")) {
-        ("", m) => m.to_string(),
-        (f, m) => format!("{f}: {m}"),
-    }
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 fn short(hash: &str) -> &str {
@@ -451,34 +465,30 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn labels_text(v: &Value) -> String {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
+fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-fn agents_table(agents: &[Value]) -> String {
+fn agents_table<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> String {
     let rows: Vec<Vec<String>> = agents
-        .iter()
+        .into_iter()
         .map(|a| {
-            let config = &a["config"];
-            let hash = short(s(config, "effective_hash"));
+            let hash = short(&a.config.effective_hash);
             vec![
-                s(a, "id").to_string(),
-                s(a, "status").to_string(),
-                s(a, "host_name").to_string(),
+                a.id.clone(),
+                a.status.as_str().to_string(),
+                a.host_name.clone(),
                 if hash.is_empty() {
                     "-".into()
                 } else {
-                    format!("{hash} ({})", s(config, "state"))
+                    format!("{hash} ({})", a.config.state)
                 },
-                labels_text(&a["labels"]),
-                s(a, "last_seen").to_string(),
+                labels_text(&a.labels),
+                a.last_seen.clone(),
             ]
         })
         .collect();
@@ -488,38 +498,88 @@ fn agents_table(agents: &[Value]) -> String {
     )
 }
 
-fn push_text(p: &Value) -> String {
-    let counts = &p["counts"];
+fn agent_text(a: &AgentDetail) -> String {
+    let mut t = agents_table([&a.agent]);
+    if let Some(d) = &a.agent.desired {
+        t.push_str(&format!(
+            "\ndesired: push {} hash {} ({})\n",
+            d.push_id,
+            short(d.hash.as_deref().unwrap_or("")),
+            d.state.map_or("-", PushTargetState::as_str),
+        ));
+    }
+    let err = &a.agent.config.error;
+    if !err.is_empty() {
+        t.push_str(&format!(
+            "last config error:\n  {}\n",
+            err.replace('\n', "\n  ")
+        ));
+    }
+    // The stats are the agent's own report, passed through as it sent it.
+    let stats = a.stats.as_ref();
+    if let Some(pipelines) = stats
+        .and_then(|s| s.get("pipelines"))
+        .and_then(Value::as_array)
+    {
+        let field =
+            |p: &Value, key: &str| p.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        let rows: Vec<Vec<String>> = pipelines
+            .iter()
+            .map(|p| {
+                vec![
+                    field(p, "pipeline"),
+                    field(p, "mode"),
+                    p["series"].to_string(),
+                    p["datapoints"].to_string(),
+                    p["bytes_gzip"].to_string(),
+                ]
+            })
+            .collect();
+        let received = stats
+            .and_then(|s| s.get("received_at"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        t.push_str(&format!("\nstats at {received}:\n"));
+        t.push_str(&table(
+            &["PIPELINE", "MODE", "SERIES", "POINTS", "GZIP BYTES"],
+            &rows,
+        ));
+    }
+    t
+}
+
+fn push_text(p: &Push) -> String {
+    let counts = &p.counts;
     let mut out = format!(
         "push {}  {}  hash {}  by {}  at {}\n",
-        s(p, "id"),
-        s(p, "status"),
-        short(s(p, "hash")),
-        s(p, "author"),
-        s(p, "created_at"),
+        p.id,
+        p.status.as_str(),
+        short(&p.hash),
+        p.author,
+        p.created_at,
     );
     out.push_str(&format!(
         "targets {}: applied {}, failed {}, timeout {}, applying {}, pending {}, superseded {}\n",
-        p["total"],
-        counts["applied"],
-        counts["failed"],
-        counts["timeout"],
-        counts["applying"],
-        counts["pending"],
-        counts["superseded"],
+        p.total,
+        counts.applied,
+        counts.failed,
+        counts.timeout,
+        counts.applying,
+        counts.pending,
+        counts.superseded,
     ));
-    let targets = p["targets"].as_array().cloned().unwrap_or_default();
-    if !targets.is_empty() {
+    if !p.targets.is_empty() {
         out.push('\n');
-        let rows: Vec<Vec<String>> = targets
+        let rows: Vec<Vec<String>> = p
+            .targets
             .iter()
             .map(|t| {
                 vec![
-                    s(t, "agent_id").to_string(),
-                    s(t, "state").to_string(),
-                    short(s(t, "hash")).to_string(),
-                    s(t, "updated_at").to_string(),
-                    s(t, "error").lines().next().unwrap_or_default().to_string(),
+                    t.agent_id.clone(),
+                    t.state.as_str().to_string(),
+                    short(&t.hash).to_string(),
+                    t.updated_at.clone(),
+                    t.error.lines().next().unwrap_or_default().to_string(),
                 ]
             })
             .collect();
@@ -527,13 +587,9 @@ fn push_text(p: &Value) -> String {
             &["AGENT", "STATE", "HASH", "UPDATED", "ERROR"],
             &rows,
         ));
-        let multi: Vec<&Value> = targets
-            .iter()
-            .filter(|t| s(t, "error").lines().count() > 1)
-            .collect();
-        for t in multi {
-            out.push_str(&format!("\n{} error:\n", s(t, "agent_id")));
-            for l in s(t, "error").lines() {
+        for t in p.targets.iter().filter(|t| t.error.lines().count() > 1) {
+            out.push_str(&format!("\n{} error:\n", t.agent_id));
+            for l in t.error.lines() {
                 out.push_str(&format!("  {l}\n"));
             }
         }
@@ -541,24 +597,25 @@ fn push_text(p: &Value) -> String {
     out
 }
 
-fn print(output: Output, value: &Value, human: impl FnOnce(&Value) -> String) {
+/// The API's JSON (`-o json`), or the human text of its typed body.
+fn print<T>(output: Output, reply: &Reply<T>, human: impl FnOnce(&T) -> String) {
     match output {
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
+            serde_json::to_string_pretty(&reply.json).unwrap_or_default()
         ),
-        Output::Table => print!("{}", human(value)),
+        Output::Table => print!("{}", human(&reply.body)),
     }
 }
 
 /// Poll a push until every target is final or `timeout` passes.
-async fn wait_for(client: &Client, id: &str, timeout: Duration) -> Result<Value, Failure> {
+async fn wait_for(client: &Client, id: &str, timeout: Duration) -> Result<Reply<Push>, Failure> {
     let deadline = Instant::now() + timeout;
     loop {
-        let push = client
+        let push: Reply<Push> = client
             .get(&format!("/api/v1/pushes/{}", encode(id)))
             .await?;
-        if push["complete"].as_bool() == Some(true) || Instant::now() >= deadline {
+        if push.body.complete || Instant::now() >= deadline {
             return Ok(push);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -566,8 +623,8 @@ async fn wait_for(client: &Client, id: &str, timeout: Duration) -> Result<Value,
 }
 
 /// 0 when every target applied, 3 otherwise.
-fn rollout_code(push: &Value) -> u8 {
-    if s(push, "status") == "applied" {
+fn rollout_code(push: &Push) -> u8 {
+    if push.status == PushStatus::Applied {
         0
     } else {
         EXIT_NOT_APPLIED
@@ -586,60 +643,16 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
             if let Some(st) = status {
                 query.push(format!("status={}", encode(st)));
             }
-            let v = client
+            let list: Reply<AgentList> = client
                 .get(&format!("/api/v1/agents?{}", query.join("&")))
                 .await?;
-            print(out, &v, |v| {
-                agents_table(
-                    v["agents"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default(),
-                )
-            });
+            print(out, &list, |l| agents_table(&l.agents));
         }
         Command::Agents(AgentsCommand::Get { id }) => {
-            let v = client
+            let agent: Reply<AgentDetail> = client
                 .get(&format!("/api/v1/agents/{}", encode(id)))
                 .await?;
-            print(out, &v, |a| {
-                let mut t = agents_table(std::slice::from_ref(a));
-                if let Some(d) = a["desired"].as_object() {
-                    t.push_str(&format!(
-                        "\ndesired: push {} hash {} ({})\n",
-                        d.get("push_id").and_then(Value::as_str).unwrap_or(""),
-                        short(d.get("hash").and_then(Value::as_str).unwrap_or("")),
-                        d.get("state").and_then(Value::as_str).unwrap_or("-"),
-                    ));
-                }
-                let err = s(&a["config"], "error");
-                if !err.is_empty() {
-                    t.push_str(&format!(
-                        "last config error:\n  {}\n",
-                        err.replace('\n', "\n  ")
-                    ));
-                }
-                if let Some(pipelines) = a["stats"]["pipelines"].as_array() {
-                    let rows: Vec<Vec<String>> = pipelines
-                        .iter()
-                        .map(|p| {
-                            vec![
-                                s(p, "pipeline").to_string(),
-                                s(p, "mode").to_string(),
-                                p["series"].to_string(),
-                                p["datapoints"].to_string(),
-                                p["bytes_gzip"].to_string(),
-                            ]
-                        })
-                        .collect();
-                    t.push_str(&format!("\nstats at {}:\n", s(&a["stats"], "received_at")));
-                    t.push_str(&table(
-                        &["PIPELINE", "MODE", "SERIES", "POINTS", "GZIP BYTES"],
-                        &rows,
-                    ));
-                }
-                t
-            });
+            print(out, &agent, agent_text);
         }
         Command::Config(ConfigCommand::Push {
             selector,
@@ -651,54 +664,68 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         }) => {
             let selector = match selector {
                 Some(sel) => {
-                    let labels =
-                        phoenix_controller::api::parse_labels(sel).map_err(|e| Failure(e, 2))?;
+                    let labels = parse_labels(sel).map_err(|e| Failure(e, 2))?;
                     if labels.is_empty() {
                         return Err(Failure("--selector needs at least one k=v".into(), 2));
                     }
-                    json!({ "labels": labels })
+                    PushSelector {
+                        labels: Some(labels),
+                        agents: None,
+                    }
                 }
-                None => json!({ "agents": agent }),
+                None => PushSelector {
+                    labels: None,
+                    agents: Some(agent.clone()),
+                },
             };
-            let mut body = json!({
-                "selector": selector,
-                "author": author.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_default(),
-            });
-            match (file, template) {
+            let (yaml, template) = match (file, template) {
                 (Some(f), _) => {
-                    body["yaml"] =
-                        Value::String(std::fs::read_to_string(f).map_err(|e| {
+                    (
+                        Some(std::fs::read_to_string(f).map_err(|e| {
                             Failure::new(format!("cannot read {}: {e}", f.display()))
-                        })?)
+                        })?),
+                        None,
+                    )
                 }
-                (None, Some(t)) => body["template"] = Value::String(t.clone()),
+                (None, Some(t)) => (None, Some(t.clone())),
                 (None, None) => return Err(Failure("give -f FILE or --template NAME".into(), 2)),
-            }
-            let created = client.post("/api/v1/pushes", body).await?;
-            let id = s(&created, "id").to_string();
+            };
+            let request = CreatePushRequest {
+                selector,
+                yaml,
+                template,
+                author: Some(
+                    author
+                        .clone()
+                        .or_else(|| std::env::var("USER").ok())
+                        .unwrap_or_default(),
+                ),
+            };
+            let created: Reply<PushCreated> = client.post("/api/v1/pushes", &request).await?;
+            let id = created.body.id.clone();
             if !wait.wait {
                 print(out, &created, |c| {
-                    let targets = c["targets"].as_array().cloned().unwrap_or_default();
-                    let sent = targets
+                    let sent = c
+                        .targets
                         .iter()
-                        .filter(|t| s(t, "state") == "applying")
+                        .filter(|t| t.state == PushTargetState::Applying)
                         .count();
                     format!(
                         "push {id} created: hash {}, {} target(s), {sent} sent now, {} waiting for their agent to connect\n\
                          follow it with: phoenixctl config status {id} --wait\n",
-                        short(s(c, "hash")),
-                        targets.len(),
-                        targets.len() - sent
+                        short(&c.hash),
+                        c.targets.len(),
+                        c.targets.len() - sent
                     )
                 });
                 return Ok(0);
             }
             let push = wait_for(&client, &id, wait.timeout).await?;
             print(out, &push, push_text);
-            return Ok(rollout_code(&push));
+            return Ok(rollout_code(&push.body));
         }
         Command::Config(ConfigCommand::Status { push_id, wait }) => {
-            let push = if wait.wait {
+            let push: Reply<Push> = if wait.wait {
                 wait_for(&client, push_id, wait.timeout).await?
             } else {
                 client
@@ -707,24 +734,24 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
             };
             print(out, &push, push_text);
             if wait.wait {
-                return Ok(rollout_code(&push));
+                return Ok(rollout_code(&push.body));
             }
         }
         Command::Config(ConfigCommand::List { limit }) => {
-            let v = client.get(&format!("/api/v1/pushes?limit={limit}")).await?;
-            print(out, &v, |v| {
-                let rows: Vec<Vec<String>> = v["pushes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+            let list: Reply<PushList> =
+                client.get(&format!("/api/v1/pushes?limit={limit}")).await?;
+            print(out, &list, |l| {
+                let rows: Vec<Vec<String>> = l
+                    .pushes
+                    .iter()
                     .map(|p| {
                         vec![
-                            s(p, "id").to_string(),
-                            s(p, "status").to_string(),
-                            short(s(p, "hash")).to_string(),
-                            format!("{}/{}", p["counts"]["applied"], p["total"]),
-                            s(p, "author").to_string(),
-                            s(p, "created_at").to_string(),
+                            p.id.clone(),
+                            p.status.as_str().to_string(),
+                            short(&p.hash).to_string(),
+                            format!("{}/{}", p.counts.applied, p.total),
+                            p.author.clone(),
+                            p.created_at.clone(),
                         ]
                     })
                     .collect();
@@ -737,18 +764,17 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         Command::Config(ConfigCommand::Validate { file }) => {
             let yaml = std::fs::read_to_string(file)
                 .map_err(|e| Failure::new(format!("cannot read {}: {e}", file.display())))?;
-            let v = client
-                .post("/api/v1/configs/validate", json!({ "yaml": yaml }))
+            let checked: Reply<ConfigValidation> = client
+                .post("/api/v1/configs/validate", &ValidateConfigRequest { yaml })
                 .await?;
-            let valid = v["valid"].as_bool() == Some(true);
-            print(out, &v, |v| {
-                if valid {
-                    format!("{}: valid (hash {})\n", file.display(), short(s(v, "hash")))
+            let valid = checked.body.valid;
+            print(out, &checked, |v| {
+                if v.valid {
+                    format!("{}: valid (hash {})\n", file.display(), short(&v.hash))
                 } else {
-                    let errors = v["errors"].as_array().cloned().unwrap_or_default();
-                    let mut t = format!("{}: {} error(s):\n", file.display(), errors.len());
-                    for e in errors {
-                        t.push_str(&format!("  - {}\n", s(&e, "text")));
+                    let mut t = format!("{}: {} error(s):\n", file.display(), v.errors.len());
+                    for e in &v.errors {
+                        t.push_str(&format!("  - {}\n", e.text));
                     }
                     t
                 }
@@ -756,17 +782,16 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
             return Ok(if valid { 0 } else { EXIT_NOT_APPLIED });
         }
         Command::Templates(TemplatesCommand::List) => {
-            let v = client.get("/api/v1/templates").await?;
-            print(out, &v, |v| {
-                let rows: Vec<Vec<String>> = v["templates"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+            let list: Reply<TemplateList> = client.get("/api/v1/templates").await?;
+            print(out, &list, |l| {
+                let rows: Vec<Vec<String>> = l
+                    .templates
+                    .iter()
                     .map(|t| {
                         vec![
-                            s(t, "name").to_string(),
-                            short(s(t, "hash")).to_string(),
-                            s(t, "description").to_string(),
+                            t.name.clone(),
+                            short(&t.hash).to_string(),
+                            t.description.clone(),
                         ]
                     })
                     .collect();
@@ -774,10 +799,10 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
             });
         }
         Command::Templates(TemplatesCommand::Get { name }) => {
-            let v = client
+            let template: Reply<Template> = client
                 .get(&format!("/api/v1/templates/{}", encode(name)))
                 .await?;
-            print(out, &v, |v| s(v, "content").to_string());
+            print(out, &template, |t| t.content.clone().unwrap_or_default());
         }
         Command::Experiment(cmd) => return experiment::run(&client, out, cmd).await,
     }
@@ -811,23 +836,6 @@ mod experiment;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn listed_errors_are_config_texts_or_field_and_message() {
-        assert_eq!(
-            error_line(&json!({"component": "x", "text": "receivers::nope: unknown"})),
-            "receivers::nope: unknown"
-        );
-        assert_eq!(
-            error_line(&json!({"field": "criteria.min_series_reduction", "message": "too big"})),
-            "criteria.min_series_reduction: too big"
-        );
-        assert_eq!(
-            error_line(&json!({"field": "", "message": "empty"})),
-            "empty"
-        );
-    }
 
     #[test]
     fn experiment_subcommands_parse() {

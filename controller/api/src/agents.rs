@@ -1,0 +1,93 @@
+//! `/api/v1/agents`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pushes::PushTargetState;
+
+/// Online while a session is open and heartbeats arrive in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    Online,
+    Offline,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Online => "online",
+            AgentStatus::Offline => "offline",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AgentStatus> {
+        match s {
+            "online" => Some(AgentStatus::Online),
+            "offline" => Some(AgentStatus::Offline),
+            _ => None,
+        }
+    }
+}
+
+/// `GET /agents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentList {
+    pub agents: Vec<Agent>,
+}
+
+/// An agent as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: String,
+    pub host_name: String,
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+    pub status: AgentStatus,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// Set while online.
+    pub connected_at: Option<String>,
+    /// What the agent reports it runs.
+    pub config: AgentConfig,
+    /// What the controller wants it to run, once something was pushed.
+    pub desired: Option<DesiredConfig>,
+    pub resources: AgentResources,
+}
+
+/// `GET /agents/{id}`: the agent and its latest interval stats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentDetail {
+    #[serde(flatten)]
+    pub agent: Agent,
+    /// The agent's latest stats report as it sent it (pipelines, their
+    /// series, datapoints, bytes, comparisons) with `received_at`; null
+    /// before the first.
+    pub stats: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    pub effective_hash: String,
+    /// As the agent reported it (`applied`, `failed`, ...); empty before any report.
+    pub state: String,
+    pub error: String,
+    pub applied_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredConfig {
+    pub push_id: String,
+    pub hash: Option<String>,
+    /// The agent's state in that push.
+    pub state: Option<PushTargetState>,
+}
+
+/// The agent process's own cost, as last reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentResources {
+    pub cpu_seconds_total: Option<f64>,
+    pub resident_memory_bytes: Option<i64>,
+}

@@ -1,0 +1,661 @@
+//! `/api/v1/experiments`: definitions, the lifecycle, the KPI time series
+//! and the verdict.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where an experiment is in its lifecycle. Which state may follow which is
+/// the controller's rule; [`ExperimentSummary::actions`] tells a client
+/// what it may ask for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentState {
+    Draft,
+    Pending,
+    Deploying,
+    Running,
+    Analyzing,
+    Succeeded,
+    Failed,
+    Promoted,
+    RolledBack,
+    Cancelled,
+}
+
+impl ExperimentState {
+    pub const ALL: [ExperimentState; 10] = [
+        ExperimentState::Draft,
+        ExperimentState::Pending,
+        ExperimentState::Deploying,
+        ExperimentState::Running,
+        ExperimentState::Analyzing,
+        ExperimentState::Succeeded,
+        ExperimentState::Failed,
+        ExperimentState::Promoted,
+        ExperimentState::RolledBack,
+        ExperimentState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentState::Draft => "draft",
+            ExperimentState::Pending => "pending",
+            ExperimentState::Deploying => "deploying",
+            ExperimentState::Running => "running",
+            ExperimentState::Analyzing => "analyzing",
+            ExperimentState::Succeeded => "succeeded",
+            ExperimentState::Failed => "failed",
+            ExperimentState::Promoted => "promoted",
+            ExperimentState::RolledBack => "rolled_back",
+            ExperimentState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExperimentState> {
+        ExperimentState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The controller works on it on its own (deploys, measures,
+    /// analyses): a client following it keeps waiting.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            ExperimentState::Pending
+                | ExperimentState::Deploying
+                | ExperimentState::Running
+                | ExperimentState::Analyzing
+        )
+    }
+}
+
+impl std::fmt::Display for ExperimentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an operator can ask of an experiment:
+/// `POST /experiments/{id}/{action}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentAction {
+    Start,
+    Stop,
+    Promote,
+    Rollback,
+}
+
+impl ExperimentAction {
+    pub const ALL: [ExperimentAction; 4] = [
+        ExperimentAction::Start,
+        ExperimentAction::Stop,
+        ExperimentAction::Promote,
+        ExperimentAction::Rollback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentAction::Start => "start",
+            ExperimentAction::Stop => "stop",
+            ExperimentAction::Promote => "promote",
+            ExperimentAction::Rollback => "rollback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExperimentAction> {
+        ExperimentAction::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The state the action moves the experiment to (a stop or rollback
+    /// restores the targets' previous configs on the way).
+    pub fn target_state(self) -> ExperimentState {
+        match self {
+            ExperimentAction::Start => ExperimentState::Pending,
+            ExperimentAction::Stop => ExperimentState::Cancelled,
+            ExperimentAction::Promote => ExperimentState::Promoted,
+            ExperimentAction::Rollback => ExperimentState::RolledBack,
+        }
+    }
+}
+
+/// `POST /experiments` and `/experiments/validate`, wrapped: the body may
+/// also be the definition itself (YAML or JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DefinitionRequest {
+    /// The definition's YAML (or JSON) text.
+    pub definition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+}
+
+/// `POST /experiments/{id}/{action}`; an empty body is all defaults.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// promote: the variant (default: the verdict's winner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// rollback: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One problem with a definition: the field (`criteria.min_series_reduction`)
+/// and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// `POST /experiments/validate`: the errors by field, or what the
+/// experiment would deploy to whom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationReport {
+    pub valid: bool,
+    pub errors: Vec<FieldError>,
+    /// Online agents the targets select now (when valid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching_agents: Option<Vec<String>>,
+    /// Variant names, the baseline first (when valid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<String>>,
+    /// The composed agent config (when valid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+/// `GET /experiments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentList {
+    pub experiments: Vec<ExperimentSummary>,
+}
+
+/// An experiment in lists (and the answer to create and actions): state,
+/// times, variants and the verdict's headline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSummary {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub state: ExperimentState,
+    /// Why it is in its state, in words.
+    pub reason: String,
+    pub author: String,
+    /// The hash of the config the targets run during the experiment.
+    pub config_hash: String,
+    pub variants: Vec<VariantInfo>,
+    /// What the state allows now, in the order of [`ExperimentAction::ALL`].
+    pub actions: Vec<ExperimentAction>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub start_at: Option<String>,
+    pub running_at: Option<String>,
+    pub measure_from: Option<String>,
+    pub ends_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Once there is a stored verdict.
+    pub headline: Option<Headline>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantInfo {
+    pub name: String,
+    pub role: VariantRole,
+    pub template: Option<String>,
+    /// `export` or `shadow` (accounted, not exported).
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VariantRole {
+    Baseline,
+    Candidate,
+}
+
+impl VariantRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VariantRole::Baseline => "baseline",
+            VariantRole::Candidate => "candidate",
+        }
+    }
+}
+
+/// The verdict in one line: verdict, winner, and per candidate the
+/// series and bytes reduction and the critical coverage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Headline {
+    pub verdict: String,
+    pub winner: Option<String>,
+    pub candidates: Vec<HeadlineCandidate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadlineCandidate {
+    pub name: String,
+    pub outcome: Outcome,
+    pub series_reduction: Option<f64>,
+    pub bytes_reduction: Option<f64>,
+    pub critical_coverage: Option<f64>,
+}
+
+impl Headline {
+    pub fn of(analysis: &Analysis) -> Headline {
+        let value = |e: Option<Estimate>| e.map(|e| e.value);
+        Headline {
+            verdict: analysis.verdict.clone(),
+            winner: analysis.winner.clone(),
+            candidates: analysis
+                .candidates
+                .iter()
+                .map(|c| HeadlineCandidate {
+                    name: c.name.clone(),
+                    outcome: c.outcome,
+                    series_reduction: value(c.kpis.series_reduction),
+                    bytes_reduction: value(c.kpis.bytes_reduction),
+                    critical_coverage: value(c.kpis.critical_coverage),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /experiments/{id}`: the summary, the definition, the timeline and
+/// the targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentDetail {
+    #[serde(flatten)]
+    pub summary: ExperimentSummary,
+    /// The definition as stored (normalized JSON).
+    pub spec: serde_json::Value,
+    /// The agent config the targets run during the experiment.
+    pub config: String,
+    pub deploy_push: Option<String>,
+    pub promoted_push: Option<String>,
+    /// The guardrail breach that aborted it (`guardrail`, `message`, ...).
+    pub breach: Option<serde_json::Value>,
+    pub transitions: Vec<TransitionEntry>,
+    pub targets: Vec<ExperimentTarget>,
+}
+
+/// One state change in the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransitionEntry {
+    pub at: String,
+    /// Empty for the creation.
+    pub from: String,
+    pub to: String,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// One target agent of an experiment and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentTarget {
+    pub agent_id: String,
+    pub status: String,
+    /// What it ran before the experiment.
+    pub previous_hash: String,
+    pub previous_source: PreviousSource,
+    pub effective_hash: String,
+    pub config_state: String,
+    pub config_error: String,
+    /// It runs the experiment's config now.
+    pub runs_experiment: bool,
+}
+
+/// What a rollback restores on a target: the config pushed again by the
+/// controller, a revert to the agent's local file, or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreviousSource {
+    None,
+    Controller,
+    Local,
+}
+
+/// `GET /experiments/{id}/results`: per variant, per interval, summed over
+/// the agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentResults {
+    pub id: String,
+    pub state: ExperimentState,
+    pub interval_ms: i64,
+    /// The baseline variant's name.
+    pub baseline: String,
+    /// Variant name → its points, oldest first.
+    pub variants: BTreeMap<String, Vec<ResultPoint>>,
+    /// With `?raw=true`: every stored measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<Vec<RawMeasurement>>,
+}
+
+/// One variant over the fleet in one interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultPoint {
+    pub time: String,
+    pub agents: u64,
+    pub series: u64,
+    pub datapoints: u64,
+    pub bytes: u64,
+    pub bytes_gzip: u64,
+    /// Critical processes kept visible; null when none was seen.
+    pub critical_coverage: Option<f64>,
+    /// The baseline's top consumers kept; null when not measured.
+    pub topn_fidelity: Option<f64>,
+    /// Percent of one core, per agent.
+    pub cpu_overhead_percent: Option<f64>,
+}
+
+/// One stored measurement: a variant on an agent in one interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawMeasurement {
+    pub variant: String,
+    pub agent_id: String,
+    pub interval_unix_nano: i64,
+    pub series: u64,
+    pub datapoints: u64,
+    pub bytes: u64,
+    pub bytes_gzip: u64,
+    pub cpu_seconds: f64,
+    pub critical_total: u64,
+    pub critical_visible: u64,
+    pub topn_fidelity: Option<f64>,
+}
+
+/// `GET /experiments/{id}/report`: the verdict, final once the experiment
+/// was judged, else interim on the data so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentReport {
+    pub id: String,
+    pub state: ExperimentState,
+    pub reason: String,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    #[serde(flatten)]
+    pub analysis: Analysis,
+}
+
+/// The analysis: each candidate against the baseline, every KPI with its
+/// confidence interval, each criterion judged, a monthly cost per variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// `succeeded` when a candidate passed every criterion, else `failed`.
+    pub verdict: String,
+    pub winner: Option<String>,
+    pub recommendation: String,
+    pub confidence: f64,
+    pub resamples: u32,
+    pub target_agents: usize,
+    pub currency: String,
+    pub variants: Vec<VariantSummary>,
+    pub candidates: Vec<CandidateReport>,
+}
+
+/// A value with its confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// How one criterion, or a candidate, came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The whole confidence interval is on the right side.
+    Pass,
+    /// The measured value is on the wrong side.
+    Fail,
+    /// The value is on the right side, but the interval reaches across:
+    /// more data would tell.
+    Inconclusive,
+    /// Nothing to judge (no paired interval, no critical process seen).
+    NoData,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriterionResult {
+    /// As named in the definition (`min_series_reduction`).
+    pub criterion: String,
+    /// The KPI it judges (a field of [`Kpis`]).
+    pub kpi: String,
+    /// `>=` or `<=`.
+    pub op: String,
+    pub threshold: f64,
+    pub estimate: Option<Estimate>,
+    pub outcome: Outcome,
+}
+
+/// The KPIs of one candidate against the baseline: fractions, except the
+/// CPU overhead in percent of one core.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Kpis {
+    pub series_reduction: Option<Estimate>,
+    pub datapoints_reduction: Option<Estimate>,
+    pub bytes_reduction: Option<Estimate>,
+    pub critical_coverage: Option<Estimate>,
+    pub topn_fidelity: Option<Estimate>,
+    pub cpu_overhead_percent: Option<Estimate>,
+}
+
+impl Kpis {
+    /// Each KPI with its field name, in the names' order.
+    pub fn named(&self) -> [(&'static str, Option<Estimate>); 6] {
+        [
+            ("bytes_reduction", self.bytes_reduction),
+            ("cpu_overhead_percent", self.cpu_overhead_percent),
+            ("critical_coverage", self.critical_coverage),
+            ("datapoints_reduction", self.datapoints_reduction),
+            ("series_reduction", self.series_reduction),
+            ("topn_fidelity", self.topn_fidelity),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateReport {
+    pub name: String,
+    /// Agent intervals with both the baseline and this candidate.
+    pub paired_intervals: usize,
+    pub agents: usize,
+    pub kpis: Kpis,
+    pub criteria: Vec<CriterionResult>,
+    pub outcome: Outcome,
+}
+
+/// Per-variant averages and the cost estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantSummary {
+    pub name: String,
+    pub intervals: usize,
+    /// Means per agent and interval.
+    pub series: f64,
+    pub datapoints: f64,
+    pub bytes: f64,
+    pub bytes_gzip: f64,
+    pub cpu_overhead_percent: f64,
+    /// For the whole target fleet, at the experiment's interval.
+    pub monthly_datapoints: f64,
+    pub monthly_gb: f64,
+    pub monthly_cost: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn state_and_action_names_round_trip() {
+        for s in ExperimentState::ALL {
+            assert_eq!(ExperimentState::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+        }
+        for a in ExperimentAction::ALL {
+            assert_eq!(ExperimentAction::parse(a.as_str()), Some(a));
+            assert_eq!(serde_json::to_value(a).unwrap(), json!(a.as_str()));
+        }
+        assert_eq!(ExperimentState::parse("rolled-back"), None);
+    }
+
+    fn detail() -> ExperimentDetail {
+        ExperimentDetail {
+            summary: ExperimentSummary {
+                id: "exp-1".into(),
+                name: "topk".into(),
+                description: String::new(),
+                state: ExperimentState::Succeeded,
+                reason: "every criterion passed".into(),
+                author: "ana".into(),
+                config_hash: "ab12".into(),
+                variants: vec![VariantInfo {
+                    name: "baseline".into(),
+                    role: VariantRole::Baseline,
+                    template: None,
+                    mode: "export".into(),
+                }],
+                actions: vec![ExperimentAction::Promote, ExperimentAction::Rollback],
+                created_at: "2026-01-01T00:00:00.000Z".into(),
+                updated_at: "2026-01-01T00:10:00.000Z".into(),
+                start_at: None,
+                running_at: Some("2026-01-01T00:00:05.000Z".into()),
+                measure_from: None,
+                ends_at: None,
+                finished_at: None,
+                headline: Some(Headline {
+                    verdict: "succeeded".into(),
+                    winner: Some("topk".into()),
+                    candidates: vec![HeadlineCandidate {
+                        name: "topk".into(),
+                        outcome: Outcome::Pass,
+                        series_reduction: Some(0.75),
+                        bytes_reduction: None,
+                        critical_coverage: Some(1.0),
+                    }],
+                }),
+            },
+            spec: json!({ "name": "topk" }),
+            config: "receivers: {}".into(),
+            deploy_push: Some("push-1".into()),
+            promoted_push: None,
+            breach: None,
+            transitions: vec![TransitionEntry {
+                at: "2026-01-01T00:00:00.000Z".into(),
+                from: String::new(),
+                to: "draft".into(),
+                actor: "ana".into(),
+                reason: "created".into(),
+            }],
+            targets: vec![ExperimentTarget {
+                agent_id: "node-1".into(),
+                status: "online".into(),
+                previous_hash: String::new(),
+                previous_source: PreviousSource::None,
+                effective_hash: "ab12".into(),
+                config_state: "applied".into(),
+                config_error: String::new(),
+                runs_experiment: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn an_experiment_round_trips_flat_with_its_actions_and_nulls() {
+        let d = detail();
+        let v = serde_json::to_value(&d).unwrap();
+        // The summary's fields sit beside the detail's, not nested.
+        assert_eq!(v["id"], "exp-1");
+        assert_eq!(v["state"], "succeeded");
+        assert_eq!(v["actions"], json!(["promote", "rollback"]));
+        assert_eq!(v["deploy_push"], "push-1");
+        // Absent values are explicit nulls, as the dashboard reads them.
+        for key in ["start_at", "finished_at", "promoted_push", "breach"] {
+            assert!(v.as_object().unwrap().contains_key(key), "{key}");
+            assert!(v[key].is_null(), "{key}");
+        }
+        assert_eq!(
+            v["headline"]["candidates"][0]["bytes_reduction"],
+            json!(null)
+        );
+        assert_eq!(v["targets"][0]["previous_source"], "none");
+        let back: ExperimentDetail = serde_json::from_value(v).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn a_renamed_field_fails_to_parse() {
+        let mut v = serde_json::to_value(detail().summary).unwrap();
+        let state = v.as_object_mut().unwrap().remove("state").unwrap();
+        v["status"] = state;
+        assert!(serde_json::from_value::<ExperimentSummary>(v).is_err());
+    }
+
+    #[test]
+    fn a_report_is_the_analysis_with_final_id_state_and_reason() {
+        let report = ExperimentReport {
+            id: "exp-1".into(),
+            state: ExperimentState::Running,
+            reason: String::new(),
+            is_final: false,
+            analysis: Analysis {
+                verdict: "failed".into(),
+                winner: None,
+                recommendation: "Wait for more data.".into(),
+                confidence: 0.95,
+                resamples: 1000,
+                target_agents: 2,
+                currency: "USD".into(),
+                variants: Vec::new(),
+                candidates: vec![CandidateReport {
+                    name: "topk".into(),
+                    paired_intervals: 0,
+                    agents: 0,
+                    kpis: Kpis::default(),
+                    criteria: vec![CriterionResult {
+                        criterion: "min_series_reduction".into(),
+                        kpi: "series_reduction".into(),
+                        op: ">=".into(),
+                        threshold: 0.5,
+                        estimate: None,
+                        outcome: Outcome::NoData,
+                    }],
+                    outcome: Outcome::NoData,
+                }],
+            },
+        };
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["final"], false);
+        assert_eq!(v["verdict"], "failed");
+        assert_eq!(v["candidates"][0]["outcome"], "no_data");
+        assert_eq!(
+            serde_json::from_value::<ExperimentReport>(v).unwrap(),
+            report
+        );
+    }
+}
