@@ -273,15 +273,14 @@ function renderTitle(els, exp) {
 }
 
 /**
- * Only the buttons of the actions its state allows.
- * @param {Map<string, HTMLButtonElement>} buttons
+ * Only the buttons of the actions its state allows, as the controller
+ * lists them: the lifecycle's rules live there, not here.
+ * @param {Map<import("/ui/api.js").Action, HTMLButtonElement>} buttons
  * @param {Experiment} exp
  */
 function showActions(buttons, exp) {
-  buttons.get("start").hidden = exp.state !== "draft";
-  buttons.get("promote").hidden = exp.state !== "succeeded";
-  buttons.get("rollback").hidden = !["succeeded", "failed", "promoted"].includes(exp.state);
-  buttons.get("stop").hidden = !["draft", "pending", "deploying", "running"].includes(exp.state);
+  const allowed = exp.actions || [];
+  for (const [action, button] of buttons) button.hidden = !allowed.includes(action);
 }
 
 // ---- lifecycle ----------------------------------------------------------
