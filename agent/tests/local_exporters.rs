@@ -18,6 +18,7 @@ use phoenix_processors::model::{
     Attributes, Batch, KeyValue, Metric, MetricDesc, MetricKind, Number, Point, Resource, Value,
 };
 use phoenix_telemetry::registry::Registry;
+use phoenix_tests::tools::{missing_tool, on_path};
 use serde_json::Value as Json;
 use smallvec::smallvec;
 
@@ -327,7 +328,7 @@ async fn scrape(addr: std::net::SocketAddr) -> (String, String) {
 
 /// Parse `text` with `prometheus_client.parser.text_string_to_metric_families`
 /// and return `[{name, type, samples: [{name, labels, value}]}]`, or `None`
-/// when Python or the package is not installed (required in CI).
+/// when the package is not installed (see [`missing_tool`]).
 fn parse_with_prometheus_client(text: &str) -> Option<Json> {
     const SCRIPT: &str = r#"
 import json, math, sys
@@ -348,13 +349,9 @@ print(json.dumps(out))
         .map(|s| s.success())
         .unwrap_or(false);
     if !available {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have python3 with prometheus-client (pip install prometheus-client)"
-        );
-        eprintln!(
-            "SKIP: python3 with prometheus_client not found; \
-             `pip install prometheus-client` to check the exposition with the reference parser"
+        missing_tool(
+            "python3's prometheus-client",
+            "pip install prometheus-client",
         );
         return None;
     }
@@ -381,17 +378,16 @@ fn run_with_stdin(cmd: &mut Command, input: &str) -> std::io::Result<std::proces
     child.wait_with_output()
 }
 
-/// `promtool check metrics` (Debian package `prometheus`) when installed:
-/// the Prometheus server's own parser plus its naming lints.
+/// `promtool check metrics` (Debian package `prometheus`) when installed
+/// (see [`missing_tool`]): the Prometheus server's own parser plus its
+/// naming lints.
 fn check_with_promtool(text: &str) {
-    let output = match run_with_stdin(Command::new("promtool").args(["check", "metrics"]), text) {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("SKIP: promtool not installed (apt-get install prometheus)");
-            return;
-        }
-        Err(e) => panic!("running promtool: {e}"),
-    };
+    if !on_path("promtool") {
+        missing_tool("promtool", "apt-get install prometheus");
+        return;
+    }
+    let output = run_with_stdin(Command::new("promtool").args(["check", "metrics"]), text)
+        .expect("runs promtool");
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

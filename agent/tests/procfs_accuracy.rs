@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver, Toggle};
 use phoenix_processors::{Batch, Number, Resource, Value};
 use phoenix_telemetry::registry::Registry;
+use phoenix_tests::tools::{missing_tool, on_path};
 
 /// Threads: 3 parked on an Event. Memory: 64 MiB written page by page, so
 /// all of it is resident. CPU: 0.5 s of busy loop before "ready", another
@@ -143,7 +144,7 @@ fn ps(pid: i64) -> Ps {
             &pid.to_string(),
         ])
         .output()
-        .expect("ps (procps) is needed for the accuracy test");
+        .expect("runs ps");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let f: Vec<&str> = text.split_whitespace().collect();
     assert!(f.len() >= 6, "ps output: {text:?}");
@@ -203,6 +204,10 @@ const CPU_TOLERANCE_S: f64 = 0.04;
 
 #[test]
 fn receiver_matches_the_kernel_for_a_known_child() {
+    if !on_path("ps") {
+        missing_tool("ps", "apt-get install procps");
+        return;
+    }
     let python = real_python();
     let spawned_at = unix_nanos_now();
     let mut child = ChildGuard::spawn(&python);

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod fleet;
+pub mod tools;
 pub mod webdriver;
 
 /// Path of a workspace binary (`phoenix-agent`), built by `cargo build`

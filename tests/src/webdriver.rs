@@ -27,19 +27,16 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
     paths.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-/// The browser and its driver, or why they cannot be used.
-pub fn find_browser() -> Result<(PathBuf, PathBuf), String> {
-    let driver = first_existing(CHROMEDRIVERS);
-    let browser = first_existing(CHROMIUMS);
-    match (driver, browser) {
+/// The Debian packages of the browser and its driver.
+pub const INSTALL_BROWSER: &str = "apt-get install chromium chromium-driver";
+
+/// The browser and its driver, or which of them is missing.
+pub fn find_browser() -> Result<(PathBuf, PathBuf), &'static str> {
+    match (first_existing(CHROMEDRIVERS), first_existing(CHROMIUMS)) {
         (Some(d), Some(b)) => Ok((d, b)),
-        (d, b) => Err(format!(
-            "the dashboard's browser test needs chromium and chromedriver (missing: {}{}); \
-             install the Debian packages: apt-get install chromium chromium-driver \
-             (.ci/run does)",
-            if d.is_none() { "chromedriver " } else { "" },
-            if b.is_none() { "chromium" } else { "" },
-        )),
+        (None, Some(_)) => Err("chromedriver"),
+        (Some(_), None) => Err("chromium"),
+        (None, None) => Err("chromium and chromedriver"),
     }
 }
 
@@ -52,7 +49,8 @@ pub struct ChromeDriver {
 
 impl ChromeDriver {
     pub fn start() -> Result<ChromeDriver, String> {
-        let (driver, browser) = find_browser()?;
+        let (driver, browser) =
+            find_browser().map_err(|missing| format!("{missing} not found ({INSTALL_BROWSER})"))?;
         let port = free_port();
         let running = Running::start(&driver, &[&format!("--port={port}")]);
         let ready = crate::wait_for(Duration::from_secs(20), || {

@@ -15,7 +15,8 @@ use std::time::Duration;
 use phoenix_tests::fleet::{
     API_TOKEN, Agent, api, hash_of, online, start_agent_with_env, start_controller,
 };
-use phoenix_tests::webdriver::{ChromeDriver, Session};
+use phoenix_tests::tools::missing_tool;
+use phoenix_tests::webdriver::{ChromeDriver, INSTALL_BROWSER, Session, find_browser};
 use phoenix_tests::{Named, TempDir, free_port, wait_for, workspace_root};
 use serde_json::{Value, json};
 
@@ -78,10 +79,11 @@ fn console_errors(s: &Session) -> Vec<String> {
 
 #[test]
 fn a_user_runs_judges_and_promotes_an_experiment_from_the_dashboard() {
-    let driver = match ChromeDriver::start() {
-        Ok(d) => d,
-        Err(e) => panic!("{e}"),
-    };
+    if let Err(missing) = find_browser() {
+        missing_tool(missing, INSTALL_BROWSER);
+        return;
+    }
+    let driver = ChromeDriver::start().expect("chromedriver starts");
     let shots = screenshot_dir();
 
     // A controller, two agents labelled env=ui, and two `etcd` processes

@@ -1,5 +1,192 @@
+// @ts-check
 // The controller's JSON API, with the token the user signed in with: the
 // same endpoints and permissions as phoenixctl. A 401 anywhere signs out.
+// The typedefs below are the shapes of what it answers, as the pages read
+// them (the views import them with `import("/ui/api.js").Name`).
+
+/**
+ * An agent, as `GET /agents` lists it.
+ * @typedef {object} Agent
+ * @property {string} id
+ * @property {string} host_name
+ * @property {string} [version]
+ * @property {"online" | "offline"} status
+ * @property {Record<string, string>} [labels]
+ * @property {string} last_seen
+ * @property {{ effective_hash?: string, state?: string, error?: string, applied_at?: string }} [config]
+ * @property {Push | null} [desired] the last push sent to it
+ * @property {{ cpu_seconds_total?: number, resident_memory_bytes?: number }} [resources]
+ */
+
+/**
+ * The last push an agent was sent.
+ * @typedef {object} Push
+ * @property {string} push_id
+ * @property {string} [hash]
+ * @property {string} [state] applied, applying, failed, timeout…
+ */
+
+/** @typedef {"start" | "stop" | "promote" | "rollback"} Action */
+
+/**
+ * An experiment: the fields of the list (`GET /experiments`), and the
+ * ones only `GET /experiments/<id>` has (spec, config, targets, transitions).
+ * @typedef {object} Experiment
+ * @property {string} id
+ * @property {string} name
+ * @property {string} [description]
+ * @property {string} state
+ * @property {string} [reason]
+ * @property {string} author
+ * @property {string} [config_hash]
+ * @property {ExperimentVariant[]} [variants]
+ * @property {string} created_at
+ * @property {string | null} [start_at]
+ * @property {string | null} [running_at]
+ * @property {string | null} [measure_from]
+ * @property {string | null} [ends_at]
+ * @property {string | null} [finished_at]
+ * @property {Headline | null} [headline]
+ * @property {Action[]} [actions] what its state allows now
+ * @property {ExperimentSpec} [spec]
+ * @property {string} [config] the composed agent config (YAML)
+ * @property {Transition[]} [transitions]
+ * @property {Target[]} [targets]
+ */
+
+/**
+ * @typedef {object} ExperimentVariant
+ * @property {string} name
+ * @property {"baseline" | "candidate"} role
+ * @property {string} [mode] shadow or export
+ */
+
+/**
+ * The stored definition, as far as the pages read it.
+ * @typedef {object} ExperimentSpec
+ * @property {Selector} [targets]
+ * @property {{ per_million_datapoints?: number, per_gb?: number }} [pricing]
+ */
+
+/**
+ * Which agents an experiment targets.
+ * @typedef {{ labels?: Record<string, string>, hosts?: string[] }} Selector
+ */
+
+/**
+ * @typedef {object} Headline
+ * @property {string} [verdict]
+ * @property {string | null} [winner]
+ * @property {{ name: string, outcome: string, series_reduction?: number, bytes_reduction?: number, critical_coverage?: number }[]} [candidates]
+ */
+
+/**
+ * @typedef {object} Transition
+ * @property {string} at
+ * @property {string | null} from
+ * @property {string} to
+ * @property {string} actor
+ * @property {string} [reason]
+ */
+
+/**
+ * A target agent of an experiment, and what a rollback gives it back.
+ * @typedef {object} Target
+ * @property {string} agent_id
+ * @property {string} status
+ * @property {string} previous_hash
+ * @property {"controller" | "local" | "none"} previous_source
+ * @property {string} effective_hash
+ * @property {string} config_state
+ * @property {string | null} [config_error]
+ * @property {boolean} runs_experiment
+ */
+
+/**
+ * `GET /experiments/<id>/results`: per variant, one point per interval.
+ * @typedef {object} Results
+ * @property {string} baseline
+ * @property {Record<string, ResultPoint[]>} variants
+ */
+
+/**
+ * @typedef {object} ResultPoint
+ * @property {string} time
+ * @property {number} agents
+ * @property {number} series
+ * @property {number} datapoints
+ * @property {number} bytes
+ * @property {number} bytes_gzip
+ * @property {number | null} critical_coverage
+ * @property {number | null} topn_fidelity
+ * @property {number} cpu_overhead_percent
+ */
+
+/**
+ * `GET /experiments/<id>/report`: the verdict, final or interim.
+ * @typedef {object} Report
+ * @property {string} verdict
+ * @property {string | null} [winner]
+ * @property {string} recommendation
+ * @property {boolean} [final]
+ * @property {number} [confidence]
+ * @property {number} target_agents
+ * @property {string} currency
+ * @property {VariantCost[]} [variants]
+ * @property {CandidateReport[]} [candidates]
+ */
+
+/**
+ * @typedef {object} VariantCost
+ * @property {string} name
+ * @property {number} intervals
+ * @property {number} monthly_datapoints
+ * @property {number} monthly_gb
+ * @property {number} monthly_cost
+ */
+
+/**
+ * @typedef {object} CandidateReport
+ * @property {string} name
+ * @property {string} outcome
+ * @property {number} paired_intervals
+ * @property {number} agents
+ * @property {Record<string, Estimate | null>} [kpis]
+ * @property {Criterion[]} [criteria]
+ */
+
+/** @typedef {{ value: number, low: number, high: number }} Estimate */
+
+/**
+ * @typedef {object} Criterion
+ * @property {string} kpi
+ * @property {">=" | "<="} op
+ * @property {number} threshold
+ * @property {string} outcome
+ */
+
+/**
+ * @typedef {object} Template
+ * @property {string} name
+ * @property {string} [description]
+ * @property {string} [hash]
+ * @property {string} [content] the YAML (only from `GET /templates/<name>`)
+ */
+
+/**
+ * An error the API reports about one field of a definition.
+ * @typedef {{ field?: string, message: string }} FieldError
+ */
+
+/**
+ * `POST /experiments/validate`.
+ * @typedef {object} Validation
+ * @property {boolean} valid
+ * @property {FieldError[]} errors
+ * @property {string[]} [matching_agents]
+ * @property {string[]} [variants]
+ * @property {string} [config]
+ */
 
 const TOKEN = "phoenix.token";
 const AUTHOR = "phoenix.author";
@@ -7,6 +194,10 @@ const AUTHOR = "phoenix.author";
 export const token = () => sessionStorage.getItem(TOKEN);
 export const author = () => sessionStorage.getItem(AUTHOR) || "dashboard";
 
+/**
+ * @param {string} t
+ * @param {string} [who]
+ */
 export function signIn(t, who) {
   sessionStorage.setItem(TOKEN, t);
   if (who) sessionStorage.setItem(AUTHOR, who);
@@ -17,7 +208,13 @@ export function signOut() {
   sessionStorage.removeItem(TOKEN);
 }
 
+/** A refused or failed request: `status` is 0 when nothing answered. */
 export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {any} body
+   * @param {string} message
+   */
   constructor(status, body, message) {
     super(message);
     this.status = status;
@@ -31,8 +228,17 @@ function unauthorized() {
   window.dispatchEvent(new CustomEvent("phoenix:unauthorized"));
 }
 
+/**
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} body
+ * @param {string} tok
+ * @returns {Promise<any>}
+ */
 async function call(method, path, body, tok) {
+  /** @type {Record<string, string>} */
   const headers = { Authorization: "Bearer " + tok, Accept: "application/json" };
+  /** @type {RequestInit} */
   const init = { method, headers, cache: "no-store" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -58,6 +264,12 @@ async function call(method, path, body, tok) {
   return data;
 }
 
+/**
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @returns {Promise<any>}
+ */
 export async function api(method, path, body) {
   try {
     return await call(method, path, body, token() || "");
@@ -67,10 +279,13 @@ export async function api(method, path, body) {
   }
 }
 
+/** @type {(path: string) => Promise<any>} */
 export const get = (path) => api("GET", path);
+/** @type {(path: string, body?: unknown) => Promise<any>} */
 export const post = (path, body) => api("POST", path, body ?? {});
 
 /** Check a token before keeping it (sign-in). */
+/** @param {string} t */
 export async function checkToken(t) {
   await call("GET", "/agents?status=online", undefined, t);
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // The dashboard's shell: sign-in, a hash router (#/fleet, #/experiments,
 // #/experiments/<id>, #/new, #/templates), the live-update connection, and
 // the refresh of whatever page is shown when the controller says something
@@ -13,6 +14,28 @@ import * as experiment from "/ui/views/experiment.js";
 import * as create from "/ui/views/create.js";
 import * as templates from "/ui/views/templates.js";
 
+/**
+ * What the shell gives a page: `flash` a message, `navigate` to a hash;
+ * the sign-in page also gets `signedIn`.
+ * @typedef {object} Ctx
+ * @property {(text: string, kind?: "ok" | "error") => void} flash
+ * @property {(hash: string) => void} navigate
+ * @property {() => void} [signedIn]
+ */
+
+/**
+ * A mounted page: `refresh` when the controller says something changed,
+ * `unmount` when the user leaves it.
+ * @typedef {{ refresh?: () => Promise<unknown>, unmount?: () => void }} Instance
+ */
+
+/**
+ * A page module: `mount(root, params, ctx)` fills `root`; `params` are the
+ * route's captured groups.
+ * @typedef {{ mount: (root: HTMLElement, params: string[], ctx: Ctx) => Instance }} View
+ */
+
+/** @type {{ re: RegExp, view: View, nav: string, title: string }[]} */
 const routes = [
   { re: /^#\/fleet$/, view: fleet, nav: "fleet", title: "Fleet" },
   { re: /^#\/experiments$/, view: experiments, nav: "experiments", title: "Experiments" },
@@ -27,16 +50,23 @@ const banner = document.getElementById("banner");
 const conn = document.getElementById("conn");
 const flashBox = document.getElementById("flash");
 
-let current = null; // { view, instance, root }
+/** @type {{ view: View, instance: Instance, root: HTMLElement } | null} */
+let current = null;
+/** @type {Live | null} */
 let live = null;
 
-/** A short message in the corner (an action's outcome). */
+/**
+ * A short message in the corner (an action's outcome).
+ * @param {string} text
+ * @param {"ok" | "error"} [kind]
+ */
 export function flash(text, kind = "ok") {
   const p = h("p", { class: kind === "error" ? "error" : "" }, text);
   flashBox.append(p);
   setTimeout(() => p.remove(), kind === "error" ? 12000 : 7000);
 }
 
+/** @type {Ctx} */
 const ctx = {
   flash,
   navigate(hash) {
@@ -45,6 +75,10 @@ const ctx = {
   },
 };
 
+/**
+ * @param {string} state
+ * @param {string} text
+ */
 function setConn(state, text) {
   conn.className = "conn " + state;
   conn.textContent = text;
@@ -100,7 +134,7 @@ function route() {
   }
   unmount();
   topbar.hidden = false;
-  for (const a of topbar.querySelectorAll("[data-nav]")) {
+  for (const a of /** @type {NodeListOf<HTMLElement>} */ (topbar.querySelectorAll("[data-nav]"))) {
     if (a.dataset.nav === match.r.nav) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
@@ -120,6 +154,7 @@ function route() {
   startLive();
 }
 
+/** @param {string} [message] */
 function showSignIn(message) {
   unmount();
   stopLive();

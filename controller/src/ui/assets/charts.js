@@ -1,3 +1,4 @@
+// @ts-check
 // SVG line charts, drawn here: one chart per KPI, one line per variant.
 // Colours come from the stylesheet (classes s0…s8), the baseline is dashed,
 // every point has a tooltip, and the figure has a text summary for screen
@@ -6,11 +7,19 @@
 import { h, s } from "/ui/dom.js";
 import { clock } from "/ui/format.js";
 
+/**
+ * One line: a variant's points, `cls` its colour class (s0…s8).
+ * @typedef {{ name: string, cls: string, baseline?: boolean, points: { t: number, v: number | null }[] }} Series
+ */
+
 const W = 400;
 const H = 170;
 const PAD = { l: 62, r: 12, t: 10, b: 26 };
 
-/** 1, 2 or 5 × 10^k, at least `raw`. */
+/**
+ * 1, 2 or 5 × 10^k, at least `raw`.
+ * @param {number} raw
+ */
 function niceStep(raw) {
   const p = Math.pow(10, Math.floor(Math.log10(raw)));
   for (const m of [1, 2, 2.5, 5, 10]) {
@@ -19,6 +28,12 @@ function niceStep(raw) {
   return 10 * p;
 }
 
+/**
+ * About `count` round values from `lo` to `hi`.
+ * @param {number} lo
+ * @param {number} hi
+ * @param {number} count
+ */
 function ticks(lo, hi, count) {
   if (!(hi > lo)) hi = lo + 1;
   const step = niceStep((hi - lo) / count);
@@ -33,6 +48,7 @@ function ticks(lo, hi, count) {
  *            format, min, max}) → <figure>
  * `min`/`max` fix the axis (e.g. 0..1 for a share); otherwise it fits the
  * data, from 0.
+ * @param {{ id: string, title: string, series: Series[], format: (v: number) => string, min?: number, max?: number | null }} chart
  */
 export function lineChart({ id, title, series, format, min = 0, max = null }) {
   const values = series.flatMap((x) => x.points.filter((p) => Number.isFinite(p.v)));
@@ -112,7 +128,10 @@ export function lineChart({ id, title, series, format, min = 0, max = null }) {
   return fig;
 }
 
-/** The legend shared by a group of charts. */
+/**
+ * The legend shared by a group of charts.
+ * @param {{ name: string, cls: string, baseline?: boolean }[]} series
+ */
 export function legend(series) {
   return h(
     "ul",

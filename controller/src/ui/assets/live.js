@@ -1,3 +1,4 @@
+// @ts-check
 // Live updates: GET /api/v1/events (server-sent events) read with fetch(),
 // since an EventSource cannot send the Authorization header. On a lost
 // connection (a controller restart) it retries with backoff and says so;
@@ -14,11 +15,13 @@ export class Live {
    * onChange(): something changed; onState(state, info): "connecting",
    * "live" (info.recovered after an outage), "down" (info.retryIn ms),
    * "unauthorized".
+   * @param {{ onChange: () => void, onState: (state: "connecting" | "live" | "down" | "unauthorized", info: { recovered?: boolean, retryIn?: number }) => void }} handlers
    */
   constructor({ onChange, onState }) {
     this.onChange = onChange;
     this.onState = onState;
     this.stopped = true;
+    /** @type {AbortController | null} */
     this.abort = null;
   }
 
@@ -40,7 +43,8 @@ export class Live {
     while (!this.stopped) {
       const ctrl = new AbortController();
       this.abort = ctrl;
-      let watchdog = null;
+      /** @type {ReturnType<typeof setTimeout> | undefined} */
+      let watchdog;
       const kick = () => {
         clearTimeout(watchdog);
         watchdog = setTimeout(() => ctrl.abort(), SILENCE_MS);
@@ -94,7 +98,10 @@ export class Live {
   }
 }
 
-/** The event name of one SSE block (comments have none). */
+/**
+ * The event name of one SSE block (comments have none).
+ * @param {string} block
+ */
 function parse(block) {
   let name = null;
   for (const line of block.split("\n")) {

@@ -1,10 +1,17 @@
+// @ts-check
 // The experiment definition the create form writes. Strings are written as
 // JSON strings, which YAML reads as double-quoted scalars (so a regex or a
 // name can never change the structure); an inline base config is a block
 // literal when it can be one.
 
+/** @type {(v: unknown) => string} */
 export const q = (v) => JSON.stringify(String(v));
 
+/**
+ * An inline base config as a YAML value: a block literal when it can be one.
+ * @param {string} text
+ * @param {number} indent
+ */
 function block(text, indent) {
   const body = String(text).replace(/\s+$/, "");
   const lines = body.split("\n");
@@ -16,7 +23,12 @@ function block(text, indent) {
   return " |\n" + lines.map((l) => (l.trim() === "" ? "" : pad + l)).join("\n");
 }
 
-/** The fraction a percentage field means, or null when empty. */
+/**
+ * The fraction a percentage field means, or null when empty (what is not a
+ * number is passed on as text, for the API to refuse by name).
+ * @param {string | null | undefined} text
+ * @returns {number | string | null}
+ */
 export function fraction(text) {
   const t = String(text ?? "").trim();
   if (t === "") return null;
@@ -24,6 +36,10 @@ export function fraction(text) {
   return Number.isFinite(v) ? Number((v / 100).toFixed(6)) : t;
 }
 
+/**
+ * @param {string | null | undefined} text
+ * @returns {number | string | null}
+ */
 function number(text) {
   const t = String(text ?? "").trim();
   if (t === "") return null;
@@ -31,9 +47,15 @@ function number(text) {
   return Number.isFinite(v) ? v : t;
 }
 
-/** `k=v, k=v` → [[k, v]] (and the pieces that are not k=v). */
+/**
+ * `k=v, k=v` → [[k, v]] (and the pieces that are not k=v).
+ * @param {string} text
+ * @returns {{ pairs: [string, string][], bad: string[] }}
+ */
 export function parseLabels(text) {
+  /** @type {[string, string][]} */
   const pairs = [];
+  /** @type {string[]} */
   const bad = [];
   for (const part of String(text).split(",").map((p) => p.trim()).filter(Boolean)) {
     const i = part.indexOf("=");
@@ -43,15 +65,44 @@ export function parseLabels(text) {
   return { pairs, bad };
 }
 
+/** @type {(text: string, sep: string | RegExp) => string[]} */
 export const listOf = (text, sep) =>
   String(text)
     .split(sep)
     .map((x) => x.trim())
     .filter(Boolean);
 
+/** @type {(v: number | string) => string} */
 const scalar = (v) => (typeof v === "number" ? String(v) : q(v));
 
-/** The form's state → the definition's YAML. */
+/**
+ * The create form's fields, as text.
+ * @typedef {object} FormState
+ * @property {string} name
+ * @property {string} description
+ * @property {"labels" | "hosts"} targetKind
+ * @property {string} labels
+ * @property {string} hosts
+ * @property {string} base "inline", a template name, or "" (the baseline's template)
+ * @property {string} baseYaml
+ * @property {string} baseline a template name, or "" (everything)
+ * @property {{ template: string, mode: string }[]} candidates
+ * @property {string} critical one regex a line
+ * @property {string} minSeries
+ * @property {string} minBytes
+ * @property {string} minCoverage
+ * @property {string} minFidelity
+ * @property {string} maxCpu
+ * @property {string} interval
+ * @property {string} warmup
+ * @property {string} duration
+ * @property {boolean} autoPromote
+ */
+
+/**
+ * The form's state → the definition's YAML.
+ * @param {FormState} f
+ */
 export function definitionYaml(f) {
   const out = [];
   out.push(`name: ${q(f.name)}`);

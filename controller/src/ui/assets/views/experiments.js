@@ -1,13 +1,18 @@
+// @ts-check
 // Experiments: state and headline numbers of each, newest first.
 
 import { enc, get } from "/ui/api.js";
 import { h, pageHead, replace, rerender, table, th } from "/ui/dom.js";
 import { DASH, ago, dateTime, pct, tone, words } from "/ui/format.js";
 
+/** @typedef {import("/ui/api.js").Experiment} Experiment */
+
+// Kept across visits to the page.
 const filters = { state: "all" };
 const STATES = ["draft", "pending", "deploying", "running", "analyzing", "succeeded", "failed", "promoted", "rolled_back", "cancelled"];
 
-export function mount(root, _params, _ctx) {
+/** @param {HTMLElement} root */
+export function mount(root) {
   const stateSelect = h(
     "select",
     { id: "filter-state", value: filters.state },
@@ -37,6 +42,7 @@ export function mount(root, _params, _ctx) {
   let shownAt = 0;
   async function load() {
     const mine = ++seq;
+    /** @type {Experiment[]} */
     let list;
     try {
       const q = filters.state === "all" ? "" : "?state=" + enc(filters.state);
@@ -122,6 +128,10 @@ export function mount(root, _params, _ctx) {
   return { refresh: load };
 }
 
+/**
+ * @param {string} s
+ * @param {number} n
+ */
 function truncate(s, n) {
   return s.length > n ? s.slice(0, n - 1) + "…" : s;
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // The fleet: every agent with its status, labels, the config it runs and
 // when it was applied, its last push and error, and its own CPU and memory.
 // Filters by label selector and status use the API's own (?label=, ?status=).
@@ -6,12 +7,20 @@ import { enc, get } from "/ui/api.js";
 import { debounce, h, pageHead, replace, rerender, table, th } from "/ui/dom.js";
 import { DASH, ago, dateTime, isNum, mib, shortHash, tone, words } from "/ui/format.js";
 
+/** @typedef {import("/ui/api.js").Agent} Agent */
+
 // Kept across visits to the page.
 const filters = { label: "", status: "all" };
 // CPU rate: per agent, the last two distinct cpu_seconds_total readings
 // and when this page first saw them (heartbeats come every 10 s).
+/** @type {Map<string, { total: number, at: number, rate: number | null }>} */
 const cpuSeen = new Map();
 
+/**
+ * The agent's CPU as a share of one core, once two heartbeats told it.
+ * @param {Agent} agent
+ * @returns {{ text: string, title?: string }}
+ */
 function cpuRate(agent) {
   const total = agent.resources && agent.resources.cpu_seconds_total;
   if (!isNum(total)) return { text: DASH };
@@ -34,7 +43,8 @@ function cpuRate(agent) {
   };
 }
 
-export function mount(root, _params, _ctx) {
+/** @param {HTMLElement} root */
+export function mount(root) {
   const labelInput = h("input", {
     id: "filter-label",
     type: "text",
@@ -62,6 +72,10 @@ export function mount(root, _params, _ctx) {
   labelInput.addEventListener("input", apply);
   statusSelect.addEventListener("change", apply);
 
+  /**
+   * @param {string} k
+   * @param {string} v
+   */
   const addLabel = (k, v) => {
     const parts = labelInput.value
       .split(",")
@@ -92,6 +106,7 @@ export function mount(root, _params, _ctx) {
     const params = [];
     if (filters.label) params.push("label=" + enc(filters.label));
     if (filters.status !== "all") params.push("status=" + enc(filters.status));
+    /** @type {Agent[]} */
     let agents;
     try {
       agents = (await get("/agents" + (params.length ? "?" + params.join("&") : ""))).agents;
@@ -111,6 +126,7 @@ export function mount(root, _params, _ctx) {
     render(agents);
   }
 
+  /** @param {Agent[]} agents */
   function render(agents) {
     const online = agents.filter((a) => a.status === "online").length;
     const hashes = new Set(agents.map((a) => a.config && a.config.effective_hash).filter(Boolean));

@@ -1,3 +1,4 @@
+// @ts-check
 // Sign-in with the API token (the controller's --api-token). The token is
 // checked with a GET before it is kept, and kept in this tab only
 // (sessionStorage).
@@ -5,6 +6,11 @@
 import { checkToken, signIn } from "/ui/api.js";
 import { h, replace } from "/ui/dom.js";
 
+/**
+ * @param {HTMLElement} root
+ * @param {(string | undefined)[]} params why the user is here (signed out, refused)
+ * @param {import("/ui/app.js").Ctx} ctx
+ */
 export function mount(root, [message], ctx) {
   const tokenInput = h("input", {
     id: "token",

@@ -1,3 +1,4 @@
+// @ts-check
 // The templates in the controller's --templates-dir: what each keeps and
 // drops and the reductions measured (their header comment), and the YAML.
 
@@ -5,7 +6,11 @@ import { enc, get } from "/ui/api.js";
 import { h, pageHead, replace } from "/ui/dom.js";
 import { shortHash } from "/ui/format.js";
 
-export function mount(root, _params, _ctx) {
+/** @typedef {import("/ui/api.js").Template} Template */
+/** @typedef {{ label: string | null, text: string }} Paragraph */
+
+/** @param {HTMLElement} root */
+export function mount(root) {
   const grid = h("div", { class: "template-grid", id: "templates" }, h("p", { class: "empty" }, "Loading the templates…"));
   replace(
     root,
@@ -14,6 +19,7 @@ export function mount(root, _params, _ctx) {
   );
   let dead = false;
   (async () => {
+    /** @type {Template[]} */
     let list;
     try {
       list = (await get("/templates")).templates;
@@ -36,6 +42,7 @@ export function mount(root, _params, _ctx) {
   };
 }
 
+/** @param {Template} t */
 function card(t) {
   const { title, paragraphs } = headerOf(t.content || "", t.name);
   return h(
@@ -66,7 +73,10 @@ function card(t) {
   );
 }
 
-/** The measured figures of the "Measured" paragraph, as headline numbers. */
+/**
+ * The measured figures of the "Measured" paragraph, as headline numbers.
+ * @param {Paragraph[]} paragraphs
+ */
 function stats(paragraphs) {
   const measured = paragraphs.find((p) => /^measured/i.test(p.label || p.text));
   if (!measured) return null;
@@ -89,6 +99,8 @@ function stats(paragraphs) {
 /**
  * The header comment: its first line (`# name: what it is`) and the
  * paragraphs after it, "Keeps:", "Drops:", "Measured …" with their labels.
+ * @param {string} content
+ * @param {string} name
  */
 function headerOf(content, name) {
   const lines = [];
@@ -98,7 +110,9 @@ function headerOf(content, name) {
   }
   let title = lines.shift() || "";
   if (title.startsWith(name + ":")) title = title.slice(name.length + 1).trim();
+  /** @type {Paragraph[]} */
   const paragraphs = [];
+  /** @type {Paragraph | null} */
   let current = null;
   for (const raw of lines) {
     const line = raw.trimEnd();
