@@ -414,6 +414,6 @@ duration: 10s
     fn an_unknown_template_names_its_field() {
         let spec = ExperimentSpec::parse(&SPEC.replace("process-aggressive-v1", "nope")).unwrap();
         let e = compose(&templates_dir(), &spec, Shape::Experiment { id: "x" }).unwrap_err();
-        assert_eq!(e[0].field, "candidates[0].template", "{e:?}");
+        assert_eq!(e[0].path, "candidates[0].template", "{e:?}");
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod compose;
+pub mod guardrails;
 pub mod scheduler;
 pub mod spec;
 pub mod state;
@@ -21,37 +22,28 @@ use std::time::{Duration, Instant};
 
 use phoenix_proto::v1::IntervalStats;
 
-use crate::fleet::rollout::{self, ConfigSource, PushError, PushRequest};
-use crate::store::{ExperimentRecord, GuardCheck, NewExperiment, Selector, Stamp, TransitionError};
+use crate::fleet::rollout::{self, ConfigSource, InternalError, PushRequest};
+use crate::store::{ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError};
 use crate::{Shared, blocking, now_ms};
 use analysis::Measurement;
 use compose::Shape;
+use guardrails::GuardCheck;
 use spec::{ExperimentSpec, SpecError, Timing};
 use state::State;
 
 /// Why an experiment request was refused. Nothing changed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
     /// The definition has problems, each naming its field.
+    #[error("the experiment is invalid: {}", spec::join(.0))]
     Invalid(Vec<SpecError>),
+    #[error("{0}")]
     NotFound(String),
     /// Not possible in the experiment's state (or a concurrent change won).
+    #[error("{0}")]
     Conflict(String),
-    Internal(String),
-}
-
-impl std::fmt::Display for ExperimentError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExperimentError::Invalid(e) => {
-                let list: Vec<String> = e.iter().map(ToString::to_string).collect();
-                write!(f, "the experiment is invalid: {}", list.join("; "))
-            }
-            ExperimentError::NotFound(m)
-            | ExperimentError::Conflict(m)
-            | ExperimentError::Internal(m) => f.write_str(m),
-        }
-    }
+    #[error(transparent)]
+    Internal(#[from] InternalError),
 }
 
 impl From<TransitionError> for ExperimentError {
@@ -61,13 +53,13 @@ impl From<TransitionError> for ExperimentError {
                 ExperimentError::NotFound(format!("no experiment {id:?}"))
             }
             e @ TransitionError::Illegal { .. } => ExperimentError::Conflict(e.to_string()),
-            TransitionError::Store(e) => ExperimentError::Internal(e.to_string()),
+            TransitionError::Store(e) => internal(e),
         }
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ExperimentError {
-    ExperimentError::Internal(e.to_string())
+fn internal(e: impl Into<InternalError>) -> ExperimentError {
+    ExperimentError::Internal(e.into())
 }
 
 /// What the ingest path needs of a running experiment, kept in memory by
@@ -232,7 +224,7 @@ pub async fn create(
     .await
     .map_err(internal)?
     .map_err(internal)?
-    .ok_or_else(|| ExperimentError::Internal(format!("experiment {id} vanished")))
+    .ok_or_else(|| internal(InternalError::Vanished(format!("experiment {id}"))))
 }
 
 /// The stored definition of a record.
@@ -454,7 +446,7 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
                 pushes.push(p.id);
                 agents += n;
             }
-            Err(e) => errors.push(push_error_text(&e)),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     if !errors.is_empty() {
@@ -464,17 +456,6 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
         pushes,
         agents,
         errors,
-    }
-}
-
-fn push_error_text(e: &PushError) -> String {
-    match e {
-        PushError::Invalid(errors) => {
-            let list: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-            format!("the config is invalid: {}", list.join("; "))
-        }
-        PushError::UnknownTemplate(t) => format!("no template {t:?}"),
-        PushError::NoTarget(m) | PushError::Internal(m) => m.clone(),
     }
 }
 
@@ -623,7 +604,7 @@ pub async fn promote(
         Err(e) => format!(
             "promoting {variant:?} failed: the push was refused: {}; the agents keep the \
              experiment config (roll back, or push a config)",
-            push_error_text(e)
+            e
         ),
     };
     if let Ok(p) = &push {
@@ -754,7 +735,7 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
         Ok(Ok((inserted, breach))) => {
             shared.metrics.experiment_measurements.add(inserted as u64);
             if let Some(b) = breach {
-                tracing::warn!(experiment = %stats.experiment_id, breach = %b, "guardrail breached");
+                tracing::warn!(experiment = %stats.experiment_id, guardrail = %b.guardrail(), breach = %b, "guardrail breached");
                 shared.scheduler_wake.notify_one();
             }
         }

@@ -12,31 +12,41 @@ use serde::{Deserialize, Serialize};
 
 use phoenix_agent::config::duration::parse_duration;
 
-/// One problem with a definition: the field (`criteria.min_series_reduction`)
-/// and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One problem with a definition: the path of the field it is about
+/// (`criteria.min_series_reduction`, empty for the whole definition) and
+/// what is wrong with it. The API calls the path `field`.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[error("{}{message}", path_prefix(.path))]
 pub struct SpecError {
-    pub field: String,
+    #[serde(rename = "field")]
+    pub path: String,
     pub message: String,
 }
 
 impl SpecError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> SpecError {
         SpecError {
-            field: field.into(),
+            path: path.into(),
             message: message.into(),
         }
     }
 }
 
-impl std::fmt::Display for SpecError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.field.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
+fn path_prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}: ")
     }
+}
+
+/// Every problem on one line, `; `-separated.
+pub fn join(errors: &[SpecError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// An experiment as written.
@@ -705,7 +715,7 @@ guardrails: { intervals: 0 }
 analysis: { confidence: 2 }
 ";
         let errors = ExperimentSpec::parse(text).unwrap_err();
-        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        let fields: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         for f in [
             "name",
             "targets",
@@ -745,11 +755,11 @@ analysis: { confidence: 2 }
         // Nothing to judge on is refused.
         let none = format!("{MINIMAL}criteria: {{ min_critical_coverage: null }}\n");
         let e = ExperimentSpec::parse(&none).unwrap_err();
-        assert_eq!(e[0].field, "criteria", "{e:?}");
+        assert_eq!(e[0].path, "criteria", "{e:?}");
         // A line separator cannot sneak a line into the composed config.
         let mut sneaky = ExperimentSpec::parse(MINIMAL).unwrap();
         sneaky.name = "x\u{2028}bogus: 1".into();
-        assert_eq!(sneaky.check().unwrap_err()[0].field, "name");
+        assert_eq!(sneaky.check().unwrap_err()[0].path, "name");
     }
 
     #[test]
