@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use phoenix_proto::v1::IntervalStats;
 
-use crate::fleet::rollout::{self, ConfigSource, InternalError, PushRequest};
+use crate::fleet::rollout::{self, ConfigSource, InternalError, PushError, PushRequest};
 use crate::store::{ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError};
 use crate::{Shared, blocking, now_ms};
 use analysis::Measurement;
@@ -367,7 +367,21 @@ pub async fn restore_claimed(
 pub struct Restored {
     pub pushes: Vec<String>,
     pub agents: usize,
-    pub errors: Vec<String>,
+    pub errors: Vec<RestoreProblem>,
+}
+
+/// A target a restore left alone, or a push it could not make.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreProblem {
+    #[error("cannot read the targets: {0}")]
+    Targets(#[source] InternalError),
+    /// An operator pushed to the agent since the experiment.
+    #[error("agent {agent} is meant to run push {push}, not this experiment's: left as it is")]
+    DesiredElsewhere { agent: String, push: String },
+    #[error("agent {0} had reported no config before the experiment: left as it is")]
+    NoPreviousConfig(String),
+    #[error(transparent)]
+    Push(#[from] PushError),
 }
 
 impl Restored {
@@ -382,7 +396,8 @@ impl Restored {
             }
         );
         if !self.errors.is_empty() {
-            s += &format!("; failed: {}", self.errors.join("; "));
+            let errors: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+            s += &format!("; failed: {}", errors.join("; "));
         }
         s
     }
@@ -393,13 +408,17 @@ impl Restored {
 pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &str) -> Restored {
     let store = shared.store.clone();
     let id = record.id.clone();
-    let targets = match blocking(move || store.experiment_targets(&id)).await {
-        Ok(Ok(t)) => t,
-        other => {
+    let read = match blocking(move || store.experiment_targets(&id)).await {
+        Ok(read) => read.map_err(InternalError::from),
+        Err(e) => Err(e.into()),
+    };
+    let targets = match read {
+        Ok(t) => t,
+        Err(e) => {
             return Restored {
                 pushes: Vec::new(),
                 agents: 0,
-                errors: vec![format!("cannot read the targets: {other:?}")],
+                errors: vec![RestoreProblem::Targets(e)],
             };
         }
     };
@@ -407,18 +426,15 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
     let mut groups: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
     let mut errors = Vec::new();
     for t in targets {
-        if let Some(push) = &t.desired_elsewhere {
-            errors.push(format!(
-                "agent {} is meant to run push {push}, not this experiment's: left as it is",
-                t.agent_id
-            ));
+        if let Some(push) = t.desired_elsewhere {
+            errors.push(RestoreProblem::DesiredElsewhere {
+                agent: t.agent_id,
+                push,
+            });
             continue;
         }
         if t.previous_hash.is_empty() {
-            errors.push(format!(
-                "agent {} had reported no config before the experiment: left as it is",
-                t.agent_id
-            ));
+            errors.push(RestoreProblem::NoPreviousConfig(t.agent_id));
             continue;
         }
         let g = groups
@@ -446,7 +462,7 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
                 pushes.push(p.id);
                 agents += n;
             }
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(e.into()),
         }
     }
     if !errors.is_empty() {
@@ -768,4 +784,45 @@ fn live_of(record: &ExperimentRecord, targets: HashSet<String>) -> Option<Live> 
             intervals: spec.guardrails.intervals,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_names_what_it_left_alone_and_why_a_push_failed() {
+        let restored = Restored {
+            pushes: vec!["p1".into()],
+            agents: 2,
+            errors: vec![
+                RestoreProblem::DesiredElsewhere {
+                    agent: "a".into(),
+                    push: "op".into(),
+                },
+                RestoreProblem::NoPreviousConfig("b".into()),
+                PushError::UnknownTemplate("gone".into()).into(),
+            ],
+        };
+        assert_eq!(
+            restored.describe(),
+            "restored the previous config on 2 agent(s) (pushes: p1); failed: \
+             agent a is meant to run push op, not this experiment's: left as it is; \
+             agent b had reported no config before the experiment: left as it is; \
+             no template \"gone\""
+        );
+    }
+
+    #[test]
+    fn an_invalid_definition_lists_every_problem_with_its_path() {
+        let e = ExperimentError::Invalid(vec![
+            SpecError::new("criteria.min_series_reduction", "50 must be a fraction"),
+            SpecError::new("", "the experiment definition is empty"),
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "the experiment is invalid: criteria.min_series_reduction: 50 must be a fraction; \
+             the experiment definition is empty"
+        );
+    }
 }

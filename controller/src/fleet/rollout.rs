@@ -342,3 +342,41 @@ pub fn spawn_reaper(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_push_reads_as_before_and_keeps_its_cause() {
+        let invalid = PushError::Invalid(vec![
+            ConfigError {
+                component: Some("exporters.file".into()),
+                message: "path outside the allowed directories".into(),
+                location: None,
+            },
+            ConfigError {
+                component: None,
+                message: "no pipeline".into(),
+                location: None,
+            },
+        ]);
+        assert_eq!(
+            invalid.to_string(),
+            "the config is invalid: path outside the allowed directories; no pipeline"
+        );
+        let store = PushError::from(InternalError::from(StoreError::TooNew {
+            found: 9,
+            known: 2,
+        }));
+        assert!(
+            store
+                .to_string()
+                .starts_with("the database schema is version 9")
+        );
+        assert!(matches!(
+            store,
+            PushError::Internal(InternalError::Store(StoreError::TooNew { .. }))
+        ));
+    }
+}
