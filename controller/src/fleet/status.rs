@@ -62,7 +62,7 @@ pub struct ReportDecision {
 
 /// The config the agent runs: what it says, or the reported hash when it
 /// says that one is applied.
-pub fn effective_hash(report: &StatusReport) -> Option<&str> {
+fn effective_hash(report: &StatusReport) -> Option<&str> {
     if !report.effective_hash.is_empty() {
         Some(&report.effective_hash)
     } else if report.state == ReportedState::Applied && !report.hash.is_empty() {
@@ -75,7 +75,7 @@ pub fn effective_hash(report: &StatusReport) -> Option<&str> {
 /// The state and error an answer gives the target it names, or `None`
 /// when it says nothing final or in progress (an unspecified state leaves
 /// the target where it is).
-pub fn answer(report: &StatusReport, push_hash: &str) -> Option<(TargetState, String)> {
+fn answer(report: &StatusReport, push_hash: &str) -> Option<(TargetState, String)> {
     match report.state {
         // The agent must run exactly the pushed config: another hash means
         // it applied something else, whatever it believes.
