@@ -6,6 +6,7 @@ use std::sync::Arc;
 use phoenix_telemetry::process::OwnUsage;
 use phoenix_telemetry::registry::{Counter, DURATION_BUCKETS, Gauge, Registry};
 
+use crate::experiment::guardrails::Guardrail;
 use crate::experiment::state::State;
 use crate::store::TargetState;
 
@@ -29,13 +30,10 @@ pub struct Metrics {
     /// Experiment state transitions, by the state entered.
     transitions: Vec<(&'static str, Arc<Counter>)>,
     /// Guardrail breaches that aborted an experiment, by guardrail.
-    breaches: Vec<(&'static str, Arc<Counter>)>,
+    breaches: Vec<(Guardrail, Arc<Counter>)>,
     /// Interval stats stored as experiment measurements.
     pub experiment_measurements: Arc<Counter>,
 }
-
-/// The guardrails that can abort a running experiment.
-pub const GUARDRAILS: &[&str] = &["critical_coverage", "cpu_overhead", "agent_error"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -145,16 +143,16 @@ impl Metrics {
                     )
                 })
                 .collect(),
-            breaches: GUARDRAILS
-                .iter()
+            breaches: Guardrail::ALL
+                .into_iter()
                 .map(|g| {
                     (
-                        *g,
+                        g,
                         r.counter(
                             "phoenix_controller_experiment_guardrail_breaches_total",
                             "Guardrail breaches that aborted and rolled back an experiment, by guardrail.",
                             &["guardrail"],
-                            &[g],
+                            &[g.as_str()],
                         ),
                     )
                 })
@@ -177,7 +175,7 @@ impl Metrics {
     }
 
     /// Count a guardrail breach.
-    pub fn breach(&self, guardrail: &str) {
+    pub fn breach(&self, guardrail: Guardrail) {
         if let Some((_, c)) = self.breaches.iter().find(|(g, _)| *g == guardrail) {
             c.inc();
         }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::AgentStatus;
+
 /// Where an experiment is in its lifecycle. Which state may follow which is
 /// the controller's rule; [`ExperimentSummary::actions`] tells a client
 /// what it may ask for now.
@@ -317,7 +319,7 @@ pub struct TransitionEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentTarget {
     pub agent_id: String,
-    pub status: String,
+    pub status: AgentStatus,
     /// What it ran before the experiment.
     pub previous_hash: String,
     pub previous_source: PreviousSource,
@@ -574,7 +576,7 @@ mod tests {
             }],
             targets: vec![ExperimentTarget {
                 agent_id: "node-1".into(),
-                status: "online".into(),
+                status: AgentStatus::Online,
                 previous_hash: String::new(),
                 previous_source: PreviousSource::None,
                 effective_hash: "ab12".into(),

@@ -410,7 +410,7 @@ fn get_text(d: &ExperimentDetail) -> String {
         .map(|tg| {
             vec![
                 tg.agent_id.clone(),
-                tg.status.clone(),
+                tg.status.as_str().into(),
                 if tg.runs_experiment { "yes" } else { "no" }.into(),
                 or_dash(short(&tg.effective_hash)),
                 or_dash(short(&tg.previous_hash)),

@@ -211,7 +211,7 @@ pub async fn get(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> A
                 status: t.status,
                 previous_hash: t.previous_hash,
                 effective_hash: t.effective_hash,
-                config_state: t.config_state,
+                config_state: t.config_state.as_str().into(),
                 config_error: t.config_error,
             })
             .collect(),

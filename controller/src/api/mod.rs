@@ -128,9 +128,9 @@ pub enum ApiError {
     Json(#[from] serde_json::Error),
     #[error("the stored experiment definition is invalid: {}", list(.0))]
     StoredSpec(Vec<crate::experiment::spec::SpecError>),
-    /// A failure reported by a component that gives only its text.
-    #[error("{0}")]
-    Failed(String),
+    /// A failure inside a push or an experiment action, with its cause.
+    #[error(transparent)]
+    Internal(#[from] crate::fleet::rollout::InternalError),
 }
 
 fn list(errors: &[impl std::fmt::Display]) -> String {
@@ -227,7 +227,7 @@ impl From<PushError> for ApiError {
             PushError::NoTarget(message) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
             }
-            PushError::Internal(message) => ApiError::Failed(message),
+            PushError::Internal(e) => ApiError::Internal(e),
         }
     }
 }
@@ -241,7 +241,7 @@ impl From<ExperimentError> for ApiError {
             ),
             ExperimentError::NotFound(m) => ApiError::not_found(m),
             ExperimentError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-            ExperimentError::Internal(m) => ApiError::Failed(m),
+            ExperimentError::Internal(e) => ApiError::Internal(e),
         }
     }
 }

@@ -28,7 +28,7 @@ pub fn agent(a: &AgentRecord) -> Agent {
         connected_at: opt_time(a.connected_at),
         config: AgentConfig {
             effective_hash: a.effective_hash.clone(),
-            state: a.config_state.clone(),
+            state: a.config_state.as_str().into(),
             error: a.config_error.clone(),
             applied_at: opt_time(a.applied_at_unix_s.map(|s| s.saturating_mul(1000))),
         },

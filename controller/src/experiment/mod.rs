@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod compose;
+pub mod guardrails;
 pub mod scheduler;
 pub mod spec;
 pub mod state;
@@ -21,37 +22,28 @@ use std::time::{Duration, Instant};
 
 use phoenix_proto::v1::IntervalStats;
 
-use crate::fleet::rollout::{self, ConfigSource, PushError, PushRequest};
-use crate::store::{ExperimentRecord, GuardCheck, NewExperiment, Selector, Stamp, TransitionError};
+use crate::fleet::rollout::{self, ConfigSource, InternalError, PushError, PushRequest};
+use crate::store::{ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError};
 use crate::{Shared, blocking, now_ms};
 use analysis::Measurement;
 use compose::Shape;
+use guardrails::GuardCheck;
 use spec::{ExperimentSpec, SpecError, Timing};
 use state::{Lifecycle, State};
 
 /// Why an experiment request was refused. Nothing changed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
     /// The definition has problems, each naming its field.
+    #[error("the experiment is invalid: {}", spec::join(.0))]
     Invalid(Vec<SpecError>),
+    #[error("{0}")]
     NotFound(String),
     /// Not possible in the experiment's state (or a concurrent change won).
+    #[error("{0}")]
     Conflict(String),
-    Internal(String),
-}
-
-impl std::fmt::Display for ExperimentError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExperimentError::Invalid(e) => {
-                let list: Vec<String> = e.iter().map(ToString::to_string).collect();
-                write!(f, "the experiment is invalid: {}", list.join("; "))
-            }
-            ExperimentError::NotFound(m)
-            | ExperimentError::Conflict(m)
-            | ExperimentError::Internal(m) => f.write_str(m),
-        }
-    }
+    #[error(transparent)]
+    Internal(#[from] InternalError),
 }
 
 impl From<TransitionError> for ExperimentError {
@@ -61,13 +53,13 @@ impl From<TransitionError> for ExperimentError {
                 ExperimentError::NotFound(format!("no experiment {id:?}"))
             }
             e @ TransitionError::Illegal { .. } => ExperimentError::Conflict(e.to_string()),
-            TransitionError::Store(e) => ExperimentError::Internal(e.to_string()),
+            TransitionError::Store(e) => internal(e),
         }
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ExperimentError {
-    ExperimentError::Internal(e.to_string())
+fn internal(e: impl Into<InternalError>) -> ExperimentError {
+    ExperimentError::Internal(e.into())
 }
 
 /// What the ingest path needs of a running experiment, kept in memory by
@@ -232,7 +224,7 @@ pub async fn create(
     .await
     .map_err(internal)?
     .map_err(internal)?
-    .ok_or_else(|| ExperimentError::Internal(format!("experiment {id} vanished")))
+    .ok_or_else(|| internal(InternalError::Vanished(format!("experiment {id}"))))
 }
 
 /// The stored definition of a record.
@@ -375,7 +367,21 @@ pub async fn restore_claimed(
 pub struct Restored {
     pub pushes: Vec<String>,
     pub agents: usize,
-    pub errors: Vec<String>,
+    pub errors: Vec<RestoreProblem>,
+}
+
+/// A target a restore left alone, or a push it could not make.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreProblem {
+    #[error("cannot read the targets: {0}")]
+    Targets(#[source] InternalError),
+    /// An operator pushed to the agent since the experiment.
+    #[error("agent {agent} is meant to run push {push}, not this experiment's: left as it is")]
+    DesiredElsewhere { agent: String, push: String },
+    #[error("agent {0} had reported no config before the experiment: left as it is")]
+    NoPreviousConfig(String),
+    #[error(transparent)]
+    Push(#[from] PushError),
 }
 
 impl Restored {
@@ -390,7 +396,8 @@ impl Restored {
             }
         );
         if !self.errors.is_empty() {
-            s += &format!("; failed: {}", self.errors.join("; "));
+            let errors: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+            s += &format!("; failed: {}", errors.join("; "));
         }
         s
     }
@@ -401,13 +408,17 @@ impl Restored {
 pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &str) -> Restored {
     let store = shared.store.clone();
     let id = record.id.clone();
-    let targets = match blocking(move || store.experiment_targets(&id)).await {
-        Ok(Ok(t)) => t,
-        other => {
+    let read = match blocking(move || store.experiment_targets(&id)).await {
+        Ok(read) => read.map_err(InternalError::from),
+        Err(e) => Err(e.into()),
+    };
+    let targets = match read {
+        Ok(t) => t,
+        Err(e) => {
             return Restored {
                 pushes: Vec::new(),
                 agents: 0,
-                errors: vec![format!("cannot read the targets: {other:?}")],
+                errors: vec![RestoreProblem::Targets(e)],
             };
         }
     };
@@ -415,18 +426,15 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
     let mut groups: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
     let mut errors = Vec::new();
     for t in targets {
-        if let Some(push) = &t.desired_elsewhere {
-            errors.push(format!(
-                "agent {} is meant to run push {push}, not this experiment's: left as it is",
-                t.agent_id
-            ));
+        if let Some(push) = t.desired_elsewhere {
+            errors.push(RestoreProblem::DesiredElsewhere {
+                agent: t.agent_id,
+                push,
+            });
             continue;
         }
         if t.previous_hash.is_empty() {
-            errors.push(format!(
-                "agent {} had reported no config before the experiment: left as it is",
-                t.agent_id
-            ));
+            errors.push(RestoreProblem::NoPreviousConfig(t.agent_id));
             continue;
         }
         let g = groups
@@ -454,7 +462,7 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
                 pushes.push(p.id);
                 agents += n;
             }
-            Err(e) => errors.push(push_error_text(&e)),
+            Err(e) => errors.push(e.into()),
         }
     }
     if !errors.is_empty() {
@@ -464,17 +472,6 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
         pushes,
         agents,
         errors,
-    }
-}
-
-fn push_error_text(e: &PushError) -> String {
-    match e {
-        PushError::Invalid(errors) => {
-            let list: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-            format!("the config is invalid: {}", list.join("; "))
-        }
-        PushError::UnknownTemplate(t) => format!("no template {t:?}"),
-        PushError::NoTarget(m) | PushError::Internal(m) => m.clone(),
     }
 }
 
@@ -623,7 +620,7 @@ pub async fn promote(
         Err(e) => format!(
             "promoting {variant:?} failed: the push was refused: {}; the agents keep the \
              experiment config (roll back, or push a config)",
-            push_error_text(e)
+            e
         ),
     };
     if let Ok(p) = &push {
@@ -759,7 +756,7 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
         Ok(Ok((inserted, breach))) => {
             shared.metrics.experiment_measurements.add(inserted as u64);
             if let Some(b) = breach {
-                tracing::warn!(experiment = %stats.experiment_id, breach = %b, "guardrail breached");
+                tracing::warn!(experiment = %stats.experiment_id, guardrail = %b.guardrail(), breach = %b, "guardrail breached");
                 shared.scheduler_wake.notify_one();
             }
         }
@@ -792,4 +789,45 @@ fn live_of(record: &ExperimentRecord, targets: HashSet<String>) -> Option<Live> 
             intervals: spec.guardrails.intervals,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_names_what_it_left_alone_and_why_a_push_failed() {
+        let restored = Restored {
+            pushes: vec!["p1".into()],
+            agents: 2,
+            errors: vec![
+                RestoreProblem::DesiredElsewhere {
+                    agent: "a".into(),
+                    push: "op".into(),
+                },
+                RestoreProblem::NoPreviousConfig("b".into()),
+                PushError::UnknownTemplate("gone".into()).into(),
+            ],
+        };
+        assert_eq!(
+            restored.describe(),
+            "restored the previous config on 2 agent(s) (pushes: p1); failed: \
+             agent a is meant to run push op, not this experiment's: left as it is; \
+             agent b had reported no config before the experiment: left as it is; \
+             no template \"gone\""
+        );
+    }
+
+    #[test]
+    fn an_invalid_definition_lists_every_problem_with_its_path() {
+        let e = ExperimentError::Invalid(vec![
+            SpecError::new("criteria.min_series_reduction", "50 must be a fraction"),
+            SpecError::new("", "the experiment definition is empty"),
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "the experiment is invalid: criteria.min_series_reduction: 50 must be a fraction; \
+             the experiment definition is empty"
+        );
+    }
 }

@@ -20,9 +20,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::guardrails::{self, BreachNote};
 use super::state::State;
-use super::{ExperimentError, live_of, restore, spec_of, transition};
-use crate::fleet::rollout::{self, ConfigSource, PushRequest};
+use super::{ExperimentError, internal, live_of, restore, spec_of, transition};
+use crate::fleet::rollout::{self, ConfigSource, InternalError, PushRequest};
 use crate::store::{ExperimentRecord, Selector, Stamp, TargetState};
 use crate::{Shared, blocking, now_ms};
 
@@ -214,8 +215,8 @@ async fn deploy_when_due(
         Ok::<_, crate::store::StoreError>((targets, busy))
     })
     .await
-    .map_err(|e| ExperimentError::Internal(e.to_string()))?
-    .map_err(|e| ExperimentError::Internal(e.to_string()))?;
+    .map_err(internal)?
+    .map_err(internal)?;
     let refuse = if targets.is_empty() {
         Some("no online agent matches the targets".to_string())
     } else if !busy.is_empty() {
@@ -258,8 +259,8 @@ async fn deploy_when_due(
     let (id, t) = (record.id.clone(), targets.clone());
     blocking(move || store.set_experiment_targets(&id, &t))
         .await
-        .map_err(|e| ExperimentError::Internal(e.to_string()))?
-        .map_err(|e| ExperimentError::Internal(e.to_string()))?;
+        .map_err(internal)?
+        .map_err(internal)?;
     // Deploying before the push: a stop from now on restores the targets.
     let n = targets.len();
     transition(
@@ -295,8 +296,8 @@ async fn deploy_when_due(
             let (id, push_id) = (record.id.clone(), p.id.clone());
             let still_deploying = blocking(move || store.set_deploy_push(&id, &push_id))
                 .await
-                .map_err(|e| ExperimentError::Internal(e.to_string()))?
-                .map_err(|e| ExperimentError::Internal(e.to_string()))?;
+                .map_err(internal)?
+                .map_err(internal)?;
             if !still_deploying {
                 // Stopped while the push was made: undo it too.
                 let restored = restore(shared, &record, ACTOR).await;
@@ -310,10 +311,7 @@ async fn deploy_when_due(
                 Some(State::Deploying),
                 State::Failed,
                 ACTOR,
-                format!(
-                    "the deploy push was refused: {}",
-                    super::push_error_text(&e)
-                ),
+                format!("the deploy push was refused: {e}"),
                 Stamp::finished(now_ms()),
             )
             .await?;
@@ -340,9 +338,9 @@ async fn watch_deploy(
     let store = shared.store.clone();
     let push = blocking(move || store.push(&push_id))
         .await
-        .map_err(|e| ExperimentError::Internal(e.to_string()))?
-        .map_err(|e| ExperimentError::Internal(e.to_string()))?
-        .ok_or_else(|| ExperimentError::Internal("the deploy push vanished".into()))?;
+        .map_err(internal)?
+        .map_err(internal)?
+        .ok_or_else(|| internal(InternalError::Vanished("the deploy push".into())))?;
     let bad: Vec<String> = push
         .targets
         .iter()
@@ -420,28 +418,12 @@ async fn watch_run(
     let (spec, _) = spec_of(&record)?;
     let now = now_ms();
     let breach = match &record.breach {
-        Some(b) => Some(
-            serde_json::from_str::<serde_json::Value>(b)
-                .ok()
-                .map(|v| {
-                    (
-                        v["guardrail"]
-                            .as_str()
-                            .unwrap_or("critical_coverage")
-                            .to_string(),
-                        v["message"]
-                            .as_str()
-                            .unwrap_or("guardrail breached")
-                            .to_string(),
-                    )
-                })
-                .unwrap_or_else(|| ("critical_coverage".into(), b.clone())),
-        ),
+        Some(stored) => Some(BreachNote::parse(stored)),
         None if spec.guardrails.agent_errors => agent_error(shared, &record).await?,
         None => None,
     };
-    if let Some((guardrail, message)) = breach {
-        shared.metrics.breach(&guardrail);
+    if let Some(BreachNote { guardrail, message }) = breach {
+        shared.metrics.breach(guardrail);
         let reason = format!("guardrail {guardrail} breached: {message}");
         // The numbers up to the breach stay with the experiment; the
         // verdict is the abort, whatever they would have said.
@@ -482,36 +464,16 @@ async fn watch_run(
 async fn agent_error(
     shared: &Arc<Shared>,
     record: &ExperimentRecord,
-) -> Result<Option<(String, String)>, ExperimentError> {
+) -> Result<Option<BreachNote>, ExperimentError> {
     let store = shared.store.clone();
     let id = record.id.clone();
     let targets = blocking(move || store.experiment_targets(&id))
         .await
-        .map_err(|e| ExperimentError::Internal(e.to_string()))?
-        .map_err(|e| ExperimentError::Internal(e.to_string()))?;
-    for t in targets {
-        if t.config_state == "failed" {
-            return Ok(Some((
-                "agent_error".into(),
-                format!(
-                    "agent {} reports a config failure: {}",
-                    t.agent_id, t.config_error
-                ),
-            )));
-        }
-        if t.effective_hash != record.config_hash {
-            return Ok(Some((
-                "agent_error".into(),
-                format!(
-                    "agent {} runs config {} instead of the experiment's {}",
-                    t.agent_id,
-                    crate::store::short(&t.effective_hash),
-                    crate::store::short(&record.config_hash)
-                ),
-            )));
-        }
-    }
-    Ok(None)
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(guardrails::agent_error(&targets, &record.config_hash)
+        .as_ref()
+        .map(BreachNote::from))
 }
 
 async fn conclude(
@@ -520,8 +482,7 @@ async fn conclude(
 ) -> Result<Option<ExperimentRecord>, ExperimentError> {
     let (spec, _) = spec_of(&record)?;
     let report = super::analyse(shared, &record).await?;
-    let json =
-        serde_json::to_string(&report).map_err(|e| ExperimentError::Internal(e.to_string()))?;
+    let json = serde_json::to_string(&report).map_err(internal)?;
     let stamp = Stamp {
         analysis: Some(json),
         finished_at: Some(now_ms()),

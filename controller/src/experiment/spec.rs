@@ -15,6 +15,15 @@ use phoenix_config::duration::parse_duration;
 /// One problem with a definition, as the API lists it.
 pub use phoenix_api::FieldError as SpecError;
 
+/// Every problem on one line, `; `-separated.
+pub fn join(errors: &[SpecError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// An experiment as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

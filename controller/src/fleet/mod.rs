@@ -4,6 +4,7 @@
 //! and for restarts; this is the part that can reach an agent right now.
 
 pub mod rollout;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

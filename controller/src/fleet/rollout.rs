@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::store::{
-    AgentHello, CreatePushError, Desired, NewPush, Selector, StatusReport, TargetChange,
-    TargetState,
+    AgentHello, CreatePushError, Desired, NewPush, Selector, StatusReport, StoreError,
+    TargetChange, TargetState,
 };
 use crate::{Shared, blocking, now_ms, templates};
 
@@ -50,14 +50,41 @@ pub struct PushCreated {
 }
 
 /// Why a push was refused. Nothing was stored or sent.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PushError {
     /// The config does not validate: every error.
+    #[error("the config is invalid: {}", messages(.0))]
     Invalid(Vec<ConfigError>),
+    #[error("no template {0:?}")]
     UnknownTemplate(String),
     /// The selector matched no agent, or named unknown ones.
+    #[error("{0}")]
     NoTarget(String),
-    Internal(String),
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+/// The controller, not the request, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a blocking task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A record the controller wrote does not (de)serialize.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A row this request just wrote or read is gone (a concurrent delete).
+    #[error("{0} vanished")]
+    Vanished(String),
+}
+
+fn messages(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Validate a config with the agent's own loader (what the agent will do
@@ -124,7 +151,7 @@ pub async fn create_push(
             let lookup = name.clone();
             let t = blocking(move || templates::get(&dir, &lookup))
                 .await
-                .map_err(|e| PushError::Internal(e.to_string()))?;
+                .map_err(InternalError::from)?;
             match t.and_then(|t| t.content) {
                 Some(content) => (content, Some(name)),
                 None => return Err(PushError::UnknownTemplate(name)),
@@ -157,7 +184,7 @@ pub async fn create_push(
         (push, r)
     })
     .await
-    .map_err(|e| PushError::Internal(e.to_string()))?;
+    .map_err(InternalError::from)?;
     let (targets, superseded) = match result {
         Ok(t) => t,
         Err(CreatePushError::NoMatch(m)) => return Err(PushError::NoTarget(m)),
@@ -166,7 +193,7 @@ pub async fn create_push(
         }
         Err(CreatePushError::Store(e)) => {
             shared.metrics.store_errors.inc();
-            return Err(PushError::Internal(e.to_string()));
+            return Err(InternalError::from(e).into());
         }
     };
     shared.metrics.pushes_created.inc();
@@ -245,16 +272,12 @@ pub async fn on_hello(
     hello: AgentHello,
     connected_at: i64,
     opens_session: bool,
-) -> Result<(), String> {
+) -> Result<(), InternalError> {
     let store = shared.store.clone();
     let id = hello.id.clone();
     let outcome = blocking(move || store.hello(&hello, connected_at, now_ms(), opens_session))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| {
-            shared.metrics.store_errors.inc();
-            e.to_string()
-        })?;
+        .await?
+        .inspect_err(|_| shared.metrics.store_errors.inc())?;
     count_outcomes(shared, &outcome.changes);
     if let Some(desired) = outcome.resend {
         tracing::info!(agent = %id, push = %desired.push_id, hash = %desired.hash, "agent does not run its desired config: sending it");
@@ -318,4 +341,42 @@ pub fn spawn_reaper(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_push_reads_as_before_and_keeps_its_cause() {
+        let invalid = PushError::Invalid(vec![
+            ConfigError {
+                component: Some("exporters.file".into()),
+                message: "path outside the allowed directories".into(),
+                location: None,
+            },
+            ConfigError {
+                component: None,
+                message: "no pipeline".into(),
+                location: None,
+            },
+        ]);
+        assert_eq!(
+            invalid.to_string(),
+            "the config is invalid: path outside the allowed directories; no pipeline"
+        );
+        let store = PushError::from(InternalError::from(StoreError::TooNew {
+            found: 9,
+            known: 2,
+        }));
+        assert!(
+            store
+                .to_string()
+                .starts_with("the database schema is version 9")
+        );
+        assert!(matches!(
+            store,
+            PushError::Internal(InternalError::Store(StoreError::TooNew { .. }))
+        ));
+    }
 }

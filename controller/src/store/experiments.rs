@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
-use super::{AgentStatus, Store, StoreError, agents_matching, audit};
+use super::{AgentStatus, ReportedState, Store, StoreError, agents_matching, audit, named};
 use crate::experiment::analysis::Measurement;
+use crate::experiment::guardrails::{Breach, GuardCheck, Sample};
 use crate::experiment::state::{Lifecycle, State};
 
 /// An experiment as stored.
@@ -61,9 +62,9 @@ pub struct ExperimentTarget {
     /// agent ran a local file: restoring it is a revert).
     #[serde(skip)]
     pub previous_content: Option<String>,
-    pub status: String,
+    pub status: AgentStatus,
     pub effective_hash: String,
-    pub config_state: String,
+    pub config_state: ReportedState,
     pub config_error: String,
     /// The push the agent should run now, when it is not one of this
     /// experiment's (an operator pushed since, or the deploy never reached
@@ -133,16 +134,6 @@ pub struct NewExperiment {
     pub start_at: Option<i64>,
 }
 
-/// What the guardrails check as measurements land.
-#[derive(Debug, Clone)]
-pub struct GuardCheck {
-    pub candidates: Vec<String>,
-    pub min_critical_coverage: Option<f64>,
-    /// Per interval: percent of a core × interval / 100.
-    pub max_cpu_seconds: Option<f64>,
-    pub intervals: u32,
-}
-
 const EXPERIMENT_COLUMNS: &str = "id, name, spec, state, reason, author, config, config_hash,
     promotions, created_at, updated_at, start_at, deploy_push, deploying_at, running_at, measure_from,
     ends_at, finished_at, breach, analysis, promoted_push";
@@ -162,13 +153,11 @@ const AGENT_IN_EXPERIMENT: &str = "SELECT t.experiment_id FROM experiment_target
      LIMIT 1";
 
 fn experiment_row(r: &Row<'_>) -> rusqlite::Result<ExperimentRecord> {
-    let state: String = r.get(3)?;
     Ok(ExperimentRecord {
         id: r.get(0)?,
         name: r.get(1)?,
         spec: r.get(2)?,
-        // The CHECK constraint keeps the column to these names.
-        state: State::parse(&state).unwrap_or(State::Failed),
+        state: named(r, 3, State::parse)?,
         reason: r.get(4)?,
         author: r.get(5)?,
         config: r.get(6)?,
@@ -323,13 +312,13 @@ impl Store {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let current: Option<String> = tx
+        let current = tx
             .query_row("SELECT state FROM experiments WHERE id = ?1", [id], |r| {
-                r.get(0)
+                named(r, 0, State::parse)
             })
             .optional()
             .map_err(StoreError::from)?;
-        let Some(current) = current.as_deref().and_then(State::parse) else {
+        let Some(current) = current else {
             return Err(TransitionError::NotFound(id.to_string()));
         };
         if from.is_some_and(|f| f != current) || !current.can_go(to) {
@@ -566,9 +555,9 @@ impl Store {
                     agent_id: r.get(0)?,
                     previous_hash: r.get(1)?,
                     previous_content: content.filter(|_| local == Some(false)),
-                    status: r.get(4)?,
+                    status: named(r, 4, AgentStatus::parse)?,
                     effective_hash: r.get(5)?,
-                    config_state: r.get(6)?,
+                    config_state: named(r, 6, ReportedState::parse)?,
                     config_error: r.get(7)?,
                     desired_elsewhere: r.get(8)?,
                 })
@@ -587,7 +576,7 @@ impl Store {
         rows: &[Measurement],
         now: i64,
         guard: &GuardCheck,
-    ) -> Result<(usize, Option<serde_json::Value>), StoreError> {
+    ) -> Result<(usize, Option<Breach>), StoreError> {
         self.write(|tx| {
             let mut inserted = 0;
             {
@@ -621,11 +610,15 @@ impl Store {
             let Some(agent) = rows.first().map(|r| r.agent_id.as_str()) else {
                 return Ok((0, None));
             };
-            let breach = check_guardrails(tx, experiment_id, agent, guard)?;
+            let breach = if guard.watches_measurements() {
+                guard.check(agent, &latest_samples(tx, experiment_id, agent, guard)?)
+            } else {
+                None
+            };
             if let Some(b) = &breach {
                 let first = tx.execute(
                     "UPDATE experiments SET breach = ?2 WHERE id = ?1 AND breach IS NULL",
-                    params![experiment_id, b.to_string()],
+                    params![experiment_id, b.to_json()],
                 )?;
                 if first == 0 {
                     return Ok((inserted, None));
@@ -667,67 +660,38 @@ impl Store {
     }
 }
 
-/// The breach, if this agent's latest `intervals` intervals of a candidate
-/// are all below the coverage floor or all above the CPU ceiling.
-fn check_guardrails(
+/// Per candidate, this agent's latest `intervals` intervals, newest first:
+/// what the guardrails judge.
+fn latest_samples(
     tx: &Transaction<'_>,
     experiment_id: &str,
     agent: &str,
     guard: &GuardCheck,
-) -> rusqlite::Result<Option<serde_json::Value>> {
-    if guard.min_critical_coverage.is_none() && guard.max_cpu_seconds.is_none() {
-        return Ok(None);
-    }
+) -> rusqlite::Result<Vec<(String, Vec<Sample>)>> {
     let mut latest = tx.prepare_cached(
-        "SELECT interval_ns, critical_total, critical_visible, cpu_seconds FROM experiment_measurements
+        "SELECT critical_total, critical_visible, cpu_seconds FROM experiment_measurements
          WHERE experiment_id = ?1 AND variant = ?2 AND agent_id = ?3
          ORDER BY interval_ns DESC LIMIT ?4",
     )?;
-    for variant in &guard.candidates {
-        let rows: Vec<(i64, i64, i64, f64)> = latest
-            .query_map(
-                params![experiment_id, variant, agent, guard.intervals],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?
-            .collect::<Result<_, _>>()?;
-        if rows.len() < guard.intervals as usize {
-            continue;
-        }
-        if let Some(min) = guard.min_critical_coverage
-            && rows
-                .iter()
-                .all(|(_, total, visible, _)| *total > 0 && (*visible as f64) < min * *total as f64)
-        {
-            let (_, total, visible, _) = rows[0];
-            return Ok(Some(serde_json::json!({
-                "guardrail": "critical_coverage",
-                "variant": variant,
-                "agent": agent,
-                "intervals": guard.intervals,
-                "message": format!(
-                    "{variant:?} kept {visible} of {total} critical processes visible on agent {agent} \
-                     for {} intervals in a row (minimum {:.0}%)",
-                    guard.intervals, min * 100.0
-                ),
-            })));
-        }
-        if let Some(max) = guard.max_cpu_seconds
-            && rows.iter().all(|(_, _, _, cpu)| *cpu > max)
-        {
-            return Ok(Some(serde_json::json!({
-                "guardrail": "cpu_overhead",
-                "variant": variant,
-                "agent": agent,
-                "intervals": guard.intervals,
-                "message": format!(
-                    "{variant:?} used more than {max:.4} CPU seconds per interval on agent {agent} \
-                     for {} intervals in a row",
-                    guard.intervals
-                ),
-            })));
-        }
-    }
-    Ok(None)
+    guard
+        .candidates
+        .iter()
+        .map(|variant| {
+            let samples = latest
+                .query_map(
+                    params![experiment_id, variant, agent, guard.intervals],
+                    |r| {
+                        Ok(Sample {
+                            critical_total: r.get::<_, i64>(0)?.max(0) as u64,
+                            critical_visible: r.get::<_, i64>(1)?.max(0) as u64,
+                            cpu_seconds: r.get(2)?,
+                        })
+                    },
+                )?
+                .collect::<Result<_, _>>()?;
+            Ok((variant.clone(), samples))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -810,7 +774,19 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         let breach = breach.expect("three intervals in a row below 100%");
-        assert_eq!(breach["guardrail"], "critical_coverage");
+        assert!(
+            matches!(
+                breach,
+                Breach::CriticalCoverage {
+                    visible: 1,
+                    total: 2,
+                    ..
+                }
+            ),
+            "{breach:?}"
+        );
+        let stored = store.experiment("live").unwrap().unwrap().breach.unwrap();
+        assert_eq!(stored, breach.to_json());
         // Only the first breach is reported.
         let (_, again) = store
             .record_measurements("live", &rows("a", 4), 7, &guard)

@@ -17,9 +17,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use crate::fleet::status::{self, Offer, ReportContext, TargetRow, TargetUpdate};
+
 pub use experiments::{
-    ExperimentRecord, ExperimentTarget, GuardCheck, NewExperiment, Stamp, Transition,
-    TransitionError, TransitionRecord,
+    ExperimentRecord, ExperimentTarget, NewExperiment, Stamp, Transition, TransitionError,
+    TransitionRecord,
 };
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use records::*;
@@ -487,7 +489,7 @@ impl Store {
             .query_map([id], |r| {
                 Ok(TargetRecord {
                     agent_id: r.get(0)?,
-                    state: parse_state(r.get_ref(1)?.as_str()?),
+                    state: named(r, 1, TargetState::parse)?,
                     error: r.get(2)?,
                     reported_hash: r.get(3)?,
                     updated_at: r.get(4)?,
@@ -593,8 +595,26 @@ fn format_labels(labels: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-fn parse_state(s: &str) -> TargetState {
-    TargetState::parse(s).unwrap_or(TargetState::Pending)
+/// A stored name no enum variant has: the CHECK constraints keep such
+/// text out, so a row holding one is reported rather than guessed at.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown name {0:?} in the database")]
+struct UnknownName(String);
+
+/// Column `i`, holding one of the names `parse` knows.
+fn named<T>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text = r.get_ref(i)?.as_str()?;
+    parse(text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            Box::new(UnknownName(text.to_string())),
+        )
+    })
 }
 
 /// Ids of agents carrying every label in `labels`, sorted.
@@ -638,20 +658,15 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
             [id],
             |r| {
                 let capabilities: String = r.get(3)?;
-                let status: String = r.get(4)?;
                 Ok(AgentRecord {
                     id: r.get(0)?,
                     host_name: r.get(1)?,
                     version: r.get(2)?,
                     labels: BTreeMap::new(),
                     capabilities: serde_json::from_str(&capabilities).unwrap_or_default(),
-                    status: if status == "online" {
-                        AgentStatus::Online
-                    } else {
-                        AgentStatus::Offline
-                    },
+                    status: named(r, 4, AgentStatus::parse)?,
                     effective_hash: r.get(5)?,
-                    config_state: r.get(6)?,
+                    config_state: named(r, 6, ReportedState::parse)?,
                     config_error: r.get(7)?,
                     applied_at_unix_s: r.get(8)?,
                     desired_push_id: r.get(9)?,
@@ -661,10 +676,10 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
                     connected_at: r.get(13)?,
                     cpu_seconds_total: r.get(14)?,
                     resident_memory_bytes: r.get(15)?,
-                    desired_state: r
-                        .get::<_, Option<String>>(16)?
-                        .as_deref()
-                        .and_then(TargetState::parse),
+                    desired_state: match r.get_ref(16)? {
+                        rusqlite::types::ValueRef::Null => None,
+                        _ => Some(named(r, 16, TargetState::parse)?),
+                    },
                 })
             },
         )
@@ -696,30 +711,21 @@ fn audit(
     Ok(())
 }
 
-/// A target's new state, as an agent's answer sets it.
-struct Answer<'a> {
-    state: TargetState,
-    error: &'a str,
-    reported_hash: &'a str,
-    /// What told us (`config_status` or `effective_hash`), for the audit.
-    via: &'a str,
-}
-
-/// Move one target to the answer's state and audit the outcome. No-op when
+/// Move one target as decided and audit a final outcome. No-op when
 /// nothing changes.
 fn set_target(
     tx: &Transaction<'_>,
-    push_id: &str,
     agent_id: &str,
-    answer: Answer<'_>,
+    update: &TargetUpdate,
     now: i64,
 ) -> Result<Option<TargetChange>, rusqlite::Error> {
-    let Answer {
+    let TargetUpdate {
+        push_id,
         state,
         error,
         reported_hash,
         via,
-    } = answer;
+    } = update;
     let changed = tx
         .prepare_cached(
             "UPDATE push_targets SET state = ?3, error = ?4, reported_hash = ?5, updated_at = ?6
@@ -745,31 +751,53 @@ fn set_target(
             &format!("push.{}", state.as_str()),
             Some(push_id),
             Some(agent_id),
-            serde_json::json!({ "hash": reported_hash, "error": error, "via": via }),
+            serde_json::json!({ "hash": reported_hash, "error": error, "via": via.as_str() }),
         )?;
     }
     Ok(Some(TargetChange {
-        push_id: push_id.to_string(),
+        push_id: push_id.clone(),
         agent_id: agent_id.to_string(),
-        state,
+        state: *state,
     }))
 }
 
+/// A push target row: push id, the push's config hash, the target's state.
+fn target_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TargetRow> {
+    Ok(TargetRow {
+        push_id: r.get(0)?,
+        push_hash: r.get(1)?,
+        state: named(r, 2, TargetState::parse)?,
+    })
+}
+
+/// Record a report on the agent and the targets it moves (the rules are
+/// in [`status::judge_report`]).
 fn apply_status(
     tx: &Transaction<'_>,
     agent_id: &str,
     report: &StatusReport,
     now: i64,
 ) -> Result<Vec<TargetChange>, rusqlite::Error> {
-    // The config the agent runs: what it says, or the reported hash when it
-    // says that one is applied.
-    let effective = if !report.effective_hash.is_empty() {
-        Some(report.effective_hash.as_str())
-    } else if report.state == ReportedState::Applied && !report.hash.is_empty() {
-        Some(report.hash.as_str())
-    } else {
-        None
+    let rows = ReportContext {
+        answered: tx
+            .prepare_cached(
+                "SELECT t.push_id, p.config_hash, t.state FROM push_targets t
+                 JOIN pushes p ON p.id = t.push_id
+                 WHERE t.push_id = ?1 AND t.agent_id = ?2",
+            )?
+            .query_row(params![report.push_id, agent_id], target_row)
+            .optional()?,
+        desired: tx
+            .prepare_cached(
+                "SELECT p.id, p.config_hash, t.state FROM agents a
+                 JOIN pushes p ON p.id = a.desired_push_id
+                 JOIN push_targets t ON t.push_id = p.id AND t.agent_id = a.id
+                 WHERE a.id = ?1",
+            )?
+            .query_row([agent_id], target_row)
+            .optional()?,
     };
+    let decision = status::judge_report(report, &rows);
     tx.prepare_cached(
         "UPDATE agents SET config_state = ?2, config_error = ?3,
              effective_hash = COALESCE(?4, effective_hash),
@@ -780,95 +808,19 @@ fn apply_status(
         agent_id,
         report.state.as_str(),
         report.error,
-        effective,
+        decision.effective_hash,
         (report.applied_at_unix_s > 0)
             .then(|| i64::try_from(report.applied_at_unix_s).unwrap_or(i64::MAX)),
     ])?;
-
     let mut changes = Vec::new();
-    if !report.push_id.is_empty() {
-        let target: Option<String> = tx
-            .prepare_cached(
-                "SELECT p.config_hash FROM push_targets t JOIN pushes p ON p.id = t.push_id
-                 WHERE t.push_id = ?1 AND t.agent_id = ?2",
-            )?
-            .query_row(params![report.push_id, agent_id], |r| r.get(0))
-            .optional()?;
-        if let Some(push_hash) = target {
-            let (state, error) = match report.state {
-                ReportedState::Applied if report.hash != push_hash => (
-                    TargetState::Failed,
-                    format!(
-                        "the agent reported hash {} but the push carries {push_hash}",
-                        short(&report.hash)
-                    ),
-                ),
-                ReportedState::Applied => (TargetState::Applied, String::new()),
-                ReportedState::Failed => (
-                    TargetState::Failed,
-                    if report.error.is_empty() {
-                        "the agent reported FAILED without a reason".to_string()
-                    } else {
-                        report.error.clone()
-                    },
-                ),
-                ReportedState::Applying => (TargetState::Applying, String::new()),
-                ReportedState::Unspecified => (TargetState::Pending, String::new()),
-            };
-            if state != TargetState::Pending {
-                changes.extend(set_target(
-                    tx,
-                    &report.push_id,
-                    agent_id,
-                    Answer {
-                        state,
-                        error: &error,
-                        reported_hash: &report.hash,
-                        via: "config_status",
-                    },
-                    now,
-                )?);
-            }
-        }
-    }
-
-    // Without (or besides) a push id: an agent that already runs its
-    // desired config has applied it, e.g. it applied the push while the
-    // controller was away and reports only its effective hash on Hello.
-    if let Some(effective) = effective {
-        let desired: Option<(String, String, String)> = tx
-            .prepare_cached(
-                "SELECT p.id, p.config_hash, t.state FROM agents a
-                 JOIN pushes p ON p.id = a.desired_push_id
-                 JOIN push_targets t ON t.push_id = p.id AND t.agent_id = a.id
-                 WHERE a.id = ?1",
-            )?
-            .query_row([agent_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        if let Some((push_id, hash, state)) = desired {
-            let open = matches!(state.as_str(), "pending" | "applying" | "timeout");
-            if open && hash == effective && report.state != ReportedState::Failed {
-                changes.extend(set_target(
-                    tx,
-                    &push_id,
-                    agent_id,
-                    Answer {
-                        state: TargetState::Applied,
-                        error: "",
-                        reported_hash: effective,
-                        via: "effective_hash",
-                    },
-                    now,
-                )?);
-            }
-        }
+    for update in &decision.targets {
+        changes.extend(set_target(tx, agent_id, update, now)?);
     }
     Ok(changes)
 }
 
-/// The desired config of an agent, when it should be (re)sent: the agent
-/// does not run it and has not refused it (a FAILED answer stands until a
-/// new push; re-sending would only fail again).
+/// The desired config of an agent, when [`status::offer_desired`] says to
+/// (re)send it.
 fn desired_to_resend(
     tx: &Transaction<'_>,
     agent_id: &str,
@@ -876,7 +828,7 @@ fn desired_to_resend(
 ) -> Result<Option<Desired>, rusqlite::Error> {
     let row = tx
         .prepare_cached(
-            "SELECT p.id, p.config_hash, c.content, t.state, a.effective_hash, c.local,
+            "SELECT p.id, p.config_hash, t.state, c.content, a.effective_hash, c.local,
                     COALESCE(p.experiment_id, '')
              FROM agents a
              JOIN pushes p ON p.id = a.desired_push_id
@@ -886,9 +838,7 @@ fn desired_to_resend(
         )?
         .query_row([agent_id], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
+                target_row(r)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, bool>(5)?,
@@ -896,22 +846,22 @@ fn desired_to_resend(
             ))
         })
         .optional()?;
-    let Some((push_id, hash, yaml, state, effective, revert_to_local, experiment_id)) = row else {
+    let Some((target, yaml, effective, revert_to_local, experiment_id)) = row else {
         return Ok(None);
     };
-    if hash == effective || matches!(state.as_str(), "failed" | "superseded") {
+    let Offer::Send { mark_applying } = status::offer_desired(&target, &effective) else {
         return Ok(None);
-    }
-    if state == "pending" {
+    };
+    if mark_applying {
         tx.execute(
             "UPDATE push_targets SET state = 'applying', updated_at = ?3
              WHERE push_id = ?1 AND agent_id = ?2 AND state = 'pending'",
-            params![push_id, agent_id, now],
+            params![target.push_id, agent_id, now],
         )?;
     }
     Ok(Some(Desired {
-        push_id,
-        hash,
+        push_id: target.push_id,
+        hash: target.push_hash,
         yaml,
         revert_to_local,
         experiment_id,

@@ -2,11 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 // The states and counts the API shows are the API's types.
 pub use phoenix_api::{AgentStatus, PushCounts as TargetCounts, PushTargetState as TargetState};
 
 /// The state an agent reports for a config (the proto's ConfigState).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ReportedState {
     Unspecified,
     Applied,
@@ -15,6 +18,13 @@ pub enum ReportedState {
 }
 
 impl ReportedState {
+    pub const ALL: [ReportedState; 4] = [
+        ReportedState::Unspecified,
+        ReportedState::Applied,
+        ReportedState::Applying,
+        ReportedState::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReportedState::Unspecified => "unspecified",
@@ -22,6 +32,10 @@ impl ReportedState {
             ReportedState::Applying => "applying",
             ReportedState::Failed => "failed",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<ReportedState> {
+        ReportedState::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -118,7 +132,7 @@ pub struct AgentRecord {
     pub capabilities: Vec<String>,
     pub status: AgentStatus,
     pub effective_hash: String,
-    pub config_state: String,
+    pub config_state: ReportedState,
     pub config_error: String,
     pub applied_at_unix_s: Option<i64>,
     pub desired_push_id: Option<String>,
