@@ -43,8 +43,7 @@ impl Drop for TempDir {
 }
 
 fn ncpus() -> f64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) as f64 }
+    phoenix_telemetry::sys::sysconf(libc::_SC_NPROCESSORS_ONLN).unwrap_or(1) as f64
 }
 
 /// Every metric the receiver has, so that every file is checked.

@@ -2,7 +2,8 @@
 //! gives the same output in every process and every release, which
 //! `std::collections::hash_map::DefaultHasher` does not promise. That is
 //! what makes sampling decisions and hashed attribute values repeatable
-//! across agent restarts and hosts.
+//! across agent restarts and hosts. The agent's accounting (series keys)
+//! and its process identities use the same functions: one FNV, one mixer.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -14,11 +15,11 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// FNV-1a, 64 bit. Not cryptographic: a hashed pid or user name can be
 /// recovered by trying every candidate, so hashing pseudonymises
 /// high-cardinality values, it does not protect secrets.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     fnv1a_continue(FNV_OFFSET, bytes)
 }
 
-pub(crate) fn fnv1a_continue(mut h: u64, bytes: &[u8]) -> u64 {
+pub fn fnv1a_continue(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(FNV_PRIME);
@@ -28,7 +29,7 @@ pub(crate) fn fnv1a_continue(mut h: u64, bytes: &[u8]) -> u64 {
 
 /// The splitmix64 finaliser: spreads every input bit over the output, so
 /// that `mix(x) < threshold` is a fair coin even for sequential inputs.
-pub(crate) fn mix64(mut x: u64) -> u64 {
+pub fn mix64(mut x: u64) -> u64 {
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 27;
@@ -38,7 +39,7 @@ pub(crate) fn mix64(mut x: u64) -> u64 {
 
 /// Feed one attribute value into an FNV state, tagged by type so that the
 /// string "1" and the integer 1 differ.
-pub(crate) fn hash_value(h: u64, value: &Value) -> u64 {
+pub fn hash_value(h: u64, value: &Value) -> u64 {
     match value {
         Value::Str(s) => fnv1a_continue(fnv1a_continue(h, b"s"), s.as_bytes()),
         Value::Int(v) => fnv1a_continue(fnv1a_continue(h, b"i"), &v.to_le_bytes()),
@@ -50,8 +51,13 @@ pub(crate) fn hash_value(h: u64, value: &Value) -> u64 {
 /// A stable hash of a whole attribute set: the identity of a resource that
 /// has none of its own (an aggregate group keeps its attributes from one
 /// interval to the next, so this follows it).
-pub(crate) fn hash_attributes(attributes: &Attributes) -> u64 {
-    let mut h = FNV_OFFSET;
+pub fn hash_attributes(attributes: &Attributes) -> u64 {
+    hash_attributes_from(FNV_OFFSET, attributes)
+}
+
+/// [`hash_attributes`] continuing from the FNV state `h`, to key a set by
+/// what came before it (a series: resource, metric name, point attributes).
+pub fn hash_attributes_from(mut h: u64, attributes: &Attributes) -> u64 {
     for kv in attributes.iter() {
         h = fnv1a_continue(h, kv.key.as_bytes());
         h = fnv1a_continue(h, &[0xff]);
@@ -61,11 +67,17 @@ pub(crate) fn hash_attributes(attributes: &Attributes) -> u64 {
     h
 }
 
+/// The first 12 characters of a hash, as logs, messages and tables show a
+/// config's SHA-256 (a shorter text passes through whole).
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
 /// Hasher for maps keyed by process identities, which are already hashes:
 /// one multiply-and-mix instead of SipHash, and deterministic (no random
 /// seed), so iteration order can never make output differ between runs.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct IdentityHasher(u64);
+pub struct IdentityHasher(u64);
 
 impl Hasher for IdentityHasher {
     fn finish(&self) -> u64 {
@@ -79,9 +91,9 @@ impl Hasher for IdentityHasher {
     }
 }
 
-pub(crate) type BuildIdentityHasher = BuildHasherDefault<IdentityHasher>;
-pub(crate) type IdMap<V> = std::collections::HashMap<u64, V, BuildIdentityHasher>;
-pub(crate) type IdSet = std::collections::HashSet<u64, BuildIdentityHasher>;
+pub type BuildIdentityHasher = BuildHasherDefault<IdentityHasher>;
+pub type IdMap<V> = std::collections::HashMap<u64, V, BuildIdentityHasher>;
+pub type IdSet = std::collections::HashSet<u64, BuildIdentityHasher>;
 
 #[cfg(test)]
 mod tests {
@@ -92,6 +104,14 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn short_hashes_cut_on_a_character_boundary_or_not_at_all() {
+        assert_eq!(short_hash("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_hash("abc"), "abc");
+        assert_eq!(short_hash("ééééééé"), "éééééé");
+        assert_eq!(short_hash("aéééééé"), "aéééééé");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! and run through the [`processor::Processor`] trait; each lives in its own
 //! module under [`processors`].
 
-mod hash;
+pub mod hash;
 pub mod model;
 pub mod processor;
 pub mod processors;

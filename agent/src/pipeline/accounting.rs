@@ -3,12 +3,14 @@
 //! experiment, what a candidate keeps compared with the baseline (critical
 //! coverage, top-N fidelity, conservation of totals).
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::Duration;
 
-use phoenix_processors::model::{Attributes, Batch, Str, Value};
+use phoenix_processors::hash::{
+    IdMap, IdSet, fnv1a_continue, hash_attributes, hash_attributes_from,
+};
+use phoenix_processors::model::{Batch, Str, Value};
 use phoenix_processors::semconv;
 use regex::RegexSet;
 use serde::Serialize;
@@ -89,58 +91,8 @@ pub struct IntervalReport {
     pub pipelines: Vec<PipelineStats>,
 }
 
-/// Keys are already hashes: hashing them again is wasted work.
-#[derive(Default)]
-struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type KeySet = HashSet<u64, BuildHasherDefault<PassThroughHasher>>;
-
-/// A fast 64-bit FNV-1a hasher for series keys (not for security: series
-/// keys come from our own scrape).
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-}
-
-fn hash_attributes(h: &mut Fnv, attributes: &Attributes) {
-    for kv in attributes.iter() {
-        kv.key.hash(h);
-        match &kv.value {
-            Value::Str(s) => s.hash(h),
-            Value::Int(v) => v.hash(h),
-            Value::Double(v) => v.to_bits().hash(h),
-            Value::Bool(v) => v.hash(h),
-        }
-    }
-}
+/// Series keys and process identities are already hashes.
+type KeySet = IdSet;
 
 /// The accounting state of one pipeline (the previous interval's series,
 /// for churn). Lives as long as the pipeline.
@@ -170,15 +122,17 @@ impl Accountant {
         self.current.clear();
         let mut datapoints = 0;
         for r in &output.resources {
-            let mut rh = Fnv::new();
-            hash_attributes(&mut rh, &r.attributes);
-            let resource_hash = rh.finish();
+            let resource_hash = hash_attributes(&r.attributes);
             for m in &r.metrics {
+                // The name's end is marked, so that a name and the first
+                // attribute key cannot run into each other.
+                let metric_hash = fnv1a_continue(
+                    fnv1a_continue(resource_hash, m.desc.name.as_bytes()),
+                    &[0xfd],
+                );
                 for p in &m.points {
-                    let mut h = Fnv(resource_hash);
-                    m.desc.name.hash(&mut h);
-                    hash_attributes(&mut h, &p.attributes);
-                    self.current.insert(h.finish());
+                    self.current
+                        .insert(hash_attributes_from(metric_hash, &p.attributes));
                     datapoints += 1;
                 }
             }
@@ -290,7 +244,7 @@ pub struct Comparator {
     critical: RegexSet,
     /// Per process: the executable name the verdict was made on (a process
     /// that execs keeps its identity but may change its name) and the verdict.
-    verdicts: HashMap<u64, (Option<Str>, bool), BuildHasherDefault<PassThroughHasher>>,
+    verdicts: IdMap<(Option<Str>, bool)>,
 }
 
 impl Comparator {
@@ -422,7 +376,7 @@ pub fn thread_cpu_time() -> Duration {
 mod tests {
     use super::*;
     use phoenix_processors::model::{
-        KeyValue, Metric, MetricDesc, MetricKind, Number, Point, Resource,
+        Attributes, KeyValue, Metric, MetricDesc, MetricKind, Number, Point, Resource,
     };
     use smallvec::smallvec;
     use std::sync::Arc;

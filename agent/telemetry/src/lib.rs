@@ -7,5 +7,6 @@ pub mod logging;
 pub mod process;
 pub mod registry;
 pub mod signals;
+pub mod sys;
 
 pub use logging::LogFormat;

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::sys::sysconf;
+
 /// CPU seconds and resident bytes of the running agent, from
 /// `/proc/self/stat` (the agent's own `/proc`, not the scraped `root_path`).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -69,15 +71,11 @@ impl OwnUsage {
 }
 
 fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    sysconf(libc::_SC_CLK_TCK).unwrap_or(100) as f64
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as u64 } else { 4096 }
+    sysconf(libc::_SC_PAGESIZE).unwrap_or(4096)
 }
 
 #[cfg(test)]

@@ -170,11 +170,7 @@ fn proc_cpu(pid: u32) -> io::Result<Duration> {
             .ok_or_else(|| err(format!("no field {} in /proc/{pid}/stat", i + 3)))
     };
     let total = ticks(11)? + ticks(12)?;
-    // SAFETY: sysconf has no memory effects.
-    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
-        .ok()
-        .filter(|&hz| hz > 0)
-        .unwrap_or(100);
+    let hz = phoenix_telemetry::sys::sysconf(libc::_SC_CLK_TCK).unwrap_or(100);
     Ok(Duration::from_nanos(
         total.saturating_mul(1_000_000_000) / hz,
     ))

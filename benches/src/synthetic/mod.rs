@@ -292,9 +292,7 @@ pub struct SyntheticTree {
 }
 
 fn sysconf(name: libc::c_int, fallback: u64) -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(name) };
-    u64::try_from(v).ok().filter(|&v| v > 0).unwrap_or(fallback)
+    phoenix_telemetry::sys::sysconf(name).unwrap_or(fallback)
 }
 
 impl SyntheticTree {

@@ -10,6 +10,7 @@ use phoenix_api::{
     Push, PushCreated, PushList, PushSelector, PushStatus, PushTargetState, Template, TemplateList,
     ValidateConfigRequest, parse_labels,
 };
+use phoenix_processors::hash::short_hash as short;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -433,10 +434,6 @@ fn encode(s: &str) -> String {
         }
     }
     out
-}
-
-fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
 }
 
 /// Left-aligned columns, two spaces apart.

@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ExperimentTarget, ReportedState, short};
+use crate::store::{ExperimentTarget, ReportedState};
+use phoenix_config::short_hash as short;
 
 /// Which guardrail: the name in the stored breach and in the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

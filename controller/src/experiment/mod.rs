@@ -595,7 +595,7 @@ pub async fn promote(
         actor,
         format!(
             "promoting {variant:?} to {n} agent(s) (config {})",
-            crate::store::short(&composed.hash)
+            phoenix_config::short_hash(&composed.hash)
         ),
         Stamp::finished(now_ms()),
     )
@@ -615,7 +615,7 @@ pub async fn promote(
         Ok(p) => format!(
             "promoted {variant:?} to {n} agent(s) (push {}, config {})",
             p.id,
-            crate::store::short(&p.hash)
+            phoenix_config::short_hash(&p.hash)
         ),
         Err(e) => format!(
             "promoting {variant:?} failed: the push was refused: {}; the agents keep the \

@@ -3,7 +3,8 @@
 //! gets its desired config again. Pure functions over the report and the
 //! rows the store read; the store writes the decisions they return.
 
-use crate::store::{ReportedState, StatusReport, TargetState, short};
+use crate::store::{ReportedState, StatusReport, TargetState};
+use phoenix_config::short_hash as short;
 
 /// A push target as the store holds it: which push, the config hash that
 /// push carries, and where the target stands.

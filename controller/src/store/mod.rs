@@ -868,10 +868,5 @@ fn desired_to_resend(
     }))
 }
 
-/// The first 12 characters of a hash, for messages.
-pub fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
-}
-
 #[cfg(test)]
 mod tests;

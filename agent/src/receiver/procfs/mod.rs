@@ -333,7 +333,9 @@ impl ProcfsReceiver {
             .with_context(|| format!("cannot read {}/stat", proc_path.display()))?;
         let btime = parse::parse_boot_time(&buf)
             .with_context(|| format!("no boot time in {}/stat", proc_path.display()))?;
-        let sysconf = |name, what| sys::sysconf(name).with_context(|| format!("sysconf({what})"));
+        let sysconf = |name, what| {
+            phoenix_telemetry::sys::sysconf(name).with_context(|| format!("sysconf({what})"))
+        };
         let machine = Machine {
             boot_time_unix_nano: btime.saturating_mul(1_000_000_000),
             clock_ticks: sysconf(libc::_SC_CLK_TCK, "_SC_CLK_TCK")?,

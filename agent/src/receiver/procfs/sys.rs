@@ -299,13 +299,6 @@ impl PidPath {
     }
 }
 
-/// `sysconf(name)`, when the system answers with a positive value.
-pub fn sysconf(name: libc::c_int) -> Option<u64> {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(name) };
-    u64::try_from(v).ok().filter(|&v| v > 0)
-}
-
 /// The kernel's host name (`gethostname(2)`).
 pub fn hostname() -> io::Result<String> {
     let mut buf = [0u8; 256];
