@@ -19,7 +19,7 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=false \
     CARGO_PROFILE_RELEASE_STRIP=debuginfo
 # The data directory is made here, owned by the runtime user: distroless has
 # no mkdir.
-RUN cargo build --release --locked -p phoenix-controller --bin phoenix-controller --bin phoenixctl \
+RUN cargo build --release --locked -p phoenix-controller --bin phoenix-controller -p phoenixctl --bin phoenixctl \
  && install -D -m 0755 target/release/phoenix-controller /out/bin/phoenix-controller \
  && install -D -m 0755 target/release/phoenixctl /out/bin/phoenixctl \
  && install -d -m 0750 -o 65532 -g 65532 /out/data
