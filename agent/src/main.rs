@@ -10,8 +10,7 @@ use phoenix_agent::agent::{
     Agent, AgentSettings, ConfigSources, ControllerLink, LoadedConfig, load_file,
 };
 use phoenix_agent::controller::{self, ControllerSettings};
-use phoenix_config::AgentConfig;
-use phoenix_telemetry::LogFormat;
+use phoenix_config::{AgentConfig, LogFormat};
 
 /// Exit codes: 0 clean stop, 1 runtime failure, 2 bad command line, 3 invalid config.
 const EXIT_RUNTIME: u8 = 1;
@@ -40,8 +39,8 @@ struct Cli {
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
 
-    /// Log format: text or json (overrides service.telemetry.logs.format). Logs go to stderr.
-    #[arg(long, value_name = "FORMAT")]
+    /// Log format (overrides service.telemetry.logs.format). Logs go to stderr.
+    #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
 
     /// Directory where the last config applied through POST /-/reload (or a
@@ -135,10 +134,8 @@ fn init_logging(cli: &Cli, config: &AgentConfig) {
         .log_level
         .as_deref()
         .unwrap_or(&config.telemetry.logs.level);
-    phoenix_telemetry::logging::init(
-        level,
-        cli.log_format.unwrap_or(config.telemetry.logs.format),
-    );
+    let format = cli.log_format.unwrap_or(config.telemetry.logs.format);
+    phoenix_telemetry::logging::init(level, format == LogFormat::Json);
 }
 
 /// The controller flags, checked before anything starts: a bad URL or an

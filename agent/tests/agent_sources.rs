@@ -170,3 +170,34 @@ fn an_invalid_kept_config_is_skipped_for_the_file() {
     let initial = sources.initial().expect("the file is used");
     assert_eq!(initial.text, local);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_config_that_cannot_be_built_gives_way_to_the_file() {
+    let scratch = Scratch::new("unbuildable-kept");
+    let sources = scratch.sources();
+    let local = config("local");
+    write(sources.file.as_ref().unwrap(), &local);
+    // Valid, but its Prometheus port is taken: it cannot be built.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let kept = format!(
+        "receivers: {{ procfs: {{ collection_interval: 1h }} }}
+exporters: {{ prometheus: {{ endpoint: \"{}\" }} }}
+service:
+  pipelines:
+    metrics/kept: {{ receivers: [procfs], exporters: [prometheus] }}
+  telemetry: {{ address: \"127.0.0.1:0\" }}
+",
+        taken.local_addr().unwrap()
+    );
+    std::fs::create_dir_all(scratch.0.join("state")).unwrap();
+    write(&scratch.0.join("state").join(REMOTE_CONFIG_FILE), &kept);
+
+    let agent = start(sources).await;
+    assert_eq!(agent.service().applied().hash, config_hash(&local));
+    assert_eq!(
+        scratch.kept(),
+        None,
+        "the unbuildable kept config is forgotten"
+    );
+    agent.stop().await;
+}

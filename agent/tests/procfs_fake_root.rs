@@ -15,8 +15,7 @@ const BTIME: u64 = 1_700_000_000; // 2023-11-14T22:13:20Z
 const PF_KTHREAD: u32 = 0x0020_0000;
 
 fn sysconf(name: libc::c_int) -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    u64::try_from(unsafe { libc::sysconf(name) }).expect("sysconf")
+    phoenix_telemetry::sys::sysconf(name).expect("sysconf")
 }
 
 fn clock_ticks() -> u64 {

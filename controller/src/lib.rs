@@ -5,9 +5,13 @@
 //! The binary (`main.rs`) is a thin CLI over [`start`], so that tests and the
 //! fan-out bench run the very same controller in-process.
 //!
-//! Components, one folder each: [`store`] (SQLite), [`fleet`] (live sessions
-//! and the rollout logic), [`grpc`] (the agents' side), [`api`] (HTTP),
-//! [`auth`] (tokens), [`tls`] (rustls on both ports).
+//! Components, one folder each: [`store`] (SQLite, SQL only), [`fleet`]
+//! (live sessions and the rollout rules), [`experiment`] (definitions,
+//! composed configs, lifecycle, scheduler, analysis, guardrails), [`grpc`]
+//! (the agents' side), [`api`] (HTTP, typed by the `phoenix-api` crate),
+//! [`ui`] (the dashboard's assets), [`auth`] (tokens), [`tls`] (rustls on
+//! both ports); [`templates`] reads the template directory and [`metrics`]
+//! holds the controller's own metrics.
 
 pub mod api;
 pub mod auth;

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use phoenix_config::LogFormat;
 use phoenix_controller::auth::{RECOMMENDED_MIN_LEN, Token};
 use phoenix_controller::tls::{TlsFiles, TlsMaterial};
 use phoenix_controller::{DEFAULT_GRPC_LISTEN, DEFAULT_HTTP_LISTEN, Settings};
-use phoenix_telemetry::LogFormat;
 
 /// Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad command line.
 const EXIT_RUNTIME: u8 = 1;
@@ -118,8 +118,8 @@ struct Cli {
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: String,
 
-    /// Log format: text or json. Logs go to stderr.
-    #[arg(long, default_value = "text", value_name = "FORMAT")]
+    /// Log format. Logs go to stderr.
+    #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
 
     /// Without a command the controller runs.
@@ -263,7 +263,7 @@ fn main() -> ExitCode {
     if let Some(Command::Backup { output, keep }) = &cli.command {
         return backup(&cli.data_dir, output, *keep);
     }
-    phoenix_telemetry::logging::init(&cli.log_level, cli.log_format);
+    phoenix_telemetry::logging::init(&cli.log_level, cli.log_format == LogFormat::Json);
     let settings = match settings(&cli) {
         Ok(s) => s,
         Err(e) => {

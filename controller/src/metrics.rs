@@ -1,5 +1,6 @@
-//! The controller's own metrics on `/metrics`, in the agent's registry (one
-//! implementation of the Prometheus text format in the workspace).
+//! The controller's own metrics on `/metrics`, in `phoenix-telemetry`'s
+//! registry (one implementation of the Prometheus text format in the
+//! workspace, shared with the agent).
 
 use std::sync::Arc;
 

@@ -163,6 +163,9 @@ async fn a_push_reaches_only_matching_agents_and_applied_shows_the_hash() {
     assert_eq!(push.status, PushStatus::Applied, "{push:?}");
     assert_eq!(push.counts.applied, 2);
     assert_eq!(push.total, 2);
+    let mut ids: Vec<&str> = push.targets.iter().map(|t| t.agent_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["prod-1", "prod-2"]);
     for t in &push.targets {
         assert_eq!(t.state, PushTargetState::Applied);
         assert_eq!(t.hash, hash);

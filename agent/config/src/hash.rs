@@ -4,15 +4,8 @@
 /// logs, `/healthz`, `/metrics` and the controller protocol.
 pub fn config_hash(text: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for b in digest.as_ref() {
-        hex.push(char::from(HEX[usize::from(b >> 4)]));
-        hex.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    hex
+    phoenix_processors::hash::hex(digest.as_ref())
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 pub use phoenix_processors::hash::short_hash;
 

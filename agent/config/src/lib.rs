@@ -25,7 +25,6 @@ use serde_norway::Value;
 
 pub use component_id::ComponentId;
 pub use hash::{config_hash, short_hash};
-pub use phoenix_telemetry::LogFormat;
 
 use phoenix_processors::ProcessorConfig;
 
@@ -125,6 +124,18 @@ impl Default for LogsConfig {
             format: LogFormat::Text,
         }
     }
+}
+
+/// How log lines are written (`service.telemetry.logs.format`, and the
+/// binaries' `--log-format`, whose help lists the values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
 }
 
 /// The agent's own telemetry (`service.telemetry`).

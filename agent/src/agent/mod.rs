@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use phoenix_config::config_hash;
+use phoenix_config::{TelemetryConfig, config_hash};
 use phoenix_telemetry::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -45,8 +45,12 @@ pub struct Agent {
     service: Service,
     registry: Registry,
     reloads: mpsc::Sender<ReloadRequest>,
+    /// Ends the run loop (and the controller session).
     stop: watch::Sender<bool>,
     run_loop: JoinHandle<()>,
+    /// Closes the telemetry endpoint: sent last, so that `/metrics` and
+    /// `/healthz` stay up while the exporters drain.
+    stop_telemetry: watch::Sender<bool>,
     telemetry: JoinHandle<()>,
 }
 
@@ -63,15 +67,10 @@ impl Agent {
         } = settings;
         let registry = Registry::new();
         let health = Health::new();
-        let telemetry_config = initial.config.telemetry.clone();
-        let service = Service::start(
-            initial.config,
-            &initial.text,
-            ReloadSource::Startup,
-            &registry,
-            health.clone(),
-        )?;
+        let (service, telemetry_config) =
+            start_service(initial, &sources, &registry, health.clone())?;
         let (stop, stop_rx) = watch::channel(false);
+        let (stop_telemetry, telemetry_stopped) = watch::channel(false);
         let (reloads, reload_rx) = mpsc::channel::<ReloadRequest>(8);
         let telemetry = server::serve(
             telemetry_config.address,
@@ -82,7 +81,7 @@ impl Agent {
                 allow_remote: telemetry_config.remote_reload,
                 accept_body: telemetry_config.accept_config_body,
             }),
-            stopped(stop_rx.clone()),
+            stopped(telemetry_stopped),
         )
         .await;
         let telemetry = match telemetry {
@@ -129,6 +128,7 @@ impl Agent {
             reloads,
             stop,
             run_loop,
+            stop_telemetry,
             telemetry,
         })
     }
@@ -174,8 +174,44 @@ impl Agent {
         let _ = self.stop.send(true);
         let _ = self.run_loop.await;
         self.service.shutdown().await;
+        let _ = self.stop_telemetry.send(true);
         let _ = self.telemetry.await;
         tracing::info!("phoenix-agent stopped");
+    }
+}
+
+/// Build the first topology. A kept remote config that cannot be built
+/// (it loaded, but a port is taken or a CA file is gone) would stop every
+/// restart the same way: the local config runs instead, and the kept one
+/// is forgotten (a controller offers its desired config again anyway).
+fn start_service(
+    initial: LoadedConfig,
+    sources: &ConfigSources,
+    registry: &Registry,
+    health: std::sync::Arc<Health>,
+) -> anyhow::Result<(Service, TelemetryConfig)> {
+    let start = |loaded: LoadedConfig| {
+        let telemetry = loaded.config.telemetry.clone();
+        Service::start(
+            loaded.config,
+            &loaded.text,
+            ReloadSource::Startup,
+            registry,
+            health.clone(),
+        )
+        .map(|service| (service, telemetry))
+    };
+    let kept_remote = initial.kept_remote;
+    let source = initial.source.clone();
+    match start(initial) {
+        Ok(started) => Ok(started),
+        Err(e) if kept_remote => {
+            tracing::error!(config = %source, error = %e, "the kept remote config cannot be built: starting from the local config");
+            sources.forget_remote();
+            let local = load_file(sources.file.as_deref()).map_err(anyhow::Error::msg)?;
+            start(local)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -5,7 +5,9 @@
 //! posted to `/-/reload`), kept in `--state-dir` so that a restart comes
 //! back as the agent was. The rules between them live here and in the run
 //! loop ([`super::Agent`]):
-//! - at start, a kept remote config wins over the file;
+//! - at start, a kept remote config wins over the file; one that does not
+//!   load, or loads but cannot be built (a port taken, a CA file gone), is
+//!   passed over for the file, so it can never keep the agent from starting;
 //! - a change of the file (poll, SIGHUP, an empty `/-/reload`) that applies
 //!   forgets the kept remote config: the operator's last choice wins;
 //! - a controller's revert runs the file again and forgets the kept config.
@@ -26,6 +28,8 @@ pub struct LoadedConfig {
     pub text: String,
     /// The file's path or "embedded default", for logs.
     pub source: String,
+    /// Whether this is the remote config kept in `--state-dir`.
+    pub kept_remote: bool,
 }
 
 /// The config file the agent runs, for re-reads (SIGHUP, file change, an
@@ -51,6 +55,7 @@ impl ConfigSources {
                         config,
                         text,
                         source: path.display().to_string(),
+                        kept_remote: true,
                     });
                 }
                 Err(errors) => eprintln!("ignoring {}: {errors}", path.display()),
@@ -124,6 +129,7 @@ pub fn load_file(path: Option<&Path>) -> Result<LoadedConfig, String> {
             config: AgentConfig::embedded_default(),
             text: EMBEDDED_DEFAULT.to_string(),
             source: "embedded default".into(),
+            kept_remote: false,
         });
     };
     let text = std::fs::read_to_string(path)
@@ -133,6 +139,7 @@ pub fn load_file(path: Option<&Path>) -> Result<LoadedConfig, String> {
             config,
             text,
             source: path.display().to_string(),
+            kept_remote: false,
         }),
         Err(ConfigErrors(errors)) => {
             let mut out = format!("{}: {} error(s):", path.display(), errors.len());

@@ -1,4 +1,4 @@
-//! The telemetry HTTP server: `/metrics`, `/healthz`, `/readyz`.
+//! The telemetry HTTP server: `/metrics`, `/healthz`, `/readyz` and `/-/reload`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,5 +8,3 @@ pub mod process;
 pub mod registry;
 pub mod signals;
 pub mod sys;
-
-pub use logging::LogFormat;

@@ -20,7 +20,7 @@ impl OwnUsage {
     pub fn read() -> Option<OwnUsage> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // Fields after the command name, which ends at the last ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
         let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
         // Indices relative to field 3 (state) of proc_pid_stat(5).
         let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());

@@ -71,7 +71,7 @@ pub struct AgentDetail {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentConfig {
     pub effective_hash: String,
-    /// As the agent reported it (`applied`, `failed`, ...); empty before any report.
+    /// As the agent reported it (`applied`, `failed`, ...); `unspecified` before any report.
     pub state: String,
     pub error: String,
     pub applied_at: Option<String>,

@@ -410,6 +410,7 @@ pub struct Analysis {
     pub verdict: String,
     pub winner: Option<String>,
     pub recommendation: String,
+    #[serde(deserialize_with = "number_or_null")]
     pub confidence: f64,
     pub resamples: u32,
     pub target_agents: usize,
@@ -421,8 +422,11 @@ pub struct Analysis {
 /// A value with its confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
+    #[serde(deserialize_with = "number_or_null")]
     pub value: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub low: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub high: f64,
 }
 
@@ -449,6 +453,7 @@ pub struct CriterionResult {
     pub kpi: String,
     /// `>=` or `<=`.
     pub op: String,
+    #[serde(deserialize_with = "number_or_null")]
     pub threshold: f64,
     pub estimate: Option<Estimate>,
     pub outcome: Outcome,
@@ -497,21 +502,57 @@ pub struct VariantSummary {
     pub name: String,
     pub intervals: usize,
     /// Means per agent and interval.
+    #[serde(deserialize_with = "number_or_null")]
     pub series: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub datapoints: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub bytes: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub bytes_gzip: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub cpu_overhead_percent: f64,
     /// For the whole target fleet, at the experiment's interval.
+    #[serde(deserialize_with = "number_or_null")]
     pub monthly_datapoints: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub monthly_gb: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub monthly_cost: f64,
+}
+
+/// JSON has no NaN or infinity: serde_json writes them as null. A stored
+/// report whose figure overflowed (a huge price) reads back with NaN there
+/// instead of failing to load as a whole.
+fn number_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_figure_stored_as_null_reads_back_as_nan() {
+        let summary = VariantSummary {
+            name: "standard".into(),
+            intervals: 3,
+            series: 10.0,
+            datapoints: 10.0,
+            bytes: 100.0,
+            bytes_gzip: 20.0,
+            cpu_overhead_percent: 0.1,
+            monthly_datapoints: 1e9,
+            monthly_gb: 1.0,
+            monthly_cost: f64::INFINITY,
+        };
+        let text = serde_json::to_string(&summary).unwrap();
+        assert!(text.contains("\"monthly_cost\":null"), "{text}");
+        let back: VariantSummary = serde_json::from_str(&text).expect("loads");
+        assert!(back.monthly_cost.is_nan());
+        assert_eq!(back.series, 10.0);
+    }
 
     #[test]
     fn state_and_action_names_round_trip() {

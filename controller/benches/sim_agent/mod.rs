@@ -65,8 +65,7 @@ pub fn stat_cpu_seconds(stat: &str) -> f64 {
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let hz = phoenix_telemetry::sys::sysconf(libc::_SC_CLK_TCK).unwrap_or(100) as f64;
     (ticks(11) + ticks(12)) / hz
 }
 

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::views::opt_time;
 use super::{ApiError, ApiResult, author, created, db, reply};
-use crate::experiment::analysis::{Measurement, Report};
+use crate::experiment::analysis::Measurement;
 use crate::experiment::spec::{self, ExperimentSpec, VariantSpec};
 use crate::experiment::state::{Lifecycle, State as ExperimentState};
 use crate::experiment::{self, ExperimentError};
@@ -32,12 +32,21 @@ fn definition(body: Result<Bytes, BytesRejection>) -> Result<DefinitionRequest, 
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the definition is not UTF-8 text"))?;
-    Ok(
-        serde_json::from_str(text).unwrap_or_else(|_| DefinitionRequest {
+    match serde_json::from_str::<DefinitionRequest>(text) {
+        Ok(request) => Ok(request),
+        // A wrapper with a wrong field (an `author` that is not text) is
+        // refused as such, not judged as a definition it is not.
+        Err(e)
+            if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                .is_ok_and(|o| o.contains_key("definition")) =>
+        {
+            Err(ApiError::bad_request(format!("invalid request: {e}")))
+        }
+        Err(_) => Ok(DefinitionRequest {
             definition: text.to_string(),
             author: None,
         }),
-    )
+    }
 }
 
 /// An experiment in lists: state, what it allows, and headline numbers.
@@ -69,11 +78,7 @@ pub fn summary(e: &ExperimentRecord) -> ExperimentSummary {
         measure_from: opt_time(e.measure_from),
         ends_at: opt_time(e.ends_at),
         finished_at: opt_time(e.finished_at),
-        headline: e
-            .analysis
-            .as_deref()
-            .and_then(|a| serde_json::from_str::<Report>(a).ok())
-            .map(|a| Headline::of(&a)),
+        headline: experiment::stored_verdict(e).map(|a| Headline::of(&a)),
     }
 }
 

@@ -126,19 +126,11 @@ pub enum ApiError {
     Templates(#[from] templates::ListError),
     #[error("stored JSON does not fit its type")]
     Json(#[from] serde_json::Error),
-    #[error("the stored experiment definition is invalid: {}", list(.0))]
+    #[error("the stored experiment definition is invalid: {}", crate::experiment::spec::join(.0))]
     StoredSpec(Vec<crate::experiment::spec::SpecError>),
     /// A failure inside a push or an experiment action, with its cause.
     #[error(transparent)]
     Internal(#[from] crate::fleet::rollout::InternalError),
-}
-
-fn list(errors: &[impl std::fmt::Display]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl ApiError {

@@ -136,19 +136,11 @@ impl SplitMix64 {
     /// Seeded by a text (FNV-1a of it): an experiment id gives its own,
     /// repeatable stream.
     pub fn seeded(text: &str) -> SplitMix64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        SplitMix64(h)
+        SplitMix64(phoenix_processors::hash::fnv1a(text.as_bytes()))
     }
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        phoenix_processors::hash::mix64(self.0)
     }
     /// Uniform in 0..n (n > 0).
     pub fn below(&mut self, n: usize) -> usize {

@@ -140,7 +140,7 @@ impl Breach {
 /// Rows written before breaches were typed have the same two fields.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BreachNote {
-    #[serde(default = "coverage")]
+    #[serde(default = "coverage", deserialize_with = "guardrail_or_coverage")]
     pub guardrail: Guardrail,
     #[serde(default = "breached")]
     pub message: String,
@@ -148,6 +148,13 @@ pub struct BreachNote {
 
 fn coverage() -> Guardrail {
     Guardrail::CriticalCoverage
+}
+
+/// A guardrail name this controller does not know (written by a newer
+/// one) still leaves the note's message readable.
+fn guardrail_or_coverage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Guardrail, D::Error> {
+    let name = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(name).unwrap_or_else(|_| coverage()))
 }
 
 fn breached() -> String {
@@ -443,6 +450,14 @@ mod tests {
         assert_eq!(
             BreachNote::parse("not json").message,
             "not json".to_string()
+        );
+        // A guardrail from a newer controller keeps its message.
+        assert_eq!(
+            BreachNote::parse(r#"{"guardrail": "future_kind", "message": "why"}"#),
+            BreachNote {
+                guardrail: Guardrail::CriticalCoverage,
+                message: "why".into(),
+            }
         );
     }
 }

@@ -640,17 +640,25 @@ pub async fn promote(
     Ok(record)
 }
 
+/// The final verdict stored with the experiment, when there is one. One
+/// that no longer loads is logged (and the caller falls back to an interim
+/// analysis) rather than silently taken for "not judged yet".
+pub fn stored_verdict(record: &ExperimentRecord) -> Option<analysis::Report> {
+    let text = record.analysis.as_deref()?;
+    serde_json::from_str(text)
+        .inspect_err(|e| {
+            tracing::error!(experiment = %record.id, error = %e, "the stored verdict does not load");
+        })
+        .ok()
+}
+
 /// The verdict: the final one, or an interim one on the data so far.
 pub async fn report(
     shared: &Arc<Shared>,
     id: &str,
 ) -> Result<phoenix_api::ExperimentReport, ExperimentError> {
     let record = load(shared, id).await?;
-    let (analysis, is_final) = match record
-        .analysis
-        .as_deref()
-        .and_then(|a| serde_json::from_str::<analysis::Report>(a).ok())
-    {
+    let (analysis, is_final) = match stored_verdict(&record) {
         Some(a) => (a, true),
         None => match shared.interim.fresh(id) {
             Some(a) => ((*a).clone(), false),

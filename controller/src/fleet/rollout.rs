@@ -119,7 +119,7 @@ pub fn new_push_id() -> String {
         bytes[..8].copy_from_slice(&(now_ms() as u64).to_be_bytes());
         bytes[8..].copy_from_slice(&(seq as u32).to_be_bytes());
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    phoenix_processors::hash::hex(&bytes)
 }
 
 fn config_push(desired: &Desired) -> ControllerMessage {

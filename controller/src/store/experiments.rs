@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
-use serde::Serialize;
 
 use super::{AgentStatus, ReportedState, Store, StoreError, agents_matching, audit, named};
 use crate::experiment::analysis::Measurement;
@@ -14,7 +13,7 @@ use crate::experiment::guardrails::{Breach, GuardCheck, Sample};
 use crate::experiment::state::{Lifecycle, State};
 
 /// An experiment as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentRecord {
     pub id: String,
     pub name: String,
@@ -44,7 +43,7 @@ pub struct ExperimentRecord {
 }
 
 /// One stored state change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TransitionRecord {
     pub at: i64,
     pub from: String,
@@ -54,13 +53,12 @@ pub struct TransitionRecord {
 }
 
 /// A target and where it stands now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentTarget {
     pub agent_id: String,
     pub previous_hash: String,
     /// The previous config's content, when the controller has it (else the
     /// agent ran a local file: restoring it is a revert).
-    #[serde(skip)]
     pub previous_content: Option<String>,
     pub status: AgentStatus,
     pub effective_hash: String,

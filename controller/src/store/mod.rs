@@ -315,7 +315,8 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 push.id,
-                push.selector.to_json().to_string(),
+                // Maps and lists of strings always serialize.
+                serde_json::to_string(&push.selector.to_api()).unwrap_or_default(),
                 push.hash,
                 push.template,
                 push.author,
@@ -350,7 +351,7 @@ impl Store {
             Some(&push.id),
             None,
             serde_json::json!({
-                "selector": push.selector.to_json(),
+                "selector": push.selector.to_api(),
                 "hash": push.hash,
                 "template": push.template,
                 "targets": targets.len(),

@@ -2,14 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 // The states and counts the API shows are the API's types.
 pub use phoenix_api::{AgentStatus, PushCounts as TargetCounts, PushTargetState as TargetState};
 
 /// The state an agent reports for a config (the proto's ConfigState).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportedState {
     Unspecified,
     Applied,
@@ -98,10 +95,16 @@ pub enum Selector {
 
 impl Selector {
     /// The API's shape: `{"labels": {...}}` or `{"agents": [...]}`.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub fn to_api(&self) -> phoenix_api::PushSelector {
         match self {
-            Selector::Labels(l) => serde_json::json!({ "labels": l }),
-            Selector::Agents(a) => serde_json::json!({ "agents": a }),
+            Selector::Labels(l) => phoenix_api::PushSelector {
+                labels: Some(l.clone()),
+                agents: None,
+            },
+            Selector::Agents(a) => phoenix_api::PushSelector {
+                labels: None,
+                agents: Some(a.clone()),
+            },
         }
     }
 }

@@ -83,7 +83,7 @@
 /**
  * @typedef {object} Transition
  * @property {string} at
- * @property {string | null} from
+ * @property {string} from empty for the creation
  * @property {string} to
  * @property {string} actor
  * @property {string} [reason]
@@ -119,7 +119,7 @@
  * @property {number} bytes_gzip
  * @property {number | null} critical_coverage
  * @property {number | null} topn_fidelity
- * @property {number} cpu_overhead_percent
+ * @property {number | null} cpu_overhead_percent
  */
 
 /**
