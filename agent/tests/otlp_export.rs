@@ -208,7 +208,7 @@ struct Built {
 fn build(kind: &str, yaml: &str) -> Built {
     let value: serde_norway::Value = serde_norway::from_str(yaml).expect("test YAML");
     let config = ExporterConfig::from_yaml(kind, value).expect("config parses");
-    assert_eq!(config.validate(), Vec::<String>::new());
+    assert!(config.validate().is_empty(), "{:?}", config.validate());
     let ctx = BuildContext {
         id: format!("{kind}/test"),
         registry: Registry::new(),

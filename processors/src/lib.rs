@@ -9,6 +9,7 @@
 
 pub mod hash;
 pub mod model;
+pub mod problem;
 pub mod processor;
 pub mod processors;
 pub mod registry;
@@ -20,5 +21,6 @@ pub use model::{
     Attributes, Batch, Interner, KeyValue, Metric, MetricDesc, MetricKind, Number, Point, Resource,
     Str, Temporality, Value,
 };
+pub use problem::Problem;
 pub use processor::Processor;
 pub use registry::{PROCESSOR_TYPES, ProcessorConfig};

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 
+use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::processors::{
     Aggregate, AggregateConfig, AttributeActions, AttributesConfig, Budget, BudgetConfig, Filter,
@@ -94,7 +95,7 @@ impl ProcessorConfig {
     }
 
     /// Every problem (empty = valid): k = 0, invalid regex (say which and why), unknown metric name to rank by, fraction outside 0..=1, ...
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         match self {
             ProcessorConfig::Filter(c) => c.validate(),
             ProcessorConfig::Priority(c) => c.validate(),
@@ -117,5 +118,63 @@ impl ProcessorConfig {
             ProcessorConfig::Sample(c) => Box::new(Sample::new(c)?),
             ProcessorConfig::Budget(c) => Box::new(Budget::new(c)?),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(kind: &str, yaml: &str) -> Vec<Problem> {
+        let value: serde_norway::Value = serde_norway::from_str(yaml).expect("test YAML");
+        let config = ProcessorConfig::from_kind(kind, value).expect("parses");
+        config.validate()
+    }
+
+    fn fields(kind: &str, yaml: &str) -> Vec<String> {
+        problems(kind, yaml).into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn every_problem_names_its_field_apart_from_the_text() {
+        let k = &problems("topk", "{ k: 0 }")[0];
+        assert_eq!(k.field, "k");
+        assert_eq!(k.message, "must be at least 1 (got 0)");
+        assert_eq!(k.to_string(), "k must be at least 1 (got 0)");
+
+        assert_eq!(
+            fields("topk", "{ k: 0, by: nope, hysteresis: 3 }"),
+            ["k", "by", "hysteresis"]
+        );
+        assert_eq!(
+            fields(
+                "priority",
+                "{ critical: ['(x'], rules: [{ priority: high }] }"
+            ),
+            ["rules[0]", "critical[0]"]
+        );
+        assert_eq!(
+            fields(
+                "attributes",
+                "{ actions: [{ action: truncate, key: '', max_length: 0 }] }"
+            ),
+            ["actions[0].key", "actions[0].max_length"]
+        );
+        assert_eq!(
+            fields("filter", "{ exclude: { attributes: [] } }"),
+            ["exclude.attributes"]
+        );
+        assert_eq!(
+            fields("budget", "{ max_series: 10, min_k: 5, max_k: 2 }"),
+            ["min_k"]
+        );
+        // Both ways of ranking given: the component as a whole is wrong.
+        assert_eq!(
+            fields(
+                "topk",
+                "{ k: 1, by: process.memory.usage, score: { process.memory.usage: 1 } }"
+            ),
+            [""]
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use phoenix_processors::processors::{
     AggregateFunction, AttributeAction, InsertValue, MatchType, Priority,
 };
-use phoenix_processors::{PROCESSOR_TYPES, ProcessorConfig};
+use phoenix_processors::{PROCESSOR_TYPES, Problem, ProcessorConfig};
 
 /// Parse a `processors:` section and return each component's config or
 /// parse error, keyed by id.
@@ -36,7 +36,7 @@ fn problems(text: &str) -> String {
             assert!(!p.is_empty(), "expected a problem in {text}");
             // What validate misses, build must not silently accept either.
             assert!(c.build().is_err());
-            p.join("\n")
+            Problem::join(&p)
         }
     }
 }
@@ -88,7 +88,7 @@ fn readme_examples_parse_validate_and_build() {
     assert_eq!(configs.len(), 8);
     for (id, config) in configs {
         let config = config.unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_eq!(config.validate(), Vec::<String>::new(), "{id}");
+        assert_eq!(config.validate(), Vec::<Problem>::new(), "{id}");
         assert!(config.build().is_ok(), "{id}");
         assert_eq!(Some(config.kind()), id.split('/').next());
     }
@@ -167,7 +167,7 @@ fn aggregate_protect_parses() {
     assert_eq!(a.group_by, ["process.executable.name"]);
     assert_eq!(a.protect, [Priority::High]);
     let config = ProcessorConfig::Aggregate(a);
-    assert_eq!(config.validate(), Vec::<String>::new());
+    assert_eq!(config.validate(), Vec::<Problem>::new());
     assert!(config.build().is_ok());
 }
 
@@ -208,7 +208,7 @@ fn every_lossy_processor_takes_protect() {
             ],
             "{kind}"
         );
-        assert_eq!(config.validate(), Vec::<String>::new(), "{text}");
+        assert_eq!(config.validate(), Vec::<Problem>::new(), "{text}");
         assert!(config.build().is_ok(), "{text}");
     }
 }

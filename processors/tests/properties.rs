@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use phoenix_processors::model::{Batch, Resource};
-use phoenix_processors::{Processor, ProcessorConfig, semconv};
+use phoenix_processors::{Problem, Processor, ProcessorConfig, semconv};
 use proptest::prelude::*;
 
 fn build(kind: &str, yaml_text: &str) -> Box<dyn Processor> {
@@ -15,7 +15,7 @@ fn build(kind: &str, yaml_text: &str) -> Box<dyn Processor> {
 
 fn build_value(kind: &str, value: serde_norway::Value) -> Box<dyn Processor> {
     let config = ProcessorConfig::from_kind(kind, value).expect("valid config");
-    assert_eq!(config.validate(), Vec::<String>::new());
+    assert_eq!(config.validate(), Vec::<Problem>::new());
     config.build().expect("builds")
 }
 

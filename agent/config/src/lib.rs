@@ -26,7 +26,7 @@ use serde_norway::Value;
 pub use component_id::ComponentId;
 pub use hash::{config_hash, short_hash};
 
-use phoenix_processors::ProcessorConfig;
+use phoenix_processors::{Problem, ProcessorConfig};
 
 pub use crate::exporter::ExporterConfig;
 pub use crate::receiver::ReceiverConfig;
@@ -40,6 +40,12 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
 pub struct ConfigError {
     /// The section and component (`exporters::otlp_grpc/x`), when it is about one.
     pub component: Option<String>,
+    /// The field inside the component (`rotation.max_megabytes`), when the
+    /// component's own validation named one.
+    pub field: Option<String>,
+    /// The problem as users read it, field included
+    /// (`rotation.max_megabytes: must be at least 1`): `field` is there for
+    /// tools, so the text stays what it always was.
     pub message: String,
     /// 1-based line and column in the YAML, when known.
     pub location: Option<(usize, usize)>,
@@ -239,8 +245,27 @@ impl<'a> Loader<'a> {
     fn error(&mut self, component: Option<String>, path: &[&str], message: impl Into<String>) {
         self.errors.push(ConfigError {
             component,
+            field: None,
             message: message.into(),
             location: locate::locate(self.text, path),
+        });
+    }
+
+    /// A problem found by a component's own `validate`, located at its
+    /// field's line where the YAML has one (else the nearest enclosing key,
+    /// at worst the component's own line).
+    fn problem(&mut self, component: &Option<String>, section: &str, key: &str, problem: Problem) {
+        let path: Vec<&str> = [section, key]
+            .into_iter()
+            .chain(field_keys(&problem.field))
+            .collect();
+        let location = locate::locate(self.text, &path);
+        let message = problem.to_string();
+        self.errors.push(ConfigError {
+            component: component.clone(),
+            field: Some(problem.field).filter(|f| !f.is_empty()),
+            message,
+            location,
         });
     }
 
@@ -253,6 +278,7 @@ impl<'a> Loader<'a> {
             Err(e) => {
                 return Err(ConfigErrors(vec![ConfigError {
                     component: None,
+                    field: None,
                     message: format!("invalid YAML: {}", strip_location(&e.to_string())),
                     location: e.location().map(|l| (l.line(), l.column())),
                 }]));
@@ -267,6 +293,7 @@ impl<'a> Loader<'a> {
         let Value::Mapping(top) = root else {
             return Err(ConfigErrors(vec![ConfigError {
                 component: None,
+                field: None,
                 message: "the config must be a YAML mapping with receivers, exporters and service"
                     .into(),
                 location: Some((1, 1)),
@@ -340,7 +367,7 @@ impl<'a> Loader<'a> {
         &mut self,
         section: &'static str,
         value: Option<Value>,
-        parse: impl Fn(&str, Value) -> Result<(T, Vec<String>), String>,
+        parse: impl Fn(&str, Value) -> Result<(T, Vec<Problem>), String>,
     ) -> BTreeMap<ComponentId, T> {
         let mut out = BTreeMap::new();
         let entries = match value {
@@ -369,7 +396,7 @@ impl<'a> Loader<'a> {
             match parse(id.kind(), v) {
                 Ok((config, problems)) => {
                     for p in problems {
-                        self.error(component.clone(), &[section, &key], p);
+                        self.problem(&component, section, &key, p);
                     }
                     out.insert(id, config);
                 }
@@ -593,6 +620,23 @@ fn yaml_key(k: &Value) -> String {
             .trim()
             .to_string(),
     }
+}
+
+/// The keys leading to a problem's field (`rotation.max_megabytes` →
+/// `rotation`, `max_megabytes`), up to the first list: `locate` finds keys,
+/// not list items, so `actions[0].key` stops at `actions`.
+fn field_keys(field: &str) -> Vec<&str> {
+    let mut keys = Vec::new();
+    for part in field.split('.').filter(|p| !p.is_empty()) {
+        match part.split_once('[') {
+            Some((key, _)) => {
+                keys.push(key);
+                break;
+            }
+            None => keys.push(part),
+        }
+    }
+    keys
 }
 
 /// serde's "unknown field `x`" → `x`, to point the location at that field.

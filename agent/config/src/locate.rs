@@ -6,7 +6,10 @@
 /// "otlp_grpc/x", "endpoint"]`) in block-style YAML; the deepest prefix of
 /// the path that is found when the whole path is not (flow-style maps).
 pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
-    let mut best: Option<(usize, usize)> = None;
+    // The first match of the longest prefix, with that prefix's length: a
+    // shorter prefix matched later (the same key name elsewhere in the
+    // file) must not replace it.
+    let mut best: Option<(usize, (usize, usize))> = None;
     // Indentation of each matched path segment, outermost first.
     let mut matched: Vec<usize> = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -23,13 +26,16 @@ pub fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
         let depth = matched.len();
         if depth < path.len() && key == path[depth] {
             matched.push(indent);
-            best = Some((index + 1, indent + 1));
+            let here = (index + 1, indent + 1);
             if matched.len() == path.len() {
-                return best;
+                return Some(here);
+            }
+            if best.is_none_or(|(len, _)| matched.len() > len) {
+                best = Some((matched.len(), here));
             }
         }
     }
-    best
+    best.map(|(_, at)| at)
 }
 
 fn key_of(trimmed: &str) -> Option<&str> {
@@ -76,6 +82,13 @@ service:
             Some((10, 5))
         );
         assert_eq!(locate(YAML, &["nothing"]), None);
+        // A key of the path named again later (a pipeline's `receivers`)
+        // does not replace the deeper match.
+        let text = "receivers:\n  procfs: {}\nservice:\n  pipelines:\n    metrics/a:\n      receivers: [procfs]\n";
+        assert_eq!(
+            locate(text, &["receivers", "procfs", "root_path"]),
+            Some((2, 3))
+        );
     }
 
     #[test]

@@ -206,3 +206,53 @@ service:
         .unwrap();
     assert_eq!(zero.location, Some((3, 3)));
 }
+
+#[test]
+fn a_component_problem_keeps_its_field_and_points_at_its_line() {
+    let text = "\
+receivers: { procfs: {} }
+exporters:
+  file:
+    path: x
+    rotation:
+      max_backups: 3
+      max_megabytes: 0
+  otlp_grpc/flow: { endpoint: '' }
+processors:
+  attributes:
+    actions:
+      - { action: delete, key: '' }
+service:
+  pipelines:
+    metrics/a:
+      receivers: [procfs]
+      processors: [attributes]
+      exporters: [file, otlp_grpc/flow]
+";
+    let errors = load(text).unwrap_err().0;
+    let of = |component: &str| {
+        errors
+            .iter()
+            .find(|e| e.component.as_deref() == Some(component))
+            .unwrap_or_else(|| panic!("no error for {component}: {errors:#?}"))
+    };
+    let rotation = of("exporters::file");
+    assert_eq!(rotation.field.as_deref(), Some("rotation.max_megabytes"));
+    assert_eq!(rotation.location, Some((7, 7)));
+    // The text reads as it always did.
+    assert_eq!(
+        rotation.to_string(),
+        "exporters::file: rotation.max_megabytes: must be at least 1 (line 7, column 7)"
+    );
+    // A field inside a flow mapping: the component's own line.
+    let endpoint = of("exporters::otlp_grpc/flow");
+    assert_eq!(endpoint.field.as_deref(), Some("endpoint"));
+    assert_eq!(endpoint.location, Some((8, 3)));
+    // A field inside a list: the list's key.
+    let key = of("processors::attributes");
+    assert_eq!(key.field.as_deref(), Some("actions[0].key"));
+    assert_eq!(key.location, Some((11, 5)));
+    // Errors that are not a component's own validation have no field.
+    let pipeline_errors = load("receivers: { procfs: {} }\n").unwrap_err().0;
+    assert!(pipeline_errors.iter().all(|e| e.field.is_none()));
+}

@@ -661,6 +661,7 @@ mod tests {
     fn endless_errors_are_cut_short() {
         let one = ConfigError {
             component: None,
+            field: None,
             message: "x".repeat(1000),
             location: None,
         };

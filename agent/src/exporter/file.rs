@@ -26,6 +26,7 @@ use opentelemetry_proto::tonic::metrics::v1::{DataPointFlags, metric, number_dat
 use tokio::sync::oneshot;
 
 use phoenix_config::exporter::FileConfig;
+use phoenix_processors::Problem;
 
 use super::{BoxFuture, BuildContext, ExportBatch, Exporter, ExporterMetrics, ShutdownReport};
 
@@ -55,7 +56,7 @@ impl FileExporter {
     pub fn start(c: &FileConfig, ctx: &BuildContext) -> anyhow::Result<FileExporter> {
         let problems = c.validate();
         if !problems.is_empty() {
-            anyhow::bail!("file exporter {}: {}", ctx.id, problems.join("; "));
+            anyhow::bail!("file exporter {}: {}", ctx.id, Problem::join(&problems));
         }
         let metrics = ExporterMetrics::new(ctx);
         let rotate_at = c

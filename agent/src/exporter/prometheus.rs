@@ -771,7 +771,7 @@ mod tests {
             endpoint: "h:x".into(),
         }
         .validate();
-        assert!(errors[0].contains("\"h:x\""), "{errors:?}");
+        assert!(errors[0].to_string().contains("\"h:x\""), "{errors:?}");
     }
 
     fn kv(k: &str, v: Value) -> KeyValue {

@@ -242,6 +242,7 @@ async fn reload_config(
                 "status": "rejected",
                 "errors": errors.0.iter().map(|e| serde_json::json!({
                     "component": e.component,
+                    "field": e.field,
                     "message": e.message,
                     "line": e.location.map(|l| l.0),
                     "column": e.location.map(|l| l.1),

@@ -23,6 +23,11 @@ pub struct ConfigValidation {
 pub struct ConfigProblem {
     /// The section and component (`exporters::otlp_grpc/x`), when it is about one.
     pub component: Option<String>,
+    /// The field inside the component (`rotation.max_megabytes`), when its
+    /// validation named one; `null` otherwise (and when an older
+    /// controller leaves it out).
+    pub field: Option<String>,
+    /// The problem, field included, without the component.
     pub message: String,
     /// 1-based, when the YAML locates it.
     pub line: Option<usize>,

@@ -122,10 +122,46 @@ pub fn config_problems(errors: &[ConfigError]) -> Vec<ConfigProblem> {
         .iter()
         .map(|e| ConfigProblem {
             component: e.component.clone(),
+            field: e.field.clone(),
             message: e.message.clone(),
             line: e.location.map(|l| l.0),
             column: e.location.map(|l| l.1),
             text: e.to_string(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_problems_carry_the_field_or_null() {
+        let yaml = "\
+receivers: { procfs: {} }
+exporters:
+  file:
+    path: x
+    rotation:
+      max_megabytes: 0
+";
+        let errors = phoenix_config::AgentConfig::load_with_env(yaml, &|_| None)
+            .unwrap_err()
+            .0;
+        let problems = serde_json::to_value(config_problems(&errors)).unwrap();
+        let problems = problems.as_array().unwrap();
+        let rotation = problems
+            .iter()
+            .find(|p| p["component"] == "exporters::file")
+            .unwrap();
+        assert_eq!(rotation["field"], "rotation.max_megabytes");
+        assert_eq!(rotation["line"], 6);
+        assert_eq!(
+            rotation["message"],
+            "rotation.max_megabytes: must be at least 1"
+        );
+        // Not a component's own problem (no service section): no field, said as null.
+        let service = problems.iter().find(|p| p["component"].is_null()).unwrap();
+        assert_eq!(service.get("field"), Some(&Value::Null));
+    }
 }

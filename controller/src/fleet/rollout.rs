@@ -101,6 +101,7 @@ pub async fn validate(text: String) -> Result<(), Vec<ConfigError>> {
         Ok(Err(errors)) => Err(errors.0),
         Err(_) => Err(vec![ConfigError {
             component: None,
+            field: None,
             message: "the config validator crashed on this input".into(),
             location: None,
         }]),
@@ -352,11 +353,13 @@ mod tests {
         let invalid = PushError::Invalid(vec![
             ConfigError {
                 component: Some("exporters.file".into()),
+                field: None,
                 message: "path outside the allowed directories".into(),
                 location: None,
             },
             ConfigError {
                 component: None,
+                field: None,
                 message: "no pipeline".into(),
                 location: None,
             },

@@ -21,6 +21,7 @@ use super::rollup::{Rollup, process_count_desc};
 use super::{Protection, attribute, into_result};
 use crate::hash::{IdMap, hash_value};
 use crate::model::{Attributes, Batch, KeyValue, MetricDesc, Str, Value};
+use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::semconv;
 
@@ -80,23 +81,29 @@ impl Default for AggregateConfig {
 }
 
 impl AggregateConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         for (i, key) in self.group_by.iter().enumerate() {
             if key.is_empty() {
-                problems.push(format!("group_by[{i}] is empty"));
+                problems.push(Problem::sentence(format!("group_by[{i}]"), "is empty"));
             } else if self.group_by[..i].contains(key) {
-                problems.push(format!("group_by lists {key:?} twice"));
+                problems.push(Problem::sentence(
+                    "group_by",
+                    format!("lists {key:?} twice"),
+                ));
             }
         }
         if self.functions.contains_key(semconv::PHOENIX_PROCESS_COUNT) {
-            problems.push(format!(
-                "functions: {} is computed by the processor and cannot be given a function",
-                semconv::PHOENIX_PROCESS_COUNT
+            problems.push(Problem::new(
+                "functions",
+                format!(
+                    "{} is computed by the processor and cannot be given a function",
+                    semconv::PHOENIX_PROCESS_COUNT
+                ),
             ));
         }
         if self.functions.keys().any(|k| k.is_empty()) {
-            problems.push("functions: empty metric name".into());
+            problems.push(Problem::new("functions", "empty metric name"));
         }
         problems
     }

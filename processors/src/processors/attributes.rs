@@ -29,6 +29,7 @@ use serde::Deserialize;
 use super::into_result;
 use crate::hash::fnv1a;
 use crate::model::{Batch, KeyValue, Str, Value};
+use crate::problem::Problem;
 use crate::processor::Processor;
 
 /// A value for `insert`, written as any YAML scalar.
@@ -74,12 +75,15 @@ pub struct AttributesConfig {
 const PHOENIX_PREFIX: &str = "phoenix.";
 
 impl AttributesConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         for (i, action) in self.actions.iter().enumerate() {
             let mut empty = |what: &str, s: &str| {
                 if s.is_empty() {
-                    problems.push(format!("actions[{i}].{what} is empty"));
+                    problems.push(Problem::sentence(
+                        format!("actions[{i}].{what}"),
+                        "is empty",
+                    ));
                 }
             };
             match action {
@@ -88,13 +92,17 @@ impl AttributesConfig {
                 | AttributeAction::Insert { key, .. } => empty("key", key),
                 AttributeAction::KeepOnly { keys } => {
                     if keys.is_empty() {
-                        problems.push(format!(
-                            "actions[{i}].keys is empty (keep_only would remove every attribute but phoenix.*)"
+                        problems.push(Problem::sentence(
+                            format!("actions[{i}].keys"),
+                            "is empty (keep_only would remove every attribute but phoenix.*)",
                         ));
                     }
                     for k in keys {
                         if k.is_empty() {
-                            problems.push(format!("actions[{i}].keys has an empty key"));
+                            problems.push(Problem::sentence(
+                                format!("actions[{i}].keys"),
+                                "has an empty key",
+                            ));
                         }
                     }
                 }
@@ -105,8 +113,9 @@ impl AttributesConfig {
                 AttributeAction::Truncate { key, max_length } => {
                     empty("key", key);
                     if *max_length == 0 {
-                        problems.push(format!(
-                            "actions[{i}].max_length must be at least 1 (use delete to remove the attribute)"
+                        problems.push(Problem::sentence(
+                            format!("actions[{i}].max_length"),
+                            "must be at least 1 (use delete to remove the attribute)",
                         ));
                     }
                 }

@@ -30,6 +30,7 @@ use super::rollup::SeriesUnion;
 use super::topk::{TopKCore, default_hysteresis, default_true};
 use super::{Protection, check_fraction, into_result};
 use crate::model::{Batch, Resource};
+use crate::problem::Problem;
 use crate::processor::Processor;
 
 fn default_k_hysteresis() -> f64 {
@@ -76,22 +77,25 @@ pub struct BudgetConfig {
 }
 
 impl BudgetConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.max_series == 0 {
-            problems.push("max_series must be at least 1 (got 0)".into());
+            problems.push(Problem::sentence(
+                "max_series",
+                "must be at least 1 (got 0)",
+            ));
         }
         RankSpec::from_config(self.by.as_deref(), self.score.as_ref(), &mut problems);
         check_fraction("hysteresis", self.hysteresis, &mut problems);
         check_fraction("k_hysteresis", self.k_hysteresis, &mut problems);
         if let Some(max_k) = self.max_k {
             if max_k == 0 {
-                problems.push("max_k must be at least 1 (got 0)".into());
+                problems.push(Problem::sentence("max_k", "must be at least 1 (got 0)"));
             }
             if self.min_k > max_k {
-                problems.push(format!(
-                    "min_k ({}) is greater than max_k ({max_k})",
-                    self.min_k
+                problems.push(Problem::sentence(
+                    "min_k",
+                    format!("({}) is greater than max_k ({max_k})", self.min_k),
                 ));
             }
         }

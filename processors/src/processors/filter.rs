@@ -32,6 +32,7 @@ use serde::Deserialize;
 use super::priority::Priority;
 use super::{Protection, attribute, compile_regex, into_result, metric_total};
 use crate::model::{Attributes, Batch, Resource, Str, Value};
+use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::semconv;
 use crate::time::parse_rfc3339_nanos;
@@ -116,7 +117,7 @@ pub struct FilterConfig {
 }
 
 impl FilterConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         for (field, m) in [("include", &self.include), ("exclude", &self.exclude)] {
             if let Some(m) = m {
@@ -134,8 +135,9 @@ impl FilterConfig {
         if let Some(cpu) = self.min_cpu_utilization
             && !(cpu.is_finite() && cpu >= 0.0)
         {
-            problems.push(format!(
-                "min_cpu_utilization must be a non-negative number (got {cpu})"
+            problems.push(Problem::sentence(
+                "min_cpu_utilization",
+                format!("must be a non-negative number (got {cpu})"),
             ));
         }
         problems
@@ -152,17 +154,21 @@ struct CompiledAttributeMatch {
 }
 
 impl CompiledAttributeMatch {
-    fn new(field: &str, m: &AttributeMatch, problems: &mut Vec<String>) -> Option<Self> {
+    fn new(field: &str, m: &AttributeMatch, problems: &mut Vec<Problem>) -> Option<Self> {
         let before = problems.len();
         if m.attributes.is_empty() {
-            problems.push(format!(
-                "{field}.attributes is empty (it would match every resource)"
+            problems.push(Problem::sentence(
+                format!("{field}.attributes"),
+                "is empty (it would match every resource)",
             ));
         }
         let mut patterns = Vec::with_capacity(m.attributes.len());
         for (i, p) in m.attributes.iter().enumerate() {
             if p.key.is_empty() {
-                problems.push(format!("{field}.attributes[{i}].key is empty"));
+                problems.push(Problem::sentence(
+                    format!("{field}.attributes[{i}].key"),
+                    "is empty",
+                ));
             }
             let matcher = match m.match_type {
                 MatchType::Strict => Some(ValueMatcher::Strict(p.value.clone())),
@@ -209,9 +215,9 @@ enum CompiledNameMatch {
 }
 
 impl CompiledNameMatch {
-    fn new(field: &str, m: &NameMatch, problems: &mut Vec<String>) -> Option<Self> {
+    fn new(field: &str, m: &NameMatch, problems: &mut Vec<Problem>) -> Option<Self> {
         if m.names.is_empty() {
-            problems.push(format!("{field}.names is empty"));
+            problems.push(Problem::sentence(format!("{field}.names"), "is empty"));
             return None;
         }
         match m.match_type {
@@ -227,7 +233,7 @@ impl CompiledNameMatch {
                 match RegexSet::new(&m.names) {
                     Ok(set) => Some(CompiledNameMatch::Regexp(set)),
                     Err(e) => {
-                        problems.push(format!("{field}.names: {e}"));
+                        problems.push(Problem::new(format!("{field}.names"), e.to_string()));
                         None
                     }
                 }
@@ -269,7 +275,7 @@ impl Filter {
     pub fn new(config: &FilterConfig) -> Result<Filter, String> {
         let mut problems = config.validate();
         if !problems.is_empty() {
-            return Err(problems.join("; "));
+            return Err(Problem::join(&problems));
         }
         let filter = Filter {
             protection: Protection::new(&config.protect),

@@ -41,6 +41,7 @@ pub use topk::{TopK, TopKConfig};
 use regex::Regex;
 
 use crate::model::{Attributes, Resource, Value};
+use crate::problem::Problem;
 use crate::semconv;
 
 /// The resources a lossy processor must leave alone: those whose
@@ -127,7 +128,7 @@ pub(crate) fn resource_key(resource: &Resource) -> u64 {
 pub(crate) fn compile_regexes(
     field: &str,
     patterns: &[String],
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) -> Vec<Regex> {
     patterns
         .iter()
@@ -139,14 +140,14 @@ pub(crate) fn compile_regexes(
 pub(crate) fn compile_regex(
     field: &str,
     pattern: &str,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) -> Option<Regex> {
     match Regex::new(pattern) {
         Ok(re) => Some(re),
         Err(e) => {
-            problems.push(format!(
-                "{field}: invalid regex {pattern:?}: {}",
-                regex_error_summary(&e)
+            problems.push(Problem::new(
+                field,
+                format!("invalid regex {pattern:?}: {}", regex_error_summary(&e)),
             ));
             None
         }
@@ -165,18 +166,21 @@ fn regex_error_summary(e: &regex::Error) -> String {
 }
 
 /// Report a fraction outside `0..=1` (or not a number).
-pub(crate) fn check_fraction(field: &str, value: f64, problems: &mut Vec<String>) {
+pub(crate) fn check_fraction(field: &str, value: f64, problems: &mut Vec<Problem>) {
     if !(0.0..=1.0).contains(&value) {
-        problems.push(format!("{field} must be between 0 and 1 (got {value})"));
+        problems.push(Problem::sentence(
+            field,
+            format!("must be between 0 and 1 (got {value})"),
+        ));
     }
 }
 
 /// Turn a list of problems into `build`'s error.
-pub(crate) fn into_result<T>(value: T, problems: Vec<String>) -> Result<T, String> {
+pub(crate) fn into_result<T>(value: T, problems: Vec<Problem>) -> Result<T, String> {
     if problems.is_empty() {
         Ok(value)
     } else {
-        Err(problems.join("; "))
+        Err(Problem::join(&problems))
     }
 }
 

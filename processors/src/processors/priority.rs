@@ -29,6 +29,7 @@ use serde::Deserialize;
 use super::{compile_regex, compile_regexes, into_result, metric_total};
 use crate::hash::IdMap;
 use crate::model::{Batch, KeyValue, Resource, Str, Value};
+use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::semconv;
 use crate::units::opt_bytes;
@@ -125,7 +126,7 @@ impl Default for PriorityConfig {
 const MAX_RULES: usize = 64;
 
 impl PriorityConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         self.compile(&mut problems);
         problems
@@ -133,12 +134,12 @@ impl PriorityConfig {
 
     fn compile(
         &self,
-        problems: &mut Vec<String>,
+        problems: &mut Vec<Problem>,
     ) -> (Vec<CompiledRule>, Vec<(Priority, RegexSet)>) {
         if self.rules.len() > MAX_RULES {
-            problems.push(format!(
-                "rules: at most {MAX_RULES} rules (got {})",
-                self.rules.len()
+            problems.push(Problem::new(
+                "rules",
+                format!("at most {MAX_RULES} rules (got {})", self.rules.len()),
             ));
         }
         let mut rules = Vec::with_capacity(self.rules.len());
@@ -163,16 +164,17 @@ impl PriorityConfig {
                 && rule.min_cpu_utilization.is_none()
                 && rule.min_memory.is_none()
             {
-                problems.push(format!(
-                    "rules[{i}] has no condition (it would match every process; use `default` for that)"
+                problems.push(Problem::sentence(
+                    format!("rules[{i}]"),
+                    "has no condition (it would match every process; use `default` for that)",
                 ));
             }
             if let Some(cpu) = rule.min_cpu_utilization
                 && !(cpu.is_finite() && cpu >= 0.0)
             {
-                problems.push(format!(
-                    "{} must be a non-negative number (got {cpu})",
-                    field("min_cpu_utilization")
+                problems.push(Problem::sentence(
+                    field("min_cpu_utilization"),
+                    format!("must be a non-negative number (got {cpu})"),
                 ));
             }
             rules.push(compiled);
@@ -190,7 +192,7 @@ impl PriorityConfig {
             }
             match RegexSet::new(patterns) {
                 Ok(set) => lists.push((priority, set)),
-                Err(e) => problems.push(format!("{}: {e}", priority.as_str())),
+                Err(e) => problems.push(Problem::new(priority.as_str(), e.to_string())),
             }
         }
         (rules, lists)

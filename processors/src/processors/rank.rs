@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::hash::IdMap;
 use crate::model::{Batch, Resource};
+use crate::problem::Problem;
 use crate::semconv;
 
 /// The metrics a resource can be ranked by.
@@ -68,10 +69,13 @@ fn resolve(name: &str) -> Option<Source> {
     })
 }
 
-fn unknown_metric(field: &str, name: &str) -> String {
-    format!(
-        "{field}: unknown metric {name:?} to rank by (expected one of: {})",
-        RANKABLE.join(", ")
+fn unknown_metric(field: &str, name: &str) -> Problem {
+    Problem::new(
+        field,
+        format!(
+            "unknown metric {name:?} to rank by (expected one of: {})",
+            RANKABLE.join(", ")
+        ),
     )
 }
 
@@ -84,7 +88,7 @@ impl RankSpec {
         let mut problems = Vec::new();
         match RankSpec::from_config(by, score, &mut problems) {
             Some(spec) if problems.is_empty() => Ok(spec),
-            _ => Err(problems.join("; ")),
+            _ => Err(Problem::join(&problems)),
         }
     }
 
@@ -93,23 +97,29 @@ impl RankSpec {
     pub(crate) fn from_config(
         by: Option<&str>,
         score: Option<&BTreeMap<String, f64>>,
-        problems: &mut Vec<String>,
+        problems: &mut Vec<Problem>,
     ) -> Option<RankSpec> {
         match (by, score) {
             (Some(_), Some(_)) => {
-                problems.push("give either `by` or `score`, not both".into());
+                problems.push(Problem::component("give either `by` or `score`, not both"));
                 None
             }
             (_, Some(score)) => {
                 let before = problems.len();
                 if score.is_empty() {
-                    problems.push("score: needs at least one metric and its weight".into());
+                    problems.push(Problem::new(
+                        "score",
+                        "needs at least one metric and its weight",
+                    ));
                 }
                 let mut terms = Vec::with_capacity(score.len());
                 for (name, &weight) in score {
                     if !weight.is_finite() || weight < 0.0 {
-                        problems.push(format!(
-                            "score: weight of {name} must be a non-negative number (got {weight})"
+                        problems.push(Problem::new(
+                            "score",
+                            format!(
+                                "weight of {name} must be a non-negative number (got {weight})"
+                            ),
                         ));
                     }
                     match resolve(name) {
@@ -118,7 +128,10 @@ impl RankSpec {
                     }
                 }
                 if !score.is_empty() && score.values().all(|w| *w == 0.0) {
-                    problems.push("score: every weight is 0, nothing would rank".into());
+                    problems.push(Problem::new(
+                        "score",
+                        "every weight is 0, nothing would rank",
+                    ));
                 }
                 (problems.len() == before).then_some(RankSpec {
                     terms,

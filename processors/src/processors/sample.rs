@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::{Protection, check_fraction, into_result, is_rollup, resource_key};
 use crate::hash::mix64;
 use crate::model::Batch;
+use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::semconv;
 
@@ -49,14 +50,14 @@ pub struct SampleConfig {
 }
 
 impl SampleConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         check_fraction("fraction", self.fraction, &mut problems);
         if self.priorities.contains(&Priority::Critical) {
-            problems.push(
-                "priorities must not include critical (critical processes are never sampled out)"
-                    .into(),
-            );
+            problems.push(Problem::sentence(
+                "priorities",
+                "must not include critical (critical processes are never sampled out)",
+            ));
         }
         problems
     }

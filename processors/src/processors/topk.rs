@@ -35,6 +35,7 @@ use super::rollup::{Rollup, process_count_desc};
 use super::{Protection, check_fraction, into_result, resource_key};
 use crate::hash::{IdSet, mix64};
 use crate::model::{Attributes, Batch, KeyValue, MetricDesc, Value};
+use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::semconv;
 
@@ -77,10 +78,10 @@ pub struct TopKConfig {
 }
 
 impl TopKConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.k == 0 {
-            problems.push("k must be at least 1 (got 0)".into());
+            problems.push(Problem::sentence("k", "must be at least 1 (got 0)"));
         }
         RankSpec::from_config(self.by.as_deref(), self.score.as_ref(), &mut problems);
         check_fraction("hysteresis", self.hysteresis, &mut problems);

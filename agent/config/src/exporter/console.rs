@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use phoenix_processors::Problem;
+
 /// How much to print per pipeline and interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,7 +23,7 @@ pub struct ConsoleConfig {
 }
 
 impl ConsoleConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         // Every value serde accepts is valid.
         Vec::new()
     }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use phoenix_processors::Problem;
+
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -51,30 +53,36 @@ const MAX_MEGABYTES_LIMIT: u64 = 1 << 20;
 const MAX_BACKUPS_LIMIT: u32 = 1000;
 
 impl FileConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut errors = Vec::new();
         if self.path.as_os_str().is_empty() {
-            errors.push("path: must not be empty".to_string());
+            errors.push(Problem::new("path", "must not be empty"));
         } else if self.path.file_name().is_none() {
             // `out/`, `.` or `/`: a directory, not a file to append to.
-            errors.push(format!(
-                "path {:?}: must name a file, not a directory",
-                self.path
+            errors.push(Problem::sentence(
+                "path",
+                format!("{:?}: must name a file, not a directory", self.path),
             ));
         }
         if let Some(r) = &self.rotation {
             if r.max_megabytes == 0 {
-                errors.push("rotation.max_megabytes: must be at least 1".to_string());
+                errors.push(Problem::new("rotation.max_megabytes", "must be at least 1"));
             } else if r.max_megabytes > MAX_MEGABYTES_LIMIT {
-                errors.push(format!(
-                    "rotation.max_megabytes: {} is more than the limit of {MAX_MEGABYTES_LIMIT}",
-                    r.max_megabytes
+                errors.push(Problem::new(
+                    "rotation.max_megabytes",
+                    format!(
+                        "{} is more than the limit of {MAX_MEGABYTES_LIMIT}",
+                        r.max_megabytes
+                    ),
                 ));
             }
             if r.max_backups > MAX_BACKUPS_LIMIT {
-                errors.push(format!(
-                    "rotation.max_backups: {} is more than the limit of {MAX_BACKUPS_LIMIT}",
-                    r.max_backups
+                errors.push(Problem::new(
+                    "rotation.max_backups",
+                    format!(
+                        "{} is more than the limit of {MAX_BACKUPS_LIMIT}",
+                        r.max_backups
+                    ),
                 ));
             }
         }
@@ -96,13 +104,26 @@ mod tests {
             }),
         };
         let errors = c.validate();
-        assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors[0].contains("path"), "{errors:?}");
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["path", "rotation.max_megabytes", "rotation.max_backups"]
+        );
+        assert_eq!(
+            errors[1].to_string(),
+            "rotation.max_megabytes: must be at least 1"
+        );
         let dir = FileConfig {
             path: PathBuf::from("/"),
             rotation: None,
         };
-        assert_eq!(dir.validate().len(), 1);
+        let errors = dir.validate();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "path");
+        assert_eq!(
+            errors[0].to_string(),
+            "path \"/\": must name a file, not a directory"
+        );
         let ok = FileConfig {
             path: PathBuf::from("out/metrics.jsonl"),
             rotation: Some(RotationConfig::default()),

@@ -6,6 +6,8 @@ pub mod file;
 pub mod otlp;
 pub mod prometheus;
 
+use phoenix_processors::Problem;
+
 pub use console::{ConsoleConfig, Verbosity};
 pub use file::{FileConfig, RotationConfig};
 pub use otlp::{
@@ -52,7 +54,7 @@ impl ExporterConfig {
     }
 
     /// Every problem with this config (empty when valid).
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         match self {
             ExporterConfig::OtlpGrpc(c) => c.validate(),
             ExporterConfig::OtlpHttp(c) => c.validate(),

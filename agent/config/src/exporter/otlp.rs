@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use phoenix_processors::Problem;
+
 use crate::duration;
 
 /// How request bodies are compressed on the wire.
@@ -131,7 +133,7 @@ impl Default for OtlpGrpcConfig {
 impl OtlpGrpcConfig {
     /// Every problem with this config (empty when valid). Reads no files:
     /// whether `tls.ca_file` is readable is checked when building.
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut errors = Vec::new();
         validate_grpc_endpoint(&self.endpoint, &mut errors);
         validate_grpc_headers(&self.headers, &mut errors);
@@ -186,7 +188,7 @@ impl Default for OtlpHttpConfig {
 impl OtlpHttpConfig {
     /// Every problem with this config (empty when valid). Reads no files:
     /// whether `tls.ca_file` is readable is checked when building.
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut errors = Vec::new();
         validate_http_endpoint(&self.endpoint, &mut errors);
         validate_http_headers(&self.headers, &mut errors);
@@ -212,49 +214,58 @@ fn validate_common(
     tls: &TlsConfig,
     retry: &RetryConfig,
     queue: &QueueConfig,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<Problem>,
 ) {
     if timeout.is_zero() {
-        errors.push("timeout: must be greater than 0".into());
+        errors.push(Problem::new("timeout", "must be greater than 0"));
     }
     if tls.ca_file.is_some() && !endpoint.trim().starts_with("https://") {
         // Silently sending in plaintext when the user went to the trouble of
         // naming a CA is the surprise we want to avoid.
-        errors.push(
-            "tls.ca_file: set, but the endpoint is not https:// (TLS is used only for https://)"
-                .into(),
-        );
+        errors.push(Problem::new(
+            "tls.ca_file",
+            "set, but the endpoint is not https:// (TLS is used only for https://)",
+        ));
     }
     if tls
         .ca_file
         .as_ref()
         .is_some_and(|p| p.as_os_str().is_empty())
     {
-        errors.push("tls.ca_file: must not be empty".into());
+        errors.push(Problem::new("tls.ca_file", "must not be empty"));
     }
     if queue.queue_size == 0 {
-        errors.push("sending_queue.queue_size: must be at least 1".into());
+        errors.push(Problem::new(
+            "sending_queue.queue_size",
+            "must be at least 1",
+        ));
     }
     if retry.enabled {
         if retry.initial_interval.is_zero() {
-            errors.push("retry_on_failure.initial_interval: must be greater than 0".into());
+            errors.push(Problem::new(
+                "retry_on_failure.initial_interval",
+                "must be greater than 0",
+            ));
         }
         if retry.max_interval < retry.initial_interval {
-            errors.push(format!(
-                "retry_on_failure.max_interval: {:?} is less than initial_interval {:?}",
-                retry.max_interval, retry.initial_interval
+            errors.push(Problem::new(
+                "retry_on_failure.max_interval",
+                format!(
+                    "{:?} is less than initial_interval {:?}",
+                    retry.max_interval, retry.initial_interval
+                ),
             ));
         }
         if !(retry.multiplier.is_finite() && retry.multiplier >= 1.0) {
-            errors.push(format!(
-                "retry_on_failure.multiplier: {} must be a number >= 1",
-                retry.multiplier
+            errors.push(Problem::new(
+                "retry_on_failure.multiplier",
+                format!("{} must be a number >= 1", retry.multiplier),
             ));
         }
         if !(0.0..=1.0).contains(&retry.randomization_factor) {
-            errors.push(format!(
-                "retry_on_failure.randomization_factor: {} must be between 0 and 1",
-                retry.randomization_factor
+            errors.push(Problem::new(
+                "retry_on_failure.randomization_factor",
+                format!("{} must be between 0 and 1", retry.randomization_factor),
             ));
         }
     }
@@ -283,71 +294,88 @@ fn check_headers(
     extra_reserved: impl Fn(&str) -> Option<&'static str>,
     valid_name: impl Fn(&str) -> bool,
     valid_value: impl Fn(&str) -> bool,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<Problem>,
 ) {
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
         if !valid_name(name) {
-            errors.push(format!(
-                "headers: {name:?} is not a valid header name (letters, digits and -_.!#$%&'*+^`|~ only)"
+            errors.push(Problem::new(
+                "headers",
+                format!(
+                    "{name:?} is not a valid header name (letters, digits and -_.!#$%&'*+^`|~ only)"
+                ),
             ));
             continue;
         }
         if RESERVED_HEADERS.contains(&lower.as_str()) {
-            errors.push(format!(
-                "headers: {name:?} is set by the exporter itself and cannot be overridden"
+            errors.push(Problem::new(
+                "headers",
+                format!("{name:?} is set by the exporter itself and cannot be overridden"),
             ));
         } else if let Some(why) = extra_reserved(&lower) {
-            errors.push(format!("headers: {name:?} {why}"));
+            errors.push(Problem::new("headers", format!("{name:?} {why}")));
         }
         if !seen.insert(lower) {
-            errors.push(format!(
-                "headers: {name:?} is given twice (header names are case-insensitive)"
+            errors.push(Problem::new(
+                "headers",
+                format!("{name:?} is given twice (header names are case-insensitive)"),
             ));
         }
         if !valid_value(value) {
-            errors.push(format!(
-                "headers: the value of {name:?} is not a valid header value (printable ASCII only, no line breaks)"
-            ));
+            errors.push(Problem::new(
+"headers",
+format!("the value of {name:?} is not a valid header value (printable ASCII only, no line breaks)"),
+));
         }
     }
 }
 
-fn validate_grpc_endpoint(endpoint: &str, errors: &mut Vec<String>) {
+fn validate_grpc_endpoint(endpoint: &str, errors: &mut Vec<Problem>) {
     let e = endpoint.trim();
     if e.is_empty() {
-        errors.push("endpoint: must be set, e.g. http://localhost:4317 (https:// for TLS)".into());
+        errors.push(Problem::new(
+            "endpoint",
+            "must be set, e.g. http://localhost:4317 (https:// for TLS)",
+        ));
         return;
     }
     let uri: http::Uri = match e.parse() {
         Ok(uri) => uri,
         Err(err) => {
-            errors.push(format!("endpoint: {e:?} is not a valid URL: {err}"));
+            errors.push(Problem::new(
+                "endpoint",
+                format!("{e:?} is not a valid URL: {err}"),
+            ));
             return;
         }
     };
     match uri.scheme_str() {
         Some("http" | "https") => {}
-        None => errors.push(format!(
-            "endpoint: {e:?} has no scheme: write http://{e} (plaintext) or https://{e} (TLS)"
+        None => errors.push(Problem::new(
+            "endpoint",
+            format!("{e:?} has no scheme: write http://{e} (plaintext) or https://{e} (TLS)"),
         )),
-        Some(other) => errors.push(format!(
-            "endpoint: scheme {other:?} is not supported (use http:// or https://)"
+        Some(other) => errors.push(Problem::new(
+            "endpoint",
+            format!("scheme {other:?} is not supported (use http:// or https://)"),
         )),
     }
     if uri.host().is_none_or(str::is_empty) {
-        errors.push(format!("endpoint: {e:?} has no host"));
+        errors.push(Problem::new("endpoint", format!("{e:?} has no host")));
     }
     let path = uri.path();
     if (path != "/" && !path.is_empty()) || uri.query().is_some() {
-        errors.push(format!(
-            "endpoint: {e:?} has a path; a gRPC endpoint is host:port only (the service path is fixed)"
+        errors.push(Problem::new(
+            "endpoint",
+            format!(
+                "{e:?} has a path; a gRPC endpoint is host:port only (the service path is fixed)"
+            ),
         ));
     }
 }
 
-fn validate_grpc_headers(headers: &BTreeMap<String, String>, errors: &mut Vec<String>) {
+fn validate_grpc_headers(headers: &BTreeMap<String, String>, errors: &mut Vec<Problem>) {
     check_headers(
         headers,
         |lower| {
@@ -365,42 +393,51 @@ fn validate_grpc_headers(headers: &BTreeMap<String, String>, errors: &mut Vec<St
     );
 }
 
-fn validate_http_endpoint(endpoint: &str, errors: &mut Vec<String>) {
+fn validate_http_endpoint(endpoint: &str, errors: &mut Vec<Problem>) {
     let e = endpoint.trim();
     if e.is_empty() {
-        errors.push("endpoint: must be set, e.g. http://localhost:4318 (https:// for TLS)".into());
+        errors.push(Problem::new(
+            "endpoint",
+            "must be set, e.g. http://localhost:4318 (https:// for TLS)",
+        ));
         return;
     }
     if !e.contains("://") {
-        errors.push(format!(
-            "endpoint: {e:?} has no scheme: write http://{e} (plaintext) or https://{e} (TLS)"
+        errors.push(Problem::new(
+            "endpoint",
+            format!("{e:?} has no scheme: write http://{e} (plaintext) or https://{e} (TLS)"),
         ));
         return;
     }
     let url = match url::Url::parse(e) {
         Ok(url) => url,
         Err(err) => {
-            errors.push(format!("endpoint: {e:?} is not a valid URL: {err}"));
+            errors.push(Problem::new(
+                "endpoint",
+                format!("{e:?} is not a valid URL: {err}"),
+            ));
             return;
         }
     };
     match url.scheme() {
         "http" | "https" => {}
-        other => errors.push(format!(
-            "endpoint: scheme {other:?} is not supported (use http:// or https://)"
+        other => errors.push(Problem::new(
+            "endpoint",
+            format!("scheme {other:?} is not supported (use http:// or https://)"),
         )),
     }
     if url.host_str().is_none_or(str::is_empty) {
-        errors.push(format!("endpoint: {e:?} has no host"));
+        errors.push(Problem::new("endpoint", format!("{e:?} has no host")));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        errors.push(format!(
-            "endpoint: {e:?} has a query or fragment; give the base URL (/v1/metrics is appended)"
+        errors.push(Problem::new(
+            "endpoint",
+            format!("{e:?} has a query or fragment; give the base URL (/v1/metrics is appended)"),
         ));
     }
 }
 
-fn validate_http_headers(headers: &BTreeMap<String, String>, errors: &mut Vec<String>) {
+fn validate_http_headers(headers: &BTreeMap<String, String>, errors: &mut Vec<Problem>) {
     check_headers(
         headers,
         |_| None,
@@ -544,12 +581,12 @@ mod tests {
             "max_interval",
         ] {
             assert!(
-                errors.iter().any(|e| e.contains(needle)),
+                errors.iter().any(|e| e.to_string().contains(needle)),
                 "{needle}: {errors:#?}"
             );
         }
         assert!(
-            !errors.iter().any(|e| e.contains("sekret")),
+            !errors.iter().any(|e| e.to_string().contains("sekret")),
             "values not echoed"
         );
     }
@@ -563,10 +600,14 @@ mod tests {
         };
         assert!(check("http://localhost:4317").is_empty());
         assert!(check("https://otlp.example.com").is_empty());
-        assert!(check("localhost:4317")[0].contains("no scheme"));
-        assert!(check("ftp://x:1")[0].contains("ftp"));
-        assert!(check("http://x:4317/v1/metrics")[0].contains("path"));
-        assert!(check("  ")[0].contains("must be set"));
+        assert!(check("localhost:4317")[0].message.contains("no scheme"));
+        assert!(check("ftp://x:1")[0].message.contains("ftp"));
+        assert!(
+            check("http://x:4317/v1/metrics")[0]
+                .message
+                .contains("path")
+        );
+        assert!(check("  ")[0].message.contains("must be set"));
     }
 
     #[test]
@@ -578,16 +619,16 @@ mod tests {
         };
         assert!(check("http://localhost:4318").is_empty());
         assert!(check("https://otlp.example.com/otlp").is_empty());
-        assert!(check("localhost:4318")[0].contains("no scheme"));
-        assert!(check("ftp://c/")[0].contains("ftp"));
-        assert!(check("otlp.example.com")[0].contains("no scheme"));
-        assert!(check("http://c:4318/?a=b")[0].contains("query"));
-        assert!(check("")[0].contains("must be set"));
+        assert!(check("localhost:4318")[0].message.contains("no scheme"));
+        assert!(check("ftp://c/")[0].message.contains("ftp"));
+        assert!(check("otlp.example.com")[0].message.contains("no scheme"));
+        assert!(check("http://c:4318/?a=b")[0].message.contains("query"));
+        assert!(check("")[0].message.contains("must be set"));
     }
 
     #[test]
     fn ca_file_requires_https() {
         let c = http("endpoint: http://x:4318\ntls: { ca_file: ca.pem }").unwrap();
-        assert!(c.validate().iter().any(|e| e.contains("ca_file")));
+        assert!(c.validate().iter().any(|e| e.field == "tls.ca_file"));
     }
 }

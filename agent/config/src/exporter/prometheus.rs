@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use phoenix_processors::Problem;
+
 /// Where the exporter listens when no endpoint is given.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:9464";
 
@@ -27,10 +29,13 @@ impl Default for PrometheusConfig {
 }
 
 impl PrometheusConfig {
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         match check_endpoint(&self.endpoint) {
             Ok(()) => Vec::new(),
-            Err(e) => vec![format!("endpoint {:?}: {e}", self.endpoint)],
+            Err(e) => vec![Problem::sentence(
+                "endpoint",
+                format!("{:?}: {e}", self.endpoint),
+            )],
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use phoenix_processors::semconv;
 use serde::Deserialize;
 
-use phoenix_processors::MetricKind;
+use phoenix_processors::{MetricKind, Problem};
 
 /// Every resource attribute the receiver can set; all are on by default.
 pub const RESOURCE_ATTRIBUTES: &[&str] = &[
@@ -161,26 +161,35 @@ pub const MAX_COLLECTION_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 impl ProcfsConfig {
     /// Every problem with the configuration, each a sentence naming the
     /// offending key (empty when it is valid).
-    pub fn validate(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.collection_interval.is_zero() {
-            problems.push("collection_interval must be greater than 0".to_string());
+            problems.push(Problem::sentence(
+                "collection_interval",
+                "must be greater than 0",
+            ));
         } else if self.collection_interval > MAX_COLLECTION_INTERVAL {
-            problems.push(format!(
-                "collection_interval must be at most {}h",
-                MAX_COLLECTION_INTERVAL.as_secs() / 3600
+            problems.push(Problem::sentence(
+                "collection_interval",
+                format!(
+                    "must be at most {}h",
+                    MAX_COLLECTION_INTERVAL.as_secs() / 3600
+                ),
             ));
         }
         if self.root_path.as_os_str().is_empty() {
-            problems.push("root_path must not be empty (use / for this host)".to_string());
+            problems.push(Problem::sentence(
+                "root_path",
+                "must not be empty (use / for this host)",
+            ));
         }
         if let Some(name) = &self.host_name
             && name.trim().is_empty()
         {
-            problems.push(
-                "host_name is empty (an unset environment variable?); remove it to use the detected host name"
-                    .to_string(),
-            );
+            problems.push(Problem::sentence(
+                "host_name",
+                "is empty (an unset environment variable?); remove it to use the detected host name",
+            ));
         }
         let known_metrics = || {
             METRICS
@@ -191,24 +200,33 @@ impl ProcfsConfig {
         };
         for name in self.metrics.keys() {
             if spec(name).is_none() {
-                problems.push(format!(
-                    "metrics: unknown metric {name:?}; known metrics: {}",
-                    known_metrics()
+                problems.push(Problem::new(
+                    "metrics",
+                    format!(
+                        "unknown metric {name:?}; known metrics: {}",
+                        known_metrics()
+                    ),
                 ));
             }
         }
         for name in self.resource_attributes.keys() {
             if !RESOURCE_ATTRIBUTES.contains(&name.as_str()) {
-                problems.push(format!(
-                    "resource_attributes: unknown attribute {name:?}; known attributes: {}",
-                    RESOURCE_ATTRIBUTES.join(", ")
+                problems.push(Problem::new(
+                    "resource_attributes",
+                    format!(
+                        "unknown attribute {name:?}; known attributes: {}",
+                        RESOURCE_ATTRIBUTES.join(", ")
+                    ),
                 ));
             }
         }
         if !METRICS.iter().any(|m| self.metric_enabled(m.name)) {
-            problems.push(format!(
-                "metrics: every metric is disabled, so the receiver would emit nothing; enable one of: {}",
-                known_metrics()
+            problems.push(Problem::new(
+                "metrics",
+                format!(
+                    "every metric is disabled, so the receiver would emit nothing; enable one of: {}",
+                    known_metrics()
+                ),
             ));
         }
         problems
@@ -334,15 +352,27 @@ mod tests {
         )
         .expect("parses; validation is separate");
         let problems = c.validate();
-        assert_eq!(problems.len(), 5, "{problems:#?}");
-        assert!(problems[0].contains("collection_interval"));
-        assert!(problems[1].contains("root_path"));
-        assert!(problems[2].contains("host_name"));
-        assert!(problems[3].contains("\"process.cpu.seconds\""));
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "collection_interval",
+                "root_path",
+                "host_name",
+                "metrics",
+                "resource_attributes"
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[3].message.contains("\"process.cpu.seconds\""));
         // The message lists what is known, so the user can fix a typo.
-        assert!(problems[3].contains("process.cpu.time, process.cpu.utilization"));
-        assert!(problems[4].contains("\"process.env\""));
-        assert!(problems[4].contains("process.owner"));
+        assert!(
+            problems[3]
+                .message
+                .contains("process.cpu.time, process.cpu.utilization")
+        );
+        assert!(problems[4].message.contains("\"process.env\""));
+        assert!(problems[4].message.contains("process.owner"));
     }
 
     #[test]
@@ -354,6 +384,6 @@ mod tests {
         }
         let problems = c.validate();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("every metric is disabled"));
+        assert!(problems[0].message.contains("every metric is disabled"));
     }
 }

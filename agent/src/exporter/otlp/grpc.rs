@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use phoenix_processors::Problem;
 use phoenix_processors::model::Batch;
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -37,7 +38,7 @@ pub fn build(c: &OtlpGrpcConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn E
     // must still fail cleanly rather than half-work.
     let errors = c.validate();
     if !errors.is_empty() {
-        anyhow::bail!("{}: {}", ctx.id, errors.join("; "));
+        anyhow::bail!("{}: {}", ctx.id, Problem::join(&errors));
     }
     let runtime = sender::runtime(ctx)?;
     let target = c.endpoint.trim();

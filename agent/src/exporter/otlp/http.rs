@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use phoenix_processors::Problem;
 use phoenix_processors::model::Batch;
 use prost::Message;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -29,7 +30,7 @@ pub fn build(c: &OtlpHttpConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn E
     // must still fail cleanly rather than half-work.
     let errors = c.validate();
     if !errors.is_empty() {
-        anyhow::bail!("{}: {}", ctx.id, errors.join("; "));
+        anyhow::bail!("{}: {}", ctx.id, Problem::join(&errors));
     }
     let runtime = sender::runtime(ctx)?;
     let url = metrics_url(c.endpoint.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;

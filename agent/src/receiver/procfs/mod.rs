@@ -29,7 +29,8 @@ use anyhow::Context as _;
 use phoenix_processors::semconv;
 use phoenix_processors::time::format_rfc3339_millis;
 use phoenix_processors::{
-    Attributes, Batch, Interner, KeyValue, Metric, MetricDesc, Number, Point, Resource, Str, Value,
+    Attributes, Batch, Interner, KeyValue, Metric, MetricDesc, Number, Point, Problem, Resource,
+    Str, Value,
 };
 use smallvec::{SmallVec, smallvec};
 
@@ -322,7 +323,10 @@ impl ProcfsReceiver {
     pub fn new(config: &ProcfsConfig, registry: &Registry) -> anyhow::Result<Self> {
         let problems = config.validate();
         if !problems.is_empty() {
-            anyhow::bail!("invalid procfs receiver config: {}", problems.join("; "));
+            anyhow::bail!(
+                "invalid procfs receiver config: {}",
+                Problem::join(&problems)
+            );
         }
         let proc_path = config.root_path.join("proc");
         let proc_dir = Dir::open(&proc_path)
