@@ -43,7 +43,6 @@ pub struct AgentSettings {
 /// [`Agent::run_until`] do it): pipelines drain their exporters first.
 pub struct Agent {
     service: Service,
-    registry: Registry,
     reloads: mpsc::Sender<ReloadRequest>,
     /// Ends the run loop (and the controller session).
     stop: watch::Sender<bool>,
@@ -124,7 +123,6 @@ impl Agent {
         ));
         Ok(Agent {
             service,
-            registry,
             reloads,
             stop,
             run_loop,
@@ -136,11 +134,6 @@ impl Agent {
     /// The pipelines' runtime: what runs, and its reload path.
     pub fn service(&self) -> &Service {
         &self.service
-    }
-
-    /// The self-metrics registry served on `/metrics`.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
     }
 
     /// Ask for a reload the way `POST /-/reload` and the controller do:
