@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use phoenix_agent::agent::{Agent, AgentSettings, ConfigSources, REMOTE_CONFIG_FILE};
-use phoenix_agent::pipeline::{ReloadError, ReloadSource};
+use phoenix_agent::pipeline::{ReloadError, ReloadSource, Service};
+use phoenix_agent::telemetry::server::Health;
 use phoenix_config::config_hash;
+use phoenix_telemetry::registry::Registry;
 
 /// A config whose one pipeline is named `name`, with the telemetry endpoint
 /// on a free port so that several agents can run at once.
@@ -200,4 +202,26 @@ service:
         "the unbuildable kept config is forgotten"
     );
     agent.stop().await;
+}
+
+/// On one thread nothing spawned has run yet when a start that failed late
+/// (a telemetry port in use) shuts the pipelines down again: the receiver
+/// loops have not subscribed to the stop signal. They must still see it.
+#[tokio::test(flavor = "current_thread")]
+async fn pipelines_shut_down_before_their_loops_ran_still_stop() {
+    let scratch = Scratch::new("early-stop");
+    let sources = scratch.sources();
+    write(sources.file.as_ref().unwrap(), &config("early"));
+    let loaded = sources.initial().expect("a valid config");
+    let service = Service::start(
+        loaded.config,
+        &loaded.text,
+        ReloadSource::Startup,
+        &Registry::new(),
+        Health::new(),
+    )
+    .expect("the config builds");
+    tokio::time::timeout(Duration::from_secs(10), service.shutdown())
+        .await
+        .expect("the receiver loops end although they had not started");
 }

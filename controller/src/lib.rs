@@ -248,7 +248,7 @@ impl Running {
     /// Stop serving: sessions are closed (agents reconnect elsewhere or
     /// later), listeners stop, and the store is released.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
         self.shared.fleet.close_all();
         for task in self.tasks {
             // Graceful first; a server stuck on a connection that will not

@@ -108,8 +108,15 @@ impl Running {
     }
 
     /// SIGTERM, then wait up to `timeout` for the exit; the captured output.
-    pub fn stop(mut self, timeout: Duration) -> Output {
+    pub fn stop(self, timeout: Duration) -> Output {
         self.signal(libc::SIGTERM);
+        self.wait_exit(timeout)
+    }
+
+    /// Wait up to `timeout` for the process to exit on its own (killed
+    /// after that, so a hang fails the test instead of stalling the suite);
+    /// the captured output.
+    pub fn wait_exit(mut self, timeout: Duration) -> Output {
         let deadline = Instant::now() + timeout;
         loop {
             match self.child.try_wait() {

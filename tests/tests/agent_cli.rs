@@ -221,12 +221,10 @@ fn a_port_in_use_is_a_clear_runtime_failure() {
         format!("receivers: {{ procfs: {{}} }}\nexporters: {{ console: {{}} }}\nservice:\n  pipelines:\n    metrics/a: {{ receivers: [procfs], exporters: [console] }}\n  telemetry: {{ address: 127.0.0.1:{port} }}\n"),
     )
     .unwrap();
-    let out = std::process::Command::new(agent())
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // A hang here once stalled CI: the agent must exit on its own.
+    let out = Running::start(&agent(), &["--config", path.to_str().unwrap()])
+        .wait_exit(Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }

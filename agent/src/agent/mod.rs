@@ -164,10 +164,10 @@ impl Agent {
     /// Stop: end the controller session, drain the exporters, close the
     /// telemetry endpoint.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
         let _ = self.run_loop.await;
         self.service.shutdown().await;
-        let _ = self.stop_telemetry.send(true);
+        self.stop_telemetry.send_replace(true);
         let _ = self.telemetry.await;
         tracing::info!("phoenix-agent stopped");
     }

@@ -342,7 +342,10 @@ impl Service {
     /// Stop every receiver loop, then let every exporter deliver what it
     /// holds (concurrently, within one deadline).
     pub async fn shutdown(&self) {
-        let _ = self.shared.stop.send(true);
+        // `send_replace`, not `send`: a receiver loop not yet polled has
+        // not subscribed, `send` would then fail and leave the value false,
+        // and the loop, subscribing afterwards, would run forever.
+        self.shared.stop.send_replace(true);
         let loops: Vec<JoinHandle<()>> = {
             let mut loops = self.shared.loops.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::take(&mut *loops).into_values().collect()
