@@ -204,6 +204,53 @@ service:
     agent.stop().await;
 }
 
+/// A remote config may change what is measured, never how the node is
+/// reached: one that turns `POST /-/reload` open is refused as a whole and
+/// not kept; one kept from before (an older agent accepted it) is passed
+/// over at start, so the telemetry endpoint runs as the local file says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_config_cannot_change_the_local_telemetry() {
+    let scratch = Scratch::new("local-telemetry");
+    let sources = scratch.sources();
+    let local = config("local");
+    write(sources.file.as_ref().unwrap(), &local);
+    let open = config("open").replace(
+        "telemetry: { address: \"127.0.0.1:0\" }",
+        "telemetry: { address: \"127.0.0.1:0\", remote_reload: true, accept_config_body: true }",
+    );
+    assert!(open.contains("remote_reload"));
+
+    let agent = start(sources.clone()).await;
+    let refused = agent
+        .reload(Some(open.clone()), ReloadSource::Controller)
+        .await
+        .expect_err("a remote config that opens /-/reload is refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("service.telemetry is local-only"),
+        "{refused}"
+    );
+    assert_eq!(agent.service().applied().hash, config_hash(&local));
+    assert_eq!(scratch.kept(), None);
+    // Leaving telemetry out is fine: the local settings stay.
+    let without = config("without").replace("  telemetry: { address: \"127.0.0.1:0\" }\n", "");
+    agent
+        .reload(Some(without), ReloadSource::Controller)
+        .await
+        .expect("a remote config without telemetry applies");
+    assert_eq!(
+        agent.service().config().telemetry,
+        agent.service().local_config().telemetry
+    );
+    agent.stop().await;
+
+    write(&scratch.0.join("state").join(REMOTE_CONFIG_FILE), &open);
+    let initial = sources.initial().expect("the file is used");
+    assert_eq!(initial.text, local, "the kept config breaks the policy");
+    assert!(!initial.config.telemetry.remote_reload);
+}
+
 /// On one thread nothing spawned has run yet when a start that failed late
 /// (a telemetry port in use) shuts the pipelines down again: the receiver
 /// loops have not subscribed to the stop signal. They must still see it.

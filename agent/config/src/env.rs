@@ -4,22 +4,45 @@
 
 use serde_norway::Value;
 
+/// What a substitution pass found.
+#[derive(Debug, Default)]
+pub struct Substitution {
+    /// Variables referenced without a default that are not set.
+    pub missing: Vec<String>,
+    /// Variables a remote config may not read, with the YAML path of the
+    /// value that referenced them (nothing was substituted for them).
+    pub refused: Vec<(String, Vec<String>)>,
+    /// Every (name, value) substituted: error texts replace these values
+    /// by their reference, so no error ever echoes one.
+    pub values: Vec<(String, String)>,
+}
+
 /// Replace every `${env:NAME}` (or `${env:NAME:-default}`) in the string
 /// scalars of `value`. A scalar that is exactly one reference is re-read as
 /// a YAML scalar, so `${env:PORT}` can fill a number. `$$` escapes a `$`.
-/// Returns the names of unset variables without a default.
-pub fn substitute(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
-    let mut missing = Vec::new();
-    walk(value, lookup, &mut missing);
-    missing
+/// Names `allowed` refuses are not looked up at all.
+pub fn substitute(
+    value: &mut Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Substitution {
+    let mut found = Substitution::default();
+    let mut path = Vec::new();
+    walk(value, &Env { lookup, allowed }, &mut path, &mut found);
+    found
 }
 
-fn walk(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>, missing: &mut Vec<String>) {
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    allowed: &'a dyn Fn(&str) -> bool,
+}
+
+fn walk(value: &mut Value, env: &Env, path: &mut Vec<String>, found: &mut Substitution) {
     match value {
         Value::String(s) if s.contains('$') => {
             let whole_reference =
                 s.starts_with("${env:") && s.ends_with('}') && s.matches("${").count() == 1;
-            let replaced = expand(s, lookup, missing);
+            let replaced = expand(s, env, path, found);
             *value = if whole_reference {
                 serde_norway::from_str::<Value>(&replaced)
                     .ok()
@@ -31,13 +54,19 @@ fn walk(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>, missing: &mu
                 Value::String(replaced)
             };
         }
-        Value::Sequence(items) => items.iter_mut().for_each(|v| walk(v, lookup, missing)),
-        Value::Mapping(map) => map.values_mut().for_each(|v| walk(v, lookup, missing)),
+        Value::Sequence(items) => items.iter_mut().for_each(|v| walk(v, env, path, found)),
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(k.as_str().unwrap_or("?").to_string());
+                walk(v, env, path, found);
+                path.pop();
+            }
+        }
         _ => {}
     }
 }
 
-fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, missing: &mut Vec<String>) -> String {
+fn expand(s: &str, env: &Env, path: &[String], found: &mut Substitution) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
@@ -54,10 +83,17 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, missing: &mut Vec<St
                 Some((n, d)) => (n, Some(d)),
                 None => (spec, None),
             };
-            match (lookup(name), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => missing.push(name.to_string()),
+            if !(env.allowed)(name) {
+                found.refused.push((name.to_string(), path.to_vec()));
+            } else {
+                match ((env.lookup)(name), default) {
+                    (Some(v), _) => {
+                        out.push_str(&v);
+                        found.values.push((name.to_string(), v));
+                    }
+                    (None, Some(d)) => out.push_str(d),
+                    (None, None) => found.missing.push(name.to_string()),
+                }
             }
             rest = &body[end + 1..];
         } else {
@@ -66,6 +102,19 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>, missing: &mut Vec<St
         }
     }
     out.push_str(rest);
+    out
+}
+
+/// `text` with every substituted value of at least three characters
+/// replaced by its `${env:NAME}` reference (shorter ones would blank out
+/// ordinary words and numbers, and are no secret).
+pub fn redact(text: &str, values: &[(String, String)]) -> String {
+    let mut out = text.to_string();
+    for (name, value) in values {
+        if value.chars().count() >= 3 && out.contains(value.as_str()) {
+            out = out.replace(value.as_str(), &format!("${{env:{name}}}"));
+        }
+    }
     out
 }
 
@@ -86,7 +135,7 @@ mod tests {
         let mut v: Value =
             serde_norway::from_str("a: 'http://${env:HOST}:${env:PORT}'\nb: ${env:PORT}\nc: '$$5'")
                 .unwrap();
-        assert!(substitute(&mut v, &env).is_empty());
+        assert!(substitute(&mut v, &env, &|_| true).missing.is_empty());
         assert_eq!(v["a"], Value::String("http://node-1:4317".into()));
         assert_eq!(v["b"], serde_norway::from_str::<Value>("4317").unwrap());
         assert_eq!(v["c"], Value::String("$5".into()));
@@ -95,7 +144,10 @@ mod tests {
     #[test]
     fn reports_unset_variables_and_uses_defaults() {
         let mut v: Value = serde_norway::from_str("a: ${env:NOPE}\nb: ${env:NOPE2:-x}").unwrap();
-        assert_eq!(substitute(&mut v, &env), vec!["NOPE".to_string()]);
+        assert_eq!(
+            substitute(&mut v, &env, &|_| true).missing,
+            vec!["NOPE".to_string()]
+        );
         assert_eq!(v["b"], Value::String("x".into()));
     }
 
@@ -103,7 +155,49 @@ mod tests {
     fn a_value_cannot_inject_structure() {
         let evil = |_: &str| Some("{x: 1}".to_string());
         let mut v: Value = serde_norway::from_str("a: ${env:E}").unwrap();
-        substitute(&mut v, &evil);
+        substitute(&mut v, &evil, &|_| true);
         assert_eq!(v["a"], Value::String("{x: 1}".into()));
+    }
+
+    #[test]
+    fn refused_names_are_not_read_and_are_reported_with_their_path() {
+        let mut v: Value =
+            serde_norway::from_str("exporters:\n  otlp_http:\n    headers: { k: 'Bearer ${env:SECRET:-x}' }\nb: ${env:HOST}")
+                .unwrap();
+        let read = std::cell::RefCell::new(Vec::new());
+        let lookup = |name: &str| {
+            read.borrow_mut().push(name.to_string());
+            env(name)
+        };
+        let found = substitute(&mut v, &lookup, &|name| name != "SECRET");
+        assert_eq!(
+            found.refused,
+            vec![(
+                "SECRET".to_string(),
+                vec![
+                    "exporters".to_string(),
+                    "otlp_http".into(),
+                    "headers".into(),
+                    "k".into()
+                ]
+            )]
+        );
+        assert_eq!(*read.borrow(), ["HOST"], "a refused variable is never read");
+        assert_eq!(
+            found.values,
+            vec![("HOST".to_string(), "node-1".to_string())]
+        );
+    }
+
+    #[test]
+    fn redaction_puts_the_reference_back() {
+        let values = vec![
+            ("TOKEN".to_string(), "s3cr3t".to_string()),
+            ("N".into(), "1".into()),
+        ];
+        assert_eq!(
+            redact("invalid duration \"s3cr3t\": must be at least 1", &values),
+            "invalid duration \"${env:TOKEN}\": must be at least 1"
+        );
     }
 }

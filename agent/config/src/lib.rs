@@ -14,11 +14,13 @@ mod env;
 pub mod exporter;
 mod hash;
 mod locate;
+pub mod policy;
 pub mod receiver;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_norway::Value;
@@ -29,6 +31,7 @@ pub use hash::{config_hash, short_hash};
 use phoenix_processors::{Problem, ProcessorConfig};
 
 pub use crate::exporter::ExporterConfig;
+pub use crate::policy::RemotePolicy;
 pub use crate::receiver::ReceiverConfig;
 use crate::receiver::procfs::ProcfsConfig;
 
@@ -190,7 +193,23 @@ pub struct AgentConfig {
     pub exporters: BTreeMap<ComponentId, ExporterConfig>,
     pub pipelines: BTreeMap<ComponentId, PipelineConfig>,
     pub telemetry: TelemetryConfig,
+    /// What a remote config may do (`service.remote_config`): read from the
+    /// local config only; a remote config carries the local one's.
+    pub remote_policy: RemotePolicy,
     pub experiment: Option<ExperimentConfig>,
+}
+
+/// How a remote config (pushed, posted to `/-/reload`, or kept from one of
+/// those) is loaded: within the local config's policy.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteRules<'a> {
+    pub policy: &'a RemotePolicy,
+    /// The local `service.telemetry`: a remote config may repeat it, never
+    /// change it. None (the controller, which does not know it): a remote
+    /// config must leave `service.telemetry` out.
+    pub telemetry: Option<&'a TelemetryConfig>,
+    /// The local `procfs.root_path` (see [`RemotePolicy::check`]).
+    pub root_path: Option<&'a Path>,
 }
 
 impl AgentConfig {
@@ -205,7 +224,42 @@ impl AgentConfig {
         text: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<AgentConfig, ConfigErrors> {
-        Loader::new(text).load(lookup)
+        Loader::new(text, None).load(lookup)
+    }
+
+    /// Load a remote config within the policy of `local` (the config of the
+    /// node's own `--config` file): variables the policy does not list are
+    /// never read, `service.telemetry` and the policy stay the local ones,
+    /// and every rule is checked. A breach refuses the whole config.
+    pub fn load_remote(text: &str, local: &AgentConfig) -> Result<AgentConfig, ConfigErrors> {
+        let root_path = local.procfs_root_path();
+        let rules = RemoteRules {
+            policy: &local.remote_policy,
+            telemetry: Some(&local.telemetry),
+            root_path: Some(&root_path),
+        };
+        Self::load_with_rules(text, &|name| std::env::var(name).ok(), rules)
+    }
+
+    /// [`AgentConfig::load_remote`] with explicit rules and environment:
+    /// the controller checks a push against each target's reported policy
+    /// with an empty environment.
+    pub fn load_with_rules(
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        rules: RemoteRules,
+    ) -> Result<AgentConfig, ConfigErrors> {
+        Loader::new(text, Some(rules)).load(lookup)
+    }
+
+    /// The `procfs.root_path` of the first procfs receiver (`/` without one):
+    /// what a remote config must keep unless the policy allows otherwise.
+    pub fn procfs_root_path(&self) -> PathBuf {
+        self.receivers
+            .values()
+            .map(|ReceiverConfig::Procfs(p)| p.root_path.clone())
+            .next()
+            .unwrap_or_else(|| PathBuf::from("/"))
     }
 
     /// The embedded default config (procfs every 10s, console, Prometheus on
@@ -218,11 +272,29 @@ impl AgentConfig {
 /// Collects errors while walking one config text.
 struct Loader<'a> {
     text: &'a str,
+    /// Set for a remote config: the local policy it is loaded within.
+    remote: Option<RemoteRules<'a>>,
     errors: Vec<ConfigError>,
     /// Every component id declared, valid or not, by section: a pipeline
     /// naming an invalid component gets that component's error, not a
     /// second "not defined" one.
     declared: BTreeMap<&'static str, std::collections::BTreeSet<ComponentId>>,
+}
+
+/// The `service` section, parsed.
+#[derive(Default)]
+struct ServiceSection {
+    pipelines: BTreeMap<ComponentId, PipelineConfig>,
+    telemetry: Option<TelemetryConfig>,
+    remote_policy: Option<RemotePolicy>,
+    given: Given,
+}
+
+/// Which local-only keys a config sets.
+#[derive(Debug, Default, Clone, Copy)]
+struct Given {
+    telemetry: bool,
+    remote_config: bool,
 }
 
 const SECTIONS: &[&str] = &[
@@ -234,9 +306,10 @@ const SECTIONS: &[&str] = &[
 ];
 
 impl<'a> Loader<'a> {
-    fn new(text: &'a str) -> Self {
+    fn new(text: &'a str, remote: Option<RemoteRules<'a>>) -> Self {
         Loader {
             text,
+            remote,
             errors: Vec::new(),
             declared: BTreeMap::new(),
         }
@@ -287,9 +360,41 @@ impl<'a> Loader<'a> {
         if root.is_null() {
             root = Value::Mapping(Default::default());
         }
-        for name in env::substitute(&mut root, lookup) {
+        let policy = self.remote.map(|r| r.policy);
+        let allowed = |name: &str| policy.is_none_or(|p| p.allows_env(name));
+        let substitution = env::substitute(&mut root, lookup, &allowed);
+        for name in &substitution.missing {
             self.error(None, &[], format!("environment variable {name} is not set (write ${{env:{name}:-default}} to give a default)"));
         }
+        for (name, path) in &substitution.refused {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            self.error(
+                None,
+                &path,
+                format!(
+                    "{}: policy env: a remote config may not read ${{env:{name}}} \
+                     (service.remote_config.env of the local config lists what it may read)",
+                    path.join(".")
+                ),
+            );
+        }
+        let result = self.load_substituted(root);
+        // No error text echoes a substituted value (a token read through
+        // `${env:...}` into a field that then fails to parse, say).
+        result.map_err(|ConfigErrors(errors)| {
+            ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|mut e| {
+                        e.message = env::redact(&e.message, &substitution.values);
+                        e
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    fn load_substituted(mut self, root: Value) -> Result<AgentConfig, ConfigErrors> {
         let Value::Mapping(top) = root else {
             return Err(ConfigErrors(vec![ConfigError {
                 component: None,
@@ -343,23 +448,62 @@ impl<'a> Loader<'a> {
                 (c, problems)
             })
         });
-        let (pipelines, telemetry) = self.service(sections.remove("service"));
-        let experiment = self.experiment(sections.remove("experiment"), &pipelines);
-        self.check_references(&pipelines);
-
+        let service = self.service(sections.remove("service"));
+        let experiment = self.experiment(sections.remove("experiment"), &service.pipelines);
+        self.check_references(&service.pipelines);
+        let mut config = AgentConfig {
+            receivers,
+            processors,
+            exporters,
+            pipelines: service.pipelines,
+            telemetry: service.telemetry.unwrap_or_default(),
+            remote_policy: service.remote_policy.unwrap_or_default(),
+            experiment,
+        };
+        if let Some(rules) = self.remote {
+            self.local_only(rules, &mut config, service.given);
+            for b in rules.policy.check(&config, rules.root_path) {
+                let path: Vec<&str> = b.path.iter().map(String::as_str).collect();
+                self.error(b.component, &path, b.message);
+            }
+        }
         if !self.errors.is_empty() {
             self.errors
                 .sort_by_key(|e| e.location.unwrap_or((usize::MAX, 0)));
             return Err(ConfigErrors(self.errors));
         }
-        Ok(AgentConfig {
-            receivers,
-            processors,
-            exporters,
-            pipelines,
-            telemetry,
-            experiment,
-        })
+        Ok(config)
+    }
+
+    /// `service.telemetry` and `service.remote_config` belong to the node:
+    /// a remote config may leave them out (it gets the local ones) or repeat
+    /// the local telemetry, never change either.
+    fn local_only(&mut self, rules: RemoteRules, config: &mut AgentConfig, given: Given) {
+        if given.remote_config {
+            self.error(
+                Some("service::remote_config".into()),
+                &["service", "remote_config"],
+                "service.remote_config is local-only: a remote config cannot change what remote configs may do",
+            );
+        }
+        match rules.telemetry {
+            Some(local) if !given.telemetry || config.telemetry == *local => {
+                config.telemetry = local.clone()
+            }
+            _ if !given.telemetry => {}
+            Some(_) => self.error(
+                Some("service::telemetry".into()),
+                &["service", "telemetry"],
+                "service.telemetry is local-only: a remote config must leave it out or repeat the local settings \
+                 (address, remote_reload, accept_config_body, logs)",
+            ),
+            None => self.error(
+                Some("service::telemetry".into()),
+                &["service", "telemetry"],
+                "service.telemetry is local-only: a remote config must leave it out",
+            ),
+        }
+        config.remote_policy = rules.policy.clone();
     }
 
     /// Parse one section (`receivers`, ...) of `id: config` entries.
@@ -413,16 +557,13 @@ impl<'a> Loader<'a> {
         out
     }
 
-    fn service(
-        &mut self,
-        value: Option<Value>,
-    ) -> (BTreeMap<ComponentId, PipelineConfig>, TelemetryConfig) {
-        let mut pipelines = BTreeMap::new();
-        let mut telemetry = TelemetryConfig::default();
+    fn service(&mut self, value: Option<Value>) -> ServiceSection {
+        let mut out = ServiceSection::default();
         let Some(Value::Mapping(service)) = value else {
             self.error(None, &["service"], "service.pipelines is required: at least one pipeline wiring receivers to exporters");
-            return (pipelines, telemetry);
+            return out;
         };
+        let pipelines = &mut out.pipelines;
         for (k, v) in service {
             match k.as_str() {
                 Some("pipelines") => {
@@ -459,20 +600,38 @@ impl<'a> Loader<'a> {
                         }
                     }
                 }
-                Some("telemetry") => match parse_typed::<TelemetryConfig>(v) {
-                    Ok(t) => telemetry = t,
-                    Err(e) => self.error(
-                        Some("service::telemetry".into()),
-                        &["service", "telemetry"],
-                        strip_location(&e),
-                    ),
-                },
+                Some("telemetry") => {
+                    out.given.telemetry = true;
+                    match parse_typed::<TelemetryConfig>(v) {
+                        Ok(t) => out.telemetry = Some(t),
+                        Err(e) => self.error(
+                            Some("service::telemetry".into()),
+                            &["service", "telemetry"],
+                            strip_location(&e),
+                        ),
+                    }
+                }
+                Some("remote_config") => {
+                    out.given.remote_config = true;
+                    let component = Some("service::remote_config".to_string());
+                    match parse_typed::<RemotePolicy>(v) {
+                        Ok(policy) => {
+                            for p in policy.validate() {
+                                self.problem(&component, "service", "remote_config", p);
+                            }
+                            out.remote_policy = Some(policy);
+                        }
+                        Err(e) => {
+                            self.error(component, &["service", "remote_config"], strip_location(&e))
+                        }
+                    }
+                }
                 _ => {
                     let key = yaml_key(&k);
                     self.error(
                         None,
                         &["service", &key],
-                        format!("unknown key service.{key} (expected pipelines, telemetry)"),
+                        format!("unknown key service.{key} (expected pipelines, telemetry, remote_config)"),
                     );
                 }
             }
@@ -490,7 +649,7 @@ impl<'a> Loader<'a> {
                 "service.pipelines is empty: define at least one pipeline",
             );
         }
-        (pipelines, telemetry)
+        out
     }
 
     fn pipeline(&mut self, key: &str, raw: RawPipeline) -> Option<PipelineConfig> {

@@ -256,3 +256,182 @@ service:
     let pipeline_errors = load("receivers: { procfs: {} }\n").unwrap_err().0;
     assert!(pipeline_errors.iter().all(|e| e.field.is_none()));
 }
+
+/// The remote-config rules, checked through the loader as the agent runs
+/// them: a local config with a policy, remote texts against it.
+mod remote {
+    use super::*;
+
+    const LOCAL: &str = "\
+receivers:
+  procfs: { root_path: /host }
+exporters:
+  console:
+service:
+  pipelines:
+    metrics/a: { receivers: [procfs], exporters: [console] }
+  telemetry: { address: 0.0.0.0:8888 }
+  remote_config:
+    file_export_dirs: [/var/lib/phoenix/exports]
+    otlp_endpoints: [collector.example:4317]
+    ca_files: [/etc/phoenix/ca.pem]
+";
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "NODE_NAME" => Some("node-7".into()),
+            "PHOENIX_CONTROLLER_TOKEN" => Some("very-secret-token".into()),
+            _ => None,
+        }
+    }
+
+    fn remote(text: &str) -> Result<AgentConfig, ConfigErrors> {
+        let local = load(LOCAL).unwrap();
+        let root = local.procfs_root_path();
+        let rules = RemoteRules {
+            policy: &local.remote_policy,
+            telemetry: Some(&local.telemetry),
+            root_path: Some(&root),
+        };
+        AgentConfig::load_with_rules(text, &env, rules)
+    }
+
+    fn refusal(text: &str) -> String {
+        remote(text).expect_err("refused").to_string()
+    }
+
+    fn with(receiver: &str, exporter: &str, service_extra: &str) -> String {
+        format!(
+            "receivers:\n  procfs: {receiver}\nexporters:\n  {exporter}\nservice:\n  pipelines:\n    metrics/r: {{ receivers: [procfs], exporters: [{}] }}\n{service_extra}",
+            exporter.split(':').next().unwrap()
+        )
+    }
+
+    #[test]
+    fn a_remote_config_within_the_policy_gets_the_local_telemetry_and_policy() {
+        let c = remote(&with(
+            "{ root_path: /host, host_name: '${env:NODE_NAME}' }",
+            "file: { path: /var/lib/phoenix/exports/m.jsonl }",
+            "",
+        ))
+        .unwrap();
+        let local = load(LOCAL).unwrap();
+        assert_eq!(c.telemetry, local.telemetry);
+        assert_eq!(c.remote_policy, local.remote_policy);
+    }
+
+    #[test]
+    fn telemetry_and_the_policy_are_local_only() {
+        let changed = refusal(&with(
+            "{ root_path: /host }",
+            "console:",
+            "  telemetry: { address: 0.0.0.0:8888, remote_reload: true, accept_config_body: true }\n",
+        ));
+        assert!(
+            changed.contains("service.telemetry is local-only"),
+            "{changed}"
+        );
+        // Repeating the local settings is fine.
+        remote(&with(
+            "{ root_path: /host }",
+            "console:",
+            "  telemetry: { address: 0.0.0.0:8888 }\n",
+        ))
+        .unwrap();
+        let policy = refusal(&with(
+            "{ root_path: /host }",
+            "console:",
+            "  remote_config: { file_export_dirs: [/] }\n",
+        ));
+        assert!(
+            policy.contains("service.remote_config is local-only"),
+            "{policy}"
+        );
+    }
+
+    #[test]
+    fn files_only_under_the_allowed_directories() {
+        for path in [
+            "/proc/1/root/etc/profile.d/x.sh",
+            "/var/lib/phoenix/exports/../../../etc/cron.d/x",
+            "/etc/passwd",
+            "relative.jsonl",
+        ] {
+            let e = refusal(&with(
+                "{ root_path: /host }",
+                &format!("file: {{ path: '{path}' }}"),
+                "",
+            ));
+            assert!(
+                e.contains("exporters::file: path: policy file_export_dirs"),
+                "{path}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn variables_outside_the_list_are_refused_and_never_echoed() {
+        let e = refusal(&with(
+            "{ root_path: /host, collection_interval: '${env:PHOENIX_CONTROLLER_TOKEN:-10s}' }",
+            "console:",
+            "",
+        ));
+        assert!(
+            e.contains("policy env") && e.contains("PHOENIX_CONTROLLER_TOKEN"),
+            "{e}"
+        );
+        assert!(e.contains("line "), "located: {e}");
+        assert!(!e.contains("very-secret-token"), "{e}");
+    }
+
+    #[test]
+    fn a_local_config_never_echoes_a_substituted_value_either() {
+        let text = "receivers:\n  procfs: { collection_interval: '${env:PHOENIX_CONTROLLER_TOKEN}' }\nexporters: { console: }\nservice:\n  pipelines:\n    metrics/a: { receivers: [procfs], exporters: [console] }\n";
+        let e = AgentConfig::load_with_env(text, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("very-secret-token"), "{e}");
+        assert!(e.contains("${env:PHOENIX_CONTROLLER_TOKEN}"), "{e}");
+    }
+
+    #[test]
+    fn endpoints_ca_files_and_root_path_follow_the_policy() {
+        let e = refusal(&with(
+            "{ root_path: /host }",
+            "otlp_http: { endpoint: 'http://evil.example:4318' }",
+            "",
+        ));
+        assert!(e.contains("endpoint: policy otlp_endpoints"), "{e}");
+        remote(&with(
+            "{ root_path: /host }",
+            "otlp_grpc: { endpoint: 'https://collector.example:4317', tls: { ca_file: /etc/phoenix/ca.pem } }",
+            "",
+        ))
+        .unwrap();
+        let e = refusal(&with(
+            "{ root_path: /host }",
+            "otlp_grpc: { endpoint: 'https://collector.example:4317', tls: { ca_file: /root/.ssh/id_rsa } }",
+            "",
+        ));
+        assert!(e.contains("tls.ca_file: policy ca_files"), "{e}");
+        let e = refusal(&with("{ root_path: / }", "console:", ""));
+        assert!(e.contains("root_path: policy allow_root_path"), "{e}");
+    }
+
+    #[test]
+    fn a_local_config_sets_its_policy_and_bad_policies_are_named() {
+        let local = load(LOCAL).unwrap();
+        assert_eq!(
+            local.remote_policy.file_export_dirs,
+            [PathBuf::from("/var/lib/phoenix/exports")]
+        );
+        assert_eq!(local.remote_policy.env, policy::DEFAULT_ENV);
+        let e = load(&LOCAL.replace("[/var/lib/phoenix/exports]", "[/proc/self]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("service::remote_config: file_export_dirs[0]: must not be under /proc"),
+            "{e}"
+        );
+    }
+}

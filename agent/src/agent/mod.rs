@@ -185,14 +185,17 @@ fn start_service(
 ) -> anyhow::Result<(Service, TelemetryConfig)> {
     let start = |loaded: LoadedConfig| {
         let telemetry = loaded.config.telemetry.clone();
-        Service::start(
+        let service = Service::start(
             loaded.config,
             &loaded.text,
             ReloadSource::Startup,
             registry,
             health.clone(),
-        )
-        .map(|service| (service, telemetry))
+        )?;
+        if let Some(local) = loaded.local {
+            service.set_local_config(local);
+        }
+        anyhow::Ok((service, telemetry))
     };
     let kept_remote = initial.kept_remote;
     let source = initial.source.clone();
@@ -254,7 +257,7 @@ async fn run_loop(
             Some(request) = requests.recv() => {
                 let result = match request.text {
                     Some(text) => {
-                        let result = service.reload(&text, request.source).await;
+                        let result = service.reload_remote(&text, request.source).await;
                         if matches!(&result, Ok(outcome) if outcome.changed) {
                             sources.persist_remote(&text);
                         }

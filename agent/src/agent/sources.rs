@@ -30,6 +30,9 @@ pub struct LoadedConfig {
     pub source: String,
     /// Whether this is the remote config kept in `--state-dir`.
     pub kept_remote: bool,
+    /// For a kept remote config: the local config whose policy it was
+    /// loaded within (a local config is its own).
+    pub local: Option<AgentConfig>,
 }
 
 /// The config file the agent runs, for re-reads (SIGHUP, file change, an
@@ -42,26 +45,29 @@ pub struct ConfigSources {
 
 impl ConfigSources {
     /// The config to start with: the kept remote config when there is a
-    /// valid one (an invalid one is reported and skipped), else the file,
-    /// else the embedded default. An invalid file is an error that lists
-    /// every problem.
+    /// valid one within the local config's policy (another one is reported
+    /// and skipped), else the file, else the embedded default. The file is
+    /// always read: its policy governs the kept config, so an invalid file
+    /// is an error that lists every problem, kept config or not.
     pub fn initial(&self) -> Result<LoadedConfig, String> {
+        let local = load_file(self.file.as_deref())?;
         if let Some(path) = self.remote_config_path()
             && let Ok(text) = std::fs::read_to_string(&path)
         {
-            match AgentConfig::load(&text) {
+            match AgentConfig::load_remote(&text, &local.config) {
                 Ok(config) => {
                     return Ok(LoadedConfig {
                         config,
                         text,
                         source: path.display().to_string(),
                         kept_remote: true,
+                        local: Some(local.config),
                     });
                 }
                 Err(errors) => eprintln!("ignoring {}: {errors}", path.display()),
             }
         }
-        load_file(self.file.as_deref())
+        Ok(local)
     }
 
     /// The text of the `--config` file (the embedded default has none to
@@ -130,6 +136,7 @@ pub fn load_file(path: Option<&Path>) -> Result<LoadedConfig, String> {
             text: EMBEDDED_DEFAULT.to_string(),
             source: "embedded default".into(),
             kept_remote: false,
+            local: None,
         });
     };
     let text = std::fs::read_to_string(path)
@@ -140,6 +147,7 @@ pub fn load_file(path: Option<&Path>) -> Result<LoadedConfig, String> {
             text,
             source: path.display().to_string(),
             kept_remote: false,
+            local: None,
         }),
         Err(ConfigErrors(errors)) => {
             let mut out = format!("{}: {} error(s):", path.display(), errors.len());

@@ -46,6 +46,14 @@ pub enum ReloadSource {
     Controller,
 }
 
+/// Whose config a reload carries: the node's own, or a remote one held to
+/// the node's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Remote,
+}
+
 /// What a successful reload did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReloadOutcome {
@@ -121,6 +129,10 @@ impl ReloadMetrics {
 struct Shared {
     topology: ArcSwap<Topology>,
     config: ArcSwap<AgentConfig>,
+    /// The node's own config (its `--config` file or the embedded default):
+    /// its `service.remote_config` policy and telemetry govern every remote
+    /// config. Equal to `config` unless a remote config runs.
+    local: ArcSwap<AgentConfig>,
     applied: Mutex<AppliedConfig>,
     registry: Registry,
     health: Arc<Health>,
@@ -169,6 +181,7 @@ impl Service {
         let service = Service {
             shared: Arc::new(Shared {
                 topology: ArcSwap::from_pointee(topology),
+                local: ArcSwap::from_pointee(config.clone()),
                 config: ArcSwap::from_pointee(config),
                 applied: Mutex::new(applied),
                 registry: registry.clone(),
@@ -196,6 +209,17 @@ impl Service {
         self.shared.config.load_full()
     }
 
+    /// The node's own config, whose policy remote configs are loaded within.
+    pub fn local_config(&self) -> Arc<AgentConfig> {
+        self.shared.local.load_full()
+    }
+
+    /// Set the node's own config when the service started from another one
+    /// (a remote config kept in `--state-dir`).
+    pub fn set_local_config(&self, local: AgentConfig) {
+        self.shared.local.store(Arc::new(local));
+    }
+
     /// Every interval's report from now on (what each pipeline cost and
     /// kept). A slow listener misses reports rather than slowing the agent.
     pub fn subscribe_reports(&self) -> tokio::sync::broadcast::Receiver<Arc<IntervalReport>> {
@@ -219,6 +243,26 @@ impl Service {
         text: &str,
         source: ReloadSource,
     ) -> Result<ReloadOutcome, ReloadError> {
+        self.reload_from(text, source, Origin::Local).await
+    }
+
+    /// [`Service::reload`] of a remote config (pushed by a controller, or a
+    /// `POST /-/reload` body): loaded within the local config's policy, which
+    /// it cannot change.
+    pub async fn reload_remote(
+        &self,
+        text: &str,
+        source: ReloadSource,
+    ) -> Result<ReloadOutcome, ReloadError> {
+        self.reload_from(text, source, Origin::Remote).await
+    }
+
+    async fn reload_from(
+        &self,
+        text: &str,
+        source: ReloadSource,
+        origin: Origin,
+    ) -> Result<ReloadOutcome, ReloadError> {
         let _one_at_a_time = self.shared.reload_lock.lock().await;
         let hash = config_hash(text);
         let previous_hash = self.applied().hash;
@@ -231,7 +275,7 @@ impl Service {
                 summary: BuildSummary::default(),
             });
         }
-        let result = self.apply(text, &hash, source);
+        let result = self.apply(text, &hash, source, origin);
         match &result {
             Ok(outcome) => {
                 self.shared.metrics.succeeded.inc();
@@ -256,8 +300,13 @@ impl Service {
         text: &str,
         hash: &str,
         source: ReloadSource,
+        origin: Origin,
     ) -> Result<ReloadOutcome, ReloadError> {
-        let config = AgentConfig::load(text).map_err(ReloadError::Invalid)?;
+        let config = match origin {
+            Origin::Local => AgentConfig::load(text),
+            Origin::Remote => AgentConfig::load_remote(text, &self.shared.local.load()),
+        }
+        .map_err(ReloadError::Invalid)?;
         let running = self.shared.config.load_full();
         if config.telemetry != running.telemetry {
             tracing::warn!(
@@ -270,7 +319,11 @@ impl Service {
         let dropped = current.exporters_dropped_by(&next);
         // The swap: receiver loops pick the new topology up at their next tick.
         self.shared.topology.store(Arc::new(next));
-        self.shared.config.store(Arc::new(config));
+        let config = Arc::new(config);
+        if origin == Origin::Local {
+            self.shared.local.store(config.clone());
+        }
+        self.shared.config.store(config);
         let applied = AppliedConfig {
             hash: hash.to_string(),
             applied_at_unix_seconds: unix_now(),

@@ -1,5 +1,5 @@
-//! One agent config from an experiment: the base's receivers, exporters
-//! and telemetry, and one pipeline per variant on the same scrape, each
+//! One agent config from an experiment: the base's receivers and
+//! exporters, and one pipeline per variant on the same scrape, each
 //! with its own processors (renamed `type/<variant>.<name>` so variants
 //! never share processor state), plus the `experiment` block that makes the
 //! agent compare every candidate with the baseline.
@@ -125,7 +125,7 @@ fn rename(id: &str, variant: &str) -> String {
     }
 }
 
-/// The base config: receivers, exporters, telemetry.
+/// The base config: receivers and exporters.
 fn base_config(dir: &Path, spec: &ExperimentSpec) -> Result<Value, SpecError> {
     if let Some(base) = &spec.base {
         if let Some(t) = &base.template {
@@ -243,9 +243,8 @@ pub fn compose(
 
     let mut service = Mapping::new();
     service.insert(key("pipelines"), Value::Mapping(pipelines));
-    if let Some(t) = base.get("service").and_then(|s| s.get("telemetry")) {
-        service.insert(key("telemetry"), t.clone());
-    }
+    // No `service.telemetry`: it is local-only on every agent (a remote
+    // config that changes it is refused), and each agent keeps its own.
     let mut config = Mapping::new();
     config.insert(key("receivers"), Value::Mapping(receivers));
     if !processors.is_empty() {

@@ -32,7 +32,7 @@ pub struct ExperimentSpec {
     #[serde(default)]
     pub description: String,
     pub targets: Targets,
-    /// Where receivers, exporters and telemetry settings come from: a
+    /// Where receivers and exporters come from: a
     /// template or an inline agent config. Default: the baseline's template,
     /// else the agent's embedded default config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
