@@ -62,7 +62,10 @@ pub struct Agent {
 }
 
 /// An agent config with a 1 s procfs receiver, a file exporter and, if
-/// given, a Prometheus exporter on `prometheus`.
+/// given, a Prometheus exporter on `prometheus`; its policy lets remote
+/// configs write files in `out`'s directory (the test's own) and read
+/// `PHOENIX_EXPERIMENT_OUT` (where experiments write), so the same text
+/// serves as a node's local config and as a pushed one.
 pub fn agent_config(out: &Path, telemetry: u16, pipeline: &str, prometheus: Option<u16>) -> String {
     let (extra, names) = match prometheus {
         Some(port) => (
@@ -80,8 +83,12 @@ exporters:
   pipelines:
     {pipeline}: {{ receivers: [procfs], exporters: [{names}] }}
   telemetry: {{ address: 127.0.0.1:{telemetry} }}
+  remote_config:
+    file_export_dirs: [\"{}\"]
+    env: [NODE_NAME, PHOENIX_ROOT_PATH, OTLP_ENDPOINT, PHOENIX_EXPERIMENT_OUT]
 ",
-        out.display()
+        out.display(),
+        out.parent().unwrap_or(Path::new("/")).display()
     )
 }
 

@@ -32,8 +32,11 @@ service:
   telemetry:
     address: 127.0.0.1:{telemetry}
     accept_config_body: true
+  remote_config:
+    file_export_dirs: [\"{dir}\"]
 ",
-        out = out.display()
+        out = out.display(),
+        dir = out.parent().unwrap_or(Path::new("/")).display()
     )
 }
 

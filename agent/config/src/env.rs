@@ -15,6 +15,10 @@ pub struct Substitution {
     /// Every (name, value) substituted: error texts replace these values
     /// by their reference, so no error ever echoes one.
     pub values: Vec<(String, String)>,
+    /// The YAML paths of the scalars that read a variable: their values
+    /// depend on the environment (the controller, which knows none, leaves
+    /// them to the agent).
+    pub referenced: Vec<Vec<String>>,
 }
 
 /// Replace every `${env:NAME}` (or `${env:NAME:-default}`) in the string
@@ -42,6 +46,9 @@ fn walk(value: &mut Value, env: &Env, path: &mut Vec<String>, found: &mut Substi
         Value::String(s) if s.contains('$') => {
             let whole_reference =
                 s.starts_with("${env:") && s.ends_with('}') && s.matches("${").count() == 1;
+            if s.contains("${env:") {
+                found.referenced.push(path.clone());
+            }
             let replaced = expand(s, env, path, found);
             *value = if whole_reference {
                 serde_norway::from_str::<Value>(&replaced)

@@ -210,6 +210,10 @@ pub struct RemoteRules<'a> {
     pub telemetry: Option<&'a TelemetryConfig>,
     /// The local `procfs.root_path` (see [`RemotePolicy::check`]).
     pub root_path: Option<&'a Path>,
+    /// Whether the environment is the agent's own. False for the
+    /// controller: values read from `${env:...}` are then unknown, and only
+    /// the literal ones are checked (the agent checks the rest).
+    pub env_known: bool,
 }
 
 impl AgentConfig {
@@ -237,6 +241,7 @@ impl AgentConfig {
             policy: &local.remote_policy,
             telemetry: Some(&local.telemetry),
             root_path: Some(&root_path),
+            env_known: true,
         };
         Self::load_with_rules(text, &|name| std::env::var(name).ok(), rules)
     }
@@ -378,7 +383,7 @@ impl<'a> Loader<'a> {
                 ),
             );
         }
-        let result = self.load_substituted(root);
+        let result = self.load_substituted(root, &substitution.referenced);
         // No error text echoes a substituted value (a token read through
         // `${env:...}` into a field that then fails to parse, say).
         result.map_err(|ConfigErrors(errors)| {
@@ -394,7 +399,11 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn load_substituted(mut self, root: Value) -> Result<AgentConfig, ConfigErrors> {
+    fn load_substituted(
+        mut self,
+        root: Value,
+        referenced: &[Vec<String>],
+    ) -> Result<AgentConfig, ConfigErrors> {
         let Value::Mapping(top) = root else {
             return Err(ConfigErrors(vec![ConfigError {
                 component: None,
@@ -463,6 +472,9 @@ impl<'a> Loader<'a> {
         if let Some(rules) = self.remote {
             self.local_only(rules, &mut config, service.given);
             for b in rules.policy.check(&config, rules.root_path) {
+                if !rules.env_known && referenced.contains(&b.path) {
+                    continue;
+                }
                 let path: Vec<&str> = b.path.iter().map(String::as_str).collect();
                 self.error(b.component, &path, b.message);
             }
@@ -477,13 +489,13 @@ impl<'a> Loader<'a> {
 
     /// `service.telemetry` and `service.remote_config` belong to the node:
     /// a remote config may leave them out (it gets the local ones) or repeat
-    /// the local telemetry, never change either.
+    /// them, never change either.
     fn local_only(&mut self, rules: RemoteRules, config: &mut AgentConfig, given: Given) {
-        if given.remote_config {
+        if given.remote_config && config.remote_policy != *rules.policy {
             self.error(
                 Some("service::remote_config".into()),
                 &["service", "remote_config"],
-                "service.remote_config is local-only: a remote config cannot change what remote configs may do",
+                "service.remote_config is local-only: a remote config must leave it out or repeat the local policy",
             );
         }
         match rules.telemetry {

@@ -292,6 +292,7 @@ service:
             policy: &local.remote_policy,
             telemetry: Some(&local.telemetry),
             root_path: Some(&root),
+            env_known: true,
         };
         AgentConfig::load_with_rules(text, &env, rules)
     }
@@ -347,6 +348,13 @@ service:
             policy.contains("service.remote_config is local-only"),
             "{policy}"
         );
+        // Repeating the local policy is fine too.
+        remote(&with(
+            "{ root_path: /host }",
+            "console:",
+            "  remote_config: { file_export_dirs: [/var/lib/phoenix/exports], otlp_endpoints: [collector.example:4317], ca_files: [/etc/phoenix/ca.pem] }\n",
+        ))
+        .unwrap();
     }
 
     #[test]
@@ -433,5 +441,33 @@ service:
             e.contains("service::remote_config: file_export_dirs[0]: must not be under /proc"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn without_the_environment_only_literal_values_are_checked() {
+        let local = load(LOCAL).unwrap();
+        let rules = RemoteRules {
+            policy: &local.remote_policy,
+            telemetry: None,
+            root_path: Some(Path::new("/host")),
+            env_known: false,
+        };
+        let from_env = with(
+            "{ root_path: '${env:PHOENIX_ROOT_PATH:-/}' }",
+            "file: { path: '${env:OTLP_ENDPOINT:-/dev/null}' }",
+            "",
+        );
+        AgentConfig::load_with_rules(&from_env, &no_env, rules)
+            .expect("values from the environment are the agent's to check");
+        let literal = with("{ root_path: /host }", "file: { path: /dev/null }", "");
+        let e = AgentConfig::load_with_rules(&literal, &no_env, rules).unwrap_err();
+        assert!(e.to_string().contains("policy file_export_dirs"), "{e}");
+        let telemetry = with(
+            "{ root_path: /host }",
+            "console:",
+            "  telemetry: { address: 0.0.0.0:8888 }\n",
+        );
+        let e = AgentConfig::load_with_rules(&telemetry, &no_env, rules).unwrap_err();
+        assert!(e.to_string().contains("must leave it out"), "{e}");
     }
 }
