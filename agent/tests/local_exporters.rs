@@ -104,12 +104,17 @@ fn ctx(id: &str) -> BuildContext {
     }
 }
 
+/// Under the temp directory's real path: the file exporter refuses a
+/// symbolic link anywhere in its path.
 fn temp_dir(name: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    std::env::temp_dir().join(format!(
+    let base = std::env::temp_dir()
+        .canonicalize()
+        .expect("temp dir resolves");
+    base.join(format!(
         "phoenix-local-exporters-{name}-{}-{nanos}",
         std::process::id()
     ))
@@ -260,18 +265,39 @@ async fn file_exporter_writes_one_otlp_json_request_per_line() {
 
 #[tokio::test]
 async fn file_exporter_counts_write_errors_without_panicking() {
-    // /dev/full accepts the open and fails every write with ENOSPC: a full
-    // disk, on demand.
-    if !std::path::Path::new("/dev/full").exists() {
-        eprintln!("SKIP: /dev/full is missing");
-        return;
+    // A file of ours already as long as its file system allows: every
+    // append fails with EFBIG, a full disk on demand (the exporter refuses
+    // /dev/full, as everything under /dev).
+    let dir = temp_dir("full");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("metrics.jsonl");
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("creates");
+        f.write_all(b"{\"resourceMetrics\":[]}\n").expect("writes");
+        let (mut ok, mut too_long) = (0u64, i64::MAX as u64 + 1);
+        while too_long - ok > 1 {
+            let mid = ok + (too_long - ok) / 2;
+            if f.set_len(mid).is_ok() {
+                ok = mid;
+            } else {
+                too_long = mid;
+            }
+        }
+        f.set_len(ok).expect("the longest length");
     }
     let ctx = ctx("file/full");
     let config = ExporterConfig::File(FileConfig {
-        path: "/dev/full".into(),
+        path: path.clone(),
         rotation: None,
     });
-    let exporter = build(&config, &ctx).expect("opening /dev/full succeeds");
+    let exporter = build(&config, &ctx).expect("opening our own file succeeds");
     for t in 0..3 {
         exporter.submit(Arc::new(batch("p", t, vec![process(1, "a", "a", 1.0, 1)])));
     }
@@ -288,6 +314,28 @@ async fn file_exporter_counts_write_errors_without_panicking() {
     assert_eq!(
         self_metric(&ctx.registry, "phoenix_exporter_sent_batches_total"),
         0.0
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn file_exporter_to_dev_null_discards_without_opening() {
+    let ctx = ctx("file/null");
+    let config = ExporterConfig::File(FileConfig {
+        path: "/dev/null".into(),
+        rotation: Some(phoenix_config::exporter::RotationConfig {
+            max_megabytes: 1,
+            max_backups: 0,
+        }),
+    });
+    assert!(config.validate().is_empty());
+    let exporter = build(&config, &ctx).expect("builds");
+    exporter.submit(Arc::new(batch("p", 1, vec![process(1, "a", "a", 1.0, 1)])));
+    let report = exporter.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.dropped, 0);
+    assert_eq!(
+        self_metric(&ctx.registry, "phoenix_exporter_sent_batches_total"),
+        1.0
     );
 }
 

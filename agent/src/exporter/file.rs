@@ -10,11 +10,18 @@
 //! and must not stall a tokio worker or the pipeline loop. A full queue drops
 //! its oldest batch (the newest data is the most useful), counted in
 //! `phoenix_exporter_dropped_batches_total`.
+//!
+//! The agent runs as root and its config can come from a controller, so the
+//! file is opened through [`safe_fs`]: no symbolic link anywhere in the path,
+//! no kernel-interface file system, and only files this exporter wrote are
+//! appended to, rotated or replaced.
+
+mod safe_fs;
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,7 +32,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as PbKeyValue, a
 use opentelemetry_proto::tonic::metrics::v1::{DataPointFlags, metric, number_data_point};
 use tokio::sync::oneshot;
 
-use phoenix_config::exporter::FileConfig;
+use phoenix_config::exporter::{FileConfig, FileTarget};
 use phoenix_processors::Problem;
 
 use super::{BoxFuture, BuildContext, ExportBatch, Exporter, ExporterMetrics, ShutdownReport};
@@ -38,9 +45,9 @@ pub const QUEUE_CAPACITY: usize = 64;
 /// fails every interval, and the counters already say how often.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Build the exporter: creates the parent directories and opens the file
-/// now, so that a config pointing somewhere unwritable is rejected before it
-/// replaces the running one.
+/// Build the exporter: creates the parent directories, opens the file and
+/// checks the rotation backups now, so that a config pointing somewhere
+/// unwritable or refused is rejected before it replaces the running one.
 pub fn build(c: &FileConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn Exporter>> {
     Ok(Arc::new(FileExporter::start(c, ctx)?))
 }
@@ -58,14 +65,30 @@ impl FileExporter {
         if !problems.is_empty() {
             anyhow::bail!("file exporter {}: {}", ctx.id, Problem::join(&problems));
         }
+        // A relative path is opened from the working directory, as always;
+        // the checks apply to where that lands.
+        let cwd = if c.path.is_absolute() {
+            PathBuf::new()
+        } else {
+            std::env::current_dir().with_context(|| {
+                format!(
+                    "file exporter {}: path {:?} is relative and the working directory is unknown",
+                    ctx.id, c.path
+                )
+            })?
+        };
+        let target = c
+            .target(&cwd)
+            .map_err(|p| anyhow::anyhow!("file exporter {}: {p}", ctx.id))?;
         let metrics = ExporterMetrics::new(ctx);
         let rotate_at = c
             .rotation
             .as_ref()
             .map(|r| (r.max_megabytes.saturating_mul(1024 * 1024), r.max_backups));
-        let mut writer = FileWriter::new(c.path.clone(), rotate_at);
+        let mut writer = FileWriter::new(target, rotate_at);
         writer
             .open()
+            .and_then(|()| writer.check_rotation())
             .with_context(|| format!("file exporter {}: cannot open {:?}", ctx.id, c.path))?;
 
         let queue = Arc::new(Queue::new(QUEUE_CAPACITY));
@@ -241,7 +264,7 @@ fn writer_loop(queue: &Queue, writer: &mut FileWriter, metrics: &ExporterMetrics
                 if let Some(suppressed) = writer.error_log.allow() {
                     tracing::warn!(
                         exporter = id,
-                        path = %writer.path.display(),
+                        path = ?writer.target,
                         error = %e,
                         suppressed,
                         "file exporter could not write a batch; it was dropped"
@@ -251,14 +274,14 @@ fn writer_loop(queue: &Queue, writer: &mut FileWriter, metrics: &ExporterMetrics
         }
     }
     if let Err(e) = writer.finish() {
-        tracing::warn!(exporter = id, path = %writer.path.display(), error = %e,
+        tracing::warn!(exporter = id, path = ?writer.target, error = %e,
             "file exporter could not flush its file");
     }
 }
 
 /// Owns the file on the writer thread: encoding, appending, rotation.
 struct FileWriter {
-    path: PathBuf,
+    target: FileTarget,
     /// (rotate when the file would exceed this many bytes, backups kept).
     rotate_at: Option<(u64, u32)>,
     /// `None` after an error, so the next batch reopens (the directory may
@@ -273,9 +296,9 @@ struct FileWriter {
 }
 
 impl FileWriter {
-    fn new(path: PathBuf, rotate_at: Option<(u64, u32)>) -> Self {
+    fn new(target: FileTarget, rotate_at: Option<(u64, u32)>) -> Self {
         FileWriter {
-            path,
+            target,
             rotate_at,
             file: None,
             size: 0,
@@ -286,18 +309,24 @@ impl FileWriter {
     }
 
     fn open(&mut self) -> io::Result<()> {
-        if self.file.is_none() {
-            if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs::create_dir_all(parent)?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            self.size = file.metadata()?.len();
+        if self.file.is_none()
+            && let FileTarget::File(path) = &self.target
+        {
+            let (file, size) = safe_fs::open_append(path)?;
             self.file = Some(file);
+            self.size = size;
         }
         Ok(())
+    }
+
+    /// Every file rotation would move or replace is ours: checked when the
+    /// exporter is built, so a config naming a foreign backup is refused
+    /// then rather than failing to rotate later.
+    fn check_rotation(&self) -> io::Result<()> {
+        match (&self.target, self.rotate_at) {
+            (FileTarget::File(path), Some((_, backups))) => safe_fs::check_rotation(path, backups),
+            _ => Ok(()),
+        }
     }
 
     /// Encode and append one batch as one line; the line's length on success.
@@ -308,21 +337,26 @@ impl FileWriter {
         serde_json::to_writer(&mut self.line, &request).map_err(io::Error::other)?;
         self.line.push(b'\n');
         let len = self.line.len() as u64;
+        if self.target == FileTarget::Discard {
+            return Ok(self.line.len());
+        }
 
+        self.open()?;
         if let Some((limit, backups)) = self.rotate_at
             && self.size > 0
             && self.size.saturating_add(len) > limit
-            && let Err(e) = self.rotate(backups)
         {
-            // Keep appending to the current file rather than lose data.
-            if let Some(suppressed) = self.rotate_log.allow() {
-                tracing::warn!(path = %self.path.display(), error = %e, suppressed,
-                    "file exporter could not rotate; still appending to the current file");
+            if let Err(e) = self.rotate(backups) {
+                // Keep appending to the current file rather than lose data.
+                if let Some(suppressed) = self.rotate_log.allow() {
+                    tracing::warn!(path = ?self.target, error = %e, suppressed,
+                        "file exporter could not rotate; still appending to the current file");
+                }
             }
+            self.open()?;
         }
 
         let before = self.size;
-        self.open()?;
         let Some(file) = self.file.as_mut() else {
             return Err(io::Error::other("file not open"));
         };
@@ -338,17 +372,17 @@ impl FileWriter {
     }
 
     /// Move `path` to `path.1`, `path.1` to `path.2`, ..., dropping the
-    /// oldest; with no backups, start the file afresh.
+    /// oldest, once every one of them is known to be ours; with no backups,
+    /// truncate the open file, which was ours when opened (no name is
+    /// looked up, so nothing else can be hit).
     fn rotate(&mut self, backups: u32) -> io::Result<()> {
-        self.file = None;
         if backups == 0 {
-            fs::remove_file(&self.path).or_else(ignore_not_found)?;
-        } else {
-            for i in (1..backups).rev() {
-                fs::rename(backup_path(&self.path, i), backup_path(&self.path, i + 1))
-                    .or_else(ignore_not_found)?;
+            if let Some(file) = &self.file {
+                file.set_len(0)?;
             }
-            fs::rename(&self.path, backup_path(&self.path, 1)).or_else(ignore_not_found)?;
+        } else if let FileTarget::File(path) = &self.target {
+            safe_fs::rotate(path, backups)?;
+            self.file = None;
         }
         self.size = 0;
         Ok(())
@@ -362,20 +396,6 @@ impl FileWriter {
             None => Ok(()),
         }
     }
-}
-
-fn ignore_not_found(e: io::Error) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::NotFound {
-        Ok(())
-    } else {
-        Err(e)
-    }
-}
-
-fn backup_path(path: &Path, n: u32) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".{n}"));
-    PathBuf::from(s)
 }
 
 /// serde_json writes a NaN or infinite f64 as `null`, which no OTLP/JSON
@@ -470,16 +490,33 @@ mod tests {
     };
     use phoenix_telemetry::registry::Registry;
     use smallvec::smallvec;
+    use std::fs;
+    use std::path::Path;
 
+    /// A fresh directory, named by its real path: the exporter refuses
+    /// links, and the temp directory may be reached through one.
     fn temp_dir(name: &str) -> PathBuf {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        std::env::temp_dir().join(format!(
+        let base = std::env::temp_dir()
+            .canonicalize()
+            .expect("temp dir resolves");
+        let dir = base.join(format!(
             "phoenix-file-{name}-{}-{nanos}",
             std::process::id()
-        ))
+        ));
+        fs::create_dir_all(&dir).expect("creates the temp dir");
+        dir
+    }
+
+    fn at(path: &Path) -> FileTarget {
+        FileTarget::File(path.to_path_buf())
+    }
+
+    fn backup_path(path: &Path, n: u32) -> PathBuf {
+        path.with_file_name(safe_fs::backup_name(path.file_name().expect("a file"), n))
     }
 
     fn batch(value: f64) -> Batch {
@@ -546,7 +583,7 @@ mod tests {
     fn non_finite_values_keep_the_line_readable() {
         let dir = temp_dir("nan");
         let path = dir.join("m.jsonl");
-        let mut w = FileWriter::new(path.clone(), None);
+        let mut w = FileWriter::new(at(&path), None);
         w.write_batch(&batch(f64::NAN)).expect("writes");
         let text = fs::read_to_string(&path).expect("reads");
         let req: ExportMetricsServiceRequest = serde_json::from_str(text.trim()).expect("parses");
@@ -569,11 +606,11 @@ mod tests {
         let dir = temp_dir("rotate");
         let path = dir.join("m.jsonl");
         let one_line = {
-            let mut w = FileWriter::new(dir.join("probe.jsonl"), None);
+            let mut w = FileWriter::new(at(&dir.join("probe.jsonl")), None);
             w.write_batch(&batch(1.0)).expect("writes") as u64
         };
         // Room for two lines per file, two backups.
-        let mut w = FileWriter::new(path.clone(), Some((one_line * 2 + 1, 2)));
+        let mut w = FileWriter::new(at(&path), Some((one_line * 2 + 1, 2)));
         for v in 0..7 {
             w.write_batch(&batch(v as f64)).expect("writes");
         }
@@ -599,6 +636,67 @@ mod tests {
         assert_eq!(lines(&backup_path(&path, 1)), [4.0, 5.0]);
         assert_eq!(lines(&backup_path(&path, 2)), [2.0, 3.0]);
         assert!(!backup_path(&path, 3).exists(), "only two backups kept");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_foreign_backup_appearing_later_stops_rotation_not_writing() {
+        let dir = temp_dir("late-backup");
+        let path = dir.join("m.jsonl");
+        let mut w = FileWriter::new(at(&path), Some((1, 1)));
+        w.write_batch(&batch(1.0)).expect("writes");
+        let foreign = b"root:x:0:0::/root:/bin/sh\n";
+        fs::write(backup_path(&path, 1), foreign).expect("writes the fixture");
+        // Every further batch would rotate (limit 1 byte); none may.
+        w.write_batch(&batch(2.0)).expect("still appends");
+        w.write_batch(&batch(3.0)).expect("still appends");
+        assert_eq!(fs::read(backup_path(&path, 1)).expect("reads"), foreign);
+        assert_eq!(fs::read_to_string(&path).expect("reads").lines().count(), 3);
+        assert!(!backup_path(&path, 2).exists());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn no_backups_truncates_our_file_in_place() {
+        let dir = temp_dir("truncate");
+        let path = dir.join("m.jsonl");
+        let mut w = FileWriter::new(at(&path), Some((1, 0)));
+        let first = w.write_batch(&batch(1.0)).expect("writes");
+        let second = w.write_batch(&batch(22.0)).expect("writes");
+        assert_ne!(first, second, "tells the lines apart");
+        assert_eq!(fs::read(&path).expect("reads").len(), second);
+        assert!(!backup_path(&path, 1).exists());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn kernel_file_systems_are_refused_when_opening_too() {
+        // The lexical check is the config's; this is the one at open time,
+        // which also catches procfs or sysfs mounted anywhere else.
+        for (path, kind) in [("/proc/self/m.jsonl", "procfs"), ("/sys/m.jsonl", "sysfs")] {
+            let e = safe_fs::open_append(Path::new(path)).expect_err(path);
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+            assert!(
+                e.to_string()
+                    .contains(&format!("is on a {kind} file system")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_line_starts_with_the_prefix_that_marks_a_file_as_ours() {
+        let dir = temp_dir("prefix");
+        let path = dir.join("m.jsonl");
+        let mut w = FileWriter::new(at(&path), None);
+        let mut empty = batch(1.0);
+        empty.resources.clear();
+        empty.common_attributes = Attributes::empty();
+        w.write_batch(&empty).expect("writes");
+        w.write_batch(&batch(1.0)).expect("writes");
+        for line in fs::read_to_string(&path).expect("reads").lines() {
+            assert!(line.as_bytes().starts_with(safe_fs::LINE_PREFIX), "{line}");
+        }
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -9,7 +9,7 @@ pub mod prometheus;
 use phoenix_processors::Problem;
 
 pub use console::{ConsoleConfig, Verbosity};
-pub use file::{FileConfig, RotationConfig};
+pub use file::{FileConfig, FileTarget, RotationConfig};
 pub use otlp::{
     Compression, Encoding, OtlpGrpcConfig, OtlpHttpConfig, QueueConfig, RetryConfig, TlsConfig,
 };
