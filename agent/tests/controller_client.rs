@@ -381,8 +381,10 @@ fn config(out: &Path, telemetry: SocketAddr, pipelines: &[&str]) -> String {
     let mut yaml = format!(
         "receivers:\n  procfs:\n    collection_interval: 1s\n\
          exporters:\n  file: {{ path: {} }}\n\
-         service:\n  telemetry: {{ address: \"{telemetry}\" }}\n  pipelines:\n",
-        out.display()
+         service:\n  telemetry: {{ address: \"{telemetry}\" }}\n\
+         \x20 remote_config: {{ file_export_dirs: [\"{}\"] }}\n  pipelines:\n",
+        out.display(),
+        out.parent().unwrap_or(Path::new("/")).display()
     );
     for p in pipelines {
         yaml.push_str(&format!(

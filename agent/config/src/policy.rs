@@ -14,13 +14,14 @@
 //! target agent reported, before anything is stored. The controller knows
 //! no environment, so it checks names and literal values only.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use phoenix_processors::Problem;
 
 use crate::exporter::ExporterConfig;
+use crate::exporter::file::{FileConfig, FileTarget, REFUSED_DIRS, lexically_absolute};
 use crate::receiver::ReceiverConfig;
 use crate::{AgentConfig, ComponentId};
 
@@ -139,17 +140,19 @@ impl RemotePolicy {
         for (id, exporter) in &config.exporters {
             match exporter {
                 ExporterConfig::File(file) => {
-                    if !self.allows_file(&file.path) {
-                        breaches.push(breach(
-                            "exporters",
-                            id,
-                            "path",
+                    if !self.allows_file(file) {
+                        let rule = if self.file_export_dirs.is_empty() {
+                            "policy file_export_dirs: a remote config may not write files on this node \
+                             (service.remote_config.file_export_dirs of the local config allows none)"
+                                .to_string()
+                        } else {
                             format!(
                                 "policy file_export_dirs: a remote config may write files only under {} \
                                  (service.remote_config.file_export_dirs of the local config)",
                                 self.dirs_text()
-                            ),
-                        ));
+                            )
+                        };
+                        breaches.push(breach("exporters", id, "path", rule));
                     }
                 }
                 ExporterConfig::OtlpGrpc(c) => {
@@ -200,19 +203,20 @@ impl RemotePolicy {
         }
     }
 
-    fn allows_file(&self, path: &Path) -> bool {
-        let path = normalise(path);
-        !under_kernel_tree(&path)
-            && self
+    /// Whether a remote config may use this file exporter: `/dev/null`
+    /// (it writes nothing), or a file under an allowed directory.
+    fn allows_file(&self, file: &FileConfig) -> bool {
+        match file.target(&working_dir()) {
+            Ok(FileTarget::Discard) => true,
+            Ok(FileTarget::File(path)) => self
                 .file_export_dirs
                 .iter()
-                .any(|dir| path.starts_with(normalise(dir)) && path != normalise(dir))
+                .any(|dir| path.starts_with(normalise(dir)) && path != normalise(dir)),
+            Err(_) => false,
+        }
     }
 
     fn dirs_text(&self) -> String {
-        if self.file_export_dirs.is_empty() {
-            return "no directory (none is allowed)".into();
-        }
         self.file_export_dirs
             .iter()
             .map(|d| d.display().to_string())
@@ -232,37 +236,21 @@ fn breach(section: &str, id: &ComponentId, field: &str, message: impl Into<Strin
     }
 }
 
-/// `path` made absolute (against the working directory) with `.` and `..`
-/// resolved lexically: the policy compares what a path names, and `..`
-/// must not climb out of an allowed directory. Symbolic links are the file
+/// `path` made absolute against the working directory, `.` and `..`
+/// resolved by name: the policy compares what a path names, and `..` must
+/// not climb out of an allowed directory. Symbolic links are the file
 /// exporter's business: it refuses to follow any.
 pub fn normalise(path: &Path) -> PathBuf {
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .unwrap_or_else(|_| PathBuf::from("/"))
-            .join(path)
-    };
-    let mut out = PathBuf::from("/");
-    for part in absolute.components() {
-        match part {
-            Component::Normal(p) => out.push(p),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
+    lexically_absolute(path, &working_dir())
 }
 
-/// Under `/proc`, `/sys` or `/dev`: kernel interfaces, never a place for
-/// an export file (`/proc/<pid>/root` reaches every container's files).
-pub fn under_kernel_tree(normalised: &Path) -> bool {
-    ["/proc", "/sys", "/dev"]
-        .iter()
-        .any(|top| normalised.starts_with(top))
+fn working_dir() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+}
+
+/// Under `/proc`, `/sys` or `/dev`: never a place for an export file.
+fn under_kernel_tree(normalised: &Path) -> bool {
+    REFUSED_DIRS.iter().any(|top| normalised.starts_with(top))
 }
 
 /// An OTLP endpoint reduced to what the allow-list compares.
@@ -319,10 +307,15 @@ mod tests {
             file_export_dirs: vec!["/var/lib/phoenix/exports".into()],
             ..RemotePolicy::default()
         };
-        assert!(policy.allows_file(Path::new("/var/lib/phoenix/exports/a.jsonl")));
-        assert!(!policy.allows_file(Path::new("/var/lib/phoenix/exports/../x.jsonl")));
-        assert!(!policy.allows_file(Path::new("/var/lib/phoenix/exports")));
-        assert!(!policy.allows_file(Path::new("/var/lib/phoenix/exportsx/a")));
+        let file = |path: &str| FileConfig {
+            path: path.into(),
+            rotation: None,
+        };
+        assert!(policy.allows_file(&file("/var/lib/phoenix/exports/a.jsonl")));
+        assert!(policy.allows_file(&file("/dev/null")), "writes nothing");
+        assert!(!policy.allows_file(&file("/var/lib/phoenix/exports/../x.jsonl")));
+        assert!(!policy.allows_file(&file("/var/lib/phoenix/exports")));
+        assert!(!policy.allows_file(&file("/var/lib/phoenix/exportsx/a")));
     }
 
     #[test]

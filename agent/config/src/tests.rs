@@ -459,7 +459,7 @@ service:
         );
         AgentConfig::load_with_rules(&from_env, &no_env, rules)
             .expect("values from the environment are the agent's to check");
-        let literal = with("{ root_path: /host }", "file: { path: /dev/null }", "");
+        let literal = with("{ root_path: /host }", "file: { path: /etc/cron.d/x }", "");
         let e = AgentConfig::load_with_rules(&literal, &no_env, rules).unwrap_err();
         assert!(e.to_string().contains("policy file_export_dirs"), "{e}");
         let telemetry = with(

@@ -146,7 +146,7 @@ impl FileConfig {
 /// `path` joined to `cwd` when relative, without `.` components, and with
 /// each `..` removing the component before it (`..` at the root stays at
 /// the root, as in the kernel).
-fn lexically_absolute(path: &Path, cwd: &Path) -> PathBuf {
+pub fn lexically_absolute(path: &Path, cwd: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in cwd.join(path).components() {
         match component {
