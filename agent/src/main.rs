@@ -55,15 +55,35 @@ struct Cli {
     #[arg(long, value_name = "URL")]
     controller: Option<String>,
 
-    /// Token presented to the controller (gRPC `authorization: Bearer`).
-    /// Prefer the environment variable: arguments show in `ps`.
+    /// Enrollment token presented to the controller (gRPC `authorization:
+    /// Bearer`). On first contact the controller issues this agent its own
+    /// credential, kept in --state-dir (`agent-credential`, mode 0600) and
+    /// required from then on. Prefer --controller-token-file or the
+    /// environment variable: arguments show in `ps`.
     #[arg(
         long,
         value_name = "TOKEN",
         env = "PHOENIX_CONTROLLER_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        conflicts_with = "controller_token_file"
     )]
     controller_token: Option<String>,
+
+    /// File holding the enrollment token (surrounding whitespace such as
+    /// the final newline is ignored).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PHOENIX_CONTROLLER_TOKEN_FILE",
+        requires = "controller"
+    )]
+    controller_token_file: Option<PathBuf>,
+
+    /// Allow a plain http:// --controller URL to a host that is not
+    /// loopback: the token, the agent's credential and configs then cross
+    /// the network in clear text.
+    #[arg(long, requires = "controller")]
+    insecure_plaintext: bool,
 
     /// PEM CA certificate(s) the controller's certificate must chain to,
     /// instead of the system roots (https:// only).
@@ -150,9 +170,14 @@ fn controller_link(cli: &Cli) -> Result<Option<ControllerLink>, String> {
             return Err(format!("--label {key}: given more than once"));
         }
     }
+    let token = match &cli.controller_token_file {
+        Some(path) => Some(token_from_file(path)?),
+        None => cli.controller_token.clone(),
+    };
     let settings = ControllerSettings {
         url: url.clone(),
-        token: cli.controller_token.clone(),
+        token,
+        insecure_plaintext: cli.insecure_plaintext,
         ca_file: cli.controller_ca.clone(),
         client_cert: cli.controller_cert.clone(),
         client_key: cli.controller_key.clone(),
@@ -163,6 +188,25 @@ fn controller_link(cli: &Cli) -> Result<Option<ControllerLink>, String> {
         connection,
         labels: settings.labels,
     }))
+}
+
+/// The token in `path`, without surrounding whitespace. Errors name the
+/// file, never its content.
+fn token_from_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "--controller-token-file {}: cannot read: {e}",
+            path.display()
+        )
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!(
+            "--controller-token-file {}: the file is empty",
+            path.display()
+        ));
+    }
+    Ok(token.to_string())
 }
 
 fn run(cli: &Cli) -> ExitCode {

@@ -675,7 +675,7 @@ fn a_wrong_token_is_refused_and_the_agent_carries_on() {
     agent.assert_running();
     let logs = agent.logs();
     assert_eq!(
-        logs.matches("refused this agent's credentials").count(),
+        logs.matches("the controller refused this agent").count(),
         1,
         "an error once, not per attempt:\n{logs}"
     );

@@ -25,9 +25,11 @@ const EXIT_USAGE: u8 = 2;
 operators push pipeline configs over a JSON API (port 8080, /api/v1, or `phoenixctl`). Every agent, \
 config version, push and outcome is kept in SQLite under --data-dir, so a restart loses nothing.\n\n\
 Both tokens are required: --api-token for the API (Authorization: Bearer), --agent-token for \
-agents (gRPC metadata `authorization: Bearer <token>`). Give them as flags, environment variables \
-or files (the file keeps them out of `ps`). Both ports listen on loopback by default; to open them, \
-give --grpc-listen/--http-listen 0.0.0.0:PORT together with --tls-cert/--tls-key.\n\n\
+agents to enroll (gRPC metadata `authorization: Bearer <token>`): on first contact each agent is \
+issued its own credential, bound to its instance id and required from then on. Give the tokens as \
+flags, environment variables or files (the file keeps them out of `ps`). Both ports listen on \
+loopback by default; to open them, give --grpc-listen/--http-listen 0.0.0.0:PORT together with \
+--tls-cert/--tls-key (plain text beyond loopback needs --insecure-plaintext).\n\n\
 Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 runtime failure (a port in use, the store cannot \
 be opened), 2 bad command line (including missing tokens or unreadable TLS files)."
 )]
@@ -98,9 +100,16 @@ struct Cli {
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     tls_key: Option<PathBuf>,
 
-    /// PEM CA: agents must present a client certificate it signed (gRPC port only).
+    /// PEM CA: agents must present a client certificate it signed (gRPC
+    /// port only), whose subject Common Name is the agent's instance id.
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     client_ca: Option<PathBuf>,
+
+    /// Allow listening on a non-loopback address without TLS: tokens,
+    /// credentials and configs then cross the network in clear text. Only
+    /// for networks that are encrypted otherwise (a service mesh, a VPN).
+    #[arg(long, env = "PHOENIX_INSECURE_PLAINTEXT")]
+    insecure_plaintext: bool,
 
     /// An agent that sends nothing for this long is offline (3 × its 10 s heartbeat).
     #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
@@ -230,11 +239,19 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
             ("--grpc-listen", cli.grpc_listen),
             ("--http-listen", cli.http_listen),
         ] {
-            if !addr.ip().is_loopback() {
-                tracing::warn!(
-                    "{what} {addr} is reachable from the network without TLS: tokens and configs travel in clear text"
-                );
+            if addr.ip().is_loopback() {
+                continue;
             }
+            if !cli.insecure_plaintext {
+                return Err(format!(
+                    "{what} {addr} is not a loopback address and there is no TLS: give \
+                     --tls-cert/--tls-key, or --insecure-plaintext to send tokens, credentials \
+                     and configs in clear text"
+                ));
+            }
+            tracing::warn!(
+                "{what} {addr} is reachable from the network without TLS (--insecure-plaintext): tokens, credentials and configs travel in clear text"
+            );
         }
     }
     if !cli.templates_dir.is_dir() {

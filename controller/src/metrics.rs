@@ -22,6 +22,14 @@ pub struct Metrics {
     outcomes: Vec<(TargetState, Arc<Counter>)>,
     pub sessions_unauthenticated: Arc<Counter>,
     pub sessions_invalid: Arc<Counter>,
+    /// A session claimed an enrolled instance id without its credential,
+    /// or presented a credential bound to another id.
+    pub sessions_wrong_credential: Arc<Counter>,
+    pub sessions_revoked: Arc<Counter>,
+    /// With `--client-ca`: the client certificate names another agent.
+    pub sessions_certificate_mismatch: Arc<Counter>,
+    /// Credentials issued to agents on first contact.
+    pub credentials_issued: Arc<Counter>,
     pub agent_messages_hello: Arc<Counter>,
     pub agent_messages_status: Arc<Counter>,
     pub agent_messages_stats: Arc<Counter>,
@@ -64,7 +72,7 @@ impl Metrics {
         let refused = |reason: &str| {
             r.counter(
                 "phoenix_controller_sessions_refused_total",
-                "Agent sessions refused, by reason.",
+                "Agent sessions refused, by reason: unauthenticated (no or a wrong enrollment token, an unknown credential), invalid_argument (no valid Hello), wrong_credential (an enrolled instance id without its credential, or another id's credential), revoked, certificate_mismatch (the client certificate names another instance id).",
                 &["reason"],
                 &[reason],
             )
@@ -112,6 +120,15 @@ impl Metrics {
             outcomes,
             sessions_unauthenticated: refused("unauthenticated"),
             sessions_invalid: refused("invalid_argument"),
+            sessions_wrong_credential: refused("wrong_credential"),
+            sessions_revoked: refused("revoked"),
+            sessions_certificate_mismatch: refused("certificate_mismatch"),
+            credentials_issued: r.counter(
+                "phoenix_controller_agent_credentials_issued_total",
+                "Credentials issued to agents admitted by the enrollment token (first contact, or a pending credential issued again).",
+                &[],
+                &[],
+            ),
             agent_messages_hello: message("hello"),
             agent_messages_status: message("config_status"),
             agent_messages_stats: message("stats"),

@@ -266,6 +266,28 @@ fn the_controller_binary_explains_bad_command_lines_with_exit_2_and_runtime_fail
     ]));
     assert_eq!(code, Some(2));
     assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    // Plain text beyond loopback only when asked for by name.
+    let tokens = [
+        "--data-dir",
+        data,
+        "--api-token",
+        "a-token-long-enough",
+        "--agent-token",
+        "b-token-long-enough",
+    ];
+    let (code, err) = wait_exit(&mut spawn_controller(
+        &[&tokens[..], &["--grpc-listen", "0.0.0.0:0"]].concat(),
+    ));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--grpc-listen 0.0.0.0:0") && err.contains("--insecure-plaintext"),
+        "{err}"
+    );
+    let (code, err) = wait_exit(&mut spawn_controller(
+        &[&tokens[..], &["--http-listen", "0.0.0.0:0"]].concat(),
+    ));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--insecure-plaintext"), "{err}");
     let (code, _) = wait_exit(&mut spawn_controller(&[
         "--push-timeout",
         "99999999999999999999999s",
@@ -353,10 +375,31 @@ async fn tls_on_both_ports_with_client_certificates_for_agents() {
         .connect()
         .await
         .expect("mutual TLS connects");
-    let _agent = FakeAgent::connect_on(channel, FakeAgentSpec::new("secure", &[("env", "prod")]))
-        .await
-        .unwrap();
-    api.wait_agent("secure", |a| a["status"] == "online").await;
+    // The certificate's Common Name is the instance id it may claim.
+    let refused = FakeAgent::connect_on(
+        channel.clone(),
+        FakeAgentSpec::new("secure", &[("env", "prod")]),
+    )
+    .await
+    .err()
+    .expect("a certificate for another instance id is refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+    assert!(refused.message().contains("Common Name"), "{refused}");
+    let _agent = FakeAgent::connect_on(
+        channel,
+        FakeAgentSpec::new("test-agent", &[("env", "prod")]),
+    )
+    .await
+    .unwrap();
+    api.wait_agent("test-agent", |a| a["status"] == "online")
+        .await;
+    let (_, metrics) = api.get("/metrics").await;
+    assert!(
+        metrics.as_str().unwrap_or_default().contains(
+            "phoenix_controller_sessions_refused_total{reason=\"certificate_mismatch\"} 1"
+        ),
+        "{metrics}"
+    );
 
     // Without a client certificate the handshake (or the first call) fails.
     let refused = match tonic::transport::Endpoint::from_shared(endpoint)
@@ -374,5 +417,45 @@ async fn tls_on_both_ports_with_client_certificates_for_agents() {
     assert!(refused);
     let (_, agents) = api.get("/api/v1/agents").await;
     assert_eq!(agents["agents"].as_array().unwrap().len(), 1);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phoenixctl_revokes_an_agent_and_shows_it() {
+    let dir = temp_dir("ctl-revoke");
+    let c = TestController::start(settings(&dir)).await;
+    let base = c.http.base.clone();
+    let mut spec = FakeAgentSpec::new("old-node", &[("env", "prod")]);
+    spec.keep_credential = true;
+    let mut agent = FakeAgent::connect(c.grpc_addr(), spec).await.unwrap();
+    agent.credential().await;
+
+    let out = ctl(
+        &base,
+        Some(API_TOKEN),
+        &[
+            "agents", "revoke", "old-node", "--reason", "retired", "--author", "bob",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("agent old-node revoked at") && stdout(&out).contains("closed"),
+        "{}",
+        stdout(&out)
+    );
+    agent.wait_closed().await;
+    let out = ctl(&base, Some(API_TOKEN), &["agents", "get", "old-node"]).await;
+    assert!(
+        stdout(&out).contains("revoked") && stdout(&out).contains("enrollment: revoked at"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ctl(&base, Some(API_TOKEN), &["agents", "revoke", "no-such"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("404"), "{}", stderr(&out));
+    let out = ctl(&base, None, &["agents", "revoke", "old-node"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
     c.stop().await;
 }

@@ -29,9 +29,11 @@ COPY --from=build /out/bin/ /usr/local/bin/
 COPY configs/templates/ /usr/share/phoenix/templates/
 COPY --from=build --chown=65532:65532 /out/data/ /var/lib/phoenix-controller/
 # In a container the ports must be reachable from outside it: listen on every
-# interface (the controller warns while TLS is off; give --tls-cert/--tls-key
-# or put it behind a NetworkPolicy as deploy/k8s does). Tokens are never
-# baked in: PHOENIX_API_TOKEN(_FILE) and PHOENIX_AGENT_TOKEN(_FILE) at run time.
+# interface. Without TLS the controller then refuses to start: give
+# --tls-cert/--tls-key, or say plain text is meant (PHOENIX_INSECURE_PLAINTEXT=true
+# or --insecure-plaintext, e.g. behind a NetworkPolicy as deploy/k8s does).
+# Tokens are never baked in: PHOENIX_API_TOKEN(_FILE) and
+# PHOENIX_AGENT_TOKEN(_FILE) at run time.
 ENV PHOENIX_DATA_DIR=/var/lib/phoenix-controller \
     PHOENIX_TEMPLATES_DIR=/usr/share/phoenix/templates \
     PHOENIX_GRPC_LISTEN=0.0.0.0:4320 \

@@ -3,6 +3,7 @@
 //! all again, for as long as the agent runs.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,10 +14,11 @@ use phoenix_proto::v1::controller_message::Body as Inbound;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::AsciiMetadataValue;
 
 use super::Connection;
 use super::convert::interval_stats;
-use super::identity::InstanceId;
+use super::identity::{self, InstanceId};
 use crate::exporter::otlp::retry::{Backoff, XorShift};
 use crate::exporter::otlp::{error_chain, sanitize};
 use crate::pipeline::accounting::IntervalReport;
@@ -111,11 +113,28 @@ impl ControllerMetrics {
     }
 }
 
+/// The gRPC metadata key carrying the agent's own credential.
+pub const CREDENTIAL_METADATA: &str = "x-phoenix-agent-credential";
+
+/// Who the agent is to the controller.
+pub struct Credentials {
+    pub instance_id: InstanceId,
+    /// The credential the controller issued to this instance id, once it
+    /// was kept (in `keep_in`, or in memory without it).
+    pub credential: Option<String>,
+    /// Where a credential is kept: `--state-dir`, when the instance id is
+    /// kept there too.
+    pub keep_in: Option<PathBuf>,
+}
+
 /// The controller client. [`Client::run`] is meant to be spawned and
 /// aborted when the agent stops.
 pub struct Client {
     connection: Connection,
     instance_id: InstanceId,
+    /// Presented on every session once kept; replaced by a new Enrollment.
+    credential: Mutex<Option<String>>,
+    keep_in: Option<PathBuf>,
     /// `gethostname(2)`, unless the running config names the host.
     host_name: String,
     labels: HashMap<String, String>,
@@ -164,7 +183,7 @@ impl Failure {
 impl Client {
     pub fn new(
         connection: Connection,
-        instance_id: InstanceId,
+        credentials: Credentials,
         host_name: String,
         labels: impl IntoIterator<Item = (String, String)>,
         service: Service,
@@ -173,7 +192,9 @@ impl Client {
     ) -> Client {
         Client {
             connection,
-            instance_id,
+            instance_id: credentials.instance_id,
+            credential: Mutex::new(credentials.credential),
+            keep_in: credentials.keep_in,
             host_name,
             labels: labels.into_iter().collect(),
             service,
@@ -225,8 +246,9 @@ impl Client {
                     } else if failure.refused() {
                         tracing::error!(
                             controller = %url,
+                            instance_id = %self.instance_id.id,
                             reason = %failure.reason,
-                            "the controller refused this agent's credentials (check --controller-token / the client certificate); retrying with backoff up to {BACKOFF_MAX:?}"
+                            "the controller refused this agent (check the enrollment token, the client certificate, and whether the agent was revoked); retrying with backoff up to {BACKOFF_MAX:?}"
                         );
                     } else {
                         tracing::warn!(
@@ -266,6 +288,11 @@ impl Client {
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
         if let Some(auth) = &self.connection.authorization {
             request.metadata_mut().insert("authorization", auth.clone());
+        }
+        if let Some(credential) = self.credential_value() {
+            request
+                .metadata_mut()
+                .insert(CREDENTIAL_METADATA, credential);
         }
         let mut inbound = match tokio::time::timeout(OPEN_TIMEOUT, client.session(request)).await {
             Err(_) => {
@@ -334,11 +361,61 @@ impl Client {
                         self.set_told(hash);
                     }
                 }
+                Some(Inbound::Enrollment(enrollment)) => {
+                    self.enrolled(enrollment.credential, tx).await;
+                }
                 // A message kind from a newer controller: ignoring it keeps
                 // old agents working with new controllers.
                 None => tracing::debug!("ignoring a controller message this agent does not know"),
             }
         }
+    }
+
+    /// The credential as metadata, marked sensitive so that it never shows
+    /// in debug output.
+    fn credential_value(&self) -> Option<AsciiMetadataValue> {
+        let credential = self.credential.lock().unwrap_or_else(|e| e.into_inner());
+        let mut value = AsciiMetadataValue::try_from(credential.as_deref()?).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// Keep the credential the controller issued, then tell it so: from
+    /// then on it requires the credential for this instance id. When it
+    /// cannot be kept the agent says nothing and presents none, so the
+    /// controller still lets the enrollment token enroll this id again
+    /// (after a restart, say) instead of locking the agent out.
+    async fn enrolled(&self, credential: String, tx: &mpsc::Sender<v1::AgentMessage>) {
+        if !identity::is_valid_credential(&credential) {
+            tracing::warn!("ignoring an enrollment whose credential is not printable ASCII");
+            return;
+        }
+        if let Some(dir) = &self.keep_in {
+            let (dir, id, kept) = (dir.clone(), self.instance_id.id.clone(), credential.clone());
+            let stored =
+                tokio::task::spawn_blocking(move || identity::store_credential(&dir, &id, &kept))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            if let Err(error) = stored {
+                tracing::warn!(
+                    file = identity::CREDENTIAL_FILE,
+                    error = %error,
+                    "cannot keep the credential the controller issued in --state-dir; this agent enrolls again on its next session"
+                );
+                return;
+            }
+        }
+        *self.credential.lock().unwrap_or_else(|e| e.into_inner()) = Some(credential);
+        tracing::info!(
+            instance_id = %self.instance_id.id,
+            kept = self.keep_in.is_some(),
+            "enrolled: the controller issued this agent its own credential"
+        );
+        let _ = tx
+            .send(v1::AgentMessage {
+                body: Some(Outbound::EnrollmentKept(v1::EnrollmentKept {})),
+            })
+            .await;
     }
 
     /// Check, apply and answer one push.

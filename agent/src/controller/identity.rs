@@ -4,8 +4,15 @@
 //! A host name is not enough: two agents may share one (pods of a
 //! StatefulSet on different clusters, cloned VMs), and one host may run a
 //! second agent for a test. So the id is random, generated once and kept.
+//!
+//! The controller binds a credential to the id on first contact; it is kept
+//! next to the id (`agent-credential`, mode 0600) together with the id it
+//! belongs to, so that an id that changes (a hand-pinned one, a replaced
+//! file) never presents another id's credential. Without `--state-dir` the
+//! credential lives as long as the process, like the id.
 
 use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use crate::exporter::otlp::retry::XorShift;
@@ -13,8 +20,13 @@ use crate::exporter::otlp::retry::XorShift;
 /// The file under `--state-dir` holding the instance id.
 pub const INSTANCE_ID_FILE: &str = "instance-id";
 
+/// The file under `--state-dir` holding the controller-issued credential.
+pub const CREDENTIAL_FILE: &str = "agent-credential";
+
 /// Longest instance id accepted from the state file.
 const MAX_ID_LEN: usize = 128;
+/// Longest credential accepted (the controller issues 64 hex characters).
+const MAX_CREDENTIAL_LEN: usize = 256;
 
 /// The instance id and whether it outlives this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +62,7 @@ pub fn load_or_create(state_dir: Option<&Path>, host_name: &str) -> InstanceId {
         }
     }
     let id = random_uuid();
-    match write_atomically(dir, &id) {
+    match write_atomically(dir, INSTANCE_ID_FILE, &format!("{id}\n"), 0o644) {
         Ok(()) => InstanceId {
             id,
             persistent: true,
@@ -96,15 +108,80 @@ fn is_valid(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Whether a credential can travel as gRPC metadata: visible ASCII.
+pub fn is_valid_credential(credential: &str) -> bool {
+    !credential.is_empty()
+        && credential.len() <= MAX_CREDENTIAL_LEN
+        && credential.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The credential kept in `state_dir` for `instance_id`, if any. A file
+/// for another id, or one that does not hold a credential, is ignored:
+/// the agent then enrolls with the token like a new one.
+pub fn load_credential(state_dir: &Path, instance_id: &str) -> Option<String> {
+    let path = state_dir.join(CREDENTIAL_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the agent credential; enrolling again");
+            return None;
+        }
+    };
+    if std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+        tracing::warn!(
+            path = %path.display(),
+            "the agent credential file is readable by others than its owner: chmod 600 it"
+        );
+    }
+    match text.trim().split_once(' ') {
+        Some((id, credential)) if id == instance_id && is_valid_credential(credential) => {
+            Some(credential.to_string())
+        }
+        Some((id, _)) if id != instance_id => {
+            tracing::warn!(
+                path = %path.display(),
+                "the agent credential belongs to another instance id; enrolling again"
+            );
+            None
+        }
+        _ => {
+            tracing::warn!(path = %path.display(), "the agent credential file is not valid; enrolling again");
+            None
+        }
+    }
+}
+
+/// Keep the credential the controller issued to `instance_id`, readable
+/// by the agent's user only.
+pub fn store_credential(dir: &Path, instance_id: &str, credential: &str) -> std::io::Result<()> {
+    write_atomically(
+        dir,
+        CREDENTIAL_FILE,
+        &format!("{instance_id} {credential}\n"),
+        0o600,
+    )
+}
+
 /// Written to a temporary file and renamed, like the remote config: a crash
-/// never leaves an empty or half-written id behind.
-fn write_atomically(dir: &Path, id: &str) -> std::io::Result<()> {
+/// never leaves an empty or half-written file behind. The temporary file is
+/// created afresh with `mode`, so a secret is never readable by others,
+/// not even for a moment.
+fn write_atomically(dir: &Path, name: &str, contents: &str, mode: u32) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{INSTANCE_ID_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "{id}")?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(contents.as_bytes())?;
     f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(INSTANCE_ID_FILE))?;
+    std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -183,6 +260,27 @@ mod tests {
         assert_ne!(a.id, load_or_create(None, "web-1.example").id);
         assert!(load_or_create(None, "").id.starts_with("agent-"));
         assert!(is_valid(&load_or_create(None, "wéird host/name").id));
+    }
+
+    #[test]
+    fn the_credential_is_kept_owner_only_and_bound_to_its_id() {
+        let dir = temp_dir("credential");
+        assert_eq!(load_credential(&dir, "a"), None);
+        store_credential(&dir, "a", "c0ffee").unwrap();
+        let mode = std::fs::metadata(dir.join(CREDENTIAL_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_credential(&dir, "a").as_deref(), Some("c0ffee"));
+        // Another id (a re-pinned instance-id file) does not get it.
+        assert_eq!(load_credential(&dir, "b"), None);
+        store_credential(&dir, "a", "beef").unwrap();
+        assert_eq!(load_credential(&dir, "a").as_deref(), Some("beef"));
+        std::fs::write(dir.join(CREDENTIAL_FILE), "a \u{1b}[31m\n").unwrap();
+        assert_eq!(load_credential(&dir, "a"), None);
+        assert!(!is_valid_credential("two words"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

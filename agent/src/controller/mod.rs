@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-pub use client::{Client, ControllerMetrics};
+pub use client::{Client, ControllerMetrics, Credentials};
 
 use crate::exporter::otlp::{error_chain, read_ca_file};
 use crate::pipeline::{ReloadRequest, Service};
@@ -46,7 +46,9 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ControllerSettings {
     /// `http://host:port` or `https://host:port`.
     pub url: String,
-    /// Sent as `authorization: Bearer <token>` on every session.
+    /// The enrollment token, sent as `authorization: Bearer <token>` on
+    /// every session: it admits an instance id the controller has not
+    /// issued a credential to yet.
     pub token: Option<String>,
     /// PEM roots that replace the system roots for `https://`.
     pub ca_file: Option<PathBuf>,
@@ -55,6 +57,8 @@ pub struct ControllerSettings {
     pub client_key: Option<PathBuf>,
     /// `--label key=value`, reported in every Hello.
     pub labels: BTreeMap<String, String>,
+    /// `--insecure-plaintext`: allow `http://` to a host that is not loopback.
+    pub insecure_plaintext: bool,
 }
 
 /// A validated way to reach the controller: where, how (TLS) and with
@@ -132,15 +136,30 @@ impl Connection {
             );
         }
 
+        if !https
+            && !settings.insecure_plaintext
+            && !endpoint.uri().host().is_some_and(is_loopback_host)
+        {
+            anyhow::bail!(
+                "--controller {url}: plain http:// to a host that is not loopback would send the \
+                 token, the agent's credential and every config in clear text; use https://, or \
+                 give --insecure-plaintext if the network is encrypted otherwise"
+            );
+        }
+
         let authorization = match settings.token.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(token) => Some(
-                AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
-                    anyhow::anyhow!(
-                        "--controller-token: must be printable ASCII without line breaks"
-                    )
-                })?,
-            ),
+            Some(token) => {
+                let mut value =
+                    AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                        anyhow::anyhow!(
+                            "--controller-token: must be printable ASCII without line breaks"
+                        )
+                    })?;
+                // Kept out of tonic's and hyper's debug output.
+                value.set_sensitive(true);
+                Some(value)
+            }
         };
         Ok(Connection {
             endpoint,
@@ -149,13 +168,10 @@ impl Connection {
         })
     }
 
-    /// Whether credentials travel without TLS to another machine: worth a
-    /// warning, not a refusal (a sidecar or a trusted network may do that
-    /// on purpose).
+    /// Whether credentials travel without TLS to another machine (allowed
+    /// by `--insecure-plaintext` only), worth a warning at start.
     pub fn token_in_clear_text(&self) -> bool {
-        self.authorization.is_some()
-            && self.url.starts_with("http://")
-            && !self.endpoint.uri().host().is_some_and(is_loopback_host)
+        self.url.starts_with("http://") && !self.endpoint.uri().host().is_some_and(is_loopback_host)
     }
 
     pub fn url(&self) -> &str {
@@ -182,13 +198,17 @@ pub fn spawn(
     if connection.token_in_clear_text() {
         tracing::warn!(
             controller = %connection.url,
-            "the controller token is sent without TLS to another host; use an https:// URL"
+            "--insecure-plaintext: the token, the agent's credential and configs cross the network without TLS"
         );
     }
+    // Only a kept id has a kept credential; an ephemeral id enrolls anew.
+    let credential_dir = state_dir.filter(|_| instance_id.persistent);
+    let credential = credential_dir.and_then(|dir| identity::load_credential(dir, &instance_id.id));
     tracing::info!(
         controller = %connection.url,
         instance_id = %instance_id.id,
         instance_id_kept = instance_id.persistent,
+        enrolled = credential.is_some(),
         labels = ?labels,
         "controller client started{}",
         if instance_id.persistent {
@@ -200,7 +220,11 @@ pub fn spawn(
     let metrics = ControllerMetrics::new(registry);
     let client = Client::new(
         connection,
-        instance_id,
+        Credentials {
+            instance_id,
+            credential,
+            keep_in: credential_dir.map(Path::to_path_buf),
+        },
         host_name,
         labels,
         service,
@@ -286,7 +310,14 @@ mod tests {
         assert!(err(settings("controller:4320")).contains("http:// or https://"));
         assert!(err(settings("ftp://x")).contains("http:// or https://"));
         assert!(err(settings("http://user:pw@host:4320")).contains("--controller-token"));
-        assert!(Connection::new(&settings("http://host:4320/path@x")).is_ok());
+        let mut insecure = settings("http://host:4320/path@x");
+        insecure.insecure_plaintext = true;
+        assert!(Connection::new(&insecure).is_ok());
+        // Plain text beyond loopback only on request.
+        let refused = err(settings("http://10.1.2.3:4320"));
+        assert!(refused.contains("--insecure-plaintext"), "{refused}");
+        assert!(Connection::new(&settings("http://localhost:4320")).is_ok());
+        assert!(Connection::new(&settings("http://[::1]:4320")).is_ok());
         let mut ca_on_http = settings("http://127.0.0.1:4320");
         ca_on_http.ca_file = Some("/nonexistent".into());
         assert!(err(ca_on_http).contains("https://"));
@@ -306,6 +337,7 @@ mod tests {
         let with_token = |url: &str| {
             let mut s = settings(url);
             s.token = Some("t".into());
+            s.insecure_plaintext = true;
             Connection::new(&s).unwrap()
         };
         assert!(with_token("http://controller.example:4320").token_in_clear_text());
@@ -313,10 +345,10 @@ mod tests {
         assert!(!with_token("http://localhost:4320").token_in_clear_text());
         assert!(!with_token("http://[::1]:4320").token_in_clear_text());
         assert!(!with_token("https://controller.example:4320").token_in_clear_text());
-        assert!(
-            !Connection::new(&settings("http://controller.example:4320"))
-                .unwrap()
-                .token_in_clear_text()
-        );
+        let mut s = settings("http://127.0.0.1:4320");
+        s.token = Some("s3cret-token".into());
+        let token = Connection::new(&s).unwrap().authorization.unwrap();
+        assert!(token.is_sensitive());
+        assert!(!format!("{token:?}").contains("s3cret"), "{token:?}");
     }
 }

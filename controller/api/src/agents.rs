@@ -55,6 +55,58 @@ pub struct Agent {
     /// What the controller wants it to run, once something was pushed.
     pub desired: Option<DesiredConfig>,
     pub resources: AgentResources,
+    /// Whether the agent holds its own credential, or was revoked.
+    pub enrollment: AgentEnrollment,
+    /// Set once revoked: no session for this instance id is admitted again.
+    pub revoked_at: Option<String>,
+}
+
+/// Where an agent's own credential stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentEnrollment {
+    /// Never issued a credential (known from before credentials existed).
+    None,
+    /// A credential was issued; the agent has not yet said it kept it, so
+    /// the enrollment token may still enroll this instance id again.
+    Pending,
+    /// Only its credential opens a session for this instance id.
+    Enrolled,
+    /// Refused for good; the agent needs a new instance id.
+    Revoked,
+}
+
+impl AgentEnrollment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentEnrollment::None => "none",
+            AgentEnrollment::Pending => "pending",
+            AgentEnrollment::Enrolled => "enrolled",
+            AgentEnrollment::Revoked => "revoked",
+        }
+    }
+}
+
+/// `POST /agents/{id}/revoke` (the body may be empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RevokeAgentRequest {
+    /// Who revokes, for the audit log.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// Why, for the audit log.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The answer to a revocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRevoked {
+    pub id: String,
+    pub revoked_at: String,
+    /// Whether a session was open (it is closed now).
+    pub session_closed: bool,
+    /// It was revoked before: nothing changed.
+    pub already_revoked: bool,
 }
 
 /// `GET /agents/{id}`: the agent and its latest interval stats.

@@ -18,7 +18,8 @@ mod pushes;
 mod templates;
 
 pub use agents::{
-    Agent, AgentConfig, AgentDetail, AgentList, AgentResources, AgentStatus, DesiredConfig,
+    Agent, AgentConfig, AgentDetail, AgentEnrollment, AgentList, AgentResources, AgentRevoked,
+    AgentStatus, DesiredConfig, RevokeAgentRequest,
 };
 pub use audit::{AuditEntry, AuditLog};
 pub use configs::{ConfigProblem, ConfigValidation, ValidateConfigRequest};

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use phoenix_api::{
-    Agent, AgentDetail, AgentList, ConfigValidation, CreatePushRequest, ErrorBody, ExperimentState,
-    Push, PushCreated, PushList, PushSelector, PushStatus, PushTargetState, Template, TemplateList,
-    ValidateConfigRequest, parse_labels,
+    Agent, AgentDetail, AgentEnrollment, AgentList, AgentRevoked, ConfigValidation,
+    CreatePushRequest, ErrorBody, ExperimentState, Push, PushCreated, PushList, PushSelector,
+    PushStatus, PushTargetState, RevokeAgentRequest, Template, TemplateList, ValidateConfigRequest,
+    parse_labels,
 };
 use phoenix_processors::hash::short_hash as short;
 use serde::Serialize;
@@ -93,6 +94,18 @@ enum AgentsCommand {
     },
     /// One agent: identity, labels, config, latest stats.
     Get { id: String },
+    /// Revoke an agent: its session is closed and its credential refused
+    /// for good. Nothing re-admits the instance id: to bring the node back,
+    /// clear the agent's --state-dir so that it enrolls under a new id.
+    Revoke {
+        id: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who revokes, for the audit log (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -477,7 +490,11 @@ fn agents_table<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> String {
             let hash = short(&a.config.effective_hash);
             vec![
                 a.id.clone(),
-                a.status.as_str().to_string(),
+                if a.enrollment == AgentEnrollment::Revoked {
+                    "revoked".to_string()
+                } else {
+                    a.status.as_str().to_string()
+                },
                 a.host_name.clone(),
                 if hash.is_empty() {
                     "-".into()
@@ -497,6 +514,11 @@ fn agents_table<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> String {
 
 fn agent_text(a: &AgentDetail) -> String {
     let mut t = agents_table([&a.agent]);
+    t.push_str(&format!("\nenrollment: {}", a.agent.enrollment.as_str()));
+    if let Some(at) = &a.agent.revoked_at {
+        t.push_str(&format!(" at {at}"));
+    }
+    t.push('\n');
     if let Some(d) = &a.agent.desired {
         t.push_str(&format!(
             "\ndesired: push {} hash {} ({})\n",
@@ -650,6 +672,36 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
                 .get(&format!("/api/v1/agents/{}", encode(id)))
                 .await?;
             print(out, &agent, agent_text);
+        }
+        Command::Agents(AgentsCommand::Revoke { id, reason, author }) => {
+            let request = RevokeAgentRequest {
+                author: Some(
+                    author
+                        .clone()
+                        .or_else(|| std::env::var("USER").ok())
+                        .unwrap_or_default(),
+                ),
+                reason: reason.clone(),
+            };
+            let revoked: Reply<AgentRevoked> = client
+                .post(&format!("/api/v1/agents/{}/revoke", encode(id)), &request)
+                .await?;
+            print(out, &revoked, |r| {
+                if r.already_revoked {
+                    format!("agent {} was already revoked at {}\n", r.id, r.revoked_at)
+                } else {
+                    format!(
+                        "agent {} revoked at {}{}\n",
+                        r.id,
+                        r.revoked_at,
+                        if r.session_closed {
+                            " (its session is closed)"
+                        } else {
+                            ""
+                        }
+                    )
+                }
+            });
         }
         Command::Config(ConfigCommand::Push {
             selector,

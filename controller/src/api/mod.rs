@@ -23,8 +23,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use phoenix_api::{
-    AgentDetail, AgentList, AgentStatus, AuditLog, ConfigValidation, CreatePushRequest, ErrorBody,
-    Health, ListedError, PushList, Readiness, TemplateList, ValidateConfigRequest, parse_labels,
+    AgentDetail, AgentList, AgentRevoked, AgentStatus, AuditLog, ConfigValidation,
+    CreatePushRequest, ErrorBody, Health, ListedError, PushList, Readiness, RevokeAgentRequest,
+    TemplateList, ValidateConfigRequest, parse_labels,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -78,6 +79,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route("/agents", get(list_agents))
         .route("/agents/{id}", get(get_agent))
+        .route("/agents/{id}/revoke", post(revoke_agent))
         .route("/pushes", post(create_push).get(list_pushes))
         .route("/pushes/{id}", get(get_push))
         .route("/configs/validate", post(validate_config))
@@ -333,6 +335,7 @@ fn route_of(path: &str) -> &'static str {
     let mut parts = rest.trim_end_matches('/').splitn(2, '/');
     match (parts.next(), parts.next()) {
         (Some("agents"), None) => "/api/v1/agents",
+        (Some("agents"), Some(rest)) if rest.ends_with("/revoke") => "/api/v1/agents/{id}/revoke",
         (Some("agents"), Some(_)) => "/api/v1/agents/{id}",
         (Some("pushes"), None) => "/api/v1/pushes",
         (Some("pushes"), Some(_)) => "/api/v1/pushes/{id}",
@@ -464,6 +467,62 @@ async fn get_agent(State(shared): State<Arc<Shared>>, Path(id): Path<String>) ->
         ),
         None => Err(ApiError::not_found(format!("no agent {id:?}"))),
     }
+}
+
+/// Longest revocation reason kept in the audit log.
+const MAX_REASON: usize = 1024;
+
+/// Revoke an agent: its session is closed with `PERMISSION_DENIED`, its
+/// credential refused from now on, and its instance id can never enroll
+/// again. Revoking twice is not an error (nothing changes).
+async fn revoke_agent(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body?;
+    let request: RevokeAgentRequest = if body.trim_ascii().is_empty() {
+        RevokeAgentRequest::default()
+    } else {
+        parse_json(Ok(body))?
+    };
+    let actor = author(request.author)?;
+    let reason = request.reason.unwrap_or_default().trim().to_string();
+    if reason.len() > MAX_REASON {
+        return Err(ApiError::bad_request(format!(
+            "reason must be at most {MAX_REASON} bytes"
+        )));
+    }
+    let store = shared.store.clone();
+    let lookup = id.clone();
+    let revocation = db(move || store.revoke_agent(&lookup, &actor, &reason, crate::now_ms()))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no agent {id:?}")))?;
+    // The store refuses the credential first, so the agent's reconnect
+    // after this close is refused too.
+    let closed = shared.fleet.close(
+        &id,
+        tonic::Status::permission_denied("this agent was revoked by the controller's operator"),
+    );
+    if let Some(connected) = closed {
+        // The session's own end does not mark it offline: it is no longer
+        // the current one. A state report that raced the revocation may
+        // have marked it online again.
+        let store = shared.store.clone();
+        let offline = id.clone();
+        db(move || store.set_offline(&offline, connected)).await?;
+    }
+    shared.changes.bump();
+    tracing::info!(agent = %id, session_closed = closed.is_some(), "agent revoked");
+    reply(
+        StatusCode::OK,
+        &AgentRevoked {
+            id,
+            revoked_at: crate::rfc3339_ms(revocation.revoked_at),
+            session_closed: closed.is_some(),
+            already_revoked: revocation.already,
+        },
+    )
 }
 
 fn push_request(body: CreatePushRequest) -> Result<PushRequest, ApiError> {
@@ -635,6 +694,10 @@ mod tests {
     #[test]
     fn routes_are_bounded() {
         assert_eq!(route_of("/api/v1/agents/x-1"), "/api/v1/agents/{id}");
+        assert_eq!(
+            route_of("/api/v1/agents/x-1/revoke"),
+            "/api/v1/agents/{id}/revoke"
+        );
         assert_eq!(route_of("/api/v1/pushes"), "/api/v1/pushes");
         assert_eq!(
             route_of("/api/v1/configs/validate"),

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::fleet::rollout::PushCreated as Pushed;
 use crate::rfc3339_ms;
-use crate::store::{AgentRecord, AuditRecord, PushRecord, StatsRecord};
+use crate::store::{AgentRecord, AuditRecord, CredentialState, PushRecord, StatsRecord};
 
 pub(super) fn opt_time(ms: Option<i64>) -> Option<String> {
     ms.map(rfc3339_ms)
@@ -41,6 +41,8 @@ pub fn agent(a: &AgentRecord) -> Agent {
             cpu_seconds_total: a.cpu_seconds_total,
             resident_memory_bytes: a.resident_memory_bytes,
         },
+        enrollment: CredentialState::enrollment(a.credential),
+        revoked_at: opt_time(a.revoked_at),
     }
 }
 

@@ -180,24 +180,37 @@ impl Fleet {
             .collect();
         for (id, _) in &expired {
             if let Some(s) = sessions.remove(id) {
-                // The agent learns why before the stream ends.
-                let _ = s.tx.try_send(Err(Status::unavailable(format!(
+                s.end(Status::unavailable(format!(
                     "no message from the agent for {:?}: session closed, reconnect",
                     self.timeout
-                ))));
-                s.close.notify_one();
+                )));
             }
         }
         expired
     }
 
+    /// Close and forget the agent's session, telling it why; returns its
+    /// connect time if it had one.
+    pub fn close(&self, agent_id: &str, why: Status) -> Option<i64> {
+        let s = self.sessions().remove(agent_id)?;
+        let connected = s.connected_ms;
+        s.end(why);
+        Some(connected)
+    }
+
     /// Close every session (shutdown).
     pub fn close_all(&self) {
         for (_, s) in self.sessions().drain() {
-            let _ =
-                s.tx.try_send(Err(Status::unavailable("the controller is shutting down")));
-            s.close.notify_one();
+            s.end(Status::unavailable("the controller is shutting down"));
         }
+    }
+}
+
+impl Session {
+    /// The agent learns why before the stream ends.
+    fn end(self, why: Status) {
+        let _ = self.tx.try_send(Err(why));
+        self.close.notify_one();
     }
 }
 

@@ -189,7 +189,7 @@ pub async fn create_push(
     let (targets, superseded) = match result {
         Ok(t) => t,
         Err(CreatePushError::NoMatch(m)) => return Err(PushError::NoTarget(m)),
-        Err(e @ CreatePushError::UnknownAgents(_)) => {
+        Err(e @ (CreatePushError::UnknownAgents(_) | CreatePushError::RevokedAgents(_))) => {
             return Err(PushError::NoTarget(e.to_string()));
         }
         Err(CreatePushError::Store(e)) => {

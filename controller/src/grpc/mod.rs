@@ -2,17 +2,31 @@
 //! bidirectional stream per agent. A thin layer: it authenticates, checks
 //! and converts messages, and hands them to the rollout and the store.
 //!
-//! A session is refused before anything is stored when the agent's token
-//! is missing or wrong (`UNAUTHENTICATED`) or its first message is not a
-//! valid Hello (`INVALID_ARGUMENT`).
+//! A session is refused before anything is stored, and without touching
+//! the session of the agent it claims to be, when:
+//! - it presents neither the enrollment token nor a known credential
+//!   (`UNAUTHENTICATED`);
+//! - its first message is not a valid Hello (`INVALID_ARGUMENT`);
+//! - its Hello names an instance id that is enrolled and it does not
+//!   present that id's credential, or its credential belongs to another id
+//!   (`PERMISSION_DENIED`);
+//! - the instance id is revoked (`PERMISSION_DENIED`);
+//! - with `--client-ca`, its certificate's Common Name is not the instance
+//!   id (`PERMISSION_DENIED`).
+//!
+//! A session admitted by the enrollment token for an id without a
+//! credential is sent one first ([`identity`]).
 
 mod convert;
+pub mod identity;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use phoenix_proto::v1::agent_control_server::{AgentControl, AgentControlServer};
-use phoenix_proto::v1::{AgentMessage, ControllerMessage, agent_message};
+use phoenix_proto::v1::{
+    AgentMessage, ControllerMessage, Enrollment, agent_message, controller_message,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -21,6 +35,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::fleet::rollout;
 use crate::fleet::{OUTBOUND_CAPACITY, SessionHandle};
+use crate::store::{CredentialState, Issue};
 use crate::{Shared, StartError, blocking, now_ms};
 
 pub use convert::{hello_from_proto, stats_to_json, status_from_proto};
@@ -73,17 +88,61 @@ impl AgentControl for AgentControlService {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let shared = &self.shared;
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes());
-        if !shared.settings.agent_token.matches_bearer(presented) {
-            shared.metrics.sessions_unauthenticated.inc();
-            tracing::warn!(peer = ?request.remote_addr(), "agent session refused: missing or wrong token");
-            return Err(Status::unauthenticated(
-                "missing or wrong agent token (send `authorization: Bearer <token>`)",
-            ));
-        }
+        let peer = request.remote_addr();
+        let metadata = request.metadata();
+        let enrollment_token = shared
+            .settings
+            .agent_token
+            .matches_bearer(metadata.get("authorization").map(|v| v.as_bytes()));
+        let presented = metadata
+            .get(identity::CREDENTIAL_METADATA)
+            .map(|v| identity::credential_hash(v.as_bytes()));
+        // Read before anything else: only what the handshake verified.
+        let certificate_name = shared
+            .settings
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.requires_client_cert())
+            .then(|| {
+                request
+                    .peer_certs()
+                    .and_then(|certs| certs.first().map(|c| c.to_vec()))
+                    .and_then(|der| identity::certificate_common_name(&der))
+            });
+
+        // Who the credential says this is, decided before the Hello is read
+        // so that nobody without a credential or the token gets that far.
+        let admission = match presented {
+            Some(Some(hash)) => {
+                let store = shared.store.clone();
+                let lookup = hash.clone();
+                match blocking(move || store.credential_owner(&lookup)).await {
+                    Ok(Ok(Some((_, CredentialState::Revoked)))) => {
+                        return Err(refuse(shared, Refusal::Revoked, None, peer));
+                    }
+                    Ok(Ok(Some((id, state)))) => Admission::Credential {
+                        id,
+                        hash,
+                        pending: state == CredentialState::Pending,
+                    },
+                    // A credential this controller never issued (its store
+                    // was replaced, say): the token may enroll afresh.
+                    Ok(Ok(None)) if enrollment_token => Admission::Enrollment,
+                    Ok(Ok(None)) => return Err(refuse(shared, Refusal::Unknown, None, peer)),
+                    _ => {
+                        shared.metrics.store_errors.inc();
+                        return Err(Status::unavailable(
+                            "the controller cannot check the credential now; retry",
+                        ));
+                    }
+                }
+            }
+            Some(None) if enrollment_token => Admission::Enrollment,
+            None if enrollment_token => Admission::Enrollment,
+            Some(None) => return Err(refuse(shared, Refusal::Unknown, None, peer)),
+            None => return Err(refuse(shared, Refusal::Unauthenticated, None, peer)),
+        };
+
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Err(_) => {
@@ -111,11 +170,50 @@ impl AgentControl for AgentControlService {
             shared.metrics.sessions_invalid.inc();
             Status::invalid_argument(format!("invalid Hello: {e}"))
         })?;
+        let agent_id = hello.id.clone();
+
+        if let Some(name) = certificate_name
+            && name.as_deref() != Some(agent_id.as_str())
+        {
+            return Err(refuse(
+                shared,
+                Refusal::CertificateMismatch,
+                Some(&agent_id),
+                peer,
+            ));
+        }
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let issued = match admission {
+            Admission::Credential { id, .. } if id != agent_id => {
+                return Err(refuse(
+                    shared,
+                    Refusal::OtherCredential,
+                    Some(&agent_id),
+                    peer,
+                ));
+            }
+            Admission::Credential { hash, pending, .. } => {
+                // Presenting a pending credential proves it was kept.
+                if pending {
+                    confirm(shared, &agent_id, hash).await;
+                }
+                None
+            }
+            Admission::Enrollment => {
+                let (credential, hash) = enroll(shared, &agent_id, peer).await?;
+                // The channel is new and empty: the Enrollment goes first,
+                // before any push the Hello may trigger.
+                let _ = tx.try_send(Ok(ControllerMessage {
+                    body: Some(controller_message::Body::Enrollment(Enrollment {
+                        credential,
+                    })),
+                }));
+                Some(hash)
+            }
+        };
         shared.metrics.agent_messages_hello.inc();
 
-        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let now = now_ms();
-        let agent_id = hello.id.clone();
         // Registered before the store learns of it: a push created meanwhile
         // either sees the session and sends, or is seen by this Hello.
         let session = shared.fleet.register(&agent_id, tx, now);
@@ -126,9 +224,152 @@ impl AgentControl for AgentControlService {
                 "the controller cannot record the session now; retry",
             ));
         }
-        tracing::info!(agent = %agent_id, "agent connected");
-        tokio::spawn(read_session(shared.clone(), agent_id, session, inbound));
+        tracing::info!(agent = %agent_id, enrolled_now = issued.is_some(), "agent connected");
+        tokio::spawn(read_session(
+            shared.clone(),
+            agent_id,
+            session,
+            inbound,
+            issued,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// How a session got past the metadata check.
+enum Admission {
+    /// A credential issued to the instance id `id` (by its hash).
+    Credential {
+        id: String,
+        hash: String,
+        pending: bool,
+    },
+    /// The enrollment token alone.
+    Enrollment,
+}
+
+/// Why a session was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Neither the enrollment token nor a credential.
+    Unauthenticated,
+    /// A credential the controller does not know, without the token.
+    Unknown,
+    /// The instance id is enrolled; the session did not present its credential.
+    Claimed,
+    /// The credential belongs to another instance id.
+    OtherCredential,
+    Revoked,
+    CertificateMismatch,
+}
+
+/// Count and log a refusal (never with a credential), and the status the
+/// agent gets.
+fn refuse(
+    shared: &Shared,
+    refusal: Refusal,
+    claimed: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
+) -> Status {
+    let m = &shared.metrics;
+    let id = claimed.unwrap_or("");
+    let (counter, status) = match refusal {
+        Refusal::Unauthenticated => (
+            &m.sessions_unauthenticated,
+            Status::unauthenticated(
+                "missing or wrong agent token (send `authorization: Bearer <token>`)",
+            ),
+        ),
+        Refusal::Unknown => (
+            &m.sessions_unauthenticated,
+            Status::unauthenticated(
+                "unknown agent credential, and no valid enrollment token to enroll again",
+            ),
+        ),
+        Refusal::Claimed => (
+            &m.sessions_wrong_credential,
+            Status::permission_denied(format!(
+                "instance id {id:?} is enrolled with its own credential and this session did not \
+                 present it: another agent uses this id. An agent that lost its credential needs \
+                 a new instance id (clear its --state-dir)"
+            )),
+        ),
+        Refusal::OtherCredential => (
+            &m.sessions_wrong_credential,
+            Status::permission_denied(format!(
+                "the credential presented belongs to another instance id than {id:?}"
+            )),
+        ),
+        Refusal::Revoked => (
+            &m.sessions_revoked,
+            Status::permission_denied(
+                "this agent was revoked: it needs a new instance id (clear its --state-dir) \
+                 to enroll again",
+            ),
+        ),
+        Refusal::CertificateMismatch => (
+            &m.sessions_certificate_mismatch,
+            Status::permission_denied(format!(
+                "the client certificate's Common Name is not the instance id {id:?}"
+            )),
+        ),
+    };
+    counter.inc();
+    tracing::warn!(
+        ?peer,
+        claimed_instance_id = id,
+        reason = ?refusal,
+        "agent session refused"
+    );
+    status
+}
+
+/// Issue a credential for `agent_id`: the credential for the agent, and the
+/// hash its EnrollmentKept will confirm.
+async fn enroll(
+    shared: &Arc<Shared>,
+    agent_id: &str,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<(String, String), Status> {
+    let unavailable = || Status::unavailable("the controller cannot enroll the agent now; retry");
+    let credential = identity::new_credential().ok_or_else(|| {
+        tracing::error!("no randomness from the OS: cannot issue an agent credential");
+        unavailable()
+    })?;
+    let hash = identity::credential_hash(credential.as_bytes()).ok_or_else(unavailable)?;
+    let store = shared.store.clone();
+    let (id, stored) = (agent_id.to_string(), hash.clone());
+    match blocking(move || store.issue_credential(&id, &stored, now_ms())).await {
+        Ok(Ok(Issue::Issued)) => {
+            shared.metrics.credentials_issued.inc();
+            tracing::info!(agent = agent_id, "agent credential issued");
+            Ok((credential, hash))
+        }
+        Ok(Ok(Issue::Refused(CredentialState::Revoked))) => {
+            Err(refuse(shared, Refusal::Revoked, Some(agent_id), peer))
+        }
+        Ok(Ok(Issue::Refused(_))) => Err(refuse(shared, Refusal::Claimed, Some(agent_id), peer)),
+        _ => {
+            shared.metrics.store_errors.inc();
+            Err(unavailable())
+        }
+    }
+}
+
+/// The agent kept its credential: it is required from now on.
+async fn confirm(shared: &Arc<Shared>, agent_id: &str, hash: String) {
+    let store = shared.store.clone();
+    let id = agent_id.to_string();
+    match blocking(move || store.confirm_credential(&id, &hash, now_ms())).await {
+        Ok(Ok(true)) => tracing::info!(agent = agent_id, "agent enrolled"),
+        Ok(Ok(false)) => {}
+        _ => {
+            shared.metrics.store_errors.inc();
+            tracing::error!(
+                agent = agent_id,
+                "cannot record that the agent kept its credential"
+            );
+        }
     }
 }
 
@@ -139,6 +380,7 @@ async fn read_session(
     agent_id: String,
     session: SessionHandle,
     mut inbound: Streaming<AgentMessage>,
+    mut issued: Option<String>,
 ) {
     loop {
         let message = tokio::select! {
@@ -158,6 +400,13 @@ async fn read_session(
             }
         };
         shared.fleet.touch(&agent_id, session.id);
+        if let agent_message::Body::EnrollmentKept(_) = body {
+            // Only for the credential this session issued, and only once.
+            if let Some(hash) = issued.take() {
+                confirm(&shared, &agent_id, hash).await;
+            }
+            continue;
+        }
         handle(&shared, &agent_id, &session, body).await;
         shared.changes.bump();
     }
@@ -201,6 +450,8 @@ async fn handle(
                 Err(e) => tracing::warn!(agent = agent_id, error = %e, "ignoring an invalid Hello"),
             }
         }
+        // Handled by the session reader, which knows what it issued.
+        agent_message::Body::EnrollmentKept(_) => {}
         agent_message::Body::ConfigStatus(status) => {
             shared.metrics.agent_messages_status.inc();
             match status_from_proto(status) {

@@ -7,6 +7,7 @@
 //! SQLite serializes writers anyway.
 
 pub mod backup;
+pub mod credentials;
 pub mod experiments;
 mod migrate;
 mod records;
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use crate::fleet::status::{self, Offer, ReportContext, TargetRow, TargetUpdate};
 
+pub use credentials::{CredentialState, Issue, Revocation};
 pub use experiments::{
     ExperimentRecord, ExperimentTarget, NewExperiment, Stamp, Transition, TransitionError,
     TransitionRecord,
@@ -51,6 +53,8 @@ pub enum CreatePushError {
     NoMatch(String),
     #[error("unknown agent id(s): {}", .0.join(", "))]
     UnknownAgents(Vec<String>),
+    #[error("revoked agent id(s): {}", .0.join(", "))]
+    RevokedAgents(Vec<String>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -260,7 +264,16 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let targets = match &push.selector {
             Selector::Labels(labels) => {
-                let ids = agents_matching(&tx, labels, None)?;
+                // A revoked agent never comes back: a target for it could
+                // only time out.
+                let mut revoked = tx.prepare_cached(REVOKED)?;
+                let mut ids = Vec::new();
+                for id in agents_matching(&tx, labels, None)? {
+                    if !revoked.exists([&id])? {
+                        ids.push(id);
+                    }
+                }
+                drop(revoked);
                 if ids.is_empty() {
                     return Err(CreatePushError::NoMatch(format!(
                         "no known agent has the labels {}",
@@ -271,21 +284,29 @@ impl Store {
             }
             Selector::Agents(ids) => {
                 let mut unknown = Vec::new();
+                let mut revoked_ids = Vec::new();
                 let mut known = Vec::new();
                 let mut exists = tx.prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?;
+                let mut revoked = tx.prepare_cached(REVOKED)?;
                 for id in ids {
                     if known.contains(id) {
                         continue;
                     }
-                    if exists.exists([id])? {
-                        known.push(id.clone());
-                    } else {
+                    if !exists.exists([id])? {
                         unknown.push(id.clone());
+                    } else if revoked.exists([id])? {
+                        revoked_ids.push(id.clone());
+                    } else {
+                        known.push(id.clone());
                     }
                 }
                 drop(exists);
+                drop(revoked);
                 if !unknown.is_empty() {
                     return Err(CreatePushError::UnknownAgents(unknown));
+                }
+                if !revoked_ids.is_empty() {
+                    return Err(CreatePushError::RevokedAgents(revoked_ids));
                 }
                 if known.is_empty() {
                     return Err(CreatePushError::NoMatch(
@@ -552,6 +573,9 @@ impl Store {
     }
 }
 
+/// Whether an agent id is revoked.
+const REVOKED: &str = "SELECT 1 FROM agent_credentials WHERE agent_id = ?1 AND state = 'revoked'";
+
 const PUSH_SELECT: &str =
     "SELECT p.id, p.selector, p.config_hash, p.template, p.author, p.created_at, p.deadline,
     (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'pending'),
@@ -653,8 +677,10 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
                     a.config_state, a.config_error, a.applied_at_unix_s, a.desired_push_id,
                     p.config_hash, a.first_seen, a.last_seen, a.connected_at,
                     a.cpu_seconds_total, a.resident_memory_bytes,
-                    (SELECT state FROM push_targets t WHERE t.push_id = a.desired_push_id AND t.agent_id = a.id)
+                    (SELECT state FROM push_targets t WHERE t.push_id = a.desired_push_id AND t.agent_id = a.id),
+                    c.state, c.revoked_at
              FROM agents a LEFT JOIN pushes p ON p.id = a.desired_push_id
+                 LEFT JOIN agent_credentials c ON c.agent_id = a.id
              WHERE a.id = ?1",
             [id],
             |r| {
@@ -681,6 +707,11 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
                         rusqlite::types::ValueRef::Null => None,
                         _ => Some(named(r, 16, TargetState::parse)?),
                     },
+                    credential: match r.get_ref(17)? {
+                        rusqlite::types::ValueRef::Null => None,
+                        _ => Some(named(r, 17, CredentialState::parse)?),
+                    },
+                    revoked_at: r.get(18)?,
                 })
             },
         )

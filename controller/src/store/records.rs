@@ -147,6 +147,9 @@ pub struct AgentRecord {
     pub connected_at: Option<i64>,
     pub cpu_seconds_total: Option<f64>,
     pub resident_memory_bytes: Option<i64>,
+    /// `None` before any credential was issued.
+    pub credential: Option<super::CredentialState>,
+    pub revoked_at: Option<i64>,
 }
 
 /// The latest IntervalStats of an agent.

@@ -12,11 +12,11 @@ use phoenix_controller::auth::Token;
 use phoenix_controller::{Running, Settings};
 use phoenix_proto::v1::agent_control_client::AgentControlClient;
 use phoenix_proto::v1::{
-    AgentMessage, ConfigPush, ConfigState, ConfigStatus, ControllerMessage, Heartbeat, Hello,
-    agent_message, controller_message,
+    AgentMessage, ConfigPush, ConfigState, ConfigStatus, ControllerMessage, EnrollmentKept,
+    Heartbeat, Hello, agent_message, controller_message,
 };
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -229,6 +229,8 @@ pub struct FakeAgent {
     tx: mpsc::Sender<AgentMessage>,
     /// Every ConfigPush received, in order.
     pub pushes: mpsc::UnboundedReceiver<ConfigPush>,
+    /// The credential of the Enrollment received, if one was.
+    enrollment: watch::Receiver<Option<String>>,
     reader: JoinHandle<()>,
 }
 
@@ -239,6 +241,12 @@ pub struct FakeAgentSpec<'a> {
     pub answer: Answer,
     /// The status reported in the Hello.
     pub status: Option<ConfigStatus>,
+    /// Presented as `x-phoenix-agent-credential`.
+    pub credential: Option<String>,
+    /// Answer an Enrollment with EnrollmentKept, as the real agent does
+    /// once it stored the credential. Off by default: an agent that never
+    /// says so (an older one) keeps being admitted by the token alone.
+    pub keep_credential: bool,
 }
 
 impl<'a> FakeAgentSpec<'a> {
@@ -249,6 +257,8 @@ impl<'a> FakeAgentSpec<'a> {
             token: AGENT_TOKEN,
             answer: Answer::Apply,
             status: None,
+            credential: None,
+            keep_credential: false,
         }
     }
 }
@@ -298,15 +308,36 @@ impl FakeAgent {
                 format!("Bearer {}", spec.token).parse().unwrap(),
             );
         }
+        if let Some(credential) = &spec.credential {
+            request
+                .metadata_mut()
+                .insert("x-phoenix-agent-credential", credential.parse().unwrap());
+        }
         let mut inbound = client.session(request).await?.into_inner();
         let (pushes_tx, pushes) = mpsc::unbounded_channel();
+        let (enrolled_tx, enrollment) = watch::channel(None);
         let answer_tx = tx.clone();
         let answer = spec.answer.clone();
+        let keep_credential = spec.keep_credential;
         let reader = tokio::spawn(async move {
             let mut effective = String::new();
             while let Ok(Some(ControllerMessage { body })) = inbound.message().await {
-                let Some(controller_message::Body::ConfigPush(push)) = body else {
-                    continue;
+                let push = match body {
+                    Some(controller_message::Body::ConfigPush(push)) => push,
+                    Some(controller_message::Body::Enrollment(e)) => {
+                        enrolled_tx.send_replace(Some(e.credential));
+                        if keep_credential {
+                            let _ = answer_tx
+                                .send(AgentMessage {
+                                    body: Some(agent_message::Body::EnrollmentKept(
+                                        EnrollmentKept {},
+                                    )),
+                                })
+                                .await;
+                        }
+                        continue;
+                    }
+                    _ => continue,
                 };
                 let status = |state: ConfigState, error: &str, effective: &str| AgentMessage {
                     body: Some(agent_message::Body::ConfigStatus(ConfigStatus {
@@ -342,8 +373,38 @@ impl FakeAgent {
             id: spec.id.to_string(),
             tx,
             pushes,
+            enrollment,
             reader,
         })
+    }
+
+    /// The credential the controller issued on this session (5 s at most).
+    pub async fn credential(&mut self) -> String {
+        let issued = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.enrollment.wait_for(Option::is_some),
+        )
+        .await
+        .expect("an Enrollment arrives in time")
+        .expect("the session is open");
+        issued.clone().unwrap_or_default()
+    }
+
+    /// Whether this session received an Enrollment so far.
+    pub fn was_enrolled(&self) -> bool {
+        self.enrollment.borrow().is_some()
+    }
+
+    /// Wait until the controller ends the session (5 s at most).
+    pub async fn wait_closed(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.pushes.recv()).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return,
+                Err(_) => panic!("the session of {} is still open", self.id),
+            }
+        }
     }
 
     pub async fn heartbeat(&self) {
