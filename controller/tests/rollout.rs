@@ -818,6 +818,7 @@ async fn a_state_report_within_a_session_updates_the_agent_without_a_push() {
                 ]
                 .into(),
                 capabilities: vec![],
+                policy: None,
                 config_status: Some(ConfigStatus {
                     hash: "abcd".into(),
                     state: ConfigState::Applied as i32,

@@ -250,3 +250,95 @@ fn a_reload_body_cannot_open_the_reload_endpoint_for_good() {
     node.restart();
     assert_eq!(healthz_hash(node.telemetry), local, "the local config runs");
 }
+
+/// Through the controller: a push or an experiment that breaks a target's
+/// reported policy is refused with 400, naming the agent and the rule,
+/// before anything is stored or sent.
+#[test]
+fn the_controller_refuses_what_a_targets_policy_forbids_before_storing_it() {
+    use phoenix_tests::fleet::{api, hash_of, online, start_agent_with_env, start_controller};
+    let dir = TempDir::new("sec-controller");
+    let controller = start_controller(&dir.path().join("data"), free_port(), free_port());
+    let agent = start_agent_with_env(
+        dir.path(),
+        "node-1",
+        "prod",
+        controller.grpc,
+        &[("PHOENIX_CONTROLLER_TOKEN", SECRET)],
+    );
+    wait_for(Duration::from_secs(30), || {
+        (online(controller.http).len() == 1).then_some(())
+    })
+    .expect("the agent is online");
+    let before = hash_of(&agent);
+    let push = |yaml: &str| {
+        let body = serde_json::json!({ "selector": { "labels": { "env": "prod" } }, "yaml": yaml });
+        api(controller.http, "POST", "/api/v1/pushes", &body.to_string())
+    };
+    let attacks = [
+        (
+            remote(
+                "{ collection_interval: 1s }",
+                "",
+                "file: { path: /etc/profile.d/phoenix.sh }",
+                "",
+            ),
+            "policy file_export_dirs",
+        ),
+        (
+            remote(
+                "{ collection_interval: '${env:PHOENIX_CONTROLLER_TOKEN:-10s}' }",
+                "",
+                "console:",
+                "",
+            ),
+            "policy env",
+        ),
+        (
+            remote(
+                "{ collection_interval: 1s }",
+                "",
+                "console:",
+                "  telemetry: { address: 0.0.0.0:8888, remote_reload: true, accept_config_body: true }\n",
+            ),
+            "service.telemetry is local-only",
+        ),
+        (
+            remote("{ root_path: /tmp }", "", "console:", ""),
+            "policy allow_root_path",
+        ),
+    ];
+    for (yaml, rule) in &attacks {
+        let (status, body) = push(yaml);
+        assert_eq!(status, 400, "{rule}: {body}");
+        let text = body.to_string();
+        assert!(text.contains(rule), "names {rule:?}: {text}");
+        assert!(text.contains("agent "), "names the agent: {text}");
+        assert!(!text.contains(SECRET), "{text}");
+    }
+    let (status, pushes) = api(controller.http, "GET", "/api/v1/pushes", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        pushes["pushes"].as_array().map(Vec::len),
+        Some(0),
+        "nothing stored: {pushes}"
+    );
+    assert_eq!(hash_of(&agent), before, "nothing sent");
+
+    // An experiment whose base writes outside the targets' directory is
+    // refused the same way.
+    let definition = serde_json::json!({
+        "definition": "name: escape\ntargets: { labels: { env: prod } }\nbase:\n  yaml: |\n    receivers: { procfs: {} }\n    exporters: { file: { path: /etc/cron.d/phoenix } }\n    service: { pipelines: { metrics: { receivers: [procfs], exporters: [file] } } }\ncandidates:\n  - template: process-standard-v1\ncritical_processes: ['^phoenix-agent$']\nduration: 30s\n"
+    });
+    let (status, body) = api(
+        controller.http,
+        "POST",
+        "/api/v1/experiments",
+        &definition.to_string(),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string().contains("policy file_export_dirs"),
+        "{body}"
+    );
+}

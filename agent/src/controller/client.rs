@@ -600,6 +600,14 @@ impl Client {
             })
             .unwrap_or_else(|| self.host_name.clone());
         let hash = applied.hash.clone();
+        let local = self.service.local_config();
+        let policy = &local.remote_policy;
+        // Absolute: the controller compares them with paths of its own.
+        let paths = |list: &[std::path::PathBuf]| -> Vec<String> {
+            list.iter()
+                .map(|p| phoenix_config::policy::normalise(p).display().to_string())
+                .collect()
+        };
         let message = v1::AgentMessage {
             body: Some(Outbound::Hello(v1::Hello {
                 instance_id: self.instance_id.id.clone(),
@@ -614,6 +622,14 @@ impl Client {
                     push_id: String::new(),
                     applied_at_unix_seconds: applied.applied_at_unix_seconds,
                     effective_hash: applied.hash,
+                }),
+                policy: Some(v1::RemotePolicy {
+                    file_export_dirs: paths(&policy.file_export_dirs),
+                    env: policy.env.clone(),
+                    otlp_endpoints: policy.otlp_endpoints.clone(),
+                    allow_root_path: policy.allow_root_path,
+                    ca_files: paths(&policy.ca_files),
+                    root_path: local.procfs_root_path().display().to_string(),
                 }),
             })),
         };

@@ -143,6 +143,7 @@ pub async fn connect(grpc: SocketAddr, agent: SimAgent) -> Result<(), String> {
         labels: agent.labels,
         capabilities: vec!["config.push".into()],
         config_status: None,
+        policy: None,
     };
     tx.send(AgentMessage {
         body: Some(agent_message::Body::Hello(hello)),

@@ -215,6 +215,16 @@ impl From<PushError> for ApiError {
                     .map(ListedError::Config)
                     .collect(),
             ),
+            PushError::Policy(errors) => ApiError::invalid(
+                format!(
+                    "the config breaks the policy of its targets (docs/SECURITY.md): {} error(s)",
+                    errors.len()
+                ),
+                views::config_problems(&errors)
+                    .into_iter()
+                    .map(ListedError::Config)
+                    .collect(),
+            ),
             PushError::UnknownTemplate(name) => ApiError::not_found(format!(
                 "no template {name:?} (GET /api/v1/templates lists them)"
             )),

@@ -156,6 +156,21 @@ pub async fn check(
     })
     .await
     .map_err(|_| vec![SpecError::new("", "the definition crashed the validator")])??;
+    // Every config the experiment may push is valid, and within the policy
+    // of every agent it targets now (each push checks again at deploy).
+    let store = shared.store.clone();
+    let labels = spec.targets.labels.clone();
+    let hosts = spec.targets.hosts.clone();
+    let targets: Arc<Vec<(String, Option<String>)>> = Arc::new(
+        match blocking(move || store.policies_matching(&labels)).await {
+            Ok(Ok(rows)) => rows
+                .into_iter()
+                .filter(|(_, host, _)| hosts.is_empty() || hosts.contains(host))
+                .map(|(id, _, policy)| (id, policy))
+                .collect(),
+            _ => Vec::new(),
+        },
+    );
     let mut errors = Vec::new();
     let configs = std::iter::once(("composed config".to_string(), &composed.yaml)).chain(
         promotions
@@ -163,17 +178,25 @@ pub async fn check(
             .map(|(name, yaml)| (format!("promoted config of {name}"), yaml)),
     );
     for (field, yaml) in configs {
-        if let Err(found) = rollout::validate(yaml.clone()).await {
-            errors.extend(found.into_iter().map(|e| {
-                SpecError::new(
-                    field.clone(),
-                    match &e.component {
-                        Some(c) => format!("{c}: {}", e.message),
-                        None => e.message.clone(),
-                    },
-                )
-            }));
-        }
+        let found = match rollout::validate(yaml.clone()).await {
+            Err(found) => found,
+            Ok(()) => {
+                let (yaml, targets) = (yaml.clone(), targets.clone());
+                match blocking(move || rollout::check_policies(&yaml, &targets)).await {
+                    Ok(Err(found)) => found,
+                    _ => Vec::new(),
+                }
+            }
+        };
+        errors.extend(found.into_iter().map(|e| {
+            SpecError::new(
+                field.clone(),
+                match &e.component {
+                    Some(c) => format!("{c}: {}", e.message),
+                    None => e.message.clone(),
+                },
+            )
+        }));
     }
     if errors.is_empty() {
         Ok(Checked {

@@ -6,13 +6,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phoenix_config::{AgentConfig, ConfigError};
+use std::collections::BTreeMap;
+
+use phoenix_config::{AgentConfig, ConfigError, RemoteRules};
 use phoenix_proto::v1::{ConfigPush, ControllerMessage, controller_message};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::store::{
-    AgentHello, CreatePushError, Desired, NewPush, Selector, StatusReport, StoreError,
+    AgentHello, AgentPolicy, CreatePushError, Desired, NewPush, Selector, StatusReport, StoreError,
     TargetChange, TargetState,
 };
 use crate::{Shared, blocking, now_ms, templates};
@@ -55,6 +57,10 @@ pub enum PushError {
     /// The config does not validate: every error.
     #[error("the config is invalid: {}", messages(.0))]
     Invalid(Vec<ConfigError>),
+    /// The config breaks the reported policy of some targets: every
+    /// problem, each naming its agent.
+    #[error("the config breaks the policy of some targets: {}", messages(.0))]
+    Policy(Vec<ConfigError>),
     #[error("no template {0:?}")]
     UnknownTemplate(String),
     /// The selector matched no agent, or named unknown ones.
@@ -105,6 +111,53 @@ pub async fn validate(text: String) -> Result<(), Vec<ConfigError>> {
             message: "the config validator crashed on this input".into(),
             location: None,
         }]),
+    }
+}
+
+/// Check `yaml` against the reported policy of every target, as each agent
+/// will (with no environment: values read from `${env:...}` are the
+/// agent's to check). Agents that share a policy are checked once; an
+/// agent that reported none is left to itself. Every problem names the
+/// agent (and how many more share its policy).
+pub fn check_policies(
+    yaml: &str,
+    targets: &[(String, Option<String>)],
+) -> Result<(), Vec<ConfigError>> {
+    let mut by_policy: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (agent, policy) in targets {
+        if let Some(p) = policy {
+            by_policy
+                .entry(p.as_str())
+                .or_default()
+                .push(agent.as_str());
+        }
+    }
+    let mut problems = Vec::new();
+    for (json, agents) in by_policy {
+        let who = match agents.len() {
+            1 => format!("agent {}", agents[0]),
+            n => format!("agent {} (and {} more with its policy)", agents[0], n - 1),
+        };
+        let Ok(reported) = serde_json::from_str::<AgentPolicy>(json) else {
+            continue;
+        };
+        let rules = RemoteRules {
+            policy: &reported.policy,
+            telemetry: None,
+            root_path: Some(&reported.root_path),
+            env_known: false,
+        };
+        if let Err(errors) = AgentConfig::load_with_rules(yaml, &|_| None, rules) {
+            problems.extend(errors.0.into_iter().map(|mut e| {
+                e.message = format!("{who}: {}", e.message);
+                e
+            }));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
     }
 }
 
@@ -181,7 +234,13 @@ pub async fn create_push(
     };
     let store = shared.store.clone();
     let (push, result) = blocking(move || {
-        let r = store.create_push(&push, now);
+        let admit = |targets: &[(String, Option<String>)]| {
+            if push.revert_to_local {
+                return Ok(());
+            }
+            check_policies(&push.yaml, targets).map_err(CreatePushError::Policy)
+        };
+        let r = store.create_push(&push, now, &admit);
         (push, r)
     })
     .await
@@ -192,6 +251,7 @@ pub async fn create_push(
         Err(e @ (CreatePushError::UnknownAgents(_) | CreatePushError::RevokedAgents(_))) => {
             return Err(PushError::NoTarget(e.to_string()));
         }
+        Err(CreatePushError::Policy(errors)) => return Err(PushError::Policy(errors)),
         Err(CreatePushError::Store(e)) => {
             shared.metrics.store_errors.inc();
             return Err(InternalError::from(e).into());

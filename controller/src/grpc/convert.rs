@@ -2,17 +2,20 @@
 //! be who its token says, not to send well-formed data.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use phoenix_proto::v1::{ConfigState, ConfigStatus, Hello, IntervalStats};
+use phoenix_proto::v1::{ConfigState, ConfigStatus, Hello, IntervalStats, RemotePolicy};
 use serde_json::{Value, json};
 
-use crate::store::{AgentHello, ReportedState, StatusReport};
+use crate::store::{AgentHello, AgentPolicy, ReportedState, StatusReport};
 
 const MAX_ID: usize = 256;
 const MAX_TEXT: usize = 256;
 const MAX_LABELS: usize = 64;
 const MAX_LABEL_KEY: usize = 128;
 const MAX_CAPABILITIES: usize = 64;
+const MAX_POLICY_ENTRIES: usize = 64;
+const MAX_PATH: usize = 4096;
 const MAX_HASH: usize = 128;
 /// An error message is kept up to this size (it can list many validation
 /// errors); the rest is cut, not refused.
@@ -85,6 +88,35 @@ pub fn hello_from_proto(h: Hello) -> Result<AgentHello, String> {
         labels,
         capabilities,
         status: h.config_status.map(status_from_proto).transpose()?,
+        policy: h.policy.map(policy_from_proto).transpose()?,
+    })
+}
+
+/// Check and convert a reported policy: bounded lists of bounded texts.
+fn policy_from_proto(p: RemotePolicy) -> Result<AgentPolicy, String> {
+    let list = |what: &str, items: Vec<String>| -> Result<Vec<String>, String> {
+        if items.len() > MAX_POLICY_ENTRIES {
+            return Err(format!(
+                "policy.{what}: more than {MAX_POLICY_ENTRIES} entries"
+            ));
+        }
+        items
+            .into_iter()
+            .map(|s| text(&format!("policy.{what}"), s, MAX_PATH))
+            .collect()
+    };
+    let paths = |what: &str, items: Vec<String>| -> Result<Vec<PathBuf>, String> {
+        Ok(list(what, items)?.into_iter().map(PathBuf::from).collect())
+    };
+    Ok(AgentPolicy {
+        policy: phoenix_config::RemotePolicy {
+            file_export_dirs: paths("file_export_dirs", p.file_export_dirs)?,
+            env: list("env", p.env)?,
+            otlp_endpoints: list("otlp_endpoints", p.otlp_endpoints)?,
+            allow_root_path: p.allow_root_path,
+            ca_files: paths("ca_files", p.ca_files)?,
+        },
+        root_path: PathBuf::from(text("policy.root_path", p.root_path, MAX_PATH)?),
     })
 }
 
@@ -170,6 +202,12 @@ mod tests {
             labels: [("env".to_string(), "prod".to_string())].into(),
             capabilities: vec!["config.push".into()],
             config_status: None,
+            policy: Some(RemotePolicy {
+                file_export_dirs: vec!["/var/lib/phoenix/exports".into()],
+                env: vec!["NODE_NAME".into()],
+                root_path: "/host".into(),
+                ..Default::default()
+            }),
         }
     }
 
@@ -178,6 +216,19 @@ mod tests {
         let h = hello_from_proto(hello()).unwrap();
         assert_eq!(h.id, "node-1");
         assert_eq!(h.labels["env"], "prod");
+        let policy = h.policy.expect("the reported policy");
+        assert_eq!(policy.root_path, PathBuf::from("/host"));
+        assert_eq!(policy.policy.env, ["NODE_NAME"]);
+    }
+
+    #[test]
+    fn an_oversized_policy_is_refused() {
+        let mut h = hello();
+        if let Some(p) = h.policy.as_mut() {
+            p.env = vec!["X".into(); MAX_POLICY_ENTRIES + 1];
+        }
+        let e = hello_from_proto(h).unwrap_err();
+        assert!(e.contains("policy.env"), "{e}");
     }
 
     #[test]

@@ -828,6 +828,7 @@ mod tests {
             labels: Default::default(),
             capabilities: vec![],
             status: None,
+            policy: None,
         };
         store.hello(&hello, 1, 1, true).unwrap();
         experiment(&store, "e");
@@ -845,10 +846,14 @@ mod tests {
             revert_to_local: false,
             experiment_id: experiment.map(str::to_string),
         };
-        store.create_push(&push("deploy", Some("e")), 2).unwrap();
+        store
+            .create_push(&push("deploy", Some("e")), 2, &|_| Ok(()))
+            .unwrap();
         let targets = store.experiment_targets("e").unwrap();
         assert_eq!(targets[0].desired_elsewhere, None);
-        store.create_push(&push("operator", None), 3).unwrap();
+        store
+            .create_push(&push("operator", None), 3, &|_| Ok(()))
+            .unwrap();
         let targets = store.experiment_targets("e").unwrap();
         assert_eq!(targets[0].desired_elsewhere.as_deref(), Some("operator"));
         drop(store);

@@ -55,9 +55,17 @@ pub enum CreatePushError {
     UnknownAgents(Vec<String>),
     #[error("revoked agent id(s): {}", .0.join(", "))]
     RevokedAgents(Vec<String>),
+    /// The config breaks the policy of some targets: every problem, each
+    /// naming its agent.
+    #[error("the config breaks the policy of some targets")]
+    Policy(Vec<phoenix_config::ConfigError>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// A push's last check before it is stored: every target with its reported
+/// policy (JSON; None when it reported none).
+pub type Admit<'a> = dyn Fn(&[(String, Option<String>)]) -> Result<(), CreatePushError> + 'a;
 
 impl From<rusqlite::Error> for CreatePushError {
     fn from(e: rusqlite::Error) -> Self {
@@ -152,12 +160,16 @@ impl Store {
     ) -> Result<HelloOutcome, StoreError> {
         self.write(|tx| {
             let capabilities = serde_json::to_string(&hello.capabilities).unwrap_or_default();
+            let policy = hello
+                .policy
+                .as_ref()
+                .and_then(|p| serde_json::to_string(p).ok());
             tx.execute(
-                "INSERT INTO agents (id, host_name, version, capabilities, status, first_seen, last_seen, connected_at)
-                 VALUES (?1, ?2, ?3, ?4, 'online', ?5, ?5, ?6)
+                "INSERT INTO agents (id, host_name, version, capabilities, status, first_seen, last_seen, connected_at, policy)
+                 VALUES (?1, ?2, ?3, ?4, 'online', ?5, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET host_name = ?2, version = ?3, capabilities = ?4,
-                     status = 'online', last_seen = ?5, connected_at = ?6",
-                params![hello.id, hello.host_name, hello.version, capabilities, now, connected_at],
+                     status = 'online', last_seen = ?5, connected_at = ?6, policy = ?7",
+                params![hello.id, hello.host_name, hello.version, capabilities, now, connected_at, policy],
             )?;
             tx.execute("DELETE FROM agent_labels WHERE agent_id = ?1", [&hello.id])?;
             {
@@ -255,10 +267,14 @@ impl Store {
     /// agent's desired config, and the audit entry. Older open targets of
     /// the same agents become `superseded`: an agent has one desired config.
     /// Returns the target agent ids and how many older targets were superseded.
+    /// `admit` sees every target with its reported policy (JSON, None when
+    /// it reported none) before anything is written, and may refuse the
+    /// push (the fleet's policy check).
     pub fn create_push(
         &self,
         push: &NewPush,
         now: i64,
+        admit: &Admit<'_>,
     ) -> Result<(Vec<String>, usize), CreatePushError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -316,6 +332,15 @@ impl Store {
                 known
             }
         };
+        {
+            let mut policy = tx.prepare_cached("SELECT policy FROM agents WHERE id = ?1")?;
+            let mut with_policies = Vec::with_capacity(targets.len());
+            for id in &targets {
+                let p: Option<String> = policy.query_row([id], |r| r.get(0)).optional()?.flatten();
+                with_policies.push((id.clone(), p));
+            }
+            admit(&with_policies)?;
+        }
         if push.revert_to_local {
             // Known only by hash; a body pushed later fills it in.
             tx.execute(
@@ -640,6 +665,25 @@ fn named<T>(
             Box::new(UnknownName(text.to_string())),
         )
     })
+}
+
+impl Store {
+    /// Every agent carrying `labels`: (id, host name, reported policy JSON),
+    /// for checking an experiment's configs before it is stored.
+    pub fn policies_matching(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        let conn = self.conn();
+        let mut row = conn.prepare_cached("SELECT host_name, policy FROM agents WHERE id = ?1")?;
+        let mut out = Vec::new();
+        for id in agents_matching(&conn, labels, None)? {
+            let (host, policy): (String, Option<String>) =
+                row.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            out.push((id, host, policy));
+        }
+        Ok(out)
+    }
 }
 
 /// Ids of agents carrying every label in `labels`, sorted.

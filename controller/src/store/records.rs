@@ -56,6 +56,18 @@ pub struct AgentHello {
     pub labels: BTreeMap<String, String>,
     pub capabilities: Vec<String>,
     pub status: Option<StatusReport>,
+    /// What a remote config may do on the agent's node; None from agents
+    /// that do not report one.
+    pub policy: Option<AgentPolicy>,
+}
+
+/// An agent's reported policy for remote configs, kept as JSON with the
+/// agent so that a push is checked against it even while it is offline.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AgentPolicy {
+    pub policy: phoenix_config::RemotePolicy,
+    /// The node's `procfs.root_path`.
+    pub root_path: std::path::PathBuf,
 }
 
 /// A config to send to an agent.

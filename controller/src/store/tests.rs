@@ -14,6 +14,7 @@ fn hello(id: &str, env: &str) -> AgentHello {
         labels: [("env".to_string(), env.to_string())].into(),
         capabilities: vec![],
         status: None,
+        policy: None,
     }
 }
 
@@ -75,11 +76,15 @@ fn pushes_dedupe_config_versions_and_time_out_open_targets() {
     s.hello(&hello("b", "dev"), 1, 1, true).unwrap();
     let prod: std::collections::BTreeMap<_, _> = [("env".to_string(), "prod".to_string())].into();
     let (targets, _) = s
-        .create_push(&push("p1", "h1", Selector::Labels(prod.clone())), 10)
+        .create_push(
+            &push("p1", "h1", Selector::Labels(prod.clone())),
+            10,
+            &|_| Ok(()),
+        )
         .unwrap();
     assert_eq!(targets, vec!["a".to_string()]);
     let (_, superseded) = s
-        .create_push(&push("p2", "h1", Selector::Labels(prod)), 20)
+        .create_push(&push("p2", "h1", Selector::Labels(prod)), 20, &|_| Ok(()))
         .unwrap();
     assert_eq!(superseded, 1);
     let versions: i64 = s
@@ -88,7 +93,11 @@ fn pushes_dedupe_config_versions_and_time_out_open_targets() {
         .unwrap();
     assert_eq!(versions, 1);
     assert!(matches!(
-        s.create_push(&push("p3", "h2", Selector::Agents(vec!["zz".into()])), 30),
+        s.create_push(
+            &push("p3", "h2", Selector::Agents(vec!["zz".into()])),
+            30,
+            &|_| Ok(())
+        ),
         Err(CreatePushError::UnknownAgents(_))
     ));
     let changes = s.expire_pushes(2_000).unwrap();
@@ -110,4 +119,34 @@ fn an_old_session_ending_does_not_take_a_newer_one_offline() {
     s.set_offline("a", 200).unwrap();
     let (a, _) = s.agent("a").unwrap().unwrap();
     assert_eq!(a.status, AgentStatus::Offline);
+}
+
+#[test]
+fn a_push_its_check_refuses_stores_nothing_and_the_check_sees_each_policy() {
+    let dir = tmp_dir("admit");
+    let s = Store::open_dir(&dir).unwrap();
+    let mut with_policy = hello("a", "prod");
+    with_policy.policy = Some(AgentPolicy {
+        policy: phoenix_config::RemotePolicy::default(),
+        root_path: "/".into(),
+    });
+    s.hello(&with_policy, 1, 1, true).unwrap();
+    s.hello(&hello("b", "prod"), 1, 1, true).unwrap();
+    let prod: std::collections::BTreeMap<_, _> = [("env".to_string(), "prod".to_string())].into();
+    let seen = std::cell::RefCell::new(Vec::new());
+    let refused = s.create_push(&push("p1", "h1", Selector::Labels(prod)), 10, &|targets| {
+        seen.borrow_mut().extend(targets.iter().cloned());
+        Err(CreatePushError::NoMatch("refused by the check".into()))
+    });
+    assert!(matches!(refused, Err(CreatePushError::NoMatch(_))));
+    let seen = seen.into_inner();
+    assert_eq!(seen.len(), 2);
+    let reported: AgentPolicy = serde_json::from_str(seen[0].1.as_deref().unwrap()).unwrap();
+    assert_eq!(Some(reported), with_policy.policy);
+    assert_eq!(seen[1], ("b".to_string(), None));
+    let pushes: i64 = s
+        .conn()
+        .query_row("SELECT COUNT(*) FROM pushes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pushes, 0, "nothing stored");
 }

@@ -297,6 +297,7 @@ impl FakeAgent {
                     .collect(),
                 capabilities: vec!["config.push".into()],
                 config_status: spec.status.clone(),
+                policy: None,
             })),
         })
         .await
