@@ -118,7 +118,7 @@ pub struct PipelineConfig {
 }
 
 /// Log output settings (`service.telemetry.logs`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
     /// `trace`, `debug`, `info`, `warn`, `error`, or a `tracing` filter.
@@ -137,7 +137,9 @@ impl Default for LogsConfig {
 
 /// How log lines are written (`service.telemetry.logs.format`, and the
 /// binaries' `--log-format`, whose help lists the values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -148,7 +150,7 @@ pub enum LogFormat {
 }
 
 /// The agent's own telemetry (`service.telemetry`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// Where `/metrics`, `/healthz`, `/readyz` and `/-/reload` are served.

@@ -630,6 +630,7 @@ impl Client {
                     allow_root_path: policy.allow_root_path,
                     ca_files: paths(&policy.ca_files),
                     root_path: local.procfs_root_path().display().to_string(),
+                    telemetry_json: serde_json::to_string(&local.telemetry).unwrap_or_default(),
                 }),
             })),
         };

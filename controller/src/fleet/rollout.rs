@@ -143,7 +143,7 @@ pub fn check_policies(
         };
         let rules = RemoteRules {
             policy: &reported.policy,
-            telemetry: None,
+            telemetry: reported.telemetry.as_ref(),
             root_path: Some(&reported.root_path),
             env_known: false,
         };

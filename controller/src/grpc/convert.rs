@@ -117,6 +117,12 @@ fn policy_from_proto(p: RemotePolicy) -> Result<AgentPolicy, String> {
             ca_files: paths("ca_files", p.ca_files)?,
         },
         root_path: PathBuf::from(text("policy.root_path", p.root_path, MAX_PATH)?),
+        telemetry: if p.telemetry_json.is_empty() {
+            None
+        } else {
+            let json = text("policy.telemetry_json", p.telemetry_json, MAX_PATH)?;
+            Some(serde_json::from_str(&json).map_err(|e| format!("policy.telemetry_json: {e}"))?)
+        },
     })
 }
 
@@ -206,6 +212,7 @@ mod tests {
                 file_export_dirs: vec!["/var/lib/phoenix/exports".into()],
                 env: vec!["NODE_NAME".into()],
                 root_path: "/host".into(),
+                telemetry_json: r#"{"address":"0.0.0.0:8888","remote_reload":false,"accept_config_body":false,"logs":{"level":"info","format":"json"}}"#.into(),
                 ..Default::default()
             }),
         }
@@ -219,6 +226,10 @@ mod tests {
         let policy = h.policy.expect("the reported policy");
         assert_eq!(policy.root_path, PathBuf::from("/host"));
         assert_eq!(policy.policy.env, ["NODE_NAME"]);
+        assert_eq!(
+            policy.telemetry.map(|t| t.address.to_string()).as_deref(),
+            Some("0.0.0.0:8888")
+        );
     }
 
     #[test]

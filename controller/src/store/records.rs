@@ -63,11 +63,15 @@ pub struct AgentHello {
 
 /// An agent's reported policy for remote configs, kept as JSON with the
 /// agent so that a push is checked against it even while it is offline.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentPolicy {
     pub policy: phoenix_config::RemotePolicy,
     /// The node's `procfs.root_path`.
     pub root_path: std::path::PathBuf,
+    /// The node's `service.telemetry` (None: not reported; a remote config
+    /// must then leave it out).
+    #[serde(default)]
+    pub telemetry: Option<phoenix_config::TelemetryConfig>,
 }
 
 /// A config to send to an agent.

@@ -129,6 +129,7 @@ fn a_push_its_check_refuses_stores_nothing_and_the_check_sees_each_policy() {
     with_policy.policy = Some(AgentPolicy {
         policy: phoenix_config::RemotePolicy::default(),
         root_path: "/".into(),
+        telemetry: Some(phoenix_config::TelemetryConfig::default()),
     });
     s.hello(&with_policy, 1, 1, true).unwrap();
     s.hello(&hello("b", "prod"), 1, 1, true).unwrap();
