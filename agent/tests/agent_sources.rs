@@ -84,6 +84,12 @@ async fn a_kept_remote_config_wins_at_start_until_the_file_changes() {
         .expect("the remote config applies");
     assert!(outcome.changed);
     assert_eq!(scratch.kept().as_deref(), Some(remote.as_str()));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(scratch.0.join("state").join(REMOTE_CONFIG_FILE))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the kept config is the agent's alone");
     agent.stop().await;
 
     // A restart comes back with it, not with the file.

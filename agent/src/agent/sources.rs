@@ -12,6 +12,7 @@
 //!   forgets the kept remote config: the operator's last choice wins;
 //! - a controller's revert runs the file again and forgets the kept config.
 
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use phoenix_config::{AgentConfig, ConfigErrors, EMBEDDED_DEFAULT};
@@ -105,7 +106,16 @@ impl ConfigSources {
         let result = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
             let tmp = dir.join(format!(".{REMOTE_CONFIG_FILE}.tmp"));
-            let mut f = std::fs::File::create(&tmp)?;
+            // 0600: what the node runs is the node's business (the config
+            // names endpoints and variables), like the credential beside it.
+            // A leftover from a crash may have another mode: start afresh.
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             std::io::Write::write_all(&mut f, text.as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)?;
