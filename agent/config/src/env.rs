@@ -20,9 +20,13 @@ fn walk(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>, missing: &mu
             let whole_reference =
                 s.starts_with("${env:") && s.ends_with('}') && s.matches("${").count() == 1;
             let replaced = expand(s, lookup, missing);
+            // The default after `:-` is outside text too: re-read it only
+            // within the budget (a bomb stays a string, which then fails
+            // the field's type).
             *value = if whole_reference {
-                serde_norway::from_str::<Value>(&replaced)
+                crate::yaml::check_budget(&replaced)
                     .ok()
+                    .and_then(|()| serde_norway::from_str::<Value>(&replaced).ok())
                     .filter(|v| {
                         !matches!(v, Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_))
                     })

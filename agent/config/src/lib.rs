@@ -15,6 +15,7 @@ pub mod exporter;
 mod hash;
 mod locate;
 pub mod receiver;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -273,6 +274,7 @@ impl<'a> Loader<'a> {
         mut self,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<AgentConfig, ConfigErrors> {
+        yaml::check_budget(self.text).map_err(|e| ConfigErrors(vec![e]))?;
         let mut root: Value = match serde_norway::from_str(self.text) {
             Ok(v) => v,
             Err(e) => {

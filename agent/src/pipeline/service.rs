@@ -231,7 +231,16 @@ impl Service {
                 summary: BuildSummary::default(),
             });
         }
-        let result = self.apply(text, &hash, source);
+        // Parsing is CPU work (bounded by the YAML budget, still
+        // milliseconds for a large config): off the async workers, which
+        // also serve scrapes, `/metrics` and the controller session.
+        let owned = text.to_string();
+        let result = match tokio::task::spawn_blocking(move || AgentConfig::load(&owned)).await {
+            Ok(Ok(config)) => self.apply(config, &hash, source),
+            Ok(Err(errors)) => Err(ReloadError::Invalid(errors)),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(ReloadError::Source("the agent is shutting down".into())),
+        };
         match &result {
             Ok(outcome) => {
                 self.shared.metrics.succeeded.inc();
@@ -253,11 +262,10 @@ impl Service {
 
     fn apply(
         &self,
-        text: &str,
+        config: AgentConfig,
         hash: &str,
         source: ReloadSource,
     ) -> Result<ReloadOutcome, ReloadError> {
-        let config = AgentConfig::load(text).map_err(ReloadError::Invalid)?;
         let running = self.shared.config.load_full();
         if config.telemetry != running.telemetry {
             tracing::warn!(
