@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod floor;
+pub mod hostile_yaml;
 pub mod sim;
 pub mod sleepers;
 pub mod synthetic;

@@ -329,6 +329,11 @@ async fn an_invalid_config_is_400_with_every_error_and_nothing_is_stored() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(started.elapsed() < Duration::from_secs(5));
+    let budget = format!(
+        "YAML budget: more than {} nodes once aliases are expanded",
+        phoenix_config::yaml::MAX_NODES
+    );
+    assert!(body.to_string().contains(&budget), "{body}");
 
     // A duration too large for the agent's parser: whatever the loader
     // does with it, the controller answers 400 and stays up.
@@ -364,6 +369,26 @@ async fn an_invalid_config_is_400_with_every_error_and_nothing_is_stored() {
         )
         .await;
     assert_eq!(v["valid"], true, "{v}");
+
+    // A bomb that is wide rather than deep (500 aliases of a 500-item
+    // list) and nesting past the depth limit: refused by the YAML budget
+    // before anything is expanded or parsed deeply.
+    let wide = format!(
+        "a: &a [{}]\nb: &b [{}]\n",
+        vec!["lol"; 500].join(","),
+        vec!["*a"; 500].join(",")
+    );
+    let nested = "[".repeat(100) + &"]".repeat(100);
+    for hostile in [wide, nested] {
+        let (status, v) = c
+            .http
+            .post("/api/v1/configs/validate", json!({ "yaml": hostile }))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(v["valid"], false);
+        let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("YAML budget: "), "{v}");
+    }
     c.stop().await;
 }
 

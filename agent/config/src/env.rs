@@ -50,9 +50,13 @@ fn walk(value: &mut Value, env: &Env, path: &mut Vec<String>, found: &mut Substi
                 found.referenced.push(path.clone());
             }
             let replaced = expand(s, env, path, found);
+            // The default after `:-` is outside text too: re-read it only
+            // within the budget (a bomb stays a string, which then fails
+            // the field's type).
             *value = if whole_reference {
-                serde_norway::from_str::<Value>(&replaced)
+                crate::yaml::check_budget(&replaced)
                     .ok()
+                    .and_then(|()| serde_norway::from_str::<Value>(&replaced).ok())
                     .filter(|v| {
                         !matches!(v, Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_))
                     })

@@ -16,6 +16,7 @@ mod hash;
 mod locate;
 pub mod policy;
 pub mod receiver;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -353,6 +354,7 @@ impl<'a> Loader<'a> {
         mut self,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<AgentConfig, ConfigErrors> {
+        yaml::check_budget(self.text).map_err(|e| ConfigErrors(vec![e]))?;
         let mut root: Value = match serde_norway::from_str(self.text) {
             Ok(v) => v,
             Err(e) => {

@@ -275,7 +275,25 @@ impl Service {
                 summary: BuildSummary::default(),
             });
         }
-        let result = self.apply(text, &hash, source, origin);
+        // Parsing is CPU work (bounded by the YAML budget, still
+        // milliseconds for a large config): off the async workers, which
+        // also serve scrapes, `/metrics` and the controller session.
+        let owned = text.to_string();
+        let local = self.shared.local.load_full();
+        let load = move || match origin {
+            Origin::Local => AgentConfig::load(&owned),
+            Origin::Remote => AgentConfig::load_remote(&owned, &local),
+        };
+        let result = match tokio::task::spawn_blocking(load).await {
+            Ok(Ok(config)) => self.apply(config, &hash, source, origin),
+            Ok(Err(errors)) => Err(ReloadError::Invalid(errors)),
+            // A loader bug must not take the reload loop down: the config
+            // is refused, the running one stays.
+            Err(e) if e.is_panic() => Err(ReloadError::Source(
+                "the config loader crashed on this input (a bug: please report it)".into(),
+            )),
+            Err(_) => Err(ReloadError::Source("the agent is shutting down".into())),
+        };
         match &result {
             Ok(outcome) => {
                 self.shared.metrics.succeeded.inc();
@@ -297,16 +315,11 @@ impl Service {
 
     fn apply(
         &self,
-        text: &str,
+        config: AgentConfig,
         hash: &str,
         source: ReloadSource,
         origin: Origin,
     ) -> Result<ReloadOutcome, ReloadError> {
-        let config = match origin {
-            Origin::Local => AgentConfig::load(text),
-            Origin::Remote => AgentConfig::load_remote(text, &self.shared.local.load()),
-        }
-        .map_err(ReloadError::Invalid)?;
         let running = self.shared.config.load_full();
         if config.telemetry != running.telemetry {
             tracing::warn!(

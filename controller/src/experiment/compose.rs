@@ -45,6 +45,7 @@ fn load_template(dir: &Path, name: &str, field: &str) -> Result<Value, SpecError
 }
 
 fn parse_yaml(text: &str, field: &str) -> Result<Value, SpecError> {
+    phoenix_config::yaml::check_budget(text).map_err(|e| SpecError::new(field, e.to_string()))?;
     let v: Value = serde_norway::from_str(text)
         .map_err(|e| SpecError::new(field, format!("not a YAML document: {e}")))?;
     if v.is_mapping() {
@@ -407,6 +408,26 @@ duration: 10s
             seen += 1;
         }
         assert!(seen >= 4, "examples in {}", dir.display());
+    }
+
+    #[test]
+    fn an_inline_base_over_the_yaml_budget_is_refused_by_its_field() {
+        // Nine levels of nine aliases inside the definition's `base.yaml`:
+        // one harmless scalar in the definition, a bomb once read as YAML.
+        let mut bomb = String::from("    l0: &l0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let aliases = vec![format!("*l{}", i - 1); 9].join(", ");
+            bomb.push_str(&format!("    l{i}: &l{i} [{aliases}]\n"));
+        }
+        let base = "    receivers: { procfs: { collection_interval: 10s } }\n";
+        let spec = ExperimentSpec::parse(&SPEC.replace(base, &bomb)).unwrap();
+        let e = compose(&templates_dir(), &spec, Shape::Experiment { id: "x" }).unwrap_err();
+        assert_eq!(e[0].field, "base.yaml", "{e:?}");
+        let budget = format!(
+            "YAML budget: more than {} nodes once aliases are expanded",
+            phoenix_config::yaml::MAX_NODES
+        );
+        assert!(e[0].message.starts_with(&budget), "{e:?}");
     }
 
     #[test]

@@ -298,6 +298,8 @@ impl ExperimentSpec {
                 "the experiment definition is empty",
             )]);
         }
+        phoenix_config::yaml::check_budget(text)
+            .map_err(|e| vec![SpecError::new("", e.to_string())])?;
         let spec: ExperimentSpec = serde_norway::from_str(text).map_err(|e| {
             vec![SpecError::new(
                 "",
@@ -713,6 +715,18 @@ analysis: { confidence: 2 }
         let typo = MINIMAL.replace("duration:", "duraton:");
         let e = ExperimentSpec::parse(&typo).unwrap_err();
         assert!(e[0].message.contains("duraton"), "{e:?}");
+    }
+
+    #[test]
+    fn a_definition_over_the_yaml_budget_is_refused_before_it_is_parsed() {
+        let nested = format!("{MINIMAL}extra: {}1{}\n", "[".repeat(40), "]".repeat(40));
+        let e = ExperimentSpec::parse(&nested).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].message
+                .starts_with("YAML budget: nesting deeper than 32 levels (line 7,"),
+            "{e:?}"
+        );
     }
 
     #[test]
