@@ -18,22 +18,7 @@ use phoenix_telemetry::registry::Registry;
 const OUR_LINE: &[u8] = b"{\"resourceMetrics\":[]}\n";
 const FOREIGN: &[u8] = b"#!/bin/sh\necho owned\n";
 
-/// A fresh directory under the temp directory's real path.
-fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let base = std::env::temp_dir()
-        .canonicalize()
-        .expect("temp dir resolves");
-    let dir = base.join(format!(
-        "phoenix-file-safety-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("creates the temp dir");
-    dir
-}
+use phoenix_tests::scratch_dir as temp_dir;
 
 fn config(path: &Path, rotation: Option<(u64, u32)>) -> ExporterConfig {
     ExporterConfig::File(FileConfig {

@@ -3,7 +3,6 @@
 //! by the reference parsers (Python's `prometheus_client`, and `promtool`
 //! when installed).
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,21 +103,7 @@ fn ctx(id: &str) -> BuildContext {
     }
 }
 
-/// Under the temp directory's real path: the file exporter refuses a
-/// symbolic link anywhere in its path.
-fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let base = std::env::temp_dir()
-        .canonicalize()
-        .expect("temp dir resolves");
-    base.join(format!(
-        "phoenix-local-exporters-{name}-{}-{nanos}",
-        std::process::id()
-    ))
-}
+use phoenix_tests::scratch_dir as temp_dir;
 
 /// `name{labels} value` of a metric line in the registry's rendering.
 fn self_metric(registry: &Registry, name: &str) -> f64 {

@@ -105,6 +105,26 @@ pub fn start_agent_with_env(
     grpc: u16,
     vars: &[(&str, &str)],
 ) -> Agent {
+    start_agent_with(
+        dir,
+        name,
+        env,
+        grpc,
+        vars,
+        &["--controller-token", AGENT_TOKEN],
+    )
+}
+
+/// [`start_agent_with_env`] with the credential flags given
+/// (`--controller-token-file FILE`, or none at all).
+pub fn start_agent_with(
+    dir: &Path,
+    name: &str,
+    env: &str,
+    grpc: u16,
+    vars: &[(&str, &str)],
+    credentials: &[&str],
+) -> Agent {
     let telemetry = free_port();
     let out = dir.join(format!("{name}.jsonl"));
     let config = dir.join(format!("{name}.yaml"));
@@ -114,24 +134,22 @@ pub fn start_agent_with_env(
     )
     .unwrap();
     let state = dir.join(format!("{name}-state"));
-    let running = Running::start_with_env(
-        &binary("phoenix-agent"),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--controller",
-            &format!("http://127.0.0.1:{grpc}"),
-            "--controller-token",
-            AGENT_TOKEN,
-            "--label",
-            &format!("env={env}"),
-            "--label",
-            &format!("name={name}"),
-        ],
-        vars,
-    );
+    let controller = format!("http://127.0.0.1:{grpc}");
+    let (env_label, name_label) = (format!("env={env}"), format!("name={name}"));
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--controller",
+        &controller,
+        "--label",
+        &env_label,
+        "--label",
+        &name_label,
+    ];
+    args.extend_from_slice(credentials);
+    let running = Running::start_with_env(&binary("phoenix-agent"), &args, vars);
     Agent {
         running,
         telemetry,

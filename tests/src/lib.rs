@@ -48,16 +48,26 @@ pub fn free_port() -> u16 {
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
 
+/// A fresh directory under the temp directory's real path (the file
+/// exporter refuses a symbolic link anywhere in a path, and the temp
+/// directory may be reached through one). The caller removes it; see
+/// [`TempDir`] for one removed on drop.
+pub fn scratch_dir(label: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let base = std::env::temp_dir()
+        .canonicalize()
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let path = base.join(format!("phoenix-{label}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&path).expect("create temp dir");
+    path
+}
+
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("phoenix-{label}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
+        TempDir(scratch_dir(label))
     }
 
     pub fn path(&self) -> &Path {

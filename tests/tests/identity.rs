@@ -8,7 +8,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use phoenix_tests::fleet::{AGENT_TOKEN, agent_config, api, online, phoenixctl, start_controller};
+use phoenix_tests::fleet::{
+    AGENT_TOKEN, agent_config, api, online, phoenixctl, start_agent_with, start_controller,
+};
 use phoenix_tests::{Running, TempDir, binary, free_port, http_get, sample, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -16,31 +18,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// An agent on `grpc` with its own state dir and the token given as `token`
 /// (`--controller-token-file FILE` or `--controller-token TOKEN`).
 fn agent(dir: &Path, name: &str, env: &str, grpc: u16, token: [&str; 2]) -> (Running, u16) {
-    let telemetry = free_port();
-    let config = dir.join(format!("{name}.yaml"));
-    let out = dir.join(format!("{name}.jsonl"));
-    std::fs::write(
-        &config,
-        agent_config(&out, telemetry, "metrics/local", None),
-    )
-    .unwrap();
-    let state = dir.join(format!("{name}-state"));
-    let running = Running::start(
-        &binary("phoenix-agent"),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--controller",
-            &format!("http://127.0.0.1:{grpc}"),
-            token[0],
-            token[1],
-            "--label",
-            &format!("env={env}"),
-        ],
-    );
-    (running, telemetry)
+    let agent = start_agent_with(dir, name, env, grpc, &[], &token);
+    (agent.running, agent.telemetry)
 }
 
 fn controller_metric(http: u16, series: &str) -> f64 {

@@ -342,3 +342,39 @@ fn the_controller_refuses_what_a_targets_policy_forbids_before_storing_it() {
         "{body}"
     );
 }
+
+/// Hostile YAML is refused by its budget, through every door: the agent's
+/// `validate`, a `/-/reload` body, and a push to the controller.
+#[test]
+fn hostile_yaml_is_refused_by_its_budget_everywhere() {
+    use phoenix_benches::hostile_yaml::{alias_bomb, deep_block, deep_flow_mappings};
+    let node = Node::start("sec-yaml");
+    let bomb = alias_bomb(9, 500);
+    assert!(bomb.len() > 20_000, "the issue's 25 KB bomb");
+
+    // `phoenix-agent validate` on 100 KB of nesting: exit 3, by the budget.
+    for (name, text) in [("deep.yaml", deep_block(100_000)), ("bomb.yaml", bomb.clone())] {
+        let path = node.dir.path().join(name);
+        std::fs::write(&path, &text).unwrap();
+        let out = Running::start(
+            &binary("phoenix-agent"),
+            &["validate", "--config", path.to_str().unwrap()],
+        )
+        .wait_exit(Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(3), "{name}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("YAML budget"), "{name}: {stderr}");
+    }
+
+    // A reload body: 400, the running config stays.
+    node.refused(&bomb, "YAML budget");
+    node.refused(&deep_flow_mappings(100_000), "invalid YAML");
+
+    // A push through the controller: 400 before anything is stored.
+    use phoenix_tests::fleet::{api, start_controller};
+    let controller = start_controller(&node.dir.path().join("data"), free_port(), free_port());
+    let body = serde_json::json!({ "selector": { "labels": { "env": "prod" } }, "yaml": bomb });
+    let (status, answer) = api(controller.http, "POST", "/api/v1/pushes", &body.to_string());
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("YAML budget"), "{answer}");
+}

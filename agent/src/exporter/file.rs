@@ -493,23 +493,7 @@ mod tests {
     use std::fs;
     use std::path::Path;
 
-    /// A fresh directory, named by its real path: the exporter refuses
-    /// links, and the temp directory may be reached through one.
-    fn temp_dir(name: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let base = std::env::temp_dir()
-            .canonicalize()
-            .expect("temp dir resolves");
-        let dir = base.join(format!(
-            "phoenix-file-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).expect("creates the temp dir");
-        dir
-    }
+    use phoenix_tests::scratch_dir as temp_dir;
 
     fn at(path: &Path) -> FileTarget {
         FileTarget::File(path.to_path_buf())
