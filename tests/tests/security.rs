@@ -353,7 +353,10 @@ fn hostile_yaml_is_refused_by_its_budget_everywhere() {
     assert!(bomb.len() > 20_000, "the issue's 25 KB bomb");
 
     // `phoenix-agent validate` on 100 KB of nesting: exit 3, by the budget.
-    for (name, text) in [("deep.yaml", deep_block(100_000)), ("bomb.yaml", bomb.clone())] {
+    for (name, text) in [
+        ("deep.yaml", deep_block(100_000)),
+        ("bomb.yaml", bomb.clone()),
+    ] {
         let path = node.dir.path().join(name);
         std::fs::write(&path, &text).unwrap();
         let out = Running::start(
