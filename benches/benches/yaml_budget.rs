@@ -17,30 +17,24 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn validate(c: &mut Criterion) {
-    let mut group = c.benchmark_group("validate");
+/// One group: `accepts` run on every case.
+fn group(c: &mut Criterion, name: &str, accepts: impl Fn(&str) -> bool) {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(2));
-    for (name, make) in cases() {
+    for (case, make) in cases() {
         let text = make();
-        group.bench_function(name, |b| {
-            b.iter(|| black_box(AgentConfig::load_with_env(black_box(&text), &no_env).is_ok()))
-        });
+        group.bench_function(case, |b| b.iter(|| black_box(accepts(black_box(&text)))));
     }
     group.finish();
+}
 
-    let mut group = c.benchmark_group("check_budget");
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(2));
-    for (name, make) in cases() {
-        let text = make();
-        group.bench_function(name, |b| {
-            b.iter(|| black_box(check_budget(black_box(&text)).is_ok()))
-        });
-    }
-    group.finish();
+fn validate(c: &mut Criterion) {
+    group(c, "validate", |text| {
+        AgentConfig::load_with_env(text, &no_env).is_ok()
+    });
+    group(c, "check_budget", |text| check_budget(text).is_ok());
 }
 
 criterion_group!(benches, validate);

@@ -252,21 +252,6 @@ fn the_controller_binary_explains_bad_command_lines_with_exit_2_and_runtime_fail
     let (code, err) = wait_exit(&mut spawn_controller(&["--data-dir", data]));
     assert_eq!(code, Some(2));
     assert!(err.contains("--api-token is required"), "{err}");
-    let (code, err) = wait_exit(&mut spawn_controller(&[
-        "--data-dir",
-        data,
-        "--api-token",
-        "a-token-long-enough",
-        "--agent-token",
-        "b-token-long-enough",
-        "--tls-cert",
-        "/nonexistent/cert.pem",
-        "--tls-key",
-        "/nonexistent/key.pem",
-    ]));
-    assert_eq!(code, Some(2));
-    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
-    // Plain text beyond loopback only when asked for by name.
     let tokens = [
         "--data-dir",
         data,
@@ -275,6 +260,21 @@ fn the_controller_binary_explains_bad_command_lines_with_exit_2_and_runtime_fail
         "--agent-token",
         "b-token-long-enough",
     ];
+    let (code, err) = wait_exit(&mut spawn_controller(
+        &[
+            &tokens[..],
+            &[
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                "/nonexistent/key.pem",
+            ],
+        ]
+        .concat(),
+    ));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    // Plain text beyond loopback only when asked for by name.
     let (code, err) = wait_exit(&mut spawn_controller(
         &[&tokens[..], &["--grpc-listen", "0.0.0.0:0"]].concat(),
     ));
