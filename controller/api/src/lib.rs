@@ -21,7 +21,7 @@ pub use agents::{
     Agent, AgentConfig, AgentDetail, AgentEnrollment, AgentList, AgentResources, AgentRevoked,
     AgentStatus, DesiredConfig, RevokeAgentRequest,
 };
-pub use audit::{AuditEntry, AuditLog};
+pub use audit::{AuditEntry, AuditLog, AuditVerification, BrokenEntry};
 pub use configs::{ConfigProblem, ConfigValidation, ValidateConfigRequest};
 pub use error::{ErrorBody, Health, ListedError, Readiness};
 pub use experiments::{

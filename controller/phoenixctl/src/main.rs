@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use phoenix_api::{
-    Agent, AgentDetail, AgentEnrollment, AgentList, AgentRevoked, ConfigValidation,
-    CreatePushRequest, ErrorBody, ExperimentState, Push, PushCreated, PushList, PushSelector,
-    PushStatus, PushTargetState, RevokeAgentRequest, Template, TemplateList, ValidateConfigRequest,
-    parse_labels,
+    Agent, AgentDetail, AgentEnrollment, AgentList, AgentRevoked, AuditEntry, AuditLog,
+    AuditVerification, ConfigValidation, CreatePushRequest, ErrorBody, ExperimentState, Push,
+    PushCreated, PushList, PushSelector, PushStatus, PushTargetState, RevokeAgentRequest, Template,
+    TemplateList, ValidateConfigRequest, parse_labels,
 };
 use phoenix_processors::hash::short_hash as short;
 use serde::Serialize;
@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Exit codes: 0 done, 1 the request failed, 2 bad command line, 3 the
-/// config is invalid or the rollout did not apply everywhere.
+/// config is invalid, the rollout did not apply everywhere, or the audit
+/// chain is broken.
 const EXIT_FAILED: u8 = 1;
 const EXIT_NOT_APPLIED: u8 = 3;
 
@@ -31,8 +32,8 @@ label selector, follow a rollout agent by agent, validate configs, run experimen
 their verdicts.\n\n\
 Exit codes: 0 done, 1 the request failed (unreachable server, refused, not found, not allowed in \
 the experiment's state), 2 bad command line, 3 the config or experiment definition is invalid, \
-or (with --wait) the rollout ended with failures or timeouts; 130 `experiment watch` was \
-interrupted (Ctrl-C)."
+or (with --wait) the rollout ended with failures or timeouts, or `audit verify` found the \
+audit log's hash chain broken; 130 `experiment watch` was interrupted (Ctrl-C)."
 )]
 struct Cli {
     /// The controller's HTTP address.
@@ -80,6 +81,26 @@ enum Command {
     /// Experiments: create, start, watch, judge, promote or roll back.
     #[command(subcommand, visible_alias = "experiments")]
     Experiment(ExperimentCommand),
+    /// The audit log: who did what, and whether it was tampered with.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// The latest entries, newest first.
+    List {
+        /// Only the entries of this push.
+        #[arg(long, value_name = "PUSH_ID")]
+        push: Option<String>,
+        /// How many entries (1-1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Walk the hash chain from the first entry: exit 0 if it holds, 3 and
+    /// the first broken entry if an entry was edited, removed or inserted
+    /// behind the controller's back.
+    Verify,
 }
 
 #[derive(Subcommand, Debug)]
@@ -854,8 +875,53 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
             print(out, &template, |t| t.content.clone().unwrap_or_default());
         }
         Command::Experiment(cmd) => return experiment::run(&client, out, cmd).await,
+        Command::Audit(AuditCommand::List { push, limit }) => {
+            let mut query = vec![format!("limit={limit}")];
+            if let Some(p) = push {
+                query.push(format!("push={}", encode(p)));
+            }
+            let log: Reply<AuditLog> = client
+                .get(&format!("/api/v1/audit?{}", query.join("&")))
+                .await?;
+            print(out, &log, |l| audit_table(&l.entries));
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let v: Reply<AuditVerification> = client.get("/api/v1/audit/verify").await?;
+            print(out, &v, |v| match &v.first_broken {
+                None => format!(
+                    "audit chain intact: {} entries checked ({} from before the chain)\n",
+                    v.chained, v.unchained
+                ),
+                Some(b) => format!(
+                    "audit chain BROKEN at entry {}: {} ({} entries before it hold)\n",
+                    b.id, b.reason, v.chained
+                ),
+            });
+            if !v.body.intact {
+                return Ok(EXIT_NOT_APPLIED);
+            }
+        }
     }
     Ok(0)
+}
+
+fn audit_table(entries: &[AuditEntry]) -> String {
+    let mut out = format!(
+        "{:<6} {:<24} {:<20} {:<22} {}\n",
+        "ID", "AT", "ACTOR", "ACTION", "ABOUT"
+    );
+    for e in entries {
+        let about = [e.push_id.as_deref(), e.agent_id.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push_str(&format!(
+            "{:<6} {:<24} {:<20} {:<22} {}\n",
+            e.id, e.at, e.actor, e.action, about
+        ));
+    }
+    out
 }
 
 fn main() -> ExitCode {

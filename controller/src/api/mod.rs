@@ -23,9 +23,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use phoenix_api::{
-    AgentDetail, AgentList, AgentRevoked, AgentStatus, AuditLog, ConfigValidation,
-    CreatePushRequest, ErrorBody, Health, ListedError, PushList, Readiness, RevokeAgentRequest,
-    TemplateList, ValidateConfigRequest, parse_labels,
+    AgentDetail, AgentList, AgentRevoked, AgentStatus, AuditLog, AuditVerification, BrokenEntry,
+    ConfigValidation, CreatePushRequest, ErrorBody, Health, ListedError, PushList, Readiness,
+    RevokeAgentRequest, TemplateList, ValidateConfigRequest, parse_labels,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -86,6 +86,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/templates", get(list_templates))
         .route("/templates/{name}", get(get_template))
         .route("/audit", get(audit_log))
+        .route("/audit/verify", get(verify_audit))
         .route(
             "/experiments",
             post(experiments::create).get(experiments::list),
@@ -353,6 +354,7 @@ fn route_of(path: &str) -> &'static str {
         (Some("templates"), None) => "/api/v1/templates",
         (Some("templates"), Some(_)) => "/api/v1/templates/{name}",
         (Some("audit"), None) => "/api/v1/audit",
+        (Some("audit"), Some("verify")) => "/api/v1/audit/verify",
         (Some("events"), None) => "/api/v1/events",
         (Some("experiments"), None) => "/api/v1/experiments",
         (Some("experiments"), Some("validate")) => "/api/v1/experiments/validate",
@@ -679,6 +681,22 @@ async fn get_template(State(shared): State<Arc<Shared>>, Path(name): Path<String
         Some(t) => reply(StatusCode::OK, &t),
         None => Err(ApiError::not_found(format!("no template {name:?}"))),
     }
+}
+
+async fn verify_audit(State(shared): State<Arc<Shared>>) -> ApiResult {
+    let store = shared.store.clone();
+    let v = db(move || store.verify_audit()).await?;
+    reply(
+        StatusCode::OK,
+        &AuditVerification {
+            intact: v.first_broken.is_none(),
+            chained: v.chained,
+            unchained: v.unchained,
+            first_broken: v
+                .first_broken
+                .map(|(id, reason)| BrokenEntry { id, reason }),
+        },
+    )
 }
 
 async fn audit_log(

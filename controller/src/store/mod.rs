@@ -6,6 +6,7 @@
 //! One connection behind a mutex is enough: writes are a few rows each and
 //! SQLite serializes writers anyway.
 
+pub mod audit_chain;
 pub mod backup;
 pub mod credentials;
 pub mod experiments;
@@ -570,6 +571,11 @@ impl Store {
             .optional()?)
     }
 
+    /// Walk the audit log's hash chain (see [`audit_chain`]).
+    pub fn verify_audit(&self) -> Result<audit_chain::Verification, StoreError> {
+        audit_chain::verify(&self.conn())
+    }
+
     /// The latest audit entries, newest first, optionally of one push.
     pub fn audit_log(
         &self,
@@ -771,6 +777,8 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
     Ok(Some(agent))
 }
 
+/// Append an entry to the audit log, chained to the one before it. Writes
+/// run one transaction at a time, so the chain has no forks.
 fn audit(
     tx: &Transaction<'_>,
     now: i64,
@@ -780,10 +788,31 @@ fn audit(
     agent_id: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<(), rusqlite::Error> {
+    let prev: String = tx
+        .prepare_cached("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten()
+        .unwrap_or_default();
+    let detail = detail.to_string();
+    let hash = audit_chain::entry_hash(
+        &prev,
+        &audit_chain::Fields {
+            at: now,
+            actor,
+            action,
+            push_id,
+            agent_id,
+            detail: &detail,
+        },
+    );
     tx.prepare_cached(
-        "INSERT INTO audit_log (at, actor, action, push_id, agent_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO audit_log (at, actor, action, push_id, agent_id, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![now, actor, action, push_id, agent_id, detail.to_string()])?;
+    .execute(params![
+        now, actor, action, push_id, agent_id, detail, prev, hash
+    ])?;
     Ok(())
 }
 

@@ -151,3 +151,80 @@ fn a_push_its_check_refuses_stores_nothing_and_the_check_sees_each_policy() {
         .unwrap();
     assert_eq!(pushes, 0, "nothing stored");
 }
+
+#[test]
+fn the_audit_chain_names_the_first_entry_edited_removed_or_unchained() {
+    let dir = tmp_dir("audit-chain");
+    let s = Store::open_dir(&dir).unwrap();
+    s.hello(&hello("a", "prod"), 1, 1, true).unwrap();
+    let prod: std::collections::BTreeMap<_, _> = [("env".to_string(), "prod".to_string())].into();
+    for (i, id) in ["p1", "p2", "p3"].into_iter().enumerate() {
+        s.create_push(
+            &push(id, &format!("h{i}"), Selector::Labels(prod.clone())),
+            10 + i as i64,
+            &|_| Ok(()),
+        )
+        .unwrap();
+    }
+    let intact = s.verify_audit().unwrap();
+    assert_eq!(intact.first_broken, None);
+    assert!(intact.chained >= 3, "{intact:?}");
+    let ids: Vec<i64> = {
+        let conn = s.conn();
+        let mut stmt = conn
+            .prepare("SELECT id FROM audit_log ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let edit = |sql: &str, id: i64| {
+        s.conn().execute(sql, [id]).unwrap();
+    };
+
+    // An edited actor is found at its own entry.
+    edit(
+        "UPDATE audit_log SET actor = 'controller' WHERE id = ?1",
+        ids[1],
+    );
+    let broken = s.verify_audit().unwrap().first_broken.expect("broken");
+    assert_eq!(broken.0, ids[1]);
+    assert!(broken.1.contains("changed"), "{broken:?}");
+
+    // A removed entry is found at the one after it.
+    edit("DELETE FROM audit_log WHERE id = ?1", ids[1]);
+    let broken = s.verify_audit().unwrap().first_broken.expect("broken");
+    assert_eq!(broken.0, ids[2]);
+    assert!(broken.1.contains("removed or inserted"), "{broken:?}");
+
+    // An entry without a hash inside the chain is refused too.
+    s.conn()
+        .execute(
+            "INSERT INTO audit_log (at, actor, action, detail) VALUES (99, 'x', 'forged', '{}')",
+            [],
+        )
+        .unwrap();
+    let v = s.verify_audit().unwrap();
+    assert!(v.first_broken.is_some());
+}
+
+#[test]
+fn entries_from_before_the_chain_are_an_unchained_prefix() {
+    let dir = tmp_dir("audit-legacy");
+    let s = Store::open_dir(&dir).unwrap();
+    s.conn()
+        .execute(
+            "INSERT INTO audit_log (at, actor, action, detail) VALUES (1, 'alice', 'push.created', '{}')",
+            [],
+        )
+        .unwrap();
+    s.hello(&hello("a", "prod"), 1, 1, true).unwrap();
+    let prod: std::collections::BTreeMap<_, _> = [("env".to_string(), "prod".to_string())].into();
+    s.create_push(&push("p1", "h1", Selector::Labels(prod)), 10, &|_| Ok(()))
+        .unwrap();
+    let v = s.verify_audit().unwrap();
+    assert_eq!(v.first_broken, None);
+    assert_eq!(v.unchained, 1);
+    assert!(v.chained >= 1);
+}
