@@ -418,7 +418,7 @@ service:
         .unwrap();
         let e = refusal(&with(
             "{ root_path: /host }",
-            "otlp_grpc: { endpoint: 'https://collector.example:4317', tls: { ca_file: /root/.ssh/id_rsa } }",
+            "otlp_grpc: { endpoint: 'https://collector.example:4317', tls: { ca_file: /etc/ssl/private/node.key } }",
             "",
         ));
         assert!(e.contains("tls.ca_file: policy ca_files"), "{e}");
