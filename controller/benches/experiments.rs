@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use phoenix_controller::auth::Token;
+use phoenix_controller::auth::{AuthSource, Token};
 use phoenix_controller::experiment::analysis::Measurement;
 use phoenix_controller::experiment::state::State;
 use phoenix_controller::store::{ExperimentRecord, Stamp, Store, Transition};
@@ -164,7 +164,7 @@ async fn seed_history(
             let change = Transition {
                 from: Some(State::Draft),
                 to: State::Cancelled,
-                actor: "bench".into(),
+                actor: phoenix_controller::store::Actor::system("bench"),
                 reason: "history".into(),
                 stamp: Stamp {
                     analysis: Some(serde_json::to_string(&report).expect("report json")),
@@ -435,7 +435,7 @@ fn main() {
         http_listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.clone(),
         templates_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/templates"),
-        api_token: Token::new(API_TOKEN).expect("token"),
+        api_auth: AuthSource::SingleToken(Token::new(API_TOKEN).expect("token")),
         agent_token: Token::new(AGENT_TOKEN).expect("token"),
         api_read_open: false,
         tls: None,

@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::Token;
+use crate::auth::{AuthSource, Authenticator, Token};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -59,11 +59,12 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `*.yaml` files, pushable by name (the file stem).
     pub templates_dir: PathBuf,
-    /// Bearer token for the HTTP API.
-    pub api_token: Token,
+    /// Who may use the HTTP API: the single `--api-token` or `--auth-file`.
+    pub api_auth: AuthSource,
     /// Bearer token agents present in the `authorization` gRPC metadata.
     pub agent_token: Token,
-    /// GET requests (and config validation) need no token.
+    /// Reads (GET, and validation) need no credential; the audit log still
+    /// does.
     pub api_read_open: bool,
     pub tls: Option<TlsMaterial>,
     /// An agent silent for this long is offline and its session closed.
@@ -80,6 +81,8 @@ pub struct Shared {
     pub fleet: Fleet,
     pub metrics: Metrics,
     pub settings: Settings,
+    /// Turns API credentials into principals (reloadable).
+    pub auth: Authenticator,
     /// Running experiments, as the stats ingest needs them.
     pub live: experiment::LiveSet,
     /// Recent interim reports of running experiments.
@@ -128,6 +131,8 @@ pub enum StartError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("API authentication: {0}")]
+    Auth(String),
 }
 
 /// A started controller.
@@ -141,6 +146,9 @@ pub struct Running {
 
 /// Open the store, bind both ports and serve until [`Running::shutdown`].
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let auth = Authenticator::new(settings.api_auth.clone())
+        .await
+        .map_err(StartError::Auth)?;
     let dir = settings.data_dir.clone();
     let store = blocking(move || {
         let store = Store::open_dir(&dir)?;
@@ -197,6 +205,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         fleet: Fleet::new(settings.agent_timeout),
         metrics: Metrics::new(),
         settings,
+        auth,
         live: experiment::LiveSet::default(),
         interim: experiment::InterimReports::default(),
         scheduler_wake: tokio::sync::Notify::new(),
@@ -204,12 +213,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         reconnect_grace_until,
     });
     let (stop, stop_rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         grpc::serve(shared.clone(), grpc_listener, stop_rx.clone())?,
         api::serve(shared.clone(), http_listener, stop_rx.clone())?,
         fleet::rollout::spawn_reaper(shared.clone(), stop_rx.clone()),
-        experiment::scheduler::spawn(shared.clone(), stop_rx),
+        experiment::scheduler::spawn(shared.clone(), stop_rx.clone()),
     ];
+    if let Some(task) = auth::reload::spawn(shared.clone(), stop_rx) {
+        tasks.push(task);
+    }
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use phoenix_config::LogFormat;
-use phoenix_controller::auth::{RECOMMENDED_MIN_LEN, Token};
+use phoenix_controller::auth::{AuthSource, RECOMMENDED_MIN_LEN, Token};
 use phoenix_controller::tls::{TlsFiles, TlsMaterial};
 use phoenix_controller::{DEFAULT_GRPC_LISTEN, DEFAULT_HTTP_LISTEN, Settings};
 
@@ -24,14 +24,15 @@ const EXIT_USAGE: u8 = 2;
     long_about = "Phoenix controller: agents connect over gRPC (phoenix.agent.v1, port 4320) and \
 operators push pipeline configs over a JSON API (port 8080, /api/v1, or `phoenixctl`). Every agent, \
 config version, push and outcome is kept in SQLite under --data-dir, so a restart loses nothing.\n\n\
-Both tokens are required: --api-token for the API (Authorization: Bearer), --agent-token for \
-agents to enroll (gRPC metadata `authorization: Bearer <token>`): on first contact each agent is \
+The API needs principals: --api-token (one admin, the simple default) or --auth-file (named \
+principals with roles viewer/operator/admin, scopes, hashed tokens and OIDC; re-read on SIGHUP and \
+when it changes; see docs/SECURITY.md). Agents need --agent-token to enroll (gRPC metadata `authorization: Bearer <token>`): on first contact each agent is \
 issued its own credential, bound to its instance id and required from then on. Give the tokens as \
 flags, environment variables or files (the file keeps them out of `ps`). Both ports listen on \
 loopback by default; to open them, give --grpc-listen/--http-listen 0.0.0.0:PORT together with \
 --tls-cert/--tls-key (plain text beyond loopback needs --insecure-plaintext).\n\n\
 Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 runtime failure (a port in use, the store cannot \
-be opened), 2 bad command line (including missing tokens or unreadable TLS files)."
+be opened, an invalid auth file), 2 bad command line (including missing tokens or unreadable TLS files)."
 )]
 struct Cli {
     /// Where agents connect (gRPC).
@@ -61,7 +62,8 @@ struct Cli {
     )]
     templates_dir: PathBuf,
 
-    /// Bearer token for the API. Required (this, its env var, or --api-token-file).
+    /// Bearer token for the API: one admin principal named `admin`. This,
+    /// its env var, --api-token-file or --auth-file is required.
     #[arg(
         long,
         env = "PHOENIX_API_TOKEN",
@@ -73,6 +75,12 @@ struct Cli {
     /// File holding the API token.
     #[arg(long, env = "PHOENIX_API_TOKEN_FILE", value_name = "FILE")]
     api_token_file: Option<PathBuf>,
+
+    /// YAML file of API principals (roles, scopes, token hashes, OIDC)
+    /// instead of the single API token. Re-read on SIGHUP and on change; an
+    /// invalid file keeps the principals in force.
+    #[arg(long, env = "PHOENIX_AUTH_FILE", value_name = "FILE")]
+    auth_file: Option<PathBuf>,
 
     /// Token agents must present. Required (this, its env var, or --agent-token-file).
     #[arg(
@@ -87,8 +95,9 @@ struct Cli {
     #[arg(long, env = "PHOENIX_AGENT_TOKEN_FILE", value_name = "FILE")]
     agent_token_file: Option<PathBuf>,
 
-    /// Let GET requests and config validation through without the API token
-    /// (pushes always need it).
+    /// Let reads (GET, config and experiment validation) through without a
+    /// credential, as a viewer named `anonymous`. The audit log, pushes,
+    /// experiments and revocations still need one.
     #[arg(long)]
     api_read_open: bool,
 
@@ -152,6 +161,46 @@ enum Command {
         #[arg(long, default_value_t = 0, value_name = "N")]
         keep: usize,
     },
+    /// Print the hash of an API token for the auth file (`sha256:<hex>`).
+    /// The token is read from stdin (first line), so it stays out of `ps`
+    /// and shell history; with --generate a new random token is made and
+    /// printed first, then its hash. Tokens shorter than 24 characters are
+    /// refused.
+    HashToken {
+        /// Make a new random token (43 characters) instead of reading one.
+        #[arg(long)]
+        generate: bool,
+    },
+}
+
+/// `phoenix-controller hash-token`: exit 0 printed, 2 refused token.
+fn hash_token(generate: bool) -> ExitCode {
+    use phoenix_controller::auth::file;
+    let token = if generate {
+        match file::generate_token() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("phoenix-controller hash-token: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        }
+    } else {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut line) {
+            eprintln!("phoenix-controller hash-token: cannot read stdin: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+        line.trim().to_string()
+    };
+    if let Err(e) = file::check_new_token(&token) {
+        eprintln!("phoenix-controller hash-token: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if generate {
+        println!("{token}");
+    }
+    println!("{}", file::format_hash(&file::hash_token(token.as_bytes())));
+    ExitCode::SUCCESS
 }
 
 /// `phoenix-controller backup`: exit 0 written, 1 failed.
@@ -214,12 +263,22 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
         }
         Ok::<_, String>(t)
     };
-    let api_token = token(
-        "api-token",
-        cli.api_token.as_deref(),
-        cli.api_token_file.as_ref(),
-        "PHOENIX_API_TOKEN",
-    )?;
+    let api_auth = match &cli.auth_file {
+        Some(path) => {
+            if cli.api_token.is_some() || cli.api_token_file.is_some() {
+                return Err(
+                    "give --api-token (one admin) or --auth-file (principals), not both".into(),
+                );
+            }
+            AuthSource::File(path.clone())
+        }
+        None => AuthSource::SingleToken(token(
+            "api-token",
+            cli.api_token.as_deref(),
+            cli.api_token_file.as_ref(),
+            "PHOENIX_API_TOKEN",
+        )?),
+    };
     let agent_token = token(
         "agent-token",
         cli.agent_token.as_deref(),
@@ -265,7 +324,7 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
         http_listen: cli.http_listen,
         data_dir: cli.data_dir.clone(),
         templates_dir: cli.templates_dir.clone(),
-        api_token,
+        api_auth,
         agent_token,
         api_read_open: cli.api_read_open,
         tls,
@@ -277,8 +336,10 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Backup { output, keep }) = &cli.command {
-        return backup(&cli.data_dir, output, *keep);
+    match &cli.command {
+        Some(Command::Backup { output, keep }) => return backup(&cli.data_dir, output, *keep),
+        Some(Command::HashToken { generate }) => return hash_token(*generate),
+        None => {}
     }
     phoenix_telemetry::logging::init(&cli.log_level, cli.log_format == LogFormat::Json);
     let settings = match settings(&cli) {

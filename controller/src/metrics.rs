@@ -206,6 +206,31 @@ impl Metrics {
         }
     }
 
+    /// Count an API request refused for its credential, by a bounded
+    /// reason (`missing`, `unknown_token`, `expired`, `rate_limited`, ...).
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.registry
+            .counter(
+                "phoenix_controller_api_auth_failures_total",
+                "API requests whose credential was missing or refused, by reason (missing, not_bearer, short_token, unknown_token, rate_limited, and the OIDC reasons: malformed, unknown_key, bad_signature, expired, wrong_issuer, wrong_audience, bad_claim, no_grant, keys_unavailable).",
+                &["reason"],
+                &[reason],
+            )
+            .inc();
+    }
+
+    /// Count a reload of the auth file.
+    pub fn auth_reload(&self, ok: bool) {
+        self.registry
+            .counter(
+                "phoenix_controller_auth_reloads_total",
+                "Reloads of the auth file (SIGHUP or a change), by result; a failed one keeps the principals in force.",
+                &["result"],
+                &[if ok { "ok" } else { "error" }],
+            )
+            .inc();
+    }
+
     /// Record one HTTP request. `route` is the route template, never the
     /// raw path, so the label set stays bounded whatever clients send.
     pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -434,7 +434,7 @@ async fn phoenixctl_revokes_an_agent_and_shows_it() {
         &base,
         Some(API_TOKEN),
         &[
-            "agents", "revoke", "old-node", "--reason", "retired", "--author", "bob",
+            "agents", "revoke", "old-node", "--reason", "retired", "--note", "bob",
         ],
     )
     .await;

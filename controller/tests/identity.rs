@@ -257,7 +257,10 @@ async fn revocation_closes_the_session_and_nothing_readmits_the_id() {
         .filter(|e| e.action == "agent.revoked")
         .collect();
     assert_eq!(entries.len(), 1, "{audit:?}");
-    assert_eq!(entries[0].actor, "alice");
+    // The actor is the signed-in principal; the body's `author` (the old
+    // name of `note`) is only a note.
+    assert_eq!(entries[0].actor, "admin");
+    assert_eq!(entries[0].detail["request"]["note"], "alice");
     assert_eq!(entries[0].detail["reason"], "node decommissioned");
 
     // It stays revoked across a restart.

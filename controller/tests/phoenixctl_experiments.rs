@@ -181,7 +181,8 @@ async fn phoenixctl_creates_starts_stops_and_reports_experiments() {
     let (status, e) = c.http.get(&format!("/api/v1/experiments/{draft}")).await;
     assert_eq!(status, 200, "{e}");
     assert_eq!(e["state"], "draft");
-    assert_eq!(e["author"], "tester");
+    // The principal, not the --author (now --note) text.
+    assert_eq!(e["author"], "admin");
 
     // From stdin, scheduled an hour ahead, and started at once: pending.
     let scheduled_yaml =
@@ -315,7 +316,9 @@ async fn phoenixctl_creates_starts_stops_and_reports_experiments() {
         timeline[2].contains("pending") && timeline[2].contains("cancelled"),
         "{text}"
     );
-    assert!(timeline[2].contains(" ci "), "{text}");
+    // The timeline names the principal; `--author ci` (now `--note`) is a
+    // note in the audit log.
+    assert!(timeline[2].contains(" admin "), "{text}");
 
     // A cancelled experiment cannot be promoted, stopped or started: 409, exit 1.
     let out = ctl(&base, &["experiment", "promote", &scheduled]).await;

@@ -204,7 +204,9 @@ async fn a_push_reaches_only_matching_agents_and_applied_shows_the_hash() {
         })
         .await;
     assert_eq!(push["template"], "process-critical-v1");
-    assert_eq!(push["author"], "anonymous");
+    // Who pushed is the signed-in principal (the single token's admin),
+    // whatever the body says.
+    assert_eq!(push["author"], "admin");
 
     // Every push and outcome is in the audit log.
     let audit: AuditLog = c.http.get_as(&format!("/api/v1/audit?push={id}")).await;

@@ -17,24 +17,28 @@ pub struct Controller {
 }
 
 pub fn start_controller(data: &Path, http: u16, grpc: u16) -> Controller {
+    start_controller_with(data, http, grpc, &["--api-token", API_TOKEN])
+}
+
+/// [`start_controller`] with the API's principals given by `auth`
+/// (`--api-token T`, or `--auth-file F`).
+pub fn start_controller_with(data: &Path, http: u16, grpc: u16, auth: &[&str]) -> Controller {
     let templates = workspace_root().join("configs/templates");
-    let running = Running::start(
-        &binary("phoenix-controller"),
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--grpc-listen",
-            &format!("127.0.0.1:{grpc}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-            "--api-token",
-            API_TOKEN,
-            "--agent-token",
-            AGENT_TOKEN,
-            "--templates-dir",
-            templates.to_str().unwrap(),
-        ],
-    );
+    let (grpc_listen, http_listen) = (format!("127.0.0.1:{grpc}"), format!("127.0.0.1:{http}"));
+    let mut args = vec![
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--grpc-listen",
+        &grpc_listen,
+        "--http-listen",
+        &http_listen,
+        "--agent-token",
+        AGENT_TOKEN,
+        "--templates-dir",
+        templates.to_str().unwrap(),
+    ];
+    args.extend_from_slice(auth);
+    let running = Running::start(&binary("phoenix-controller"), &args);
     wait_for(Duration::from_secs(20), || {
         http_get(http, "/readyz").filter(|(s, _)| *s == 200)
     })
@@ -47,7 +51,18 @@ pub fn start_controller(data: &Path, http: u16, grpc: u16) -> Controller {
 }
 
 pub fn api(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let auth = format!("Authorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\n");
+    api_as(API_TOKEN, port, method, path, body)
+}
+
+/// [`api`] with another bearer token.
+pub fn api_as(
+    token: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Authorization: Bearer {token}\r\nContent-Type: application/json\r\n");
     let (status, text) = http_request_with(port, method, path, &auth, body).expect("API answers");
     (
         status,
@@ -170,12 +185,17 @@ pub fn online(http: u16) -> Vec<serde_json::Value> {
 }
 
 pub fn phoenixctl(http: u16, args: &[&str]) -> std::process::Output {
+    phoenixctl_as(API_TOKEN, http, args)
+}
+
+/// [`phoenixctl`] with another token.
+pub fn phoenixctl_as(token: &str, http: u16, args: &[&str]) -> std::process::Output {
     Command::new(binary("phoenixctl"))
         .args([
             "--server",
             &format!("http://127.0.0.1:{http}"),
             "--token",
-            API_TOKEN,
+            token,
         ])
         .args(args)
         .output()

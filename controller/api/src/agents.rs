@@ -90,9 +90,10 @@ impl AgentEnrollment {
 /// `POST /agents/{id}/revoke` (the body may be empty).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RevokeAgentRequest {
-    /// Who revokes, for the audit log.
-    #[serde(default)]
-    pub author: Option<String>,
+    /// A free-text note for the audit log (who acts is the signed-in
+    /// principal, never a body field; `author` is the old name).
+    #[serde(default, alias = "author")]
+    pub note: Option<String>,
     /// Why, for the audit log.
     #[serde(default)]
     pub reason: Option<String>,

@@ -12,6 +12,9 @@ pub struct ErrorBody {
     pub error: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ListedError>,
+    /// A 403: the permission the principal's role lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_permission: Option<String>,
 }
 
 impl ErrorBody {
@@ -19,6 +22,7 @@ impl ErrorBody {
         ErrorBody {
             error: error.into(),
             errors: Vec::new(),
+            missing_permission: None,
         }
     }
 }

@@ -127,16 +127,18 @@ impl ExperimentAction {
 pub struct DefinitionRequest {
     /// The definition's YAML (or JSON) text.
     pub definition: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<String>,
+    /// A free-text note for the audit log (`author` is the old name).
+    #[serde(default, alias = "author", skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `POST /experiments/{id}/{action}`; an empty body is all defaults.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<String>,
+    /// A free-text note for the audit log (`author` is the old name).
+    #[serde(default, alias = "author", skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// promote: the variant (default: the verdict's winner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,

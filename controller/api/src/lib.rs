@@ -10,6 +10,7 @@
 
 mod agents;
 mod audit;
+mod auth;
 mod configs;
 mod error;
 mod experiments;
@@ -22,6 +23,7 @@ pub use agents::{
     AgentStatus, DesiredConfig, RevokeAgentRequest,
 };
 pub use audit::{AuditEntry, AuditLog, AuditVerification, BrokenEntry};
+pub use auth::{ScopeView, WhoAmI};
 pub use configs::{ConfigProblem, ConfigValidation, ValidateConfigRequest};
 pub use error::{ErrorBody, Health, ListedError, Readiness};
 pub use experiments::{

@@ -75,9 +75,10 @@ pub struct CreatePushRequest {
     pub yaml: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
-    /// For the audit log; `anonymous` when empty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<String>,
+    /// A free-text note for the audit log. Who pushes is the signed-in
+    /// principal, never a body field (`author` is the old name of this).
+    #[serde(default, alias = "author", skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The answer to `POST /pushes` (202, `Location: status_url`).

@@ -23,14 +23,10 @@ pub(super) async fn run(
     cmd: &ExperimentCommand,
 ) -> Result<u8, Failure> {
     match cmd {
-        ExperimentCommand::Create {
-            file,
-            start,
-            author,
-        } => {
+        ExperimentCommand::Create { file, start, note } => {
             let request = DefinitionRequest {
                 definition: read_definition(file)?,
-                author: Some(author_or_user(author)),
+                note: note.clone(),
             };
             let created: Reply<ExperimentSummary> =
                 client.post("/api/v1/experiments", &request).await?;
@@ -56,7 +52,7 @@ pub(super) async fn run(
                 &id,
                 ExperimentAction::Start,
                 &ActionRequest {
-                    author: request.author,
+                    note: request.note,
                     ..ActionRequest::default()
                 },
             )
@@ -77,7 +73,7 @@ pub(super) async fn run(
         ExperimentCommand::Validate { file, show_config } => {
             let request = DefinitionRequest {
                 definition: read_definition(file)?,
-                author: None,
+                note: None,
             };
             let checked: Reply<ValidationReport> = client
                 .post("/api/v1/experiments/validate", &request)
@@ -104,8 +100,8 @@ pub(super) async fn run(
                 .await?;
             print(out, &detail, get_text);
         }
-        ExperimentCommand::Start { id, author } => {
-            let v = act(client, id, ExperimentAction::Start, &by(author)).await?;
+        ExperimentCommand::Start { id, note } => {
+            let v = act(client, id, ExperimentAction::Start, &by(note)).await?;
             print(out, &v, |v| {
                 format!(
                     "{}follow it with: phoenixctl experiment watch {id}\n",
@@ -113,26 +109,22 @@ pub(super) async fn run(
                 )
             });
         }
-        ExperimentCommand::Stop { id, author } => {
-            let v = act(client, id, ExperimentAction::Stop, &by(author)).await?;
+        ExperimentCommand::Stop { id, note } => {
+            let v = act(client, id, ExperimentAction::Stop, &by(note)).await?;
             print(out, &v, state_line);
         }
-        ExperimentCommand::Rollback { id, reason, author } => {
+        ExperimentCommand::Rollback { id, reason, note } => {
             let request = ActionRequest {
                 reason: reason.clone(),
-                ..by(author)
+                ..by(note)
             };
             let v = act(client, id, ExperimentAction::Rollback, &request).await?;
             print(out, &v, state_line);
         }
-        ExperimentCommand::Promote {
-            id,
-            variant,
-            author,
-        } => {
+        ExperimentCommand::Promote { id, variant, note } => {
             let request = ActionRequest {
                 variant: variant.clone(),
-                ..by(author)
+                ..by(note)
             };
             let v = act(client, id, ExperimentAction::Promote, &request).await?;
             print(out, &v, state_line);
@@ -196,17 +188,10 @@ fn file_label(file: &Path) -> String {
     }
 }
 
-fn author_or_user(author: &Option<String>) -> String {
-    author
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_default()
-}
-
-/// An action's body naming who acts.
-fn by(author: &Option<String>) -> ActionRequest {
+/// An action's body with the caller's note.
+fn by(note: &Option<String>) -> ActionRequest {
     ActionRequest {
-        author: Some(author_or_user(author)),
+        note: note.clone(),
         ..ActionRequest::default()
     }
 }

@@ -9,7 +9,7 @@ use phoenix_api::{
     Agent, AgentDetail, AgentEnrollment, AgentList, AgentRevoked, AuditEntry, AuditLog,
     AuditVerification, ConfigValidation, CreatePushRequest, ErrorBody, ExperimentState, Push,
     PushCreated, PushList, PushSelector, PushStatus, PushTargetState, RevokeAgentRequest, Template,
-    TemplateList, ValidateConfigRequest, parse_labels,
+    TemplateList, ValidateConfigRequest, WhoAmI, parse_labels,
 };
 use phoenix_processors::hash::short_hash as short;
 use serde::Serialize;
@@ -84,6 +84,8 @@ enum Command {
     /// The audit log: who did what, and whether it was tampered with.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Who the controller takes you for: principal, role, permissions, scope.
+    Whoami,
 }
 
 #[derive(Subcommand, Debug)]
@@ -123,9 +125,9 @@ enum AgentsCommand {
         /// Why, for the audit log.
         #[arg(long)]
         reason: Option<String>,
-        /// Who revokes, for the audit log (default: $USER).
-        #[arg(long)]
-        author: Option<String>,
+        /// A note for the audit log (who acts is the signed-in principal).
+        #[arg(long, alias = "author", value_name = "TEXT")]
+        note: Option<String>,
     },
 }
 
@@ -167,9 +169,9 @@ enum ConfigCommand {
         /// A template name from the controller's templates directory.
         #[arg(long, value_name = "NAME")]
         template: Option<String>,
-        /// Who pushes, for the audit log (default: $USER).
-        #[arg(long)]
-        author: Option<String>,
+        /// A note for the audit log (who acts is the signed-in principal).
+        #[arg(long, alias = "author", value_name = "TEXT")]
+        note: Option<String>,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -209,9 +211,9 @@ enum ExperimentCommand {
         /// Start it right away (deployed at its `start_at`, or now).
         #[arg(long)]
         start: bool,
-        /// Who creates it, for the audit trail (default: $USER).
-        #[arg(long)]
-        author: Option<String>,
+        /// A note for the audit log (who acts is the signed-in principal).
+        #[arg(long, alias = "author", value_name = "TEXT")]
+        note: Option<String>,
     },
     /// Check a definition without storing it: errors by field, matching agents.
     Validate {
@@ -235,27 +237,27 @@ enum ExperimentCommand {
     /// Start a draft: it deploys at its `start_at`, or now.
     Start {
         id: String,
-        /// Who acts, for the timeline (default: $USER).
-        #[arg(long)]
-        author: Option<String>,
+        /// A note for the audit log (who acts is the signed-in principal).
+        #[arg(long, alias = "author", value_name = "TEXT")]
+        note: Option<String>,
     },
     /// Cancel a draft, pending, deploying or running experiment (targets get
     /// their previous config back).
     Stop {
         id: String,
-        /// Who acts, for the timeline (default: $USER).
-        #[arg(long)]
-        author: Option<String>,
+        /// A note for the audit log (who acts is the signed-in principal).
+        #[arg(long, alias = "author", value_name = "TEXT")]
+        note: Option<String>,
     },
     /// Give the targets of a finished or promoted experiment their previous config back.
     Rollback {
         id: String,
-        /// Why, for the timeline (default: "rolled back by AUTHOR").
+        /// Why, for the timeline (default: "rolled back by <principal>").
         #[arg(long)]
         reason: Option<String>,
-        /// Who acts, for the timeline (default: $USER).
-        #[arg(long)]
-        author: Option<String>,
+        /// A note for the audit log (who acts is the signed-in principal).
+        #[arg(long, alias = "author", value_name = "TEXT")]
+        note: Option<String>,
     },
     /// Push a succeeded experiment's winner (or --variant) to its targets.
     Promote {
@@ -263,9 +265,9 @@ enum ExperimentCommand {
         /// The variant to promote (default: the verdict's winner).
         #[arg(long, value_name = "NAME")]
         variant: Option<String>,
-        /// Who acts, for the timeline (default: $USER).
-        #[arg(long)]
-        author: Option<String>,
+        /// A note for the audit log (who acts is the signed-in principal).
+        #[arg(long, alias = "author", value_name = "TEXT")]
+        note: Option<String>,
     },
     /// The measurements: per interval, per variant, summed over the agents.
     Results {
@@ -694,14 +696,9 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
                 .await?;
             print(out, &agent, agent_text);
         }
-        Command::Agents(AgentsCommand::Revoke { id, reason, author }) => {
+        Command::Agents(AgentsCommand::Revoke { id, reason, note }) => {
             let request = RevokeAgentRequest {
-                author: Some(
-                    author
-                        .clone()
-                        .or_else(|| std::env::var("USER").ok())
-                        .unwrap_or_default(),
-                ),
+                note: note.clone(),
                 reason: reason.clone(),
             };
             let revoked: Reply<AgentRevoked> = client
@@ -729,7 +726,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
             agent,
             file,
             template,
-            author,
+            note,
             wait,
         }) => {
             let selector = match selector {
@@ -764,12 +761,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
                 selector,
                 yaml,
                 template,
-                author: Some(
-                    author
-                        .clone()
-                        .or_else(|| std::env::var("USER").ok())
-                        .unwrap_or_default(),
-                ),
+                note: note.clone(),
             };
             let created: Reply<PushCreated> = client.post("/api/v1/pushes", &request).await?;
             let id = created.body.id.clone();
@@ -901,8 +893,45 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
                 return Ok(EXIT_NOT_APPLIED);
             }
         }
+        Command::Whoami => {
+            let me: Reply<WhoAmI> = client.get("/api/v1/whoami").await?;
+            print(out, &me, whoami_text);
+        }
     }
     Ok(0)
+}
+
+fn whoami_text(me: &WhoAmI) -> String {
+    let mut out = format!(
+        "principal:   {}\nrole:        {}\nsigned in:   {}\npermissions: {}\n",
+        me.name,
+        me.role,
+        me.method,
+        me.permissions.join(", ")
+    );
+    match &me.scope {
+        None => out.push_str("scope:       the whole fleet\n"),
+        Some(scope) => {
+            let labels = scope
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            out.push_str(&format!(
+                "scope:       agents with {}\n",
+                if labels.is_empty() {
+                    "any labels".into()
+                } else {
+                    labels
+                }
+            ));
+            if let Some(t) = &scope.templates {
+                out.push_str(&format!("templates:   {}\n", t.join(", ")));
+            }
+        }
+    }
+    out
 }
 
 fn audit_table(entries: &[AuditEntry]) -> String {
@@ -911,11 +940,22 @@ fn audit_table(entries: &[AuditEntry]) -> String {
         "ID", "AT", "ACTOR", "ACTION", "ABOUT"
     );
     for e in entries {
-        let about = [e.push_id.as_deref(), e.agent_id.as_deref()]
+        let mut about = [e.push_id.as_deref(), e.agent_id.as_deref()]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
             .join(" ");
+        // A refused request: what was asked and the answer.
+        if let (Some(status), Some(method), Some(path)) = (
+            e.detail.get("status").and_then(|v| v.as_u64()),
+            e.detail.get("method").and_then(|v| v.as_str()),
+            e.detail.get("path").and_then(|v| v.as_str()),
+        ) {
+            about = format!("{status} {method} {path}");
+        }
+        if let Some(client) = e.detail.pointer("/request/client").and_then(|v| v.as_str()) {
+            about.push_str(&format!(" from {client}"));
+        }
         out.push_str(&format!(
             "{:<6} {:<24} {:<20} {:<22} {}\n",
             e.id, e.at, e.actor, e.action, about

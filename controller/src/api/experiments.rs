@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use phoenix_api::{
     ActionRequest, DefinitionRequest, ExperimentAction, ExperimentDetail, ExperimentList,
@@ -17,8 +17,9 @@ use phoenix_api::{
 };
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::views::opt_time;
-use super::{ApiError, ApiResult, author, created, db, reply};
+use super::{ApiError, ApiResult, created, db, reply};
 use crate::experiment::analysis::Measurement;
 use crate::experiment::spec::{self, ExperimentSpec, VariantSpec};
 use crate::experiment::state::{Lifecycle, State as ExperimentState};
@@ -44,7 +45,7 @@ fn definition(body: Result<Bytes, BytesRejection>) -> Result<DefinitionRequest, 
         }
         Err(_) => Ok(DefinitionRequest {
             definition: text.to_string(),
-            author: None,
+            note: None,
         }),
     }
 }
@@ -94,11 +95,12 @@ fn variant(v: &VariantSpec, role: VariantRole) -> VariantInfo {
 
 pub async fn create(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let request = definition(body)?;
-    let author = author(request.author)?;
-    let record = experiment::create(&shared, request.definition, author).await?;
+    let actor = caller.actor(request.note)?;
+    let record = experiment::create(&shared, request.definition, actor, caller.scope()).await?;
     let location = format!("/api/v1/experiments/{}", record.id);
     created(StatusCode::CREATED, &location, &summary(&record))
 }
@@ -144,8 +146,49 @@ pub struct ListQuery {
     state: Option<String>,
 }
 
+/// Whether the caller may see an experiment: its targets stay inside the
+/// caller's scope. To anyone else it does not exist.
+fn visible(caller: &Caller, e: &ExperimentRecord) -> bool {
+    caller.scope().is_none_or(|scope| {
+        serde_json::from_str::<ExperimentSpec>(&e.spec).is_ok_and(|s| s.targets_within(scope))
+    })
+}
+
+/// Refuse, as not found, an experiment the caller may not see; and with
+/// `act`, one it may see but not act on.
+async fn check_scope(
+    shared: &Arc<Shared>,
+    caller: &Caller,
+    id: &str,
+    act: bool,
+) -> Result<(), ApiError> {
+    let Some(scope) = caller.scope() else {
+        return Ok(());
+    };
+    let store = shared.store.clone();
+    let lookup = id.to_string();
+    let not_found = || ApiError::not_found(format!("no experiment {id:?}"));
+    let record = db(move || store.experiment(&lookup))
+        .await?
+        .ok_or_else(not_found)?;
+    if !visible(caller, &record) {
+        return Err(not_found());
+    }
+    if act {
+        let spec: ExperimentSpec = serde_json::from_str(&record.spec)?;
+        if let Some(why) = spec.outside(scope) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("outside the scope of {}: {why}", caller.principal.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub async fn list(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = query.map_err(ApiError::bad_query)?;
@@ -161,12 +204,21 @@ pub async fn list(
     reply(
         StatusCode::OK,
         &ExperimentList {
-            experiments: list.iter().map(summary).collect(),
+            experiments: list
+                .iter()
+                .filter(|e| visible(&caller, e))
+                .map(summary)
+                .collect(),
         },
     )
 }
 
-pub async fn get(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+pub async fn get(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    check_scope(&shared, &caller, &id, false).await?;
     let store = shared.store.clone();
     let lookup = id.clone();
     let found = db(move || {
@@ -235,11 +287,13 @@ fn action_body(body: Result<Bytes, BytesRejection>) -> Result<ActionRequest, Api
 
 pub async fn action(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path((id, action)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let body = action_body(body)?;
-    let actor = author(body.author)?;
+    let actor = caller.actor(body.note)?;
+    check_scope(&shared, &caller, &id, true).await?;
     let Some(action) = ExperimentAction::parse(&action) else {
         return Err(ApiError::not_found(format!(
             "no action {action:?}: use start, stop, promote or rollback"
@@ -253,7 +307,7 @@ pub async fn action(
             let reason = body
                 .reason
                 .filter(|r| !r.trim().is_empty())
-                .unwrap_or_else(|| format!("rolled back by {actor}"));
+                .unwrap_or_else(|| format!("rolled back by {}", actor.name));
             if reason.len() > 1024 || reason.chars().any(char::is_control) {
                 return Err(ApiError::bad_request(
                     "reason must be at most 1024 bytes without control characters",
@@ -268,7 +322,12 @@ pub async fn action(
     reply(StatusCode::OK, &summary(&record))
 }
 
-pub async fn report(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+pub async fn report(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    check_scope(&shared, &caller, &id, false).await?;
     reply(StatusCode::OK, &experiment::report(&shared, &id).await?)
 }
 
@@ -297,9 +356,11 @@ struct Point {
 /// The KPI time series: per variant, per interval, summed over the agents.
 pub async fn results(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     query: Result<Query<ResultsQuery>, QueryRejection>,
 ) -> ApiResult {
+    check_scope(&shared, &caller, &id, false).await?;
     let Query(q) = query.map_err(ApiError::bad_query)?;
     let store = shared.store.clone();
     let lookup = id.clone();

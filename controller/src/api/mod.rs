@@ -1,12 +1,14 @@
 //! The HTTP API (JSON under `/api/v1`), health and metrics.
 //!
-//! Every `/api/v1` request needs `Authorization: Bearer <api token>`,
-//! except reads (GET, and config validation, which changes nothing) when
-//! the controller runs with `--api-read-open`. `/healthz`, `/readyz` and
-//! `/metrics` are open: probes and Prometheus have no token, and none of
-//! them tells more than counts. Every refusal is a 4xx with a JSON body
-//! `{"error": "..."}` and changes nothing.
+//! Every `/api/v1` request is authenticated and authorized by [`auth`]: a
+//! principal with the permission its route needs, acting inside its scope
+//! (reads are filtered to it, writes outside it refused). With
+//! `--api-read-open`, reads need no credential (the audit log still does).
+//! `/healthz`, `/readyz` and `/metrics` are open: probes and Prometheus have
+//! no token, and none of them tells more than counts. Every refusal is a
+//! 4xx with a JSON body `{"error": "..."}` and changes nothing.
 
+pub mod auth;
 mod experiments;
 mod views;
 
@@ -17,7 +19,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +27,7 @@ use axum::routing::{get, post};
 use phoenix_api::{
     AgentDetail, AgentList, AgentRevoked, AgentStatus, AuditLog, AuditVerification, BrokenEntry,
     ConfigValidation, CreatePushRequest, ErrorBody, Health, ListedError, PushList, Readiness,
-    RevokeAgentRequest, TemplateList, ValidateConfigRequest, parse_labels,
+    RevokeAgentRequest, ScopeView, TemplateList, ValidateConfigRequest, WhoAmI, parse_labels,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -36,13 +38,13 @@ use crate::experiment::ExperimentError;
 use crate::fleet::rollout::{self, ConfigSource, PushError, PushRequest};
 use crate::store::{Selector, StoreError};
 use crate::{Shared, StartError, blocking, templates};
+use auth::Caller;
 
 /// Request bodies are configs of a few KiB; anything above this is refused
 /// with 413 before it is read whole.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Agent ids one push may name.
 const MAX_SELECTED_AGENTS: usize = 10_000;
-const MAX_AUTHOR: usize = 128;
 
 /// Serve the API until `stop` turns true.
 pub fn serve(
@@ -60,14 +62,20 @@ pub fn serve(
         let result = match tls {
             Some(tls) => {
                 let listener = tls.http_listener(listener, stop.clone());
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<auth::ClientAddr>(),
+                )
+                .with_graceful_shutdown(stopped)
+                .await
             }
             None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<auth::ClientAddr>(),
+                )
+                .with_graceful_shutdown(stopped)
+                .await
             }
         };
         result.map_err(|e| anyhow::anyhow!("HTTP server: {e}"))
@@ -97,10 +105,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/experiments/{id}/report", get(experiments::report))
         .route("/experiments/{id}/{action}", post(experiments::action))
         .route("/events", get(crate::ui::events))
+        .route("/whoami", get(whoami))
         .fallback(not_found)
-        .route_layer(middleware::from_fn_with_state(
+        .layer(middleware::from_fn_with_state(
             shared.clone(),
-            require_token,
+            auth::authorize,
         ));
     Router::new()
         .route("/healthz", get(healthz))
@@ -154,8 +163,8 @@ impl ApiError {
         ApiError::Refused {
             status: StatusCode::BAD_REQUEST,
             body: ErrorBody {
-                error: message,
                 errors,
+                ..ErrorBody::new(message)
             },
         }
     }
@@ -232,6 +241,7 @@ impl From<PushError> for ApiError {
             PushError::NoTarget(message) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
             }
+            PushError::OutOfScope(message) => ApiError::new(StatusCode::FORBIDDEN, message),
             PushError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -246,6 +256,7 @@ impl From<ExperimentError> for ApiError {
             ),
             ExperimentError::NotFound(m) => ApiError::not_found(m),
             ExperimentError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            ExperimentError::OutOfScope(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             ExperimentError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -298,41 +309,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-/// Reads that `--api-read-open` lets through without a token.
-fn is_read(method: &Method, path: &str) -> bool {
-    method == Method::GET
-        || method == Method::HEAD
-        || (method == Method::POST
-            && (path.ends_with("/configs/validate") || path.ends_with("/experiments/validate")))
-}
-
-async fn require_token(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let open = shared.settings.api_read_open && is_read(request.method(), request.uri().path());
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if open || shared.settings.api_token.matches_bearer(presented) {
-        return next.run(request).await;
-    }
-    let mut response = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong API token: send `Authorization: Bearer <token>`",
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
-}
-
 /// The route template of a path, for the latency metric: a bounded set of
 /// label values whatever paths clients send.
-fn route_of(path: &str) -> &'static str {
+pub(crate) fn route_of(path: &str) -> &'static str {
     let Some(rest) = path.strip_prefix("/api/v1/") else {
         return match path {
             "/healthz" => "/healthz",
@@ -356,6 +335,7 @@ fn route_of(path: &str) -> &'static str {
         (Some("audit"), None) => "/api/v1/audit",
         (Some("audit"), Some("verify")) => "/api/v1/audit/verify",
         (Some("events"), None) => "/api/v1/events",
+        (Some("whoami"), None) => "/api/v1/whoami",
         (Some("experiments"), None) => "/api/v1/experiments",
         (Some("experiments"), Some("validate")) => "/api/v1/experiments/validate",
         (Some("experiments"), Some(rest)) => match rest.split_once('/') {
@@ -443,13 +423,26 @@ struct AgentsQuery {
 
 async fn list_agents(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<AgentsQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = query.map_err(ApiError::bad_query)?;
-    let labels = match &q.label {
+    let mut labels = match &q.label {
         Some(l) => parse_labels(l).map_err(ApiError::bad_request)?,
         None => BTreeMap::new(),
     };
+    // A scope adds its labels; a query asking for another value of one of
+    // them can match nothing.
+    if let Some(scope) = caller.scope() {
+        for (k, v) in &scope.labels {
+            if labels
+                .insert(k.clone(), v.clone())
+                .is_some_and(|asked| &asked != v)
+            {
+                return reply(StatusCode::OK, &AgentList { agents: Vec::new() });
+            }
+        }
+    }
     let status = match q.status.as_deref() {
         None | Some("") | Some("all") => None,
         Some(s) => Some(AgentStatus::parse(s).ok_or_else(|| {
@@ -466,10 +459,18 @@ async fn list_agents(
     )
 }
 
-async fn get_agent(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+async fn get_agent(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let store = shared.store.clone();
     let lookup = id.clone();
-    match db(move || store.agent(&lookup)).await? {
+    // An agent outside the scope does not exist for the caller.
+    let found = db(move || store.agent(&lookup))
+        .await?
+        .filter(|(agent, _)| caller.scope().is_none_or(|s| s.covers_agent(&agent.labels)));
+    match found {
         Some((agent, stats)) => reply(
             StatusCode::OK,
             &AgentDetail {
@@ -489,6 +490,7 @@ const MAX_REASON: usize = 1024;
 /// again. Revoking twice is not an error (nothing changes).
 async fn revoke_agent(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -498,7 +500,7 @@ async fn revoke_agent(
     } else {
         parse_json(Ok(body))?
     };
-    let actor = author(request.author)?;
+    let actor = caller.actor(request.note)?;
     let reason = request.reason.unwrap_or_default().trim().to_string();
     if reason.len() > MAX_REASON {
         return Err(ApiError::bad_request(format!(
@@ -537,7 +539,7 @@ async fn revoke_agent(
     )
 }
 
-fn push_request(body: CreatePushRequest) -> Result<PushRequest, ApiError> {
+fn push_request(body: CreatePushRequest, caller: &Caller) -> Result<PushRequest, ApiError> {
     // An empty list or map counts as not given.
     let labels = body.selector.labels.filter(|l| !l.is_empty());
     let agents = body.selector.agents.filter(|a| !a.is_empty());
@@ -576,32 +578,46 @@ fn push_request(body: CreatePushRequest) -> Result<PushRequest, ApiError> {
             ));
         }
     };
+    if let Some(scope) = caller.scope() {
+        let refused = match &source {
+            ConfigSource::Template(t) if !scope.allows_template(t) => Some(format!(
+                "the template {t:?} is outside the scope of {} (templates: {})",
+                caller.principal.name,
+                scope
+                    .templates
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            ConfigSource::Yaml(_) if !scope.allows_yaml() => Some(format!(
+                "{} may push only the templates of its scope, not raw YAML",
+                caller.principal.name
+            )),
+            _ => None,
+        };
+        if let Some(message) = refused {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, message));
+        }
+    }
     Ok(PushRequest {
         selector,
         source,
-        author: author(body.author)?,
+        actor: caller.actor(body.note)?,
         experiment_id: None,
         timeout: None,
+        within: caller.scope().map(|s| s.labels.clone()),
     })
-}
-
-/// Who acts, for the audit log: trimmed, `anonymous` when not given.
-fn author(given: Option<String>) -> Result<String, ApiError> {
-    let a = given.unwrap_or_default().trim().to_string();
-    if a.len() > MAX_AUTHOR || a.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "author must be at most {MAX_AUTHOR} bytes without control characters"
-        )));
-    }
-    Ok(if a.is_empty() { "anonymous".into() } else { a })
 }
 
 async fn create_push(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let result = async {
-        let request = push_request(parse_json(body)?)?;
+        let request = push_request(parse_json(body)?, &caller)?;
         Ok::<_, ApiError>(rollout::create_push(&shared, request).await?)
     }
     .await;
@@ -628,12 +644,14 @@ struct LimitQuery {
 
 async fn list_pushes(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<LimitQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = query.map_err(ApiError::bad_query)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let store = shared.store.clone();
-    let pushes = db(move || store.list_pushes(limit)).await?;
+    let within = caller.scope().map(|s| s.labels.clone());
+    let pushes = db(move || store.list_pushes(limit, within.as_ref())).await?;
     reply(
         StatusCode::OK,
         &PushList {
@@ -642,10 +660,15 @@ async fn list_pushes(
     )
 }
 
-async fn get_push(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+async fn get_push(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let store = shared.store.clone();
     let lookup = id.clone();
-    match db(move || store.push(&lookup)).await? {
+    let within = caller.scope().map(|s| s.labels.clone());
+    match db(move || store.push(&lookup, within.as_ref())).await? {
         Some(push) => reply(StatusCode::OK, &views::push(&push)),
         None => Err(ApiError::not_found(format!("no push {id:?}"))),
     }
@@ -668,19 +691,55 @@ async fn validate_config(body: Result<Bytes, BytesRejection>) -> ApiResult {
     )
 }
 
-async fn list_templates(State(shared): State<Arc<Shared>>) -> ApiResult {
+async fn list_templates(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
     let dir = shared.settings.templates_dir.clone();
-    let templates = db(move || templates::list(&dir)).await?;
+    let mut templates = db(move || templates::list(&dir)).await?;
+    if let Some(scope) = caller.scope() {
+        templates.retain(|t| scope.allows_template(&t.name));
+    }
     reply(StatusCode::OK, &TemplateList { templates })
 }
 
-async fn get_template(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> ApiResult {
+async fn get_template(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult {
     let dir = shared.settings.templates_dir.clone();
     let lookup = name.clone();
-    match db(move || Ok::<_, ApiError>(templates::get(&dir, &lookup))).await? {
+    let found = db(move || Ok::<_, ApiError>(templates::get(&dir, &lookup)))
+        .await?
+        .filter(|_| caller.scope().is_none_or(|s| s.allows_template(&name)));
+    match found {
         Some(t) => reply(StatusCode::OK, &t),
         None => Err(ApiError::not_found(format!("no template {name:?}"))),
     }
+}
+
+/// `GET /whoami`: the caller, its role, permissions and scope.
+async fn whoami(Extension(caller): Extension<Caller>) -> ApiResult {
+    let p = &caller.principal;
+    reply(
+        StatusCode::OK,
+        &WhoAmI {
+            name: p.name.clone(),
+            role: p.role.as_str().into(),
+            method: p.method.as_str().into(),
+            permissions: p
+                .role
+                .permissions()
+                .into_iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
+            scope: p.scope.as_ref().map(|s| ScopeView {
+                labels: s.labels.clone(),
+                templates: s.templates.as_ref().map(|t| t.iter().cloned().collect()),
+            }),
+        },
+    )
 }
 
 async fn verify_audit(State(shared): State<Arc<Shared>>) -> ApiResult {

@@ -67,21 +67,22 @@ impl Token {
     }
 
     /// Whether an `authorization` header value is `Bearer <this token>`.
-    /// The comparison takes the same time wherever the first difference is,
-    /// so the token cannot be guessed byte by byte from response times.
     pub fn matches_bearer(&self, header: Option<&[u8]>) -> bool {
-        let Some(header) = header else {
-            return false;
-        };
-        let Some(presented) = strip_bearer(header) else {
-            return false;
-        };
+        header
+            .and_then(strip_bearer)
+            .is_some_and(|presented| self.matches(presented))
+    }
+
+    /// Whether `presented` is this token. The comparison takes the same
+    /// time wherever the first difference is, so the token cannot be
+    /// guessed byte by byte from response times.
+    pub fn matches(&self, presented: &[u8]) -> bool {
         constant_time_eq(presented, &self.0)
     }
 }
 
 /// The credentials of `Bearer <credentials>` (scheme case-insensitive).
-fn strip_bearer(header: &[u8]) -> Option<&[u8]> {
+pub(super) fn strip_bearer(header: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = header.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use phoenix_proto::v1::IntervalStats;
 
 use crate::fleet::rollout::{self, ConfigSource, InternalError, PushError, PushRequest};
-use crate::store::{ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError};
+use crate::store::{Actor, ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError};
 use crate::{Shared, blocking, now_ms};
 use analysis::Measurement;
 use compose::Shape;
@@ -42,6 +42,9 @@ pub enum ExperimentError {
     /// Not possible in the experiment's state (or a concurrent change won).
     #[error("{0}")]
     Conflict(String),
+    /// The caller's scope does not allow it.
+    #[error("{0}")]
+    OutOfScope(String),
     #[error(transparent)]
     Internal(#[from] InternalError),
 }
@@ -218,7 +221,8 @@ fn new_id() -> String {
 pub async fn create(
     shared: &Arc<Shared>,
     text: String,
-    author: String,
+    actor: Actor,
+    scope: Option<&crate::auth::Scope>,
 ) -> Result<ExperimentRecord, ExperimentError> {
     let id = new_id();
     let Checked {
@@ -228,12 +232,18 @@ pub async fn create(
     } = check(shared, text, &id)
         .await
         .map_err(ExperimentError::Invalid)?;
+    if let Some(why) = scope.and_then(|s| spec.outside(s)) {
+        return Err(ExperimentError::OutOfScope(format!(
+            "outside the scope of {}: {why}",
+            actor.name
+        )));
+    }
     let timing = spec.timing().map_err(ExperimentError::Invalid)?;
     let new = NewExperiment {
         id: id.clone(),
         name: spec.name.clone(),
         spec: serde_json::to_string(&spec).map_err(internal)?,
-        author,
+        actor,
         config: composed.yaml,
         config_hash: composed.hash,
         promotions: serde_json::to_string(&promotions).map_err(internal)?,
@@ -273,7 +283,7 @@ pub async fn transition(
     id: &str,
     from: Option<State>,
     to: State,
-    actor: &str,
+    actor: &Actor,
     reason: String,
     stamp: Stamp,
 ) -> Result<ExperimentRecord, ExperimentError> {
@@ -282,7 +292,7 @@ pub async fn transition(
     let change = crate::store::Transition {
         from,
         to,
-        actor: actor.to_string(),
+        actor: actor.clone(),
         reason: reason.clone(),
         stamp,
     };
@@ -291,7 +301,7 @@ pub async fn transition(
         .map_err(internal)??;
     shared.metrics.transition(to.as_str());
     shared.changes.bump();
-    tracing::info!(experiment = id, state = to.as_str(), actor, reason = %reason, "experiment transition");
+    tracing::info!(experiment = id, state = to.as_str(), actor = %actor.name, reason = %reason, "experiment transition");
     Ok(record)
 }
 
@@ -299,7 +309,7 @@ pub async fn transition(
 pub async fn start(
     shared: &Arc<Shared>,
     id: &str,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<ExperimentRecord, ExperimentError> {
     let record = load(shared, id).await?;
     let reason = match record.start_at {
@@ -323,7 +333,7 @@ pub async fn start(
 pub async fn stop(
     shared: &Arc<Shared>,
     id: &str,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<ExperimentRecord, ExperimentError> {
     let record = load(shared, id).await?;
     if !record.state.can_go(State::Cancelled) {
@@ -364,7 +374,7 @@ pub async fn stop(
 pub async fn restore_claimed(
     shared: &Arc<Shared>,
     record: &ExperimentRecord,
-    actor: &str,
+    actor: &Actor,
 ) -> Option<Restored> {
     let store = shared.store.clone();
     let id = record.id.clone();
@@ -428,7 +438,7 @@ impl Restored {
 
 /// Push each target's pre-experiment config back: the stored content when
 /// the controller has it, else a revert to the agent's local config.
-pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &str) -> Restored {
+pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &Actor) -> Restored {
     let store = shared.store.clone();
     let id = record.id.clone();
     let read = match blocking(move || store.experiment_targets(&id)).await {
@@ -476,8 +486,9 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
         let request = PushRequest {
             selector: Selector::Agents(members),
             source,
-            author: actor.to_string(),
+            actor: actor.clone(),
             experiment_id: Some(record.id.clone()),
+            within: None,
             timeout: None,
         };
         match rollout::create_push(shared, request).await {
@@ -502,7 +513,7 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &st
 pub async fn rollback(
     shared: &Arc<Shared>,
     id: &str,
-    actor: &str,
+    actor: &Actor,
     reason: &str,
 ) -> Result<ExperimentRecord, ExperimentError> {
     let record = load(shared, id).await?;
@@ -557,7 +568,7 @@ pub async fn promote(
     shared: &Arc<Shared>,
     id: &str,
     variant: Option<String>,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<ExperimentRecord, ExperimentError> {
     let record = load(shared, id).await?;
     if record.state != State::Succeeded {
@@ -628,8 +639,9 @@ pub async fn promote(
         PushRequest {
             selector: Selector::Agents(targets),
             source: ConfigSource::Yaml(composed.yaml),
-            author: actor.to_string(),
+            actor: actor.clone(),
             experiment_id: Some(id.to_string()),
+            within: None,
             timeout: None,
         },
     )

@@ -24,14 +24,18 @@ use super::guardrails::{self, BreachNote};
 use super::state::State;
 use super::{ExperimentError, internal, live_of, restore, spec_of, transition};
 use crate::fleet::rollout::{self, ConfigSource, InternalError, PushRequest};
-use crate::store::{ExperimentRecord, Selector, Stamp, TargetState};
+use crate::store::{Actor, ExperimentRecord, Selector, Stamp, TargetState};
 use crate::{Shared, blocking, now_ms};
 
 /// How often experiments are looked at (a guardrail breach wakes it early).
 pub const TICK: Duration = Duration::from_millis(500);
 /// How often old measurements are pruned.
 const PRUNE_EVERY: u32 = 120;
-const ACTOR: &str = "controller";
+
+/// The scheduler's actions are the controller's own.
+fn controller() -> Actor {
+    Actor::system(crate::auth::system::CONTROLLER)
+}
 
 pub fn spawn(
     shared: Arc<Shared>,
@@ -119,12 +123,12 @@ async fn fail_and_restore(
         &record.id,
         Some(from),
         State::Failed,
-        ACTOR,
+        &controller(),
         reason,
         stamp,
     )
     .await?;
-    if let Some(restored) = super::restore_claimed(shared, &failed, ACTOR).await {
+    if let Some(restored) = super::restore_claimed(shared, &failed, &controller()).await {
         conclude_restore(shared, failed, restored).await?;
     }
     Ok(())
@@ -144,7 +148,7 @@ async fn conclude_restore(
             &record.id,
             Some(State::Failed),
             State::RolledBack,
-            ACTOR,
+            &controller(),
             reason,
             Stamp::default(),
         )
@@ -170,7 +174,7 @@ async fn redo_restores(shared: &Arc<Shared>) {
     for record in pending {
         let id = record.id.clone();
         tracing::warn!(experiment = %id, state = %record.state, "restoring the previous configs an interrupted step left");
-        if let Some(restored) = super::restore_claimed(shared, &record, ACTOR).await
+        if let Some(restored) = super::restore_claimed(shared, &record, &controller()).await
             && let Err(e) = conclude_restore(shared, record, restored).await
         {
             tracing::error!(experiment = %id, error = %e, "cannot record the restore");
@@ -235,7 +239,7 @@ async fn deploy_when_due(
             &record.id,
             Some(State::Pending),
             State::Deploying,
-            ACTOR,
+            &controller(),
             "deploying".into(),
             Stamp {
                 deploying_at: Some(now),
@@ -248,7 +252,7 @@ async fn deploy_when_due(
             &record.id,
             Some(State::Deploying),
             State::Failed,
-            ACTOR,
+            &controller(),
             reason,
             Stamp::finished(now_ms()),
         )
@@ -268,7 +272,7 @@ async fn deploy_when_due(
         &record.id,
         Some(State::Pending),
         State::Deploying,
-        ACTOR,
+        &controller(),
         format!("pushing the experiment config to {n} agent(s)"),
         Stamp {
             deploying_at: Some(now),
@@ -281,8 +285,13 @@ async fn deploy_when_due(
         PushRequest {
             selector: Selector::Agents(targets),
             source: ConfigSource::Yaml(record.config.clone()),
-            author: format!("experiment:{}", record.id),
+            actor: Actor::system(format!(
+                "{}{}",
+                crate::auth::system::EXPERIMENT_PREFIX,
+                record.id
+            )),
             experiment_id: Some(record.id.clone()),
+            within: None,
             // The experiment's own deadline, not the controller's default.
             timeout: Some(std::time::Duration::from_millis(
                 u64::try_from(timing.deploy_timeout_ms).unwrap_or(0),
@@ -300,7 +309,7 @@ async fn deploy_when_due(
                 .map_err(internal)?;
             if !still_deploying {
                 // Stopped while the push was made: undo it too.
-                let restored = restore(shared, &record, ACTOR).await;
+                let restored = restore(shared, &record, &controller()).await;
                 tracing::info!(experiment = %record.id, "stopped during the deploy; {}", restored.describe());
             }
         }
@@ -310,7 +319,7 @@ async fn deploy_when_due(
                 &record.id,
                 Some(State::Deploying),
                 State::Failed,
-                ACTOR,
+                &controller(),
                 format!("the deploy push was refused: {e}"),
                 Stamp::finished(now_ms()),
             )
@@ -336,7 +345,7 @@ async fn watch_deploy(
         return Ok(None);
     };
     let store = shared.store.clone();
-    let push = blocking(move || store.push(&push_id))
+    let push = blocking(move || store.push(&push_id, None))
         .await
         .map_err(internal)?
         .map_err(internal)?
@@ -376,7 +385,7 @@ async fn watch_deploy(
             &record.id,
             Some(State::Deploying),
             State::Running,
-            ACTOR,
+            &controller(),
             format!(
                 "all {} agent(s) run the experiment config; measuring from {} to {}",
                 push.targets.len(),
@@ -450,7 +459,7 @@ async fn watch_run(
             &record.id,
             Some(State::Running),
             State::Analyzing,
-            ACTOR,
+            &controller(),
             "the measurement window is over".into(),
             Stamp::default(),
         )
@@ -494,13 +503,13 @@ async fn conclude(
             &record.id,
             Some(State::Analyzing),
             State::Succeeded,
-            ACTOR,
+            &controller(),
             report.recommendation.clone(),
             stamp,
         )
         .await?;
         if spec.auto_promote
-            && let Err(e) = super::promote(shared, &record.id, None, ACTOR).await
+            && let Err(e) = super::promote(shared, &record.id, None, &controller()).await
         {
             tracing::error!(experiment = %record.id, error = %e, "auto-promote failed: promote it by hand");
         }

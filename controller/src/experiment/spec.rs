@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Scope;
+
 use phoenix_config::duration::parse_duration;
 
 /// One problem with a definition, as the API lists it.
@@ -78,6 +80,52 @@ pub struct Targets {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+}
+
+impl ExperimentSpec {
+    /// Whether every agent the targets can match is inside `scope` (its
+    /// labels are demanded by the targets): what a scoped principal sees.
+    pub fn targets_within(&self, scope: &Scope) -> bool {
+        scope.covers_selector(&self.targets.labels)
+    }
+
+    /// Why a principal limited to `scope` may not create or act on this
+    /// experiment: targets that could reach agents outside it, or, with a
+    /// templates scope, a config that is not one of its templates.
+    pub fn outside(&self, scope: &Scope) -> Option<String> {
+        if !self.targets_within(scope) {
+            return Some(format!(
+                "targets.labels must include the scope's labels ({}): these targets could reach agents outside it",
+                scope.describe_labels()
+            ));
+        }
+        // Without a templates limit, any config will do.
+        scope.templates.as_ref()?;
+        if self.base.as_ref().is_some_and(|b| b.yaml.is_some()) {
+            return Some("base.yaml: the scope allows only its templates".into());
+        }
+        let variants = std::iter::once(("baseline", &self.baseline))
+            .chain(self.candidates.iter().map(|c| ("candidates", c)));
+        for (at, v) in variants {
+            if v.processors.is_some() {
+                return Some(format!(
+                    "{at}: inline processors; the scope allows only its templates"
+                ));
+            }
+        }
+        let templates = self
+            .base
+            .iter()
+            .filter_map(|b| b.template.as_deref())
+            .chain(self.baseline.template.as_deref())
+            .chain(self.candidates.iter().filter_map(|c| c.template.as_deref()));
+        for t in templates {
+            if !scope.allows_template(t) {
+                return Some(format!("the template {t:?} is outside the scope"));
+            }
+        }
+        None
+    }
 }
 
 /// A config by template name or inline.

@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::store::{
-    AgentHello, AgentPolicy, CreatePushError, Desired, NewPush, Selector, StatusReport, StoreError,
-    TargetChange, TargetState,
+    Actor, AgentHello, AgentPolicy, CreatePushError, Desired, NewPush, Selector, StatusReport,
+    StoreError, TargetChange, TargetState,
 };
 use crate::{Shared, blocking, now_ms, templates};
 
@@ -33,7 +33,10 @@ pub enum ConfigSource {
 pub struct PushRequest {
     pub selector: Selector,
     pub source: ConfigSource,
-    pub author: String,
+    /// Who asks: a principal, `experiment:<id>` or the controller.
+    pub actor: Actor,
+    /// Every target must carry these labels (the asking principal's scope).
+    pub within: Option<BTreeMap<String, String>>,
     /// The experiment this push deploys, promotes or rolls back.
     pub experiment_id: Option<String>,
     /// Open targets time out after this instead of `--push-timeout` (an
@@ -66,6 +69,9 @@ pub enum PushError {
     /// The selector matched no agent, or named unknown ones.
     #[error("{0}")]
     NoTarget(String),
+    /// Some targets lack the labels of the caller's scope.
+    #[error("{0}")]
+    OutOfScope(String),
     #[error(transparent)]
     Internal(#[from] InternalError),
 }
@@ -227,7 +233,8 @@ pub async fn create_push(
         selector: request.selector,
         yaml,
         template,
-        author: request.author,
+        actor: request.actor,
+        within: request.within,
         deadline,
         revert_to_local: revert_hash.is_some(),
         experiment_id: request.experiment_id,
@@ -252,6 +259,9 @@ pub async fn create_push(
             return Err(PushError::NoTarget(e.to_string()));
         }
         Err(CreatePushError::Policy(errors)) => return Err(PushError::Policy(errors)),
+        Err(e @ CreatePushError::OutOfScope(_)) => {
+            return Err(PushError::OutOfScope(e.to_string()));
+        }
         Err(CreatePushError::Store(e)) => {
             shared.metrics.store_errors.inc();
             return Err(InternalError::from(e).into());
@@ -288,7 +298,7 @@ pub async fn create_push(
     tracing::info!(
         push = %push.id,
         hash = %push.hash,
-        author = %push.author,
+        actor = %push.actor.name,
         targets = targets.len(),
         sent = sent.len(),
         "push created"

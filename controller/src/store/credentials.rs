@@ -132,7 +132,10 @@ impl Store {
                 audit(
                     tx,
                     now,
-                    &format!("agent:{agent_id}"),
+                    &super::Actor::system(format!(
+                        "{}{agent_id}",
+                        crate::auth::system::AGENT_PREFIX
+                    )),
                     "agent.enrolled",
                     None,
                     Some(agent_id),
@@ -149,7 +152,7 @@ impl Store {
     pub fn revoke_agent(
         &self,
         agent_id: &str,
-        actor: &str,
+        actor: &super::Actor,
         reason: &str,
         now: i64,
     ) -> Result<Option<Revocation>, StoreError> {

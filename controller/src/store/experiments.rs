@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::{AgentStatus, ReportedState, Store, StoreError, agents_matching, audit, named};
+use super::{Actor, AgentStatus, ReportedState, Store, StoreError, agents_matching, audit, named};
 use crate::experiment::analysis::Measurement;
 use crate::experiment::guardrails::{Breach, GuardCheck, Sample};
 use crate::experiment::state::{Lifecycle, State};
@@ -113,7 +113,7 @@ impl Stamp {
 pub struct Transition {
     pub from: Option<State>,
     pub to: State,
-    pub actor: String,
+    pub actor: Actor,
     pub reason: String,
     pub stamp: Stamp,
 }
@@ -124,7 +124,7 @@ pub struct NewExperiment {
     pub id: String,
     pub name: String,
     pub spec: String,
-    pub author: String,
+    pub actor: Actor,
     pub config: String,
     pub config_hash: String,
     /// JSON: variant name → its promoted config.
@@ -207,7 +207,7 @@ impl Store {
                     e.id,
                     e.name,
                     e.spec,
-                    e.author,
+                    e.actor.name,
                     e.config,
                     e.config_hash,
                     e.promotions,
@@ -218,12 +218,12 @@ impl Store {
             tx.execute(
                 "INSERT INTO experiment_transitions (experiment_id, at, from_state, to_state, actor, reason)
                  VALUES (?1, ?2, '', 'draft', ?3, 'created')",
-                params![e.id, now, e.author],
+                params![e.id, now, e.actor.name],
             )?;
             audit(
                 tx,
                 now,
-                &e.author,
+                &e.actor,
                 "experiment.created",
                 None,
                 None,
@@ -354,7 +354,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO experiment_transitions (experiment_id, at, from_state, to_state, actor, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, now, current.as_str(), to.as_str(), actor, reason],
+                params![id, now, current.as_str(), to.as_str(), actor.name, reason],
             )?;
             audit(
                 tx,
@@ -723,7 +723,7 @@ mod tests {
             id: id.into(),
             name: id.into(),
             spec: "{}".into(),
-            author: "t".into(),
+            actor: Actor::system("t"),
             config: "# c".into(),
             config_hash: "h".into(),
             promotions: "{}".into(),
@@ -799,7 +799,7 @@ mod tests {
             let change = Transition {
                 from: None,
                 to,
-                actor: "t".into(),
+                actor: Actor::system("t"),
                 reason: "t".into(),
                 stamp: Stamp {
                     finished_at: Some(at),
@@ -841,10 +841,11 @@ mod tests {
             yaml: format!("# {id}"),
             hash: format!("hash-{id}"),
             template: None,
-            author: "t".into(),
+            actor: Actor::system("t"),
             deadline: 1_000,
             revert_to_local: false,
             experiment_id: experiment.map(str::to_string),
+            within: None,
         };
         store
             .create_push(&push("deploy", Some("e")), 2, &|_| Ok(()))
@@ -867,7 +868,7 @@ mod tests {
         let cancel = Transition {
             from: Some(State::Draft),
             to: State::Cancelled,
-            actor: "t".into(),
+            actor: Actor::system("t"),
             reason: "stop".into(),
             stamp: Stamp {
                 restore: true,
@@ -908,7 +909,7 @@ mod tests {
         let to = |to: State, from: Option<State>| Transition {
             from,
             to,
-            actor: "t".into(),
+            actor: Actor::system("t"),
             reason: format!("to {to}"),
             stamp: Stamp::default(),
         };

@@ -60,6 +60,9 @@ pub enum CreatePushError {
     /// naming its agent.
     #[error("the config breaks the policy of some targets")]
     Policy(Vec<phoenix_config::ConfigError>),
+    /// Targets outside the caller's scope (they lack its labels).
+    #[error("agent(s) outside the scope: {}", .0.join(", "))]
+    OutOfScope(Vec<String>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -333,6 +336,18 @@ impl Store {
                 known
             }
         };
+        if let Some(within) = &push.within {
+            let inside: std::collections::HashSet<String> =
+                agents_matching(&tx, within, None)?.into_iter().collect();
+            let outside: Vec<String> = targets
+                .iter()
+                .filter(|id| !inside.contains(*id))
+                .cloned()
+                .collect();
+            if !outside.is_empty() {
+                return Err(CreatePushError::OutOfScope(outside));
+            }
+        }
         {
             let mut policy = tx.prepare_cached("SELECT policy FROM agents WHERE id = ?1")?;
             let mut with_policies = Vec::with_capacity(targets.len());
@@ -347,14 +362,14 @@ impl Store {
             tx.execute(
                 "INSERT OR IGNORE INTO config_versions (hash, content, author, created_at, local)
                  VALUES (?1, '', ?2, ?3, 1)",
-                params![push.hash, push.author, now],
+                params![push.hash, push.actor.name, now],
             )?;
         } else {
             tx.execute(
                 "INSERT INTO config_versions (hash, content, author, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (hash) DO UPDATE SET content = excluded.content, local = 0
                  WHERE config_versions.local = 1",
-                params![push.hash, push.yaml, push.author, now],
+                params![push.hash, push.yaml, push.actor.name, now],
             )?;
         }
         tx.execute(
@@ -366,7 +381,7 @@ impl Store {
                 serde_json::to_string(&push.selector.to_api()).unwrap_or_default(),
                 push.hash,
                 push.template,
-                push.author,
+                push.actor.name,
                 now,
                 push.deadline,
                 push.experiment_id
@@ -393,7 +408,7 @@ impl Store {
         audit(
             &tx,
             now,
-            &push.author,
+            &push.actor,
             "push.created",
             Some(&push.id),
             None,
@@ -450,7 +465,7 @@ impl Store {
                 audit(
                     tx,
                     now,
-                    "controller",
+                    &Actor::system(crate::auth::system::CONTROLLER),
                     "push.timeout",
                     Some(&push_id),
                     Some(&agent_id),
@@ -516,8 +531,13 @@ impl Store {
         )?)
     }
 
-    /// A push with the state of every target.
-    pub fn push(&self, id: &str) -> Result<Option<PushRecord>, StoreError> {
+    /// A push with the state of every target; with `within`, only its
+    /// targets carrying those labels, and `None` when it has none.
+    pub fn push(
+        &self,
+        id: &str,
+        within: Option<&BTreeMap<String, String>>,
+    ) -> Result<Option<PushRecord>, StoreError> {
         let conn = self.conn();
         let Some(mut push) = conn
             .query_row(
@@ -529,12 +549,17 @@ impl Store {
         else {
             return Ok(None);
         };
-        let mut stmt = conn.prepare_cached(
-            "SELECT agent_id, state, error, reported_hash, updated_at FROM push_targets
-             WHERE push_id = ?1 ORDER BY agent_id",
-        )?;
+        let empty = BTreeMap::new();
+        let labels = within.unwrap_or(&empty);
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&id];
+        let sql = format!(
+            "SELECT agent_id, state, error, reported_hash, updated_at FROM push_targets t
+             WHERE push_id = ? {} ORDER BY agent_id",
+            labels_clause("t.agent_id", labels, &mut args)
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
         push.targets = stmt
-            .query_map([id], |r| {
+            .query_map(args.as_slice(), |r| {
                 Ok(TargetRecord {
                     agent_id: r.get(0)?,
                     state: named(r, 1, TargetState::parse)?,
@@ -544,17 +569,34 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?;
+        if within.is_some() && push.targets.is_empty() {
+            return Ok(None);
+        }
         Ok(Some(push))
     }
 
     /// The latest pushes, newest first, without their targets.
-    pub fn list_pushes(&self, limit: u32) -> Result<Vec<PushRecord>, StoreError> {
+    /// With `within`, only pushes with a target carrying those labels.
+    pub fn list_pushes(
+        &self,
+        limit: u32,
+        within: Option<&BTreeMap<String, String>>,
+    ) -> Result<Vec<PushRecord>, StoreError> {
         let conn = self.conn();
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        let filter = match within {
+            Some(labels) => format!(
+                "WHERE EXISTS (SELECT 1 FROM push_targets t WHERE t.push_id = p.id {})",
+                labels_clause("t.agent_id", labels, &mut args)
+            ),
+            None => String::new(),
+        };
+        args.push(&limit);
         let mut stmt = conn.prepare_cached(&format!(
-            "{PUSH_SELECT} ORDER BY p.created_at DESC, p.rowid DESC LIMIT ?1"
+            "{PUSH_SELECT} {filter} ORDER BY p.created_at DESC, p.rowid DESC LIMIT ?"
         ))?;
         let out = stmt
-            .query_map([limit], push_from_row)?
+            .query_map(args.as_slice(), push_from_row)?
             .collect::<Result<_, _>>()?;
         Ok(out)
     }
@@ -569,6 +611,17 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// Audit a state-changing API request that was refused (401, 403, 4xx
+    /// from its handler): nothing else was written.
+    pub fn audit_refusal(
+        &self,
+        actor: &Actor,
+        detail: serde_json::Value,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| audit(tx, now, actor, "request.refused", None, None, detail))
     }
 
     /// Walk the audit log's hash chain (see [`audit_chain`]).
@@ -692,6 +745,24 @@ impl Store {
     }
 }
 
+/// `AND` the agent in `column` carries every label of `labels` (the
+/// values are pushed to `args`, in order).
+fn labels_clause<'a>(
+    column: &str,
+    labels: &'a BTreeMap<String, String>,
+    args: &mut Vec<&'a dyn rusqlite::ToSql>,
+) -> String {
+    let mut sql = String::new();
+    for (k, v) in labels {
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM agent_labels l WHERE l.agent_id = {column} AND l.key = ? AND l.value = ?)"
+        ));
+        args.push(k);
+        args.push(v);
+    }
+    sql
+}
+
 /// Ids of agents carrying every label in `labels`, sorted.
 fn agents_matching(
     conn: &Connection,
@@ -705,13 +776,7 @@ fn agents_matching(
         sql.push_str(" AND a.status = ?");
         args.push(s);
     }
-    for (k, v) in labels {
-        sql.push_str(
-            " AND EXISTS (SELECT 1 FROM agent_labels l WHERE l.agent_id = a.id AND l.key = ? AND l.value = ?)",
-        );
-        args.push(k);
-        args.push(v);
-    }
+    sql.push_str(&labels_clause("a.id", labels, &mut args));
     sql.push_str(" ORDER BY a.id");
     let mut stmt = conn.prepare(&sql)?;
     let ids = stmt
@@ -778,16 +843,24 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
 }
 
 /// Append an entry to the audit log, chained to the one before it. Writes
-/// run one transaction at a time, so the chain has no forks.
+/// run one transaction at a time, so the chain has no forks. The request an
+/// action came from (id, client address, note) is kept in the detail under
+/// `request`, so the chain covers it.
 fn audit(
     tx: &Transaction<'_>,
     now: i64,
-    actor: &str,
+    actor: &Actor,
     action: &str,
     push_id: Option<&str>,
     agent_id: Option<&str>,
-    detail: serde_json::Value,
+    mut detail: serde_json::Value,
 ) -> Result<(), rusqlite::Error> {
+    if let (Some(request), serde_json::Value::Object(map)) = (&actor.request, &mut detail) {
+        map.insert(
+            "request".into(),
+            serde_json::to_value(request).unwrap_or_default(),
+        );
+    }
     let prev: String = tx
         .prepare_cached("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")?
         .query_row([], |r| r.get::<_, Option<String>>(0))
@@ -799,7 +872,7 @@ fn audit(
         &prev,
         &audit_chain::Fields {
             at: now,
-            actor,
+            actor: &actor.name,
             action,
             push_id,
             agent_id,
@@ -811,7 +884,7 @@ fn audit(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        now, actor, action, push_id, agent_id, detail, prev, hash
+        now, actor.name, action, push_id, agent_id, detail, prev, hash
     ])?;
     Ok(())
 }
@@ -852,7 +925,7 @@ fn set_target(
         audit(
             tx,
             now,
-            &format!("agent:{agent_id}"),
+            &Actor::system(format!("{}{agent_id}", crate::auth::system::AGENT_PREFIX)),
             &format!("push.{}", state.as_str()),
             Some(push_id),
             Some(agent_id),

@@ -125,6 +125,34 @@ impl Selector {
     }
 }
 
+/// Who did something, as the audit log keeps it: a principal's name (or
+/// a reserved system name, `crate::auth::system`), and for an API request
+/// its id, the client's address and the caller's free-text note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub request: Option<RequestInfo>,
+}
+
+/// The request an action came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RequestInfo {
+    pub id: String,
+    pub client: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Actor {
+    /// The controller's own action, under a reserved name.
+    pub fn system(name: impl Into<String>) -> Actor {
+        Actor {
+            name: name.into(),
+            request: None,
+        }
+    }
+}
+
 /// A push about to be created.
 #[derive(Debug, Clone)]
 pub struct NewPush {
@@ -133,12 +161,15 @@ pub struct NewPush {
     pub yaml: String,
     pub hash: String,
     pub template: Option<String>,
-    pub author: String,
+    pub actor: Actor,
     /// Unix ms after which open targets become `timeout`.
     pub deadline: i64,
     /// `yaml` is empty and `hash` names the agents' local config.
     pub revert_to_local: bool,
     pub experiment_id: Option<String>,
+    /// Every target must carry these labels (the caller's scope), or
+    /// nothing is stored.
+    pub within: Option<BTreeMap<String, String>>,
 }
 
 /// An agent as stored.

@@ -25,10 +25,11 @@ fn push(id: &str, hash: &str, selector: Selector) -> NewPush {
         yaml: format!("# {hash}"),
         hash: hash.into(),
         template: None,
-        author: "t".into(),
+        actor: Actor::system("t"),
         deadline: 1_000,
         revert_to_local: false,
         experiment_id: None,
+        within: None,
     }
 }
 
@@ -103,8 +104,8 @@ fn pushes_dedupe_config_versions_and_time_out_open_targets() {
     let changes = s.expire_pushes(2_000).unwrap();
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].push_id, "p2");
-    assert_eq!(s.push("p2").unwrap().unwrap().counts.timeout, 1);
-    assert_eq!(s.push("p1").unwrap().unwrap().counts.superseded, 1);
+    assert_eq!(s.push("p2", None).unwrap().unwrap().counts.timeout, 1);
+    assert_eq!(s.push("p1", None).unwrap().unwrap().counts.superseded, 1);
 }
 
 #[test]
@@ -227,4 +228,61 @@ fn entries_from_before_the_chain_are_an_unchained_prefix() {
     assert_eq!(v.first_broken, None);
     assert_eq!(v.unchained, 1);
     assert!(v.chained >= 1);
+}
+
+#[test]
+fn a_scoped_push_touches_nothing_outside_its_labels_and_reads_are_filtered() {
+    let dir = tmp_dir("scoped");
+    let s = Store::open_dir(&dir).unwrap();
+    s.hello(&hello("a", "prod"), 1, 1, true).unwrap();
+    s.hello(&hello("b", "dev"), 1, 1, true).unwrap();
+    let prod: BTreeMap<_, _> = [("env".to_string(), "prod".to_string())].into();
+    let scoped = |id: &str, selector: Selector| NewPush {
+        within: Some(prod.clone()),
+        ..push(id, id, selector)
+    };
+    // Naming an agent outside the scope refuses the whole push.
+    let refused = s.create_push(
+        &scoped("p1", Selector::Agents(vec!["a".into(), "b".into()])),
+        10,
+        &|_| Ok(()),
+    );
+    assert!(
+        matches!(&refused, Err(CreatePushError::OutOfScope(ids)) if ids == &["b".to_string()]),
+        "{refused:?}"
+    );
+    // So does a label selector that reaches outside it.
+    let everyone: BTreeMap<_, _> = BTreeMap::new();
+    assert!(matches!(
+        s.create_push(&scoped("p1", Selector::Labels(everyone)), 10, &|_| Ok(())),
+        Err(CreatePushError::NoMatch(_) | CreatePushError::OutOfScope(_))
+    ));
+    assert!(s.push("p1", None).unwrap().is_none(), "nothing was stored");
+    let audited = s.audit_log(None, 10).unwrap();
+    assert!(audited.is_empty(), "{audited:?}");
+
+    s.create_push(
+        &scoped("p2", Selector::Agents(vec!["a".into()])),
+        11,
+        &|_| Ok(()),
+    )
+    .unwrap();
+    s.create_push(
+        &push("p3", "h3", Selector::Agents(vec!["b".into()])),
+        12,
+        &|_| Ok(()),
+    )
+    .unwrap();
+    let ids = |within: Option<&BTreeMap<String, String>>| -> Vec<String> {
+        s.list_pushes(10, within)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    assert_eq!(ids(None), ["p3", "p2"]);
+    assert_eq!(ids(Some(&prod)), ["p2"]);
+    assert!(s.push("p3", Some(&prod)).unwrap().is_none());
+    let p2 = s.push("p2", Some(&prod)).unwrap().unwrap();
+    assert_eq!(p2.targets.len(), 1);
 }

@@ -250,7 +250,7 @@ mod tests {
             data_dir: dir.to_path_buf(),
             templates_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../configs/templates"),
-            api_token: Token::new(TOKEN).unwrap(),
+            api_auth: crate::auth::AuthSource::SingleToken(Token::new(TOKEN).unwrap()),
             agent_token: Token::new("ui-test-agent-token-0123").unwrap(),
             api_read_open: false,
             tls: None,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use phoenix_controller::auth::Token;
+use phoenix_controller::auth::{AuthSource, Token};
 use phoenix_controller::{Running, Settings};
 use phoenix_proto::v1::agent_control_client::AgentControlClient;
 use phoenix_proto::v1::{
@@ -70,7 +70,7 @@ pub fn settings(data_dir: &Path) -> Settings {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         templates_dir: templates_dir(),
-        api_token: Token::new(API_TOKEN).unwrap(),
+        api_auth: AuthSource::SingleToken(Token::new(API_TOKEN).unwrap()),
         agent_token: Token::new(AGENT_TOKEN).unwrap(),
         api_read_open: false,
         tls: None,
