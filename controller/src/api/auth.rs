@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, OriginalUri, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -150,7 +150,13 @@ pub async fn authorize(
         .map(|c| c.0.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // Inside the nested `/api/v1` router the URI has lost its prefix; the
+    // permission table and the audit log want the path the client sent.
+    let path = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|u| u.0.path().to_string())
+        .unwrap_or_else(|| request.uri().path().to_string());
     let route = super::route_of(&path);
     let needed = permission_for(&method, route);
     let audited = changes_state(&method, route);
