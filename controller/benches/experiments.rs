@@ -442,6 +442,8 @@ fn main() {
         agent_timeout: Duration::from_secs(600),
         push_timeout: Duration::from_secs(60),
         experiment_retention: phoenix_controller::DEFAULT_EXPERIMENT_RETENTION,
+        audit_export: None,
+        audit_retention: None,
     };
     let running = controller_runtime
         .block_on(phoenix_controller::start(settings))

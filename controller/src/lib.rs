@@ -14,6 +14,7 @@
 //! holds the controller's own metrics.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod experiment;
 pub mod fleet;
@@ -73,6 +74,10 @@ pub struct Settings {
     pub push_timeout: Duration,
     /// Measurements of experiments finished longer ago are deleted.
     pub experiment_retention: Duration,
+    /// Every audit entry is also written here as a JSON line.
+    pub audit_export: Option<audit::AuditSink>,
+    /// Audit entries older than this are deleted (default: kept).
+    pub audit_retention: Option<Duration>,
 }
 
 /// What the gRPC service, the API and the background tasks share.
@@ -219,9 +224,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         fleet::rollout::spawn_reaper(shared.clone(), stop_rx.clone()),
         experiment::scheduler::spawn(shared.clone(), stop_rx.clone()),
     ];
-    if let Some(task) = auth::reload::spawn(shared.clone(), stop_rx) {
-        tasks.push(task);
-    }
+    tasks.extend(
+        [
+            auth::reload::spawn(shared.clone(), stop_rx.clone()),
+            audit::spawn_export(shared.clone(), stop_rx.clone()),
+            audit::spawn_retention(shared.clone(), stop_rx),
+        ]
+        .into_iter()
+        .flatten(),
+    );
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,

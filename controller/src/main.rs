@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use phoenix_config::LogFormat;
+use phoenix_controller::audit::AuditSink;
 use phoenix_controller::auth::{AuthSource, RECOMMENDED_MIN_LEN, Token};
 use phoenix_controller::tls::{TlsFiles, TlsMaterial};
 use phoenix_controller::{DEFAULT_GRPC_LISTEN, DEFAULT_HTTP_LISTEN, Settings};
@@ -131,6 +132,18 @@ struct Cli {
     /// Measurements of experiments that finished longer ago than this are deleted.
     #[arg(long, default_value = "30d", value_parser = retention, value_name = "DURATION")]
     experiment_retention: Duration,
+
+    /// Also write every audit entry as a JSON line to FILE (appended,
+    /// created 0600), or to stdout with `-`, for a log pipeline. Resumes
+    /// where it stopped after a restart; a new destination gets the whole
+    /// log first.
+    #[arg(long, env = "PHOENIX_AUDIT_EXPORT", value_name = "FILE|-")]
+    audit_export: Option<String>,
+
+    /// Delete audit entries older than this (at least 1h; default: keep
+    /// them all). With --audit-export, never before they were exported.
+    #[arg(long, value_parser = retention, value_name = "DURATION")]
+    audit_retention: Option<Duration>,
 
     /// Log level or tracing filter (RUST_LOG wins).
     #[arg(long, default_value = "info", value_name = "LEVEL")]
@@ -331,6 +344,8 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
         agent_timeout: cli.agent_timeout,
         push_timeout: cli.push_timeout,
         experiment_retention: cli.experiment_retention,
+        audit_export: cli.audit_export.as_deref().map(AuditSink::parse),
+        audit_retention: cli.audit_retention,
     })
 }
 

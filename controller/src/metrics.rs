@@ -42,6 +42,11 @@ pub struct Metrics {
     breaches: Vec<(Guardrail, Arc<Counter>)>,
     /// Interval stats stored as experiment measurements.
     pub experiment_measurements: Arc<Counter>,
+    /// Audit entries written to `--audit-export`.
+    pub audit_exported: Arc<Counter>,
+    pub audit_export_errors: Arc<Counter>,
+    /// Audit entries deleted past `--audit-retention`.
+    pub audit_pruned: Arc<Counter>,
 }
 
 impl Default for Metrics {
@@ -178,6 +183,24 @@ impl Metrics {
             experiment_measurements: r.counter(
                 "phoenix_controller_experiment_measurements_total",
                 "Per-variant interval measurements stored for running experiments.",
+                &[],
+                &[],
+            ),
+            audit_exported: r.counter(
+                "phoenix_controller_audit_exported_total",
+                "Audit entries written to --audit-export.",
+                &[],
+                &[],
+            ),
+            audit_export_errors: r.counter(
+                "phoenix_controller_audit_export_errors_total",
+                "Rounds of the audit export that failed (the entries are written again on the next).",
+                &[],
+                &[],
+            ),
+            audit_pruned: r.counter(
+                "phoenix_controller_audit_pruned_total",
+                "Audit entries deleted past --audit-retention.",
                 &[],
                 &[],
             ),

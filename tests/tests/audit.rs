@@ -1,17 +1,32 @@
 //! The audit log holds against edits made behind the controller's back:
 //! the real controller, a real push, the SQLite file changed by hand, and
-//! `phoenixctl audit verify` naming the entry.
+//! `phoenixctl audit verify` naming the entry; the exported copy (JSON
+//! lines) keeps what the store said before the edit.
 
 use std::time::Duration;
 
-use phoenix_tests::fleet::{agent_config, api, online, phoenixctl, start_agent, start_controller};
+use phoenix_api::AuditEntry;
+use phoenix_tests::fleet::{
+    API_TOKEN, agent_config, api, online, phoenixctl, start_agent, start_controller_with,
+};
 use phoenix_tests::{TempDir, free_port, wait_for};
 
 #[test]
 fn audit_verify_names_an_entry_edited_in_the_store_file() {
     let dir = TempDir::new("audit");
     let data = dir.path().join("data");
-    let controller = start_controller(&data, free_port(), free_port());
+    let export = dir.path().join("audit.jsonl");
+    let controller = start_controller_with(
+        &data,
+        free_port(),
+        free_port(),
+        &[
+            "--api-token",
+            API_TOKEN,
+            "--audit-export",
+            export.to_str().unwrap(),
+        ],
+    );
     let agent = start_agent(dir.path(), "node-1", "prod", controller.grpc);
     wait_for(Duration::from_secs(30), || {
         (online(controller.http).len() == 1).then_some(())
@@ -42,6 +57,33 @@ fn audit_verify_names_an_entry_edited_in_the_store_file() {
     let listed = String::from_utf8_lossy(&list.stdout);
     assert!(listed.contains(&id), "{listed}");
 
+    // The export has every entry, chained, as the API shows them.
+    let exported = || -> Vec<AuditEntry> {
+        std::fs::read_to_string(&export)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
+    let (_, listed) = api(controller.http, "GET", "/api/v1/audit?limit=1000", "");
+    let count = listed["entries"].as_array().unwrap().len();
+    let lines = wait_for(Duration::from_secs(15), || {
+        let lines = exported();
+        (lines.len() >= count).then_some(lines)
+    })
+    .expect("every entry is exported");
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[1].prev_hash == w[0].hash && w[1].id > w[0].id)
+    );
+    let created = lines
+        .iter()
+        .find(|e| e.action == "push.created")
+        .expect("the push is exported");
+    assert_eq!(created.actor, "admin");
+    assert_eq!(created.detail["request"]["client"], "127.0.0.1");
+
     // Someone with the file rewrites who created the push.
     let db = rusqlite::Connection::open(data.join("controller.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -60,4 +102,8 @@ fn audit_verify_names_an_entry_edited_in_the_store_file() {
         text.contains(&format!("BROKEN at entry {first}")),
         "names the entry: {text}"
     );
+    // The exported copy still says who it was.
+    let copy = exported();
+    let original = copy.iter().find(|e| e.id == first).unwrap();
+    assert_ne!(original.actor, "controller", "{original:?}");
 }

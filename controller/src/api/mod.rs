@@ -12,6 +12,8 @@ pub mod auth;
 mod experiments;
 mod views;
 
+pub use views::audit as audit_view;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -751,6 +753,7 @@ async fn verify_audit(State(shared): State<Arc<Shared>>) -> ApiResult {
             intact: v.first_broken.is_none(),
             chained: v.chained,
             unchained: v.unchained,
+            pruned_through: v.pruned_through,
             first_broken: v
                 .first_broken
                 .map(|(id, reason)| BrokenEntry { id, reason }),

@@ -115,6 +115,8 @@ pub fn audit(a: &AuditRecord) -> AuditEntry {
         push_id: a.push_id.clone(),
         agent_id: a.agent_id.clone(),
         detail: serde_json::from_str(&a.detail).unwrap_or(Value::Null),
+        prev_hash: a.prev_hash.clone(),
+        hash: a.hash.clone(),
     }
 }
 

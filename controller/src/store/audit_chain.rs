@@ -3,7 +3,7 @@
 //! inserted behind the controller's back (in the SQLite file) breaks the
 //! chain from that entry on, and `verify` names the first one.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
 
@@ -54,6 +54,9 @@ pub struct Verification {
     pub unchained: u64,
     /// The first entry that does not hold, and why.
     pub first_broken: Option<(i64, String)>,
+    /// Retention deleted every entry up to this id; the chain is checked
+    /// from the first entry after it.
+    pub pruned_through: Option<i64>,
 }
 
 /// Walk the log in id order and check every link.
@@ -62,15 +65,24 @@ pub fn verify(conn: &Connection) -> Result<Verification, StoreError> {
         "SELECT id, at, actor, action, push_id, agent_id, detail, prev_hash, hash
          FROM audit_log ORDER BY id",
     )?;
+    let anchor: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT through_id, hash FROM audit_anchor WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
     let mut rows = stmt.query([])?;
     let mut out = Verification {
         chained: 0,
         unchained: 0,
         first_broken: None,
+        pruned_through: anchor.as_ref().map(|a| a.0),
     };
     // The hash the next entry must name as its previous one; None until
-    // the first chained entry (legacy entries come before it).
-    let mut expected_prev: Option<String> = None;
+    // the first chained entry (legacy entries come before it). After a
+    // pruning, the anchor: the hash of the last entry deleted.
+    let mut expected_prev: Option<String> = anchor.map(|a| a.1).filter(|h| !h.is_empty());
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;
         let prev: Option<String> = r.get(7)?;

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_agent_credentials.sql")),
     (4, include_str!("migrations/0004_agent_policy.sql")),
     (5, include_str!("migrations/0005_audit_chain.sql")),
+    (6, include_str!("migrations/0006_audit_export.sql")),
 ];
 
 /// The version this controller brings the schema to.

@@ -7,6 +7,7 @@
 //! SQLite serializes writers anyway.
 
 pub mod audit_chain;
+mod audit_retention;
 pub mod backup;
 pub mod credentials;
 pub mod experiments;
@@ -636,25 +637,31 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, at, actor, action, push_id, agent_id, detail FROM audit_log
-             WHERE ?1 IS NULL OR push_id = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log
+             WHERE ?1 IS NULL OR push_id = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
         let out = stmt
-            .query_map(params![push_id, limit], |r| {
-                Ok(AuditRecord {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    push_id: r.get(4)?,
-                    agent_id: r.get(5)?,
-                    detail: r.get(6)?,
-                })
-            })?
+            .query_map(params![push_id, limit], audit_from_row)?
             .collect::<Result<_, _>>()?;
         Ok(out)
     }
+}
+
+const AUDIT_COLUMNS: &str = "id, at, actor, action, push_id, agent_id, detail, prev_hash, hash";
+
+fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        push_id: r.get(4)?,
+        agent_id: r.get(5)?,
+        detail: r.get(6)?,
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+    })
 }
 
 /// Whether an agent id is revoked.

@@ -244,4 +244,8 @@ pub struct AuditRecord {
     pub agent_id: Option<String>,
     /// JSON.
     pub detail: String,
+    /// The chain: the previous entry's hash and this one's (`None` for
+    /// entries from before the chain).
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }

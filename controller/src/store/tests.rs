@@ -286,3 +286,49 @@ fn a_scoped_push_touches_nothing_outside_its_labels_and_reads_are_filtered() {
     let p2 = s.push("p2", Some(&prod)).unwrap().unwrap();
     assert_eq!(p2.targets.len(), 1);
 }
+
+#[test]
+fn retention_prunes_only_exported_entries_and_the_chain_still_verifies() {
+    let dir = tmp_dir("audit-retention");
+    let s = Store::open_dir(&dir).unwrap();
+    s.hello(&hello("a", "prod"), 1, 1, true).unwrap();
+    let prod: BTreeMap<_, _> = [("env".to_string(), "prod".to_string())].into();
+    for (i, id) in ["p1", "p2", "p3", "p4"].into_iter().enumerate() {
+        let at = 10 * (i as i64 + 1);
+        s.create_push(&push(id, id, Selector::Labels(prod.clone())), at, &|_| {
+            Ok(())
+        })
+        .unwrap();
+    }
+    let all = s.audit_after(0, 100).unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(s.audit_export_cursor("-").unwrap(), 0);
+
+    // Due: the first three (before t=35); exported: only the first two.
+    s.set_audit_export_cursor("-", all[1].id).unwrap();
+    let pruned = s.prune_audit(35, Some(all[1].id), 100).unwrap().unwrap();
+    assert_eq!(pruned.through_id, all[1].id);
+    assert_eq!(pruned.entries, 2);
+    let left = s.audit_after(0, 100).unwrap();
+    assert_eq!(left[0].id, all[2].id, "unexported entries stay");
+    assert_eq!(left.last().unwrap().action, "audit.pruned");
+    let v = s.verify_audit().unwrap();
+    assert_eq!(v.first_broken, None, "{v:?}");
+    assert_eq!(v.pruned_through, Some(all[1].id));
+    assert!(
+        s.prune_audit(5, None, 101).unwrap().is_none(),
+        "nothing due"
+    );
+
+    // A second pruning moves the anchor; the chain still holds.
+    s.prune_audit(35, None, 102).unwrap().unwrap();
+    assert_eq!(s.verify_audit().unwrap().first_broken, None);
+
+    // Deleting the oldest remaining entry by hand is still caught.
+    let first = s.audit_after(0, 1).unwrap()[0].id;
+    s.conn()
+        .execute("DELETE FROM audit_log WHERE id = ?1", [first])
+        .unwrap();
+    let broken = s.verify_audit().unwrap().first_broken.expect("broken");
+    assert!(broken.0 > first, "{broken:?}");
+}

@@ -257,6 +257,8 @@ mod tests {
             agent_timeout: Duration::from_secs(30),
             push_timeout: Duration::from_secs(60),
             experiment_retention: crate::DEFAULT_EXPERIMENT_RETENTION,
+            audit_export: None,
+            audit_retention: None,
         }
     }
 

@@ -77,6 +77,8 @@ pub fn settings(data_dir: &Path) -> Settings {
         agent_timeout: Duration::from_secs(30),
         push_timeout: Duration::from_secs(60),
         experiment_retention: phoenix_controller::DEFAULT_EXPERIMENT_RETENTION,
+        audit_export: None,
+        audit_retention: None,
     }
 }
 
