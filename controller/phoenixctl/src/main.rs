@@ -45,9 +45,19 @@ struct Cli {
     )]
     server: String,
 
-    /// API token (sent as `Authorization: Bearer`).
+    /// API token or OIDC JWT (sent as `Authorization: Bearer`).
     #[arg(long, global = true, env = "PHOENIX_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+
+    /// File holding the token (keeps it out of `ps` and shell history).
+    #[arg(
+        long,
+        global = true,
+        env = "PHOENIX_API_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "token"
+    )]
+    token_file: Option<PathBuf>,
 
     /// PEM CA certificate to trust for an https:// server (besides the system's).
     #[arg(long, global = true, env = "PHOENIX_CA_CERT", value_name = "FILE")]
@@ -358,10 +368,19 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| Failure::new(format!("cannot set up HTTP: {e}")))?;
+        let token = match &cli.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => cli.token.clone(),
+        };
         Ok(Client {
             http,
             base: cli.server.trim_end_matches('/').to_string(),
-            token: cli.token.clone(),
+            token,
         })
     }
 
@@ -404,7 +423,7 @@ impl Client {
             body.as_ref().map_or("(no message)", |b| b.error.as_str())
         );
         if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
-            message.push_str("\n  (give --token or set PHOENIX_API_TOKEN)");
+            message.push_str("\n  (give --token, --token-file or set PHOENIX_API_TOKEN)");
         }
         let errors = body.map(|b| b.errors).unwrap_or_default();
         for e in &errors {
