@@ -351,8 +351,16 @@ async fn an_invalid_config_is_400_with_every_error_and_nothing_is_stored() {
 
     let (_, pushes) = c.http.get("/api/v1/pushes").await;
     assert!(pushes["pushes"].as_array().unwrap().is_empty(), "{pushes}");
+    // The audit log has the refusals, as the principal, and nothing else.
     let (_, audit) = c.http.get("/api/v1/audit").await;
-    assert!(audit["entries"].as_array().unwrap().is_empty(), "{audit}");
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(
+        entries.iter().all(|e| e["action"] == "request.refused"
+            && e["actor"] == "admin"
+            && e["detail"]["status"] == 400),
+        "{audit}"
+    );
     assert!(!agent.got_push_within(Duration::from_millis(200)).await);
 
     // Validation alone says the same without pushing.
@@ -536,13 +544,35 @@ async fn an_api_call_without_the_token_is_401_and_changes_nothing() {
     assert_eq!(status, 200);
     c.stop().await;
 
-    // --api-read-open lets reads through, never pushes.
+    // --api-read-open lets reads through, never pushes, nor the audit log,
+    // nor the agents' error texts.
     let mut s = settings(&dir);
     s.api_read_open = true;
     let c = TestController::start(s).await;
+    let mut failing = FakeAgentSpec::new("f", &[("env", "fails")]);
+    failing.answer = Answer::Fail("cannot open /etc/secret-thing".into());
+    let _failing = FakeAgent::connect(c.grpc_addr(), failing).await.unwrap();
+    let (_, created) = c
+        .http
+        .post(
+            "/api/v1/pushes",
+            push_body(json!({ "env": "fails" }), &template("process-basic-v1")),
+        )
+        .await;
+    let push_id = created["id"].as_str().unwrap().to_string();
+    c.http.wait_push(&push_id, |p| p["complete"] == true).await;
     let anonymous = c.http.without_token();
     let (status, _) = anonymous.get("/api/v1/agents").await;
     assert_eq!(status, 200);
+    let (_, seen) = anonymous.get(&format!("/api/v1/pushes/{push_id}")).await;
+    let error = seen["targets"][0]["error"].as_str().unwrap();
+    assert!(error.contains("withheld"), "{seen}");
+    let (_, agent) = anonymous.get("/api/v1/agents/f").await;
+    assert!(!agent.to_string().contains("secret-thing"), "{agent}");
+    let (_, agent) = c.http.get("/api/v1/agents/f").await;
+    assert!(agent.to_string().contains("secret-thing"), "{agent}");
+    let (status, _) = anonymous.get("/api/v1/audit").await;
+    assert_eq!(status, 401);
     let (status, _) = anonymous
         .post("/api/v1/configs/validate", json!({ "yaml": "" }))
         .await;

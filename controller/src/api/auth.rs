@@ -82,6 +82,17 @@ impl Caller {
         }
     }
 
+    /// An agent's error text as this caller may see it: an anonymous
+    /// reader (`--api-read-open`) gets a placeholder, since errors can
+    /// quote paths and values of the node.
+    pub fn error_text(&self, text: String) -> String {
+        if self.principal.method == AuthMethod::Open && !text.is_empty() {
+            "(withheld from anonymous readers: sign in to see it)".into()
+        } else {
+            text
+        }
+    }
+
     /// The caller's scope; `None` is the whole fleet.
     pub fn scope(&self) -> Option<&Scope> {
         self.principal.scope.as_ref()

@@ -269,7 +269,7 @@ pub async fn get(
                 previous_hash: t.previous_hash,
                 effective_hash: t.effective_hash,
                 config_state: t.config_state.as_str().into(),
-                config_error: t.config_error,
+                config_error: caller.error_text(t.config_error),
             })
             .collect(),
     };

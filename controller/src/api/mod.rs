@@ -456,7 +456,7 @@ async fn list_agents(
     reply(
         StatusCode::OK,
         &AgentList {
-            agents: agents.iter().map(views::agent).collect(),
+            agents: agents.iter().map(|a| caller_view(&caller, a)).collect(),
         },
     )
 }
@@ -476,12 +476,19 @@ async fn get_agent(
         Some((agent, stats)) => reply(
             StatusCode::OK,
             &AgentDetail {
-                agent: views::agent(&agent),
+                agent: caller_view(&caller, &agent),
                 stats: stats.as_ref().and_then(views::stats),
             },
         ),
         None => Err(ApiError::not_found(format!("no agent {id:?}"))),
     }
+}
+
+/// An agent as `caller` may see it.
+fn caller_view(caller: &Caller, agent: &crate::store::AgentRecord) -> phoenix_api::Agent {
+    let mut view = views::agent(agent);
+    view.config.error = caller.error_text(std::mem::take(&mut view.config.error));
+    view
 }
 
 /// Longest revocation reason kept in the audit log.
@@ -671,7 +678,13 @@ async fn get_push(
     let lookup = id.clone();
     let within = caller.scope().map(|s| s.labels.clone());
     match db(move || store.push(&lookup, within.as_ref())).await? {
-        Some(push) => reply(StatusCode::OK, &views::push(&push)),
+        Some(push) => {
+            let mut view = views::push(&push);
+            for t in &mut view.targets {
+                t.error = caller.error_text(std::mem::take(&mut t.error));
+            }
+            reply(StatusCode::OK, &view)
+        }
         None => Err(ApiError::not_found(format!("no push {id:?}"))),
     }
 }
