@@ -375,32 +375,24 @@ mod tests {
     fn routes_need_their_permission() {
         let post = Method::POST;
         let get = Method::GET;
-        assert_eq!(permission_for(&get, "/api/v1/pushes"), Permission::Read);
-        assert_eq!(
-            permission_for(&post, "/api/v1/pushes"),
-            Permission::PushCreate
-        );
-        assert_eq!(permission_for(&get, "/api/v1/audit"), Permission::AuditRead);
-        assert_eq!(
-            permission_for(&get, "/api/v1/audit/verify"),
-            Permission::AuditRead
-        );
-        assert_eq!(
-            permission_for(&post, "/api/v1/experiments/{id}/{action}"),
-            Permission::ExperimentWrite
-        );
-        assert_eq!(
-            permission_for(&post, "/api/v1/experiments"),
-            Permission::ExperimentWrite
-        );
-        assert_eq!(
-            permission_for(&post, "/api/v1/experiments/validate"),
-            Permission::Read
-        );
-        assert_eq!(
-            permission_for(&post, "/api/v1/agents/{id}/revoke"),
-            Permission::AgentRevoke
-        );
+        for (method, route, wanted) in [
+            (&get, "/api/v1/pushes", Permission::Read),
+            (&post, "/api/v1/pushes", Permission::PushCreate),
+            (&get, "/api/v1/audit", Permission::AuditRead),
+            (&get, "/api/v1/audit/verify", Permission::AuditRead),
+            (&post, "/api/v1/experiments", Permission::ExperimentWrite),
+            (
+                &post,
+                "/api/v1/experiments/{id}/{action}",
+                Permission::ExperimentWrite,
+            ),
+            (&post, "/api/v1/experiments/validate", Permission::Read),
+            (&post, "/api/v1/configs/validate", Permission::Read),
+            (&post, "/api/v1/agents/{id}/revoke", Permission::AgentRevoke),
+            (&post, "other", Permission::Read),
+        ] {
+            assert_eq!(permission_for(method, route), wanted, "{method} {route}");
+        }
         assert!(changes_state(&post, "/api/v1/pushes"));
         assert!(!changes_state(&post, "/api/v1/configs/validate"));
         assert!(!changes_state(&get, "/api/v1/pushes"));
