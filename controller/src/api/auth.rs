@@ -150,7 +150,9 @@ pub async fn authorize(
         .map(|c| c.0.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // Nested under the prefix, the request's URI has lost it: without it
+    // back, no route would match and every request would need only `read`.
+    let path = format!("{}{}", super::API_PREFIX, request.uri().path());
     let route = super::route_of(&path);
     let needed = permission_for(&method, route);
     let audited = changes_state(&method, route);
