@@ -4,20 +4,26 @@
 //! an experiment through the form, watches it reach its verdict live,
 //! promotes it, sees the agents' config hash change, and rolls it back.
 //! Then the controller restarts under the open page, which reconnects by
-//! itself.
+//! itself. With principals of an auth file, a viewer and an operator each
+//! see who they are, and find the controls their role may not use disabled,
+//! saying why; a role taken away under an open page is explained when the
+//! API refuses.
 //!
 //! With `PHOENIX_UI_SCREENSHOTS=<dir>` the main pages are saved there as
 //! PNGs at 1440×900 (the ones in docs/screenshots/ come from this).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use phoenix_tests::fleet::{
-    API_TOKEN, Agent, api, hash_of, online, start_agent_with_env, start_controller,
+    API_TOKEN, Agent, api, api_as, hash_of, online, start_agent_with_env, start_controller,
+    start_controller_with,
 };
 use phoenix_tests::tools::missing_tool;
 use phoenix_tests::webdriver::{ChromeDriver, INSTALL_BROWSER, Session, find_browser};
-use phoenix_tests::{Named, TempDir, free_port, wait_for, workspace_root};
+use phoenix_tests::{Named, TempDir, binary, free_port, wait_for, workspace_root};
 use serde_json::{Value, json};
 
 /// Where to save screenshots, if asked (relative paths are from the
@@ -450,6 +456,227 @@ fn a_user_runs_judges_and_promotes_an_experiment_from_the_dashboard() {
         "return document.querySelector('#banner').hidden && document.querySelector('#conn').textContent === 'Live' \
          && document.querySelectorAll('#fleet-table tbody tr[data-status=\"online\"]').length === 2",
     );
+    drop(s);
+    drop(controller);
+}
+
+const VIEWER_TOKEN: &str = "ui-viewer-token-0123456789abcdef";
+const OPERATOR_TOKEN: &str = "ui-operator-token-0123456789abcdef";
+
+/// A draft on the viewer's team (a scoped principal sees only experiments
+/// within its scope).
+const DRAFT: &str = "
+name: roles
+targets: { labels: { team: payments } }
+base:
+  yaml: |
+    receivers: { procfs: {} }
+    exporters: { file: { path: /dev/null } }
+    service: { pipelines: { metrics: { receivers: [procfs], exporters: [file] } } }
+candidates:
+  - { template: process-aggressive-v1 }
+critical_processes: ['^etcd$']
+duration: 1m
+";
+
+/// `sha256:<hex>` of `token`, made by the real `phoenix-controller
+/// hash-token` from its standard input, as an operator would.
+fn hash_token(token: &str) -> String {
+    let mut child = Command::new(binary("phoenix-controller"))
+        .arg("hash-token")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("phoenix-controller hash-token runs");
+    // Dropping stdin after the line ends the input.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{token}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(hash.starts_with("sha256:"), "{hash}");
+    hash
+}
+
+/// The auth file: vera, a viewer of team=payments, and otto with `otto_role`.
+fn write_principals(path: &Path, viewer_hash: &str, operator_hash: &str, otto_role: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "principals:
+  - name: vera
+    role: viewer
+    scope: {{ labels: {{ team: payments }} }}
+    tokens: [\"{viewer_hash}\"]
+  - name: otto
+    role: {otto_role}
+    tokens: [\"{operator_hash}\"]
+"
+        ),
+    )
+    .unwrap();
+}
+
+/// Sign in from the sign-in page; returns once the dashboard shows.
+fn sign_in(s: &Session, token: &str) {
+    s.wait("#token").fill(token);
+    s.wait("#signin").click();
+    wait_js(
+        s,
+        "the dashboard after sign-in",
+        "return !document.querySelector('#topbar').hidden",
+    );
+}
+
+fn show(s: &Session, hash: &str) {
+    s.execute("location.hash = arguments[0]", json!([hash]));
+}
+
+/// Shown, and disabled (a link: without its href) with `title`.
+fn wait_refused(s: &Session, css: &str, title: &str) {
+    let script = format!(
+        "const e = document.querySelector({css}); \
+         return !!e && !e.hidden && e.title === {title} && \
+           (e.tagName === 'A' ? !e.hasAttribute('href') && e.getAttribute('aria-disabled') === 'true' : e.disabled)",
+        css = json!(css),
+        title = json!(title),
+    );
+    wait_js(s, &format!("{css} disabled, titled {title:?}"), &script);
+}
+
+/// Shown, enabled (a link: with its href), with no refusal in its title.
+fn wait_allowed(s: &Session, css: &str) {
+    let script = format!(
+        "const e = document.querySelector({css}); \
+         return !!e && !e.hidden && !e.hasAttribute('title') && \
+           (e.tagName === 'A' ? e.hasAttribute('href') && !e.hasAttribute('aria-disabled') : !e.disabled)",
+        css = json!(css),
+    );
+    wait_js(s, &format!("{css} enabled"), &script);
+}
+
+#[test]
+fn the_dashboard_shows_the_principal_and_disables_what_its_role_may_not_do() {
+    if let Err(missing) = find_browser() {
+        missing_tool(missing, INSTALL_BROWSER);
+        return;
+    }
+    let driver = ChromeDriver::start().expect("chromedriver starts");
+    let dir = TempDir::new("ui-roles");
+    let auth = dir.path().join("auth.yaml");
+    let (viewer_hash, operator_hash) = (hash_token(VIEWER_TOKEN), hash_token(OPERATOR_TOKEN));
+    write_principals(&auth, &viewer_hash, &operator_hash, "operator");
+    let controller = start_controller_with(
+        &dir.path().join("data"),
+        free_port(),
+        free_port(),
+        &["--auth-file", auth.to_str().unwrap()],
+    );
+    let http = controller.http;
+    let body = json!({ "definition": DRAFT }).to_string();
+    let (status, created) = api_as(OPERATOR_TOKEN, http, "POST", "/api/v1/experiments", &body);
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let experiment = format!("#/experiments/{id}");
+    // What the page disables, the API refuses.
+    let (status, refused) = api_as(VIEWER_TOKEN, http, "POST", "/api/v1/experiments", &body);
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["missing_permission"], "experiments.write");
+
+    // Every control that changes something, on the page that has it.
+    let controls = [
+        ("#/experiments", "a[data-nav='new']"),
+        ("#/experiments", "#new-experiment"),
+        (experiment.as_str(), "#action-start"),
+        (experiment.as_str(), "#action-stop"),
+        ("#/new", "#create"),
+        (
+            "#/templates",
+            "[data-template='process-aggressive-v1'] .meta a",
+        ),
+    ];
+
+    let s = Session::new(&driver, 1440, 900).expect("a headless chromium session");
+    s.goto(&format!("http://127.0.0.1:{http}/"));
+
+    // ---- a viewer sees everything and may change nothing, and is told why ---------------
+    sign_in(&s, VIEWER_TOKEN);
+    wait_js(
+        &s,
+        "the viewer and its scope in the header",
+        "return document.querySelector('#who').textContent === 'vera · viewer · team=payments'",
+    );
+    let why = "Needs the permission experiments.write (you are viewer)";
+    for (page, css) in controls {
+        show(&s, page);
+        wait_refused(&s, css, why);
+    }
+    // The form still checks a definition; the page says who may create it.
+    show(&s, "#/new");
+    wait_js(
+        &s,
+        "the create page telling the viewer why it cannot create",
+        "return document.querySelector('.page-head .sub').textContent.includes('creating it needs the permission experiments.write (you are viewer)')",
+    );
+
+    // ---- an operator may use them all -----------------------------------------------------
+    s.wait("#signout").click();
+    sign_in(&s, OPERATOR_TOKEN);
+    wait_js(
+        &s,
+        "the operator in the header, without a scope",
+        "return document.querySelector('#who').textContent === 'otto · operator'",
+    );
+    for (page, css) in controls {
+        show(&s, page);
+        wait_allowed(&s, css);
+    }
+
+    // ---- the role taken away on the server under the open page -------------------------------
+    show(&s, &experiment);
+    s.click_on("#action-stop");
+    s.wait("dialog[open] #dialog-confirm");
+    write_principals(&auth, &viewer_hash, &operator_hash, "viewer");
+    controller.running.signal(libc::SIGHUP);
+    wait_for(Duration::from_secs(20), || {
+        let (_, who) = api_as(OPERATOR_TOKEN, http, "GET", "/api/v1/whoami", "");
+        (who["role"] == "viewer").then_some(())
+    })
+    .expect("the auth file reloaded");
+    s.wait("#dialog-confirm").click();
+    // The refusal reads as the API's message, with the likely cause.
+    wait_js(
+        &s,
+        "the refusal in the dialog",
+        "return document.querySelector('#dialog-error').textContent === \
+         'Refused (403): otto (viewer) lacks the permission experiments.write; your role may have changed since you signed in'",
+    );
+    s.wait("#dialog-cancel").click();
+    // The page learnt the new role: the header and the controls follow.
+    wait_js(
+        &s,
+        "the new role in the header",
+        "return document.querySelector('#who').textContent === 'otto · viewer'",
+    );
+    wait_refused(&s, "#action-start", why);
+    wait_refused(&s, "a[data-nav='new']", why);
+    let (_, exp) = api_as(
+        VIEWER_TOKEN,
+        http,
+        "GET",
+        &format!("/api/v1/experiments/{id}"),
+        "",
+    );
+    assert_eq!(exp["state"], "draft", "{exp}");
     drop(s);
     drop(controller);
 }

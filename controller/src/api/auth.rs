@@ -161,13 +161,14 @@ pub async fn authorize(
         .map(|c| c.0.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let method = request.method().clone();
-    // Inside the nested `/api/v1` router the URI has lost its prefix; the
-    // permission table and the audit log want the path the client sent.
+    // Inside the nested `/api/v1` router the URI has lost its prefix: the
+    // permission table and the audit log want the path the client sent
+    // (without it, no route would match and everything would need `read`).
     let path = request
         .extensions()
         .get::<OriginalUri>()
         .map(|u| u.0.path().to_string())
-        .unwrap_or_else(|| request.uri().path().to_string());
+        .unwrap_or_else(|| format!("{}{}", super::API_PREFIX, request.uri().path()));
     let route = super::route_of(&path);
     let needed = permission_for(&method, route);
     let audited = changes_state(&method, route);

@@ -84,6 +84,9 @@ pub fn serve(
     }))
 }
 
+/// Where the JSON API is mounted.
+pub(crate) const API_PREFIX: &str = "/api/v1";
+
 /// The whole HTTP surface.
 pub fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
@@ -117,7 +120,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", api)
+        .nest(API_PREFIX, api)
         .merge(crate::ui::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -74,6 +74,7 @@ const ASSETS: &[Asset] = &[
     asset!("icon.svg", SVG),
     asset!("app.js", JS),
     asset!("api.js", JS),
+    asset!("access.js", JS),
     asset!("live.js", JS),
     asset!("dom.js", JS),
     asset!("format.js", JS),

@@ -1,6 +1,7 @@
 // @ts-check
 // The controller's JSON API, with the token the user signed in with: the
-// same endpoints and permissions as phoenixctl. A 401 anywhere signs out.
+// same endpoints and permissions as phoenixctl. A 401 anywhere signs out; a
+// 403 naming a permission says the role changed on the server.
 // The typedefs below are the shapes of what it answers, as the pages read
 // them (the views import them with `import("/ui/api.js").Name`).
 
@@ -188,6 +189,18 @@
  * @property {string} [config]
  */
 
+/** @typedef {"read" | "audit.read" | "pushes.create" | "experiments.write" | "agents.revoke"} Permission */
+
+/**
+ * `GET /whoami`: the signed-in principal, its role and what it is limited to.
+ * @typedef {object} WhoAmI
+ * @property {string} name
+ * @property {"viewer" | "operator" | "admin"} role
+ * @property {"token" | "oidc" | "open"} method
+ * @property {Permission[]} permissions
+ * @property {{ labels: Record<string, string>, templates?: string[] }} [scope] absent: the whole fleet
+ */
+
 const TOKEN = "phoenix.token";
 const AUTHOR = "phoenix.author";
 
@@ -228,6 +241,11 @@ function unauthorized() {
   window.dispatchEvent(new CustomEvent("phoenix:unauthorized"));
 }
 
+/** The role lacks a permission: the shell asks again who is signed in. */
+function forbidden() {
+  window.dispatchEvent(new CustomEvent("phoenix:forbidden"));
+}
+
 /**
  * @param {string} method
  * @param {string} path
@@ -258,7 +276,12 @@ async function call(method, path, body, tok) {
     data = null;
   }
   if (!r.ok) {
-    const message = (data && data.error) || `HTTP ${r.status}`;
+    let message = (data && data.error) || `HTTP ${r.status}`;
+    // The pages disable what the role may not do, so a refusal naming a
+    // permission means the role changed after the page learnt it.
+    if (r.status === 403 && data && data.missing_permission) {
+      message += "; your role may have changed since you signed in";
+    }
     throw new ApiError(r.status, data, message);
   }
   return data;
@@ -275,6 +298,7 @@ export async function api(method, path, body) {
     return await call(method, path, body, token() || "");
   } catch (e) {
     if (e.status === 401) unauthorized();
+    if (e.status === 403 && e.body && e.body.missing_permission) forbidden();
     throw e;
   }
 }
@@ -284,10 +308,13 @@ export const get = (path) => api("GET", path);
 /** @type {(path: string, body?: unknown) => Promise<any>} */
 export const post = (path, body) => api("POST", path, body ?? {});
 
-/** Check a token before keeping it (sign-in). */
-/** @param {string} t */
+/**
+ * Check a token before keeping it (sign-in): whom it signs in as.
+ * @param {string} t
+ * @returns {Promise<WhoAmI>}
+ */
 export async function checkToken(t) {
-  await call("GET", "/agents?status=online", undefined, t);
+  return call("GET", "/whoami", undefined, t);
 }
 
 export const enc = encodeURIComponent;

@@ -1,10 +1,11 @@
 // @ts-check
-// The dashboard's shell: sign-in, a hash router (#/fleet, #/experiments,
-// #/experiments/<id>, #/new, #/templates), the live-update connection, and
-// the refresh of whatever page is shown when the controller says something
-// changed.
+// The dashboard's shell: sign-in, who is signed in with which role, a hash
+// router (#/fleet, #/experiments, #/experiments/<id>, #/new, #/templates),
+// the live-update connection, and the refresh of whatever page is shown
+// when the controller says something changed.
 
-import { author, get, signOut, token } from "/ui/api.js";
+import { get, signOut, token } from "/ui/api.js";
+import { scopeText, setWhoami } from "/ui/access.js";
 import { h, replace, sleep } from "/ui/dom.js";
 import { Live } from "/ui/live.js";
 import * as signin from "/ui/views/signin.js";
@@ -16,11 +17,11 @@ import * as templates from "/ui/views/templates.js";
 
 /**
  * What the shell gives a page: `flash` a message, `navigate` to a hash;
- * the sign-in page also gets `signedIn`.
+ * the sign-in page also gets `signedIn`, with whom the token signs in as.
  * @typedef {object} Ctx
  * @property {(text: string, kind?: "ok" | "error") => void} flash
  * @property {(hash: string) => void} navigate
- * @property {() => void} [signedIn]
+ * @property {(who: import("/ui/api.js").WhoAmI) => void} [signedIn]
  */
 
 /**
@@ -48,6 +49,7 @@ const main = document.getElementById("main");
 const topbar = document.getElementById("topbar");
 const banner = document.getElementById("banner");
 const conn = document.getElementById("conn");
+const whoBox = document.getElementById("who");
 const flashBox = document.getElementById("flash");
 
 /** @type {{ view: View, instance: Instance, root: HTMLElement } | null} */
@@ -82,6 +84,41 @@ const ctx = {
 function setConn(state, text) {
   conn.className = "conn " + state;
   conn.textContent = text;
+}
+
+// ---- who is signed in ---------------------------------------------------------
+
+/**
+ * Keep the principal (the pages' controls follow its role) and show it in
+ * the header: "ana · operator · team=payments".
+ * @param {import("/ui/api.js").WhoAmI} who
+ */
+function signedInAs(who) {
+  setWhoami(who);
+  const scope = scopeText(who);
+  replace(
+    whoBox,
+    h("strong", { id: "who-name" }, who.name),
+    " · ",
+    h("span", { id: "who-role" }, who.role),
+    scope ? h("span", { class: "scope", id: "who-scope" }, " · ", scope) : null,
+  );
+  whoBox.title =
+    `Signed in as ${who.name} (by ${who.method}), ${who.role}: may ${who.permissions.join(", ")}; ` +
+    (scope ? `limited to ${scope}` : "the whole fleet");
+}
+
+/**
+ * Ask again who is signed in (the role may have changed on the server). On
+ * a failure the principal stays as it was: the API still decides, and the
+ * page shows its refusals.
+ */
+async function refreshWho() {
+  try {
+    signedInAs(await get("/whoami"));
+  } catch (e) {
+    if (e.status !== 401) console.warn("whoami failed:", e);
+  }
 }
 
 // ---- refreshing the page shown -------------------------------------------
@@ -138,7 +175,6 @@ function route() {
     if (a.dataset.nav === match.r.nav) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  document.getElementById("who").textContent = "as " + author();
   const root = h("div", { class: "page" });
   replace(main, root);
   document.title = match.r.title + " · Phoenix";
@@ -167,7 +203,8 @@ function showSignIn(message) {
     view: signin,
     instance: signin.mount(root, [message], {
       ...ctx,
-      signedIn() {
+      signedIn(who) {
+        signedInAs(who);
         // A new hash routes through hashchange; the same one routes here.
         if (!location.hash || location.hash === "#/" || location.hash === "#") location.hash = "#/fleet";
         else route();
@@ -190,6 +227,7 @@ function startLive() {
         // Back after an outage (a controller restart): look at everything again.
         if (info.recovered) {
           flash("Reconnected to the controller.");
+          refreshWho();
           refresh();
         }
       } else if (state === "down") {
@@ -217,6 +255,8 @@ window.addEventListener("hashchange", () => {
   if (token()) route();
 });
 
+window.addEventListener("phoenix:forbidden", refreshWho);
+
 window.addEventListener("phoenix:unauthorized", () => {
   signOut();
   showSignIn("The controller refused the token (signed out). Sign in again with the API token.");
@@ -238,10 +278,11 @@ async function boot() {
     showSignIn();
     return;
   }
-  // A token from this tab's session: check it is still good.
+  // A token from this tab's session: check it is still good, and whom it
+  // signs in as.
   for (let delay = 1000; ; delay = Math.min(delay * 2, 10000)) {
     try {
-      await get("/agents?status=online");
+      signedInAs(await get("/whoami"));
       break;
     } catch (e) {
       if (e.status === 401) return; // signed out by the handler

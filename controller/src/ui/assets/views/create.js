@@ -2,9 +2,11 @@
 // A new experiment, in a few steps, from the templates. The form writes
 // the YAML definition (shown, and editable: once edited by hand, the YAML
 // wins); every change is checked by POST /api/v1/experiments/validate, the
-// API's own validator, and each error is shown next to its field.
+// API's own validator, and each error is shown next to its field. A role
+// that may not create experiments may still write and check one.
 
 import { author, enc, get, post } from "/ui/api.js";
+import { guard, refusal } from "/ui/access.js";
 import { debounce, h, pageHead, replace } from "/ui/dom.js";
 import { shortHash } from "/ui/format.js";
 import { definitionYaml, listOf, parseLabels } from "/ui/yaml.js";
@@ -330,7 +332,7 @@ function reviewStep(slots) {
   const regenerate = h("button", { type: "button", class: "link", id: "regenerate", hidden: true }, "Rewrite it from the form");
   const validation = h("div", { class: "validation", id: "validation", role: "status", "aria-live": "polite" }, "Checking…");
   const startNow = h("input", { type: "checkbox", id: "f-start", checked: true });
-  const createButton = h("button", { type: "submit", class: "primary", id: "create" }, "Create experiment");
+  const createButton = guard(h("button", { type: "submit", class: "primary", id: "create" }, "Create experiment"), "experiments.write");
   const submitError = h("p", { class: "field-error", id: "err-submit", role: "alert" });
   const section = step(
     6,
@@ -616,11 +618,14 @@ function selectorOf(s) {
  */
 function build(root, templates, params, ctx) {
   const f = createForm(templates, params);
+  const refused = refusal("experiments.write");
   replace(
     root,
     pageHead({
       title: "New experiment",
-      sub: "Compare candidate pipelines from the templates with a baseline on real agents, then let the verdict decide.",
+      sub: refused
+        ? `You may write a definition here and check it; creating it ${refused}.`
+        : "Compare candidate pipelines from the templates with a baseline on real agents, then let the verdict decide.",
     }),
     f.form,
   );
@@ -717,7 +722,9 @@ function build(root, templates, params, ctx) {
     try {
       await createExperiment(f, progress, ctx);
     } finally {
-      f.createButton.disabled = false;
+      // Enabled again only if the role still allows it (a refusal may
+      // have just told otherwise).
+      guard(f.createButton, "experiments.write");
     }
   });
 

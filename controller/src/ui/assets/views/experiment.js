@@ -6,6 +6,7 @@
 // confirmed with what it will do to which agents.
 
 import { author, enc, get, post } from "/ui/api.js";
+import { guard } from "/ui/access.js";
 import { confirmDialog, h, pageHead, replace, table, th } from "/ui/dom.js";
 import { legend, lineChart } from "/ui/charts.js";
 import {
@@ -219,13 +220,14 @@ function layout(root, id, page) {
 /** @typedef {ReturnType<typeof layout>} Elements */
 
 /**
- * One hidden button per action, each opening its dialog.
+ * One hidden button per action, each opening its dialog; shown by the
+ * experiment's state, enabled by the role.
  * @param {Page} page
  */
 function actionButtons(page) {
   return new Map(
     ACTIONS.map(({ action, label, cls, dialog }) => {
-      const button = h("button", { type: "button", class: cls, id: "action-" + action, hidden: true }, label);
+      const button = guard(h("button", { type: "button", class: cls, id: "action-" + action, hidden: true }, label), "experiments.write");
       button.addEventListener("click", () => act(page, dialog));
       return [action, button];
     }),

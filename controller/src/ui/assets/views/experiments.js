@@ -2,6 +2,7 @@
 // Experiments: state and headline numbers of each, newest first.
 
 import { enc, get } from "/ui/api.js";
+import { guard } from "/ui/access.js";
 import { h, pageHead, replace, rerender, table, th } from "/ui/dom.js";
 import { DASH, ago, dateTime, pct, tone, words } from "/ui/format.js";
 
@@ -29,7 +30,7 @@ export function mount(root) {
     pageHead({
       title: "Experiments",
       sub: "Candidates measured next to the baseline on real agents, judged against their criteria.",
-      actions: h("a", { class: "button primary", href: "#/new", id: "new-experiment" }, "New experiment"),
+      actions: guard(h("a", { class: "button primary", href: "#/new", id: "new-experiment" }, "New experiment"), "experiments.write"),
     }),
     h("div", { class: "toolbar" }, h("div", { class: "field" }, h("label", { for: "filter-state" }, "State"), stateSelect)),
     body,
@@ -63,7 +64,7 @@ export function mount(root) {
           "p",
           { class: "empty" },
           filters.state === "all" ? "No experiment yet. " : "No experiment in this state. ",
-          h("a", { href: "#/new" }, "Create one from the templates"),
+          guard(h("a", { href: "#/new" }, "Create one from the templates"), "experiments.write"),
           ".",
         ),
       );

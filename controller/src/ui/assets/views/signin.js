@@ -1,7 +1,7 @@
 // @ts-check
-// Sign-in with the API token (the controller's --api-token). The token is
-// checked with a GET before it is kept, and kept in this tab only
-// (sessionStorage).
+// Sign-in with an API token (the controller's --api-token, or one of its
+// --auth-file). The token is checked with GET /whoami before it is kept,
+// and kept in this tab only (sessionStorage).
 
 import { checkToken, signIn } from "/ui/api.js";
 import { h, replace } from "/ui/dom.js";
@@ -48,14 +48,14 @@ export function mount(root, [message], ctx) {
         button.disabled = true;
         error.textContent = "";
         try {
-          await checkToken(t);
+          const principal = await checkToken(t);
           signIn(t, who.value.trim());
-          ctx.signedIn();
+          ctx.signedIn(principal);
         } catch (err) {
           tokenInput.setAttribute("aria-invalid", "true");
           error.textContent =
             err.status === 401
-              ? "The controller refused this token. It is the controller's --api-token (or PHOENIX_API_TOKEN)."
+              ? "The controller refused this token. It is the controller's --api-token (or PHOENIX_API_TOKEN), or one given to you from its --auth-file."
               : err.message;
           tokenInput.focus();
         } finally {
@@ -72,7 +72,7 @@ export function mount(root, [message], ctx) {
       h(
         "span",
         { class: "hint", id: "token-hint" },
-        "The controller's --api-token (PHOENIX_API_TOKEN). It stays in this browser tab and is sent only to this controller's API, the one phoenixctl uses.",
+        "The controller's --api-token (PHOENIX_API_TOKEN), or your own from its --auth-file: its role decides what you may do. It stays in this browser tab and is sent only to this controller's API, the one phoenixctl uses.",
       ),
       error,
     ),
@@ -81,7 +81,7 @@ export function mount(root, [message], ctx) {
       { class: "field" },
       h("label", { for: "author" }, "Your name ", h("span", { class: "hint" }, "(optional)")),
       who,
-      h("span", { class: "hint", id: "author-hint" }, "Recorded as the author of what you create, promote or roll back."),
+      h("span", { class: "hint", id: "author-hint" }, "Kept in the audit log as a note on what you create, promote or roll back (the actor is whom the token signs in as)."),
     ),
     button,
   );

@@ -3,6 +3,7 @@
 // drops and the reductions measured (their header comment), and the YAML.
 
 import { enc, get } from "/ui/api.js";
+import { guard } from "/ui/access.js";
 import { h, pageHead, replace } from "/ui/dom.js";
 import { shortHash } from "/ui/format.js";
 
@@ -67,7 +68,7 @@ function card(t) {
       "div",
       { class: "meta" },
       h("span", null, "hash ", h("span", { class: "mono", title: t.hash }, shortHash(t.hash))),
-      h("a", { href: "#/new?candidate=" + enc(t.name) }, "Try it as a candidate"),
+      guard(h("a", { href: "#/new?candidate=" + enc(t.name) }, "Try it as a candidate"), "experiments.write"),
     ),
     h("details", null, h("summary", null, "YAML"), h("pre", { class: "yaml" }, t.content || "")),
   );
