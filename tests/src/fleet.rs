@@ -50,6 +50,37 @@ pub fn start_controller_with(data: &Path, http: u16, grpc: u16, auth: &[&str]) -
     }
 }
 
+/// `sha256:<hex>` of `token` for an auth file, made by the real
+/// `phoenix-controller hash-token` from its standard input, as an operator
+/// would.
+pub fn hash_token(token: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(binary("phoenix-controller"))
+        .arg("hash-token")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("phoenix-controller hash-token runs");
+    // Dropping stdin after the line ends the input.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{token}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(hash.starts_with("sha256:"), "{hash}");
+    hash
+}
+
 pub fn api(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     api_as(API_TOKEN, port, method, path, body)
 }

@@ -3,35 +3,18 @@
 //! hash-token`), two real agents of two teams, and each principal's
 //! requests answered as its role and scope allow, audited with who asked.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use phoenix_tests::fleet::{
-    agent_config, api_as, phoenixctl_as, start_agent, start_controller_with,
+    agent_config, api_as, hash_token, phoenixctl_as, start_agent, start_controller_with,
 };
-use phoenix_tests::{TempDir, binary, free_port, http_get, sample, wait_for};
+use phoenix_tests::{TempDir, free_port, http_get, sample, wait_for};
 
 const ADMIN: &str = "admin-token-0123456789abcdefgh";
 const VIEWER: &str = "viewer-token-0123456789abcdefg";
 const VIEWER_NEXT: &str = "viewer-token-rotated-0123456789";
 const PAYMENTS: &str = "payments-token-0123456789abcde";
 const PAYMENTS_TEMPLATES: &str = "pay-templates-token-0123456789";
-
-/// `sha256:…` of `token`, by the controller's own `hash-token` (stdin).
-fn hash_token(token: &str) -> String {
-    let mut child = Command::new(binary("phoenix-controller"))
-        .arg("hash-token")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hash-token runs");
-    writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn auth_file(viewer_tokens: &[&str]) -> String {
     let viewers = viewer_tokens

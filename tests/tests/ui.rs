@@ -12,18 +12,16 @@
 //! With `PHOENIX_UI_SCREENSHOTS=<dir>` the main pages are saved there as
 //! PNGs at 1440×900 (the ones in docs/screenshots/ come from this).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use phoenix_tests::fleet::{
-    API_TOKEN, Agent, api, api_as, hash_of, online, start_agent_with_env, start_controller,
-    start_controller_with,
+    API_TOKEN, Agent, api, api_as, hash_of, hash_token, online, start_agent_with_env,
+    start_controller, start_controller_with,
 };
 use phoenix_tests::tools::missing_tool;
 use phoenix_tests::webdriver::{ChromeDriver, INSTALL_BROWSER, Session, find_browser};
-use phoenix_tests::{Named, TempDir, binary, free_port, wait_for, workspace_root};
+use phoenix_tests::{Named, TempDir, free_port, wait_for, workspace_root};
 use serde_json::{Value, json};
 
 /// Where to save screenshots, if asked (relative paths are from the
@@ -478,34 +476,6 @@ candidates:
 critical_processes: ['^etcd$']
 duration: 1m
 ";
-
-/// `sha256:<hex>` of `token`, made by the real `phoenix-controller
-/// hash-token` from its standard input, as an operator would.
-fn hash_token(token: &str) -> String {
-    let mut child = Command::new(binary("phoenix-controller"))
-        .arg("hash-token")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("phoenix-controller hash-token runs");
-    // Dropping stdin after the line ends the input.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{token}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(hash.starts_with("sha256:"), "{hash}");
-    hash
-}
 
 /// The auth file: vera, a viewer of team=payments, and otto with `otto_role`.
 fn write_principals(path: &Path, viewer_hash: &str, operator_hash: &str, otto_role: &str) {
