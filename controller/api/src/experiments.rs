@@ -471,16 +471,26 @@ pub struct Kpis {
     pub critical_coverage: Option<Estimate>,
     pub topn_fidelity: Option<Estimate>,
     pub cpu_overhead_percent: Option<Estimate>,
+    /// Candidate total / baseline total of process CPU: what dropping
+    /// processes loses (a rollup keeps it). Absent in reports made before
+    /// it was measured.
+    #[serde(default)]
+    pub cpu_conservation: Option<Estimate>,
+    /// The same for memory.
+    #[serde(default)]
+    pub memory_conservation: Option<Estimate>,
 }
 
 impl Kpis {
     /// Each KPI with its field name, in the names' order.
-    pub fn named(&self) -> [(&'static str, Option<Estimate>); 6] {
+    pub fn named(&self) -> [(&'static str, Option<Estimate>); 8] {
         [
             ("bytes_reduction", self.bytes_reduction),
+            ("cpu_conservation", self.cpu_conservation),
             ("cpu_overhead_percent", self.cpu_overhead_percent),
             ("critical_coverage", self.critical_coverage),
             ("datapoints_reduction", self.datapoints_reduction),
+            ("memory_conservation", self.memory_conservation),
             ("series_reduction", self.series_reduction),
             ("topn_fidelity", self.topn_fidelity),
         ]

@@ -34,6 +34,11 @@ pub struct Measurement {
     pub critical_total: u64,
     pub critical_visible: u64,
     pub topn_fidelity: Option<f64>,
+    /// Process CPU (cores, or CPU seconds without utilization) and memory
+    /// (bytes) the variant exported in total; `None` in rows stored before
+    /// they were.
+    pub cpu_total: Option<f64>,
+    pub memory_total: Option<f64>,
 }
 
 // The report is the API's: the report endpoint and the stored verdict
@@ -60,10 +65,63 @@ struct Sums {
     cand_bytes: f64,
     critical_total: f64,
     critical_visible: f64,
-    fidelity_sum: f64,
-    fidelity_n: f64,
+    fidelity: Mean,
     cpu_seconds: f64,
+    cpu: Totals,
+    memory: Totals,
 }
+
+/// A resource's total in the baseline and the candidate, over the
+/// intervals that have both.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    base: f64,
+    cand: f64,
+}
+
+impl Totals {
+    fn add(&mut self, base: Option<f64>, cand: Option<f64>) {
+        if let (Some(b), Some(c)) = (base, cand) {
+            self.base += b;
+            self.cand += c;
+        }
+    }
+    /// Σ candidate / Σ baseline: what the candidate still accounts for.
+    fn conservation(&self) -> f64 {
+        if self.base > 0.0 {
+            self.cand / self.base
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// The mean of a per-interval ratio the agents compute (top-N fidelity):
+/// intervals without one do not count.
+#[derive(Debug, Clone, Copy, Default)]
+struct Mean {
+    sum: f64,
+    n: f64,
+}
+
+impl Mean {
+    fn add(&mut self, v: Option<f64>) {
+        if let Some(v) = v {
+            self.sum += v;
+            self.n += 1.0;
+        }
+    }
+    fn value(&self) -> f64 {
+        if self.n > 0.0 {
+            self.sum / self.n
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// How many KPIs a candidate has, in the order of [`Sums::kpis`].
+const KPIS: usize = 8;
 
 impl Sums {
     fn add(&mut self, p: &Pair) {
@@ -76,16 +134,15 @@ impl Sums {
         self.cand_bytes += p.cand_bytes;
         self.critical_total += p.critical_total;
         self.critical_visible += p.critical_visible;
-        if let Some(f) = p.fidelity {
-            self.fidelity_sum += f;
-            self.fidelity_n += 1.0;
-        }
+        self.fidelity.add(p.fidelity);
+        self.cpu.add(p.base_cpu_total, p.cand_cpu_total);
+        self.memory.add(p.base_memory_total, p.cand_memory_total);
         self.cpu_seconds += p.cpu_seconds;
     }
 
-    /// [series, datapoints, bytes reduction, coverage, fidelity, cpu %];
-    /// NaN where undefined.
-    fn kpis(&self, interval_s: f64) -> [f64; 6] {
+    /// [series, datapoints, bytes reduction, coverage, fidelity, cpu %,
+    /// cpu conservation, memory conservation]; NaN where undefined.
+    fn kpis(&self, interval_s: f64) -> [f64; KPIS] {
         let reduction = |b: f64, c: f64| if b > 0.0 { 1.0 - c / b } else { f64::NAN };
         [
             reduction(self.base_series, self.cand_series),
@@ -96,16 +153,14 @@ impl Sums {
             } else {
                 f64::NAN
             },
-            if self.fidelity_n > 0.0 {
-                self.fidelity_sum / self.fidelity_n
-            } else {
-                f64::NAN
-            },
+            self.fidelity.value(),
             if self.n > 0.0 {
                 100.0 * self.cpu_seconds / (self.n * interval_s)
             } else {
                 f64::NAN
             },
+            self.cpu.conservation(),
+            self.memory.conservation(),
         ]
     }
 }
@@ -123,6 +178,10 @@ struct Pair {
     critical_visible: f64,
     fidelity: Option<f64>,
     cpu_seconds: f64,
+    base_cpu_total: Option<f64>,
+    cand_cpu_total: Option<f64>,
+    base_memory_total: Option<f64>,
+    cand_memory_total: Option<f64>,
 }
 
 /// SplitMix64: small, fast, good enough for resampling (and for the
@@ -159,13 +218,13 @@ fn bootstrap(
     resamples: u32,
     confidence: f64,
     rng: &mut SplitMix64,
-) -> [Option<Estimate>; 6] {
+) -> [Option<Estimate>; KPIS] {
     let mut all = Sums::default();
     for p in agents.iter().flatten() {
         all.add(p);
     }
     let point = all.kpis(interval_s);
-    let mut draws: [Vec<f64>; 6] = Default::default();
+    let mut draws: [Vec<f64>; KPIS] = Default::default();
     for _ in 0..resamples {
         let mut s = Sums::default();
         for _ in 0..agents.len() {
@@ -181,7 +240,7 @@ fn bootstrap(
         }
     }
     let alpha = (1.0 - confidence) / 2.0;
-    let mut out = [None; 6];
+    let mut out = [None; KPIS];
     for (i, d) in draws.iter_mut().enumerate() {
         if !point[i].is_finite() || d.is_empty() {
             continue;
@@ -283,6 +342,10 @@ pub fn analyse(
                         critical_visible: c.critical_visible as f64,
                         fidelity: c.topn_fidelity,
                         cpu_seconds: c.cpu_seconds,
+                        base_cpu_total: b.cpu_total,
+                        cand_cpu_total: c.cpu_total,
+                        base_memory_total: b.memory_total,
+                        cand_memory_total: c.memory_total,
                     })
                 })
                 .collect();
@@ -291,7 +354,16 @@ pub fn analyse(
             }
         }
         let paired_intervals = per_agent.iter().map(Vec::len).sum();
-        let [series, datapoints, bytes, coverage, fidelity, cpu] = bootstrap(
+        let [
+            series,
+            datapoints,
+            bytes,
+            coverage,
+            fidelity,
+            cpu,
+            cpu_conservation,
+            memory_conservation,
+        ] = bootstrap(
             &per_agent,
             interval_s,
             spec.analysis.resamples,
@@ -305,6 +377,8 @@ pub fn analyse(
             critical_coverage: coverage,
             topn_fidelity: fidelity,
             cpu_overhead_percent: cpu,
+            cpu_conservation,
+            memory_conservation,
         };
         let c = &spec.criteria;
         let mut criteria = Vec::new();
@@ -336,6 +410,18 @@ pub fn analyse(
             "topn_fidelity",
             c.min_topn_fidelity,
             fidelity,
+        );
+        at_least(
+            "min_cpu_conservation",
+            "cpu_conservation",
+            c.min_cpu_conservation,
+            cpu_conservation,
+        );
+        at_least(
+            "min_memory_conservation",
+            "memory_conservation",
+            c.min_memory_conservation,
+            memory_conservation,
         );
         if let Some(t) = c.max_cpu_overhead_percent {
             criteria.push(judge(
@@ -571,6 +657,8 @@ analysis: {{ resamples: 500 }}
             critical_total: 2,
             critical_visible: visible,
             topn_fidelity: (variant != "baseline").then_some(0.9),
+            cpu_total: Some(0.5),
+            memory_total: Some(1e9),
         }
     }
 
@@ -634,6 +722,50 @@ analysis: {{ resamples: 500 }}
             "{}",
             r.recommendation
         );
+    }
+
+    #[test]
+    fn dropping_a_busy_process_fails_on_cpu_conservation_by_default() {
+        // Fewer series, every critical process kept, but 60% of the
+        // baseline's process CPU gone in every interval.
+        let mut rows = data(2);
+        for r in rows.iter_mut().filter(|r| r.variant == "lean") {
+            r.cpu_total = Some(0.2 + (r.interval_ns % 3) as f64 * 0.005);
+        }
+        let s = spec("min_series_reduction: 0.5");
+        assert_eq!(
+            s.criteria.min_cpu_conservation,
+            Some(crate::experiment::spec::DEFAULT_MIN_CPU_CONSERVATION)
+        );
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows);
+        let c = &r.candidates[0];
+        let e = c.kpis.cpu_conservation.unwrap();
+        assert!((e.value - 0.41).abs() < 0.01, "{e:?}");
+        assert_eq!(c.kpis.memory_conservation.unwrap().value, 1.0);
+        let judged = c
+            .criteria
+            .iter()
+            .find(|r| r.criterion == "min_cpu_conservation")
+            .unwrap();
+        assert_eq!(judged.outcome, Outcome::Fail);
+        assert_eq!(c.outcome, Outcome::Fail);
+        assert!(
+            r.recommendation.contains("failed: cpu conservation 4"),
+            "{}",
+            r.recommendation
+        );
+        // Turned off, the same candidate wins on its reduction.
+        let s = spec("min_series_reduction: 0.5, min_cpu_conservation: null");
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows);
+        assert_eq!(r.winner.as_deref(), Some("lean"));
+        // Rows from before the totals were stored: not measured, so not a
+        // pass either.
+        for r in rows.iter_mut() {
+            r.cpu_total = None;
+        }
+        let s = spec("min_series_reduction: 0.5");
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows);
+        assert_eq!(r.candidates[0].outcome, Outcome::Inconclusive);
     }
 
     #[test]

@@ -770,6 +770,8 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
                 Some(c) => (c.critical_total, c.critical_visible, Some(c.topn_fidelity)),
                 None => (critical_total, critical_total, None),
             };
+            // What an agent sends is not trusted to be a number.
+            let finite = |v: f64| Some(v).filter(|f| f.is_finite() && *f >= 0.0);
             Some(Measurement {
                 variant: variant.to_string(),
                 agent_id: agent_id.to_string(),
@@ -785,7 +787,9 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
                 },
                 critical_total: total,
                 critical_visible: visible,
-                topn_fidelity: fidelity.filter(|f| f.is_finite()),
+                topn_fidelity: fidelity.and_then(finite),
+                cpu_total: finite(p.cpu_total),
+                memory_total: finite(p.memory_total),
             })
         })
         .collect();

@@ -189,6 +189,8 @@ fn measurement_row(r: &Row<'_>) -> rusqlite::Result<Measurement> {
         critical_total: r.get::<_, i64>(8)?.max(0) as u64,
         critical_visible: r.get::<_, i64>(9)?.max(0) as u64,
         topn_fidelity: r.get(10)?,
+        cpu_total: r.get(11)?,
+        memory_total: r.get(12)?,
     })
 }
 
@@ -581,8 +583,9 @@ impl Store {
                 let mut insert = tx.prepare_cached(
                     "INSERT OR IGNORE INTO experiment_measurements (experiment_id, variant, agent_id,
                          interval_ns, series, datapoints, bytes, bytes_gzip, cpu_seconds,
-                         critical_total, critical_visible, topn_fidelity, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                         critical_total, critical_visible, topn_fidelity, received_at,
+                         cpu_total, memory_total)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )?;
                 for m in rows {
                     inserted += insert.execute(params![
@@ -598,7 +601,9 @@ impl Store {
                         clamp_i64(m.critical_total),
                         clamp_i64(m.critical_visible),
                         m.topn_fidelity,
-                        now
+                        now,
+                        m.cpu_total,
+                        m.memory_total
                     ])?;
                 }
             }
@@ -635,7 +640,8 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT variant, agent_id, interval_ns, series, datapoints, bytes, bytes_gzip,
-                    cpu_seconds, critical_total, critical_visible, topn_fidelity
+                    cpu_seconds, critical_total, critical_visible, topn_fidelity,
+                    cpu_total, memory_total
              FROM experiment_measurements
              WHERE experiment_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
              ORDER BY interval_ns, agent_id, variant",
@@ -746,6 +752,8 @@ mod tests {
                 critical_total: 2,
                 critical_visible: 1,
                 topn_fidelity: Some(1.0),
+                cpu_total: Some(0.9),
+                memory_total: None,
             })
             .collect()
     }

@@ -15,6 +15,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_agent_policy.sql")),
     (5, include_str!("migrations/0005_audit_chain.sql")),
     (6, include_str!("migrations/0006_audit_export.sql")),
+    (
+        7,
+        include_str!("migrations/0007_measurement_conservation.sql"),
+    ),
 ];
 
 /// The version this controller brings the schema to.

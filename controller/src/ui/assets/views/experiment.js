@@ -75,6 +75,9 @@ const KPIS = [
   { key: "critical_coverage", label: "Critical coverage", fmt: (v) => pct(v) },
   { key: "topn_fidelity", label: "Top-N fidelity", fmt: (v) => pct(v) },
   { key: "cpu_overhead_percent", label: "CPU overhead (% of a core)", fmt: (v) => (isNum(v) ? v.toFixed(3) + "%" : DASH) },
+  // What dropping processes loses; a rollup keeps its members' share.
+  { key: "cpu_conservation", label: "CPU conservation", fmt: (v) => pct(v) },
+  { key: "memory_conservation", label: "Memory conservation", fmt: (v) => pct(v) },
 ];
 
 /**
