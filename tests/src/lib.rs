@@ -243,12 +243,25 @@ impl Named {
     /// `n` processes whose executable is named `name` (a copy of `sleep`
     /// in `dir`), for tests that need processes of chosen names.
     pub fn spawn(dir: &Path, name: &str, n: usize) -> Named {
-        let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+        Named::copy_of("sleep", dir, name, n)
+    }
+
+    /// One process named `name` that burns a core (a copy of `yes`, its
+    /// output thrown away): the host's busiest process while it runs.
+    pub fn busy(dir: &Path, name: &str) -> Named {
+        Named::copy_of("yes", dir, name, 1)
+    }
+
+    /// `n` processes of a copy of the coreutils `program` named `name`,
+    /// each given the argument `600`.
+    fn copy_of(program: &str, dir: &Path, name: &str, n: usize) -> Named {
+        let source = ["/usr/bin", "/bin"]
             .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("sleep is installed");
+            .map(|d| Path::new(d).join(program))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{program} is installed"));
         let exe = dir.join(name);
-        std::fs::copy(sleep, &exe).unwrap();
+        std::fs::copy(source, &exe).unwrap();
         Named((0..n).map(|_| spawn_fresh(&exe)).collect())
     }
 }

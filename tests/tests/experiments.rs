@@ -2,7 +2,8 @@
 //! `phoenix-agent` binaries scraping this machine's /proc, with processes
 //! of chosen names as the critical ones. An experiment is deployed,
 //! measured, judged, promoted and rolled back; a candidate that hides a
-//! critical process is stopped by its guardrail; a controller killed
+//! critical process is stopped by its guardrail; a candidate that drops
+//! the busiest process fails on CPU conservation; a controller killed
 //! mid-run resumes the experiment after its restart.
 
 use std::collections::BTreeMap;
@@ -572,4 +573,91 @@ fn illegal_transitions_are_refused_and_concurrent_requests_leave_one_history() {
     let (_, list) = api(http, "GET", "/api/v1/experiments", "");
     let list: ExperimentList = typed(list);
     assert_eq!(list.experiments.len(), 2);
+}
+
+#[test]
+fn a_candidate_dropping_the_busiest_process_fails_on_cpu_conservation() {
+    let f = fleet("conserve");
+    let _busy = Named::busy(f.dir.path(), "busy-batch");
+    // Fewer series either way; only what is lost tells them apart. The
+    // base enables utilization, so the totals are cores, not CPU seconds.
+    let text = r#"
+name: conserve
+targets: { labels: { env: conserve } }
+base:
+  yaml: |
+    receivers: { procfs: { metrics: { process.cpu.utilization: { enabled: true } } } }
+    exporters: { file: { path: "${env:PHOENIX_EXPERIMENT_OUT:-/dev/null}" } }
+    service: { pipelines: { metrics: { receivers: [procfs], exporters: [file] } } }
+candidates:
+  - name: no-batch
+    processors:
+      - filter/batch:
+          exclude:
+            match_type: regexp
+            attributes: [{ key: process.executable.name, value: "^busy-batch$" }]
+  - name: no-sleepers
+    processors:
+      - filter/sleepers:
+          exclude:
+            match_type: regexp
+            attributes: [{ key: process.executable.name, value: "^idle-worker$" }]
+critical_processes: ['^etcd$']
+interval: 1s
+warmup: 2s
+duration: 6s
+criteria: { min_series_reduction: 0.01 }
+"#;
+    let id = create_and_start(f.controller.http, text);
+    let done = wait_state(
+        f.controller.http,
+        &id,
+        &["succeeded", "failed", "rolled_back"],
+        Duration::from_secs(90),
+    );
+    let (_, report) = api(
+        f.controller.http,
+        "GET",
+        &format!("/api/v1/experiments/{id}/report"),
+        "",
+    );
+    let report: ExperimentReport = typed(report);
+    let judged = |name: &str| {
+        let c = report
+            .analysis
+            .candidates
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{name} in {done}"));
+        let r = c
+            .criteria
+            .iter()
+            .find(|r| r.criterion == "min_cpu_conservation")
+            .expect("judged by default")
+            .clone();
+        (c.clone(), r)
+    };
+    // Dropping the process that burns a core loses most of the CPU.
+    let (no_batch, criterion) = judged("no-batch");
+    let lost = criterion.estimate.expect("measured").value;
+    assert!(lost < 0.75, "{lost}");
+    assert_eq!(criterion.outcome, phoenix_api::Outcome::Fail);
+    assert_eq!(no_batch.outcome, phoenix_api::Outcome::Fail);
+    // Dropping thirty sleeping processes loses next to nothing and wins.
+    let (_, criterion) = judged("no-sleepers");
+    assert!(
+        criterion.estimate.expect("measured").value > 0.9,
+        "{criterion:?}"
+    );
+    assert_eq!(criterion.outcome, phoenix_api::Outcome::Pass);
+    assert_eq!(report.analysis.winner.as_deref(), Some("no-sleepers"));
+    assert!(
+        report
+            .analysis
+            .recommendation
+            .contains("of the baseline's process CPU"),
+        "{}",
+        report.analysis.recommendation
+    );
+    drop(f);
 }

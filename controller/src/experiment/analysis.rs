@@ -580,6 +580,9 @@ fn recommend(
             if let Some(e) = c.kpis.critical_coverage {
                 text += &format!(", keeping {} of critical processes visible", pct(e.value));
             }
+            if let Some(e) = c.kpis.cpu_conservation {
+                text += &format!(" and {} of the baseline's process CPU", pct(e.value));
+            }
             text.push('.');
             if let (Some(b), Some(w)) = (cost(baseline), cost(w)) {
                 text += &format!(
