@@ -146,6 +146,7 @@ async fn seed_history(
                                 // Candidates lose a little to dropped idle processes.
                                 cpu_total: Some(if topn_fidelity.is_some() { 1.96 } else { 2.0 }),
                                 memory_total: Some(4e9),
+                                losses: Vec::new(),
                             },
                         )
                     })
@@ -157,6 +158,7 @@ async fn seed_history(
                 targets.len(),
                 &id,
                 &rows,
+                &[],
             );
             store
                 .set_experiment_targets(&id, targets)
@@ -698,7 +700,7 @@ fn main() {
                 phoenix_controller::experiment::spec_of(e).expect("stored definition");
             let t = Instant::now();
             let report = phoenix_controller::experiment::analysis::analyse(
-                &spec, &timing, targets, &e.id, &rows,
+                &spec, &timing, targets, &e.id, &rows, &[],
             );
             analyse_s.push(t.elapsed().as_secs_f64());
             if rows.len() < targets * 2 * seconds {

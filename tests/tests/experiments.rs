@@ -3,7 +3,8 @@
 //! of chosen names as the critical ones. An experiment is deployed,
 //! measured, judged, promoted and rolled back; a candidate that hides a
 //! critical process is stopped by its guardrail; a candidate that drops
-//! the busiest process fails on CPU conservation; a controller killed
+//! the busiest process fails on CPU conservation and the report names the
+//! process; a controller killed
 //! mid-run resumes the experiment after its restart.
 
 use std::collections::BTreeMap;
@@ -643,6 +644,13 @@ criteria: { min_series_reduction: 0.01 }
     assert!(lost < 0.75, "{lost}");
     assert_eq!(criterion.outcome, phoenix_api::Outcome::Fail);
     assert_eq!(no_batch.outcome, phoenix_api::Outcome::Fail);
+    // And the report names it: dropped, not folded, with its share.
+    let named = no_batch
+        .losses
+        .iter()
+        .find(|l| l.executable == "busy-batch")
+        .unwrap_or_else(|| panic!("busy-batch in {:?}", no_batch.losses));
+    assert!(!named.folded && named.cpu_share > 0.25, "{named:?}");
     // Dropping thirty sleeping processes loses next to nothing and wins.
     let (_, criterion) = judged("no-sleepers");
     assert!(

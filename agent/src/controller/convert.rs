@@ -47,6 +47,17 @@ fn comparison(c: &Comparison) -> v1::Comparison {
         topn_fidelity: c.topn_fidelity,
         cpu_conservation: c.cpu_conservation,
         memory_conservation: c.memory_conservation,
+        losses: c
+            .losses
+            .iter()
+            .map(|l| v1::ProcessLoss {
+                executable: l.executable.to_string(),
+                processes: l.processes,
+                cpu_share: l.cpu_share,
+                memory_share: l.memory_share,
+                folded: l.folded,
+            })
+            .collect(),
     }
 }
 
@@ -111,6 +122,13 @@ mod tests {
                         topn_fidelity: 0.9,
                         cpu_conservation: 1.0,
                         memory_conservation: 0.99,
+                        losses: vec![crate::pipeline::losses::ProcessLoss {
+                            executable: "backup-agent".into(),
+                            processes: 2,
+                            cpu_share: 0.58,
+                            memory_share: 0.1,
+                            folded: false,
+                        }],
                     }),
                 ),
             ],
@@ -154,6 +172,13 @@ mod tests {
                 topn_fidelity: 0.9,
                 cpu_conservation: 1.0,
                 memory_conservation: 0.99,
+                losses: vec![v1::ProcessLoss {
+                    executable: "backup-agent".into(),
+                    processes: 2,
+                    cpu_share: 0.58,
+                    memory_share: 0.1,
+                    folded: false,
+                }],
             })
         );
     }

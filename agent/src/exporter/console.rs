@@ -541,6 +541,7 @@ mod tests {
                         topn_fidelity: 0.85,
                         cpu_conservation: 1.0,
                         memory_conservation: 1.0,
+                        losses: Vec::new(),
                     }),
                 ),
             ],

@@ -67,6 +67,9 @@ pub struct Comparison {
     /// Candidate total / baseline total (1.0 = conserved).
     pub cpu_conservation: f64,
     pub memory_conservation: f64,
+    /// The baseline's processes the candidate does not show individually:
+    /// dropped, or folded into a rollup ([`super::losses`]).
+    pub losses: Vec<super::losses::ProcessLoss>,
 }
 
 impl Comparison {
@@ -318,6 +321,13 @@ impl Comparator {
             topn_fidelity,
             cpu_conservation: ratio(cs.cpu_total, bs.cpu_total),
             memory_conservation: ratio(cs.memory_total, bs.memory_total),
+            losses: super::losses::losses(
+                bb,
+                cb,
+                &visible,
+                (bs.cpu_total, bs.memory_total),
+                (cs.cpu_total, cs.memory_total),
+            ),
         }
     }
 }
@@ -373,7 +383,7 @@ pub fn thread_cpu_time() -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use phoenix_processors::model::{
         Attributes, KeyValue, Metric, MetricDesc, MetricKind, Number, Point, Resource,
@@ -381,7 +391,7 @@ mod tests {
     use smallvec::smallvec;
     use std::sync::Arc;
 
-    fn process(pid: i64, name: &str, cpu: f64, memory: i64) -> Resource {
+    pub(in crate::pipeline) fn process(pid: i64, name: &str, cpu: f64, memory: i64) -> Resource {
         let desc = |n: &str, kind| {
             Arc::new(MetricDesc {
                 name: n.into(),
@@ -417,7 +427,7 @@ mod tests {
         }
     }
 
-    fn batch(resources: Vec<Resource>) -> Batch {
+    pub(in crate::pipeline) fn batch(resources: Vec<Resource>) -> Batch {
         Batch {
             time_unix_nano: 1,
             common_attributes: Attributes::empty(),

@@ -8,6 +8,7 @@
 
 pub mod accounting;
 mod gauges;
+pub mod losses;
 mod service;
 mod topology;
 

@@ -506,6 +506,26 @@ pub struct CandidateReport {
     pub kpis: Kpis,
     pub criteria: Vec<CriterionResult>,
     pub outcome: Outcome,
+    /// The baseline's executables this candidate does not show
+    /// individually: dropped first, then folded into a rollup; the largest
+    /// shares first, at most five of each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub losses: Vec<CandidateLoss>,
+}
+
+/// An executable a candidate loses, averaged over the intervals the
+/// candidate was measured in (an interval that did not lose it counts as 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateLoss {
+    pub executable: String,
+    /// True: folded into a rollup (visible only as part of a group); false:
+    /// dropped (gone from the candidate's totals).
+    pub folded: bool,
+    /// Its share of the baseline's process CPU and memory.
+    pub cpu_share: f64,
+    pub memory_share: f64,
+    /// Processes of that name lost, on average per interval that lost any.
+    pub processes: f64,
 }
 
 /// Per-variant averages and the cost estimate.
@@ -701,6 +721,7 @@ mod tests {
                         outcome: Outcome::NoData,
                     }],
                     outcome: Outcome::NoData,
+                    losses: Vec::new(),
                 }],
             },
         };

@@ -27,11 +27,11 @@ pub use auth::{ScopeView, WhoAmI};
 pub use configs::{ConfigProblem, ConfigValidation, ValidateConfigRequest};
 pub use error::{ErrorBody, Health, ListedError, Readiness};
 pub use experiments::{
-    ActionRequest, Analysis, CandidateReport, CriterionResult, DefinitionRequest, Estimate,
-    ExperimentAction, ExperimentDetail, ExperimentList, ExperimentReport, ExperimentResults,
-    ExperimentState, ExperimentSummary, ExperimentTarget, FieldError, Headline, HeadlineCandidate,
-    Kpis, Outcome, PreviousSource, RawMeasurement, ResultPoint, TransitionEntry, ValidationReport,
-    VariantInfo, VariantRole, VariantSummary,
+    ActionRequest, Analysis, CandidateLoss, CandidateReport, CriterionResult, DefinitionRequest,
+    Estimate, ExperimentAction, ExperimentDetail, ExperimentList, ExperimentReport,
+    ExperimentResults, ExperimentState, ExperimentSummary, ExperimentTarget, FieldError, Headline,
+    HeadlineCandidate, Kpis, Outcome, PreviousSource, RawMeasurement, ResultPoint, TransitionEntry,
+    ValidationReport, VariantInfo, VariantRole, VariantSummary,
 };
 pub use labels::parse_labels;
 pub use pushes::{

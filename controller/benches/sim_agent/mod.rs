@@ -296,6 +296,7 @@ async fn send_stats(
                 topn_fidelity: 0.9,
                 cpu_conservation: 1.0,
                 memory_conservation: 1.0,
+                losses: Vec::new(),
             }),
         };
         let stats = IntervalStats {

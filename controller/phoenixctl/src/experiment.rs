@@ -640,6 +640,24 @@ fn report_text(r: &ExperimentReport) -> String {
         if !others.is_empty() {
             t.push_str(&format!("  also: {}\n", others.join("; ")));
         }
+        for (folded, label) in [(false, "drops"), (true, "folds into rollups")] {
+            let named: Vec<String> = c
+                .losses
+                .iter()
+                .filter(|l| l.folded == folded)
+                .map(|l| {
+                    format!(
+                        "{} ({} CPU, {} memory)",
+                        l.executable,
+                        pct(Some(l.cpu_share)),
+                        pct(Some(l.memory_share))
+                    )
+                })
+                .collect();
+            if !named.is_empty() {
+                t.push_str(&format!("  {label}: {}\n", named.join(", ")));
+            }
+        }
     }
     let variants: Vec<Vec<String>> = a
         .variants
@@ -1042,6 +1060,12 @@ mod tests {
                      "outcome": "pass"},
                     {"criterion": "max_cpu_overhead_percent", "kpi": "cpu_overhead_percent",
                      "op": "<=", "threshold": 1.0, "estimate": null, "outcome": "no_data"}
+                ],
+                "losses": [
+                    {"executable": "backup-agent", "folded": false, "cpu_share": 0.58,
+                     "memory_share": 0.02, "processes": 1.0},
+                    {"executable": "sleep", "folded": true, "cpu_share": 0.0,
+                     "memory_share": 0.01, "processes": 30.0}
                 ]
             }]
         }))
@@ -1068,6 +1092,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("recommendation: Promote it."), "{text}");
+        assert!(
+            text.contains("  drops: backup-agent (58.0% CPU, 2.0% memory)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  folds into rollups: sleep (0.0% CPU, 1.0% memory)\n"),
+            "{text}"
+        );
         assert!(text.ends_with("final: yes\n"), "{text}");
     }
 }

@@ -39,12 +39,43 @@ pub struct Measurement {
     /// they were.
     pub cpu_total: Option<f64>,
     pub memory_total: Option<f64>,
+    /// What the agent said the candidate loses this interval (only on the
+    /// way in: stored apart, summed, read back as [`LossTotal`]s).
+    #[serde(skip)]
+    pub losses: Vec<Loss>,
 }
+
+/// An executable a candidate does not show individually in one interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loss {
+    pub executable: String,
+    pub processes: u32,
+    pub cpu_share: f64,
+    pub memory_share: f64,
+    pub folded: bool,
+}
+
+/// The [`Loss`]es of one executable and candidate, summed over the
+/// intervals (and agents) they were reported in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossTotal {
+    pub variant: String,
+    pub executable: String,
+    pub folded: bool,
+    pub intervals: u64,
+    pub processes: u64,
+    pub cpu_share: f64,
+    pub memory_share: f64,
+}
+
+/// Executables named per candidate in a report, of each kind.
+const LOSSES_REPORTED: usize = 5;
 
 // The report is the API's: the report endpoint and the stored verdict
 // serialize exactly these.
 pub use phoenix_api::{
-    Analysis as Report, CandidateReport, CriterionResult, Estimate, Kpis, Outcome, VariantSummary,
+    Analysis as Report, CandidateLoss, CandidateReport, CriterionResult, Estimate, Kpis, Outcome,
+    VariantSummary,
 };
 
 /// Fewer paired intervals than this can fail a candidate, never pass it.
@@ -292,15 +323,16 @@ fn judge(
     }
 }
 
-/// Analyse `rows` (after the warm-up) for `spec`; `target_agents` scales
-/// the cost estimate to the fleet; `seed` (the experiment id) makes it
-/// repeatable.
+/// Analyse `rows` (after the warm-up) and `losses` for `spec`;
+/// `target_agents` scales the cost estimate to the fleet; `seed` (the
+/// experiment id) makes it repeatable.
 pub fn analyse(
     spec: &ExperimentSpec,
     timing: &Timing,
     target_agents: usize,
     seed: &str,
     rows: &[Measurement],
+    losses: &[LossTotal],
 ) -> Report {
     let interval_s = timing.interval_ms as f64 / 1000.0;
     let baseline = spec.baseline_name();
@@ -445,7 +477,12 @@ pub fn analyse(
         } else {
             Outcome::Inconclusive
         };
+        let measured = variants
+            .iter()
+            .find(|v| v.name == name)
+            .map_or(0, |v| v.intervals);
         candidates.push(CandidateReport {
+            losses: candidate_losses(&name, measured, losses),
             name,
             paired_intervals,
             agents: per_agent.len(),
@@ -483,6 +520,70 @@ pub fn analyse(
         variants,
         candidates,
     }
+}
+
+/// What `name` loses, averaged over the `measured` intervals of it: the
+/// dropped executables first, then the folded ones, largest share first.
+fn candidate_losses(name: &str, measured: usize, losses: &[LossTotal]) -> Vec<CandidateLoss> {
+    if measured == 0 {
+        return Vec::new();
+    }
+    let n = measured as f64;
+    let mut mine: Vec<CandidateLoss> = losses
+        .iter()
+        .filter(|l| l.variant == name)
+        .map(|l| CandidateLoss {
+            executable: l.executable.clone(),
+            folded: l.folded,
+            cpu_share: l.cpu_share / n,
+            memory_share: l.memory_share / n,
+            processes: l.processes as f64 / l.intervals.max(1) as f64,
+        })
+        .collect();
+    let weight = |l: &CandidateLoss| l.cpu_share.max(l.memory_share);
+    mine.sort_by(|a, b| {
+        a.folded
+            .cmp(&b.folded)
+            .then(weight(b).total_cmp(&weight(a)))
+            .then(a.executable.cmp(&b.executable))
+    });
+    let mut out = Vec::new();
+    for folded in [false, true] {
+        out.extend(
+            mine.iter()
+                .filter(|l| l.folded == folded)
+                .take(LOSSES_REPORTED)
+                .cloned(),
+        );
+    }
+    out
+}
+
+/// `"no-batch" drops busy-batch (58.0% of the baseline's process CPU)`,
+/// the three largest, or nothing when it drops nothing.
+fn dropped_text(c: &CandidateReport) -> Option<String> {
+    let dropped: Vec<String> = c
+        .losses
+        .iter()
+        .filter(|l| !l.folded && l.cpu_share.max(l.memory_share) >= 0.01)
+        .take(3)
+        .map(|l| {
+            if l.cpu_share >= l.memory_share {
+                format!(
+                    "{} ({} of the baseline's process CPU)",
+                    l.executable,
+                    pct(l.cpu_share)
+                )
+            } else {
+                format!(
+                    "{} ({} of its process memory)",
+                    l.executable,
+                    pct(l.memory_share)
+                )
+            }
+        })
+        .collect();
+    (!dropped.is_empty()).then(|| format!("{:?} drops {}", c.name, dropped.join(", ")))
 }
 
 fn summarize(
@@ -584,6 +685,9 @@ fn recommend(
                 text += &format!(" and {} of the baseline's process CPU", pct(e.value));
             }
             text.push('.');
+            if let Some(dropped) = dropped_text(c) {
+                text += &format!(" {dropped}.");
+            }
             if let (Some(b), Some(w)) = (cost(baseline), cost(w)) {
                 text += &format!(
                     " Estimated cost: {} a month instead of {} (saves {}).",
@@ -617,6 +721,9 @@ fn recommend(
                     );
                 } else if !failing.is_empty() {
                     text += &format!(" {:?}: {}.", c.name, failing.join("; "));
+                }
+                if let Some(dropped) = dropped_text(c) {
+                    text += &format!(" {dropped}.");
                 }
                 if failing.iter().any(|f| f.starts_with("inconclusive")) {
                     text += " A longer window or more agents would narrow the intervals.";
@@ -662,6 +769,7 @@ analysis: {{ resamples: 500 }}
             topn_fidelity: (variant != "baseline").then_some(0.9),
             cpu_total: Some(0.5),
             memory_total: Some(1e9),
+            losses: Vec::new(),
         }
     }
 
@@ -684,7 +792,7 @@ analysis: {{ resamples: 500 }}
         let s = spec(
             "min_series_reduction: 0.5, min_critical_coverage: 1.0, max_cpu_overhead_percent: 1",
         );
-        let r = analyse(&s, &s.timing().unwrap(), 10, "exp-1", &data(2));
+        let r = analyse(&s, &s.timing().unwrap(), 10, "exp-1", &data(2), &[]);
         let c = &r.candidates[0];
         assert_eq!(c.paired_intervals, 60);
         let e = c.kpis.series_reduction.unwrap();
@@ -709,13 +817,16 @@ analysis: {{ resamples: 500 }}
             r.recommendation
         );
         // The same data, the same report.
-        assert_eq!(analyse(&s, &s.timing().unwrap(), 10, "exp-1", &data(2)), r);
+        assert_eq!(
+            analyse(&s, &s.timing().unwrap(), 10, "exp-1", &data(2), &[]),
+            r
+        );
     }
 
     #[test]
     fn losing_a_critical_process_fails_and_says_why() {
         let s = spec("min_critical_coverage: 1.0");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-2", &data(1));
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-2", &data(1), &[]);
         let c = &r.candidates[0];
         assert_eq!(c.kpis.critical_coverage.unwrap().value, 0.5);
         assert_eq!(c.outcome, Outcome::Fail);
@@ -740,7 +851,7 @@ analysis: {{ resamples: 500 }}
             s.criteria.min_cpu_conservation,
             Some(crate::experiment::spec::DEFAULT_MIN_CPU_CONSERVATION)
         );
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows);
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows, &[]);
         let c = &r.candidates[0];
         let e = c.kpis.cpu_conservation.unwrap();
         assert!((e.value - 0.41).abs() < 0.01, "{e:?}");
@@ -759,7 +870,7 @@ analysis: {{ resamples: 500 }}
         );
         // Turned off, the same candidate wins on its reduction.
         let s = spec("min_series_reduction: 0.5, min_cpu_conservation: null");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows);
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows, &[]);
         assert_eq!(r.winner.as_deref(), Some("lean"));
         // Rows from before the totals were stored: not measured, so not a
         // pass either.
@@ -767,8 +878,61 @@ analysis: {{ resamples: 500 }}
             r.cpu_total = None;
         }
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows);
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows, &[]);
         assert_eq!(r.candidates[0].outcome, Outcome::Inconclusive);
+    }
+
+    #[test]
+    fn the_verdict_names_what_a_candidate_drops_and_what_it_folds() {
+        let mut rows = data(2);
+        for r in rows.iter_mut().filter(|r| r.variant == "lean") {
+            r.cpu_total = Some(0.2);
+        }
+        // 60 measured intervals; busy-batch lost in all of them, sleepers
+        // folded in half.
+        let total = |executable: &str, folded, intervals, cpu_share| LossTotal {
+            variant: "lean".into(),
+            executable: executable.into(),
+            folded,
+            intervals,
+            processes: intervals,
+            cpu_share,
+            memory_share: 0.0,
+        };
+        let losses = [
+            total("busy-batch", false, 60, 60.0 * 0.6),
+            total("sleeper", true, 30, 30.0 * 0.002),
+            total("other-variant-only", false, 60, 60.0),
+        ];
+        let mut losses = losses.to_vec();
+        losses[2].variant = "baseline".into();
+        let s = spec("min_series_reduction: 0.5");
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-loss", &rows, &losses);
+        let c = &r.candidates[0];
+        assert_eq!(c.losses.len(), 2, "{:?}", c.losses);
+        assert_eq!(
+            (c.losses[0].executable.as_str(), c.losses[0].folded),
+            ("busy-batch", false)
+        );
+        assert!((c.losses[0].cpu_share - 0.6).abs() < 1e-9);
+        assert_eq!(
+            (c.losses[1].executable.as_str(), c.losses[1].folded),
+            ("sleeper", true)
+        );
+        assert!(
+            (c.losses[1].cpu_share - 0.001).abs() < 1e-9,
+            "averaged over all 60"
+        );
+        assert!(
+            r.recommendation
+                .contains("\"lean\" drops busy-batch (60.0% of the baseline's process CPU)"),
+            "{}",
+            r.recommendation
+        );
+        assert!(
+            !r.recommendation.contains("sleeper"),
+            "folded is not dropped"
+        );
     }
 
     #[test]
@@ -783,7 +947,7 @@ analysis: {{ resamples: 500 }}
             rows.push(row("lean", "b", t, 9, 2));
         }
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 2, "exp-3", &rows);
+        let r = analyse(&s, &s.timing().unwrap(), 2, "exp-3", &rows, &[]);
         let crit = &r.candidates[0].criteria[0];
         assert_eq!(crit.criterion, "min_series_reduction");
         assert_eq!(crit.outcome, Outcome::Inconclusive, "{crit:?}");
@@ -801,7 +965,7 @@ analysis: {{ resamples: 500 }}
             row("baseline", "a", 0, 1000, 2),
             row("lean", "a", 0, 100, 2),
         ];
-        let r = analyse(&s, &s.timing().unwrap(), 1, "x", &rows);
+        let r = analyse(&s, &s.timing().unwrap(), 1, "x", &rows, &[]);
         assert_eq!(r.candidates[0].criteria[0].outcome, Outcome::Pass);
         assert_eq!(r.candidates[0].outcome, Outcome::Inconclusive);
         assert_eq!(r.verdict, "failed");
@@ -815,7 +979,7 @@ analysis: {{ resamples: 500 }}
     #[test]
     fn no_data_is_not_a_pass_and_costs_scale_with_the_fleet() {
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 5, "exp-4", &[]);
+        let r = analyse(&s, &s.timing().unwrap(), 5, "exp-4", &[], &[]);
         assert_eq!(r.candidates[0].outcome, Outcome::NoData);
         assert_eq!(r.verdict, "failed");
 
@@ -823,8 +987,8 @@ analysis: {{ resamples: 500 }}
             row("baseline", "a", 0, 1000, 2),
             row("lean", "a", 0, 100, 2),
         ];
-        let r1 = analyse(&s, &s.timing().unwrap(), 1, "x", &rows);
-        let r10 = analyse(&s, &s.timing().unwrap(), 10, "x", &rows);
+        let r1 = analyse(&s, &s.timing().unwrap(), 1, "x", &rows, &[]);
+        let r10 = analyse(&s, &s.timing().unwrap(), 10, "x", &rows, &[]);
         let b1 = &r1.variants[0];
         // 2000 datapoints every 10 s for 30 days: 518.4 M; at 0.10 per
         // million plus 100 kB per interval at 0.50 per GB.

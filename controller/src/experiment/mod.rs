@@ -715,6 +715,31 @@ pub async fn report(
     })
 }
 
+/// Losses kept per candidate and interval (an agent reports at most ten).
+const MAX_LOSSES: usize = 10;
+/// Longest executable name kept (the kernel's comm is 15 bytes; a path-like
+/// name from `cmdline` can be longer).
+const MAX_EXECUTABLE: usize = 256;
+
+/// A loss as an agent reported it, if it is one: a plain name and shares
+/// from 0 to 1.
+fn loss(l: &phoenix_proto::v1::ProcessLoss) -> Option<analysis::Loss> {
+    let share = |v: f64| (v.is_finite() && (0.0..=1.0).contains(&v)).then_some(v);
+    if l.executable.is_empty()
+        || l.executable.len() > MAX_EXECUTABLE
+        || l.executable.chars().any(char::is_control)
+    {
+        return None;
+    }
+    Some(analysis::Loss {
+        executable: l.executable.clone(),
+        processes: l.processes,
+        cpu_share: share(l.cpu_share)?,
+        memory_share: share(l.memory_share)?,
+        folded: l.folded,
+    })
+}
+
 /// Analyse what is stored so far.
 pub async fn analyse(
     shared: &Arc<Shared>,
@@ -726,7 +751,10 @@ pub async fn analyse(
     blocking(move || {
         let rows = store.measurements(&id, None)?;
         let targets = store.experiment_targets(&id)?.len();
-        Ok::<_, crate::store::StoreError>(analysis::analyse(&spec, &timing, targets, &id, &rows))
+        let losses = store.experiment_losses(&id)?;
+        Ok::<_, crate::store::StoreError>(analysis::analyse(
+            &spec, &timing, targets, &id, &rows, &losses,
+        ))
     })
     .await
     .map_err(internal)?
@@ -790,6 +818,13 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
                 topn_fidelity: fidelity.and_then(finite),
                 cpu_total: finite(p.cpu_total),
                 memory_total: finite(p.memory_total),
+                losses: p
+                    .comparison
+                    .iter()
+                    .flat_map(|c| &c.losses)
+                    .take(MAX_LOSSES)
+                    .filter_map(loss)
+                    .collect(),
             })
         })
         .collect();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{Actor, AgentStatus, ReportedState, Store, StoreError, agents_matching, audit, named};
-use crate::experiment::analysis::Measurement;
+use crate::experiment::analysis::{LossTotal, Measurement};
 use crate::experiment::guardrails::{Breach, GuardCheck, Sample};
 use crate::experiment::state::{Lifecycle, State};
 
@@ -191,6 +191,7 @@ fn measurement_row(r: &Row<'_>) -> rusqlite::Result<Measurement> {
         topn_fidelity: r.get(10)?,
         cpu_total: r.get(11)?,
         memory_total: r.get(12)?,
+        losses: Vec::new(),
     })
 }
 
@@ -587,8 +588,18 @@ impl Store {
                          cpu_total, memory_total)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )?;
+                let mut add_loss = tx.prepare_cached(
+                    "INSERT INTO experiment_losses (experiment_id, variant, executable, folded,
+                         intervals, processes, cpu_share, memory_share)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7)
+                     ON CONFLICT (experiment_id, variant, executable, folded) DO UPDATE SET
+                         intervals = intervals + 1,
+                         processes = processes + excluded.processes,
+                         cpu_share = cpu_share + excluded.cpu_share,
+                         memory_share = memory_share + excluded.memory_share",
+                )?;
                 for m in rows {
-                    inserted += insert.execute(params![
+                    let new = insert.execute(params![
                         experiment_id,
                         m.variant,
                         m.agent_id,
@@ -605,6 +616,21 @@ impl Store {
                         m.cpu_total,
                         m.memory_total
                     ])?;
+                    // A repeated report adds nothing, its losses neither.
+                    if new == 1 {
+                        for l in &m.losses {
+                            add_loss.execute(params![
+                                experiment_id,
+                                m.variant,
+                                l.executable,
+                                l.folded,
+                                l.processes,
+                                l.cpu_share,
+                                l.memory_share
+                            ])?;
+                        }
+                    }
+                    inserted += new;
                 }
             }
             if inserted == 0 {
@@ -652,9 +678,38 @@ impl Store {
         Ok(rows)
     }
 
+    /// What each candidate of an experiment lost, per executable.
+    pub fn experiment_losses(&self, experiment_id: &str) -> Result<Vec<LossTotal>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT variant, executable, folded, intervals, processes, cpu_share, memory_share
+             FROM experiment_losses WHERE experiment_id = ?1
+             ORDER BY variant, executable, folded",
+        )?;
+        let out = stmt
+            .query_map([experiment_id], |r| {
+                Ok(LossTotal {
+                    variant: r.get(0)?,
+                    executable: r.get(1)?,
+                    folded: r.get(2)?,
+                    intervals: r.get::<_, i64>(3)?.max(0) as u64,
+                    processes: r.get::<_, i64>(4)?.max(0) as u64,
+                    cpu_share: r.get(5)?,
+                    memory_share: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
     /// Drop the measurements of experiments finished before `before`.
     pub fn prune_measurements(&self, before: i64) -> Result<usize, StoreError> {
         self.write(|tx| {
+            tx.execute(
+                "DELETE FROM experiment_losses WHERE experiment_id IN
+                     (SELECT id FROM experiments WHERE finished_at IS NOT NULL AND finished_at < ?1)",
+                [before],
+            )?;
             tx.execute(
                 "DELETE FROM experiment_measurements WHERE experiment_id IN
                      (SELECT id FROM experiments WHERE finished_at IS NOT NULL AND finished_at < ?1)",
@@ -754,6 +809,13 @@ mod tests {
                 topn_fidelity: Some(1.0),
                 cpu_total: Some(0.9),
                 memory_total: None,
+                losses: vec![crate::experiment::analysis::Loss {
+                    executable: "backup-agent".into(),
+                    processes: 1,
+                    cpu_share: 0.5,
+                    memory_share: 0.1,
+                    folded: false,
+                }],
             })
             .collect()
     }
@@ -799,6 +861,15 @@ mod tests {
             .unwrap();
         assert_eq!(again, None);
         assert_eq!(store.measurements("live", None).unwrap().len(), 4);
+        // Losses are summed once per stored interval, repeats ignored.
+        let losses = store.experiment_losses("live").unwrap();
+        assert_eq!(losses.len(), 1);
+        assert_eq!(
+            (losses[0].intervals, losses[0].processes),
+            (4, 4),
+            "{losses:?}"
+        );
+        assert!((losses[0].cpu_share - 2.0).abs() < 1e-9);
 
         store
             .record_measurements("old", &rows("b", 3), 5, &guard)

@@ -154,6 +154,15 @@
  * @property {number} agents
  * @property {Record<string, Estimate | null>} [kpis]
  * @property {Criterion[]} [criteria]
+ * @property {Loss[]} [losses] the baseline's executables it does not show individually
+ */
+
+/**
+ * @typedef {object} Loss
+ * @property {string} executable
+ * @property {boolean} folded in a rollup (true) or dropped (false)
+ * @property {number} cpu_share of the baseline's process CPU
+ * @property {number} memory_share
  */
 
 /** @typedef {{ value: number, low: number, high: number }} Estimate */

@@ -455,7 +455,23 @@ function candidateCard(c, conf) {
       h("span", { class: "muted small" }, `${num(c.paired_intervals)} paired intervals on ${c.agents} agent(s)`),
     ),
     table({ class: "criteria" }, [th("KPI"), th(`Value [${conf}% interval]`, "num"), th("Criterion", "num"), th("Outcome")], rows),
+    lossLine(c, false, "Drops"),
+    lossLine(c, true, "Folds into rollups"),
   );
+}
+
+/**
+ * What a candidate drops (gone from its totals) or folds (only in a
+ * group), by executable; nothing when it loses nothing of that kind.
+ * @param {CandidateReport} c
+ * @param {boolean} folded
+ * @param {string} label
+ */
+function lossLine(c, folded, label) {
+  const mine = (c.losses || []).filter((l) => l.folded === folded);
+  if (!mine.length) return null;
+  const named = mine.map((l) => `${l.executable} (${pct(l.cpu_share)} CPU, ${pct(l.memory_share)} memory)`);
+  return h("p", { class: "small losses", "data-losses": folded ? "folded" : "dropped" }, h("strong", null, `${label}: `), named.join(", "));
 }
 
 /**
