@@ -106,14 +106,18 @@ pub fn losses(
             None => unnamed_rollup = true,
         }
     }
-    // Busiest first; ties by memory, then name, so the split is stable.
-    missing.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
-            .then(b.1.total_cmp(&a.1))
-            .then(a.2.cmp(b.2))
-    });
     let mut cpu_deficit = (base_totals.0 - cand_totals.0).max(0.0);
     let mut memory_deficit = (base_totals.1 - cand_totals.1).max(0.0);
+    // The deficit goes to the busiest first; ties by memory, then name, so
+    // the split is stable. Without a deficit to share the order does not
+    // matter, and thousands of idle processes are not sorted for nothing.
+    if unnamed_rollup && (cpu_deficit > 0.0 || memory_deficit > 0.0) {
+        missing.sort_unstable_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then(b.1.total_cmp(&a.1))
+                .then(a.2.cmp(b.2))
+        });
+    }
     // (executable, folded) → (processes, cpu, memory)
     let mut by_name: BTreeMap<(&Str, bool), (u32, f64, f64)> = BTreeMap::new();
     for (cpu, memory, name) in missing {
