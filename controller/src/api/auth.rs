@@ -189,33 +189,27 @@ pub async fn authorize(
         }
         Err(f) => Err(f),
     };
-    let refusal = match &principal {
-        Err(failure) => Some(unauthenticated(&shared, failure, client, &request_id)),
-        Ok(p) if !p.allows(needed) => Some(if p.method == AuthMethod::Open {
-            // Anonymous callers are told to sign in, not that a role lacks
-            // something.
-            unauthenticated(&shared, &Failure::Missing, client, &request_id)
-        } else {
-            forbidden(p, needed)
-        }),
-        Ok(_) => None,
-    };
-    let caller_name = match &principal {
-        Ok(p) => p.name.clone(),
-        Err(_) => system::UNAUTHENTICATED.to_string(),
-    };
-    let response = match (refusal, principal) {
-        (Some(r), _) => r,
-        (None, Ok(principal)) => {
+    let (caller_name, response) = match principal {
+        Err(failure) => (
+            system::UNAUTHENTICATED.to_string(),
+            unauthenticated(&shared, &failure, client, &request_id),
+        ),
+        // Anonymous callers are told to sign in, not that a role lacks
+        // something.
+        Ok(p) if !p.allows(needed) && p.method == AuthMethod::Open => (
+            p.name.clone(),
+            unauthenticated(&shared, &Failure::Missing, client, &request_id),
+        ),
+        Ok(p) if !p.allows(needed) => (p.name.clone(), forbidden(&p, needed)),
+        Ok(principal) => {
+            let name = principal.name.clone();
             request.extensions_mut().insert(Caller {
                 principal,
                 request_id: request_id.clone(),
                 client,
             });
-            next.run(request).await
+            (name, next.run(request).await)
         }
-        // A failed authentication always has its refusal.
-        (None, Err(_)) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     let status = response.status();
     // A rate-limited flood is counted, not audited: it would write the
