@@ -540,18 +540,17 @@ impl Store {
         within: Option<&BTreeMap<String, String>>,
     ) -> Result<Option<PushRecord>, StoreError> {
         let conn = self.conn();
+        let empty = BTreeMap::new();
+        let labels = within.unwrap_or(&empty);
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        let sql = format!("{} WHERE p.id = ?", push_select(labels, &mut args));
+        args.push(&id);
         let Some(mut push) = conn
-            .query_row(
-                &format!("{PUSH_SELECT} WHERE p.id = ?1"),
-                [id],
-                push_from_row,
-            )
+            .query_row(&sql, args.as_slice(), push_from_row)
             .optional()?
         else {
             return Ok(None);
         };
-        let empty = BTreeMap::new();
-        let labels = within.unwrap_or(&empty);
         let mut args: Vec<&dyn rusqlite::ToSql> = vec![&id];
         let sql = format!(
             "SELECT agent_id, state, error, reported_hash, updated_at FROM push_targets t
@@ -584,7 +583,9 @@ impl Store {
         within: Option<&BTreeMap<String, String>>,
     ) -> Result<Vec<PushRecord>, StoreError> {
         let conn = self.conn();
+        let empty = BTreeMap::new();
         let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        let select = push_select(within.unwrap_or(&empty), &mut args);
         let filter = match within {
             Some(labels) => format!(
                 "WHERE EXISTS (SELECT 1 FROM push_targets t WHERE t.push_id = p.id {})",
@@ -594,7 +595,7 @@ impl Store {
         };
         args.push(&limit);
         let mut stmt = conn.prepare_cached(&format!(
-            "{PUSH_SELECT} {filter} ORDER BY p.created_at DESC, p.rowid DESC LIMIT ?"
+            "{select} {filter} ORDER BY p.created_at DESC, p.rowid DESC LIMIT ?"
         ))?;
         let out = stmt
             .query_map(args.as_slice(), push_from_row)?
@@ -667,15 +668,33 @@ fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
 /// Whether an agent id is revoked.
 const REVOKED: &str = "SELECT 1 FROM agent_credentials WHERE agent_id = ?1 AND state = 'revoked'";
 
-const PUSH_SELECT: &str =
-    "SELECT p.id, p.selector, p.config_hash, p.template, p.author, p.created_at, p.deadline,
-    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'pending'),
-    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'applying'),
-    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'applied'),
-    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'failed'),
-    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'timeout'),
-    (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = 'superseded')
-    FROM pushes p";
+/// A push's columns and its targets counted per state, only the targets
+/// carrying `labels` (a scoped reader's): a reader does not learn how many
+/// agents outside its scope a push reached. The labels' values are pushed
+/// to `args`, in order.
+fn push_select<'a>(
+    labels: &'a BTreeMap<String, String>,
+    args: &mut Vec<&'a dyn rusqlite::ToSql>,
+) -> String {
+    let mut sql = String::from(
+        "SELECT p.id, p.selector, p.config_hash, p.template, p.author, p.created_at, p.deadline",
+    );
+    for state in [
+        "pending",
+        "applying",
+        "applied",
+        "failed",
+        "timeout",
+        "superseded",
+    ] {
+        sql.push_str(&format!(
+            ", (SELECT COUNT(*) FROM push_targets t WHERE t.push_id = p.id AND t.state = '{state}'{})",
+            labels_clause("t.agent_id", labels, args)
+        ));
+    }
+    sql.push_str(" FROM pushes p");
+    sql
+}
 
 fn push_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PushRecord> {
     let count = |i: usize| r.get::<_, i64>(i).map(|n| n as u64);

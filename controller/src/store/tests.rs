@@ -285,6 +285,23 @@ fn a_scoped_push_touches_nothing_outside_its_labels_and_reads_are_filtered() {
     assert!(s.push("p3", Some(&prod)).unwrap().is_none());
     let p2 = s.push("p2", Some(&prod)).unwrap().unwrap();
     assert_eq!(p2.targets.len(), 1);
+
+    // A push to both teams: the scoped reader sees its own target, and
+    // counts that say nothing of the other team's.
+    s.create_push(
+        &push("p4", "h4", Selector::Agents(vec!["a".into(), "b".into()])),
+        13,
+        &|_| Ok(()),
+    )
+    .unwrap();
+    let total =
+        |c: &TargetCounts| c.pending + c.applying + c.applied + c.failed + c.timeout + c.superseded;
+    assert_eq!(total(&s.push("p4", None).unwrap().unwrap().counts), 2);
+    let scoped = s.push("p4", Some(&prod)).unwrap().unwrap();
+    assert_eq!((scoped.targets.len(), total(&scoped.counts)), (1, 1));
+    let listed = s.list_pushes(10, Some(&prod)).unwrap();
+    assert_eq!(listed[0].id, "p4");
+    assert_eq!(total(&listed[0].counts), 1);
 }
 
 #[test]
