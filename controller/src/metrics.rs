@@ -42,6 +42,8 @@ pub struct Metrics {
     breaches: Vec<(Guardrail, Arc<Counter>)>,
     /// Interval stats stored as experiment measurements.
     pub experiment_measurements: Arc<Counter>,
+    /// Promotions in waves that a wave stopped (and rolled back).
+    pub promotion_stopped: Arc<Counter>,
     /// Audit entries written to `--audit-export`.
     pub audit_exported: Arc<Counter>,
     pub audit_export_errors: Arc<Counter>,
@@ -183,6 +185,12 @@ impl Metrics {
             experiment_measurements: r.counter(
                 "phoenix_controller_experiment_measurements_total",
                 "Per-variant interval measurements stored for running experiments.",
+                &[],
+                &[],
+            ),
+            promotion_stopped: r.counter(
+                "phoenix_controller_promotions_stopped_total",
+                "Promotions in waves that a wave stopped; the experiment was rolled back.",
                 &[],
                 &[],
             ),

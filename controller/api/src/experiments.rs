@@ -20,13 +20,15 @@ pub enum ExperimentState {
     Analyzing,
     Succeeded,
     Failed,
+    /// The winner rolls out in waves, each watched before the next.
+    Promoting,
     Promoted,
     RolledBack,
     Cancelled,
 }
 
 impl ExperimentState {
-    pub const ALL: [ExperimentState; 10] = [
+    pub const ALL: [ExperimentState; 11] = [
         ExperimentState::Draft,
         ExperimentState::Pending,
         ExperimentState::Deploying,
@@ -34,6 +36,7 @@ impl ExperimentState {
         ExperimentState::Analyzing,
         ExperimentState::Succeeded,
         ExperimentState::Failed,
+        ExperimentState::Promoting,
         ExperimentState::Promoted,
         ExperimentState::RolledBack,
         ExperimentState::Cancelled,
@@ -48,6 +51,7 @@ impl ExperimentState {
             ExperimentState::Analyzing => "analyzing",
             ExperimentState::Succeeded => "succeeded",
             ExperimentState::Failed => "failed",
+            ExperimentState::Promoting => "promoting",
             ExperimentState::Promoted => "promoted",
             ExperimentState::RolledBack => "rolled_back",
             ExperimentState::Cancelled => "cancelled",
@@ -59,7 +63,8 @@ impl ExperimentState {
     }
 
     /// The controller works on it on its own (deploys, measures,
-    /// analyses): a client following it keeps waiting.
+    /// analyses, rolls a promotion out): a client following it keeps
+    /// waiting.
     pub fn is_active(self) -> bool {
         matches!(
             self,
@@ -67,6 +72,7 @@ impl ExperimentState {
                 | ExperimentState::Deploying
                 | ExperimentState::Running
                 | ExperimentState::Analyzing
+                | ExperimentState::Promoting
         )
     }
 }
@@ -145,6 +151,92 @@ pub struct ActionRequest {
     /// rollback: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// promote: roll out in waves of the targets (`["10%", "50%", "100%"]`),
+    /// each watched before the next. Default: the definition's
+    /// `promotion.waves`, else every target at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waves: Option<Vec<WavePercent>>,
+    /// promote: how long each wave is watched (`2m`). Default: the
+    /// definition's `promotion.watch`, else 1m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
+}
+
+/// A wave's reach: this percent of the targets have the promoted config
+/// once the wave is out. Written `10%` (or `10`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WavePercent(pub u8);
+
+/// At most this many waves.
+pub const MAX_WAVES: usize = 10;
+
+impl WavePercent {
+    /// `10%,50%,100%` as the waves it names, checked: each from 1 to 100
+    /// percent, increasing, the last 100%.
+    pub fn parse_list(text: &str) -> Result<Vec<WavePercent>, String> {
+        let waves = text
+            .split(',')
+            .map(|w| w.trim().parse())
+            .collect::<Result<Vec<WavePercent>, String>>()?;
+        WavePercent::check(&waves)?;
+        Ok(waves)
+    }
+
+    /// The rules a list of waves follows, in words when it does not.
+    pub fn check(waves: &[WavePercent]) -> Result<(), String> {
+        if waves.is_empty() || waves.len() > MAX_WAVES {
+            return Err(format!("name from 1 to {MAX_WAVES} waves"));
+        }
+        if let Some(w) = waves.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "waves must grow: {} then {} (each is the share of the targets promoted once it is out)",
+                w[0], w[1]
+            ));
+        }
+        if waves.last() != Some(&WavePercent(100)) {
+            return Err("the last wave must be 100%: every target gets the winner".into());
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for WavePercent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let digits = s.strip_suffix('%').unwrap_or(s).trim();
+        match digits.parse::<u8>() {
+            Ok(p @ 1..=100) => Ok(WavePercent(p)),
+            _ => Err(format!("wave {s:?} is not a percent from 1% to 100%")),
+        }
+    }
+}
+
+impl std::fmt::Display for WavePercent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+impl Serialize for WavePercent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WavePercent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::Number(n) => n.to_string(),
+            Written::Text(t) => t,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// One problem with a definition: the field (`criteria.min_series_reduction`)
@@ -304,6 +396,84 @@ pub struct ExperimentDetail {
     pub breach: Option<serde_json::Value>,
     pub transitions: Vec<TransitionEntry>,
     pub targets: Vec<ExperimentTarget>,
+    /// A promotion in waves, from its start (absent for one made at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+}
+
+/// A promotion rolled out in waves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Promotion {
+    pub variant: String,
+    /// The promoted config's hash.
+    pub config_hash: String,
+    /// How long each wave is watched, in milliseconds.
+    pub watch_ms: i64,
+    /// How far below the lowest the experiment measured on an agent its
+    /// exported series may fall (0.2: 20%).
+    pub max_series_drop: f64,
+    pub waves: Vec<Wave>,
+}
+
+/// One wave: the agents it promotes and how it went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wave {
+    /// From 1.
+    pub number: u32,
+    /// The share of the targets promoted once this wave is out.
+    pub percent: WavePercent,
+    pub agents: Vec<String>,
+    pub state: WaveState,
+    pub push: Option<String>,
+    pub started_at: Option<String>,
+    /// When its watch ends (once every agent of the wave applied).
+    pub watch_until: Option<String>,
+    pub finished_at: Option<String>,
+    /// Why it passed or failed, in words.
+    pub reason: String,
+}
+
+/// Where a wave stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaveState {
+    /// Not pushed yet.
+    Pending,
+    /// Pushed; waiting for its agents to apply.
+    Deploying,
+    /// Applied; the promoted agents are watched.
+    Watching,
+    Passed,
+    /// It stopped the rollout (and every target was restored).
+    Failed,
+    /// The rollout stopped before it (a rollback, or an earlier wave failed).
+    Skipped,
+}
+
+impl WaveState {
+    pub const ALL: [WaveState; 6] = [
+        WaveState::Pending,
+        WaveState::Deploying,
+        WaveState::Watching,
+        WaveState::Passed,
+        WaveState::Failed,
+        WaveState::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaveState::Pending => "pending",
+            WaveState::Deploying => "deploying",
+            WaveState::Watching => "watching",
+            WaveState::Passed => "passed",
+            WaveState::Failed => "failed",
+            WaveState::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WaveState> {
+        WaveState::ALL.into_iter().find(|w| w.as_str() == s)
+    }
 }
 
 /// One state change in the timeline.
@@ -597,6 +767,36 @@ mod tests {
             assert_eq!(serde_json::to_value(a).unwrap(), json!(a.as_str()));
         }
         assert_eq!(ExperimentState::parse("rolled-back"), None);
+        for w in WaveState::ALL {
+            assert_eq!(WaveState::parse(w.as_str()), Some(w));
+            assert_eq!(serde_json::to_value(w).unwrap(), json!(w.as_str()));
+        }
+    }
+
+    #[test]
+    fn waves_read_as_percents_and_must_grow_to_all_targets() {
+        let waves = WavePercent::parse_list("10%, 50%,100").unwrap();
+        assert_eq!(waves, [WavePercent(10), WavePercent(50), WavePercent(100)]);
+        assert_eq!(
+            serde_json::to_value(waves).unwrap(),
+            json!(["10%", "50%", "100%"])
+        );
+        let read: Vec<WavePercent> = serde_json::from_value(json!([25, "100%"])).unwrap();
+        assert_eq!(read, [WavePercent(25), WavePercent(100)]);
+        for (bad, says) in [
+            ("0%,100%", "not a percent from 1% to 100%"),
+            ("50%,101%", "not a percent"),
+            ("ten,100%", "not a percent"),
+            ("50%,50%,100%", "waves must grow: 50% then 50%"),
+            ("10%,50%", "the last wave must be 100%"),
+            ("", "not a percent"),
+        ] {
+            let e = WavePercent::parse_list(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert!(serde_json::from_value::<WavePercent>(json!(-5)).is_err());
+        let many = ["1%"; MAX_WAVES + 1].join(",");
+        assert!(WavePercent::parse_list(&many).is_err());
     }
 
     fn detail() -> ExperimentDetail {
@@ -657,6 +857,7 @@ mod tests {
                 config_error: String::new(),
                 runs_experiment: true,
             }],
+            promotion: None,
         }
     }
 

@@ -30,8 +30,9 @@ pub use experiments::{
     ActionRequest, Analysis, CandidateLoss, CandidateReport, CriterionResult, DefinitionRequest,
     Estimate, ExperimentAction, ExperimentDetail, ExperimentList, ExperimentReport,
     ExperimentResults, ExperimentState, ExperimentSummary, ExperimentTarget, FieldError, Headline,
-    HeadlineCandidate, Kpis, Outcome, PreviousSource, RawMeasurement, ResultPoint, TransitionEntry,
-    ValidationReport, VariantInfo, VariantRole, VariantSummary,
+    HeadlineCandidate, Kpis, MAX_WAVES, Outcome, PreviousSource, Promotion, RawMeasurement,
+    ResultPoint, TransitionEntry, ValidationReport, VariantInfo, VariantRole, VariantSummary, Wave,
+    WavePercent, WaveState,
 };
 pub use labels::parse_labels;
 pub use pushes::{

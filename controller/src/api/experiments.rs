@@ -227,10 +227,11 @@ pub async fn get(
         };
         let transitions = store.transitions(&lookup)?;
         let targets = store.experiment_targets(&lookup)?;
-        Ok::<_, StoreError>(Some((e, transitions, targets)))
+        let promotion = store.promotion(&lookup)?;
+        Ok::<_, StoreError>(Some((e, transitions, targets, promotion)))
     })
     .await?;
-    let Some((e, transitions, targets)) = found else {
+    let Some((e, transitions, targets, promotion)) = found else {
         return Err(ApiError::not_found(format!("no experiment {id:?}")));
     };
     let detail = ExperimentDetail {
@@ -272,6 +273,7 @@ pub async fn get(
                 config_error: caller.error_text(t.config_error),
             })
             .collect(),
+        promotion: promotion.map(experiment::promotion::view),
     };
     reply(StatusCode::OK, &detail)
 }
@@ -302,7 +304,14 @@ pub async fn action(
     let result: Result<ExperimentRecord, ExperimentError> = match action {
         ExperimentAction::Start => experiment::start(&shared, &id, &actor).await,
         ExperimentAction::Stop => experiment::stop(&shared, &id, &actor).await,
-        ExperimentAction::Promote => experiment::promote(&shared, &id, body.variant, &actor).await,
+        ExperimentAction::Promote => {
+            let request = experiment::PromoteRequest {
+                variant: body.variant,
+                waves: body.waves,
+                watch: body.watch,
+            };
+            experiment::promote(&shared, &id, request, &actor).await
+        }
         ExperimentAction::Rollback => {
             let reason = body
                 .reason

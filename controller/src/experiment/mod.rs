@@ -12,6 +12,7 @@
 pub mod analysis;
 pub mod compose;
 pub mod guardrails;
+pub mod promotion;
 pub mod scheduler;
 pub mod spec;
 pub mod state;
@@ -519,7 +520,7 @@ pub async fn rollback(
     let record = load(shared, id).await?;
     if !record.state.can_go(State::RolledBack) {
         return Err(ExperimentError::Conflict(format!(
-            "the experiment is {}: only succeeded, failed or promoted experiments roll back{}",
+            "the experiment is {}: only succeeded, failed, promoting or promoted experiments roll back{}",
             record.state,
             if record.state.can_go(State::Cancelled) {
                 " (use stop)"
@@ -562,12 +563,63 @@ pub async fn complete_reason(shared: &Arc<Shared>, record: &ExperimentRecord) {
     }
 }
 
-/// Promote a succeeded experiment's winner (or `variant`) as the targets'
-/// new config.
+/// What a promote asks for: the variant (default: the verdict's winner),
+/// and waves and their watch (default: the definition's, else all at once).
+#[derive(Debug, Clone, Default)]
+pub struct PromoteRequest {
+    pub variant: Option<String>,
+    pub waves: Option<Vec<phoenix_api::WavePercent>>,
+    pub watch: Option<String>,
+}
+
+/// The config promoting `variant` pushes: the one pinned at creation, what
+/// was measured, whatever the templates say now.
+pub fn promoted_config(
+    record: &ExperimentRecord,
+    variant: &str,
+) -> Result<compose::Composed, ExperimentError> {
+    let pinned: BTreeMap<String, String> =
+        serde_json::from_str(&record.promotions).map_err(internal)?;
+    let Some(yaml) = pinned.get(variant).cloned() else {
+        return Err(ExperimentError::Invalid(vec![SpecError::new(
+            "variant",
+            format!("no variant {variant:?} in this experiment"),
+        )]));
+    };
+    Ok(compose::Composed {
+        hash: phoenix_config::config_hash(&yaml),
+        yaml,
+    })
+}
+
+/// Push a promoted config to `agents`, as part of experiment `id`.
+pub async fn push_promoted(
+    shared: &Arc<Shared>,
+    id: &str,
+    yaml: String,
+    agents: Vec<String>,
+    actor: Actor,
+) -> Result<rollout::PushCreated, PushError> {
+    rollout::create_push(
+        shared,
+        PushRequest {
+            selector: Selector::Agents(agents),
+            source: ConfigSource::Yaml(yaml),
+            actor,
+            experiment_id: Some(id.to_string()),
+            within: None,
+            timeout: None,
+        },
+    )
+    .await
+}
+
+/// Promote a succeeded experiment's winner (or the variant asked for) as
+/// the targets' new config: at once, or in waves the scheduler rolls out.
 pub async fn promote(
     shared: &Arc<Shared>,
     id: &str,
-    variant: Option<String>,
+    request: PromoteRequest,
     actor: &Actor,
 ) -> Result<ExperimentRecord, ExperimentError> {
     let record = load(shared, id).await?;
@@ -582,7 +634,7 @@ pub async fn promote(
         .as_deref()
         .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
         .and_then(|a| a.get("winner").and_then(|w| w.as_str()).map(str::to_string));
-    let variant = match variant.or(winner) {
+    let variant = match request.variant.or(winner) {
         Some(v) => v,
         None => {
             return Err(ExperimentError::Conflict(
@@ -590,20 +642,13 @@ pub async fn promote(
             ));
         }
     };
-    // The config pinned at creation: what was measured, whatever the
-    // templates say now.
-    let pinned: BTreeMap<String, String> =
-        serde_json::from_str(&record.promotions).map_err(internal)?;
-    let Some(yaml) = pinned.get(&variant).cloned() else {
-        return Err(ExperimentError::Invalid(vec![SpecError::new(
-            "variant",
-            format!("no variant {variant:?} in this experiment"),
-        )]));
-    };
-    let composed = compose::Composed {
-        hash: phoenix_config::config_hash(&yaml),
-        yaml,
-    };
+    let composed = promoted_config(&record, &variant)?;
+    let (spec, _) = spec_of(&record)?;
+    let rollout = promotion::Rollout::resolve(&spec, request.waves, request.watch.as_deref())
+        .map_err(|e| {
+            let (field, message) = e.split_once(": ").unwrap_or(("", &e));
+            ExperimentError::Invalid(vec![SpecError::new(field, message)])
+        })?;
     let store = shared.store.clone();
     let lookup = id.to_string();
     let targets: Vec<String> = blocking(move || store.experiment_targets(&lookup))
@@ -617,6 +662,18 @@ pub async fn promote(
         return Err(ExperimentError::Conflict(
             "the experiment has no targets".into(),
         ));
+    }
+    if let Some(rollout) = rollout {
+        return promotion::start(
+            shared,
+            &record,
+            &variant,
+            composed.hash,
+            &targets,
+            rollout,
+            actor,
+        )
+        .await;
     }
     // The state changes first: of a promote and a concurrent rollback (or
     // a second promote), exactly one acts.
@@ -634,18 +691,7 @@ pub async fn promote(
         Stamp::finished(now_ms()),
     )
     .await?;
-    let push = rollout::create_push(
-        shared,
-        PushRequest {
-            selector: Selector::Agents(targets),
-            source: ConfigSource::Yaml(composed.yaml),
-            actor: actor.clone(),
-            experiment_id: Some(id.to_string()),
-            within: None,
-            timeout: None,
-        },
-    )
-    .await;
+    let push = push_promoted(shared, id, composed.yaml, targets, actor.clone()).await;
     record.reason = match &push {
         Ok(p) => format!(
             "promoted {variant:?} to {n} agent(s) (push {}, config {})",

@@ -84,6 +84,9 @@ pub async fn run_once(shared: &Arc<Shared>) {
             State::Deploying => watch_deploy(shared, record).await,
             State::Running => watch_run(shared, record).await,
             State::Analyzing => conclude(shared, record).await,
+            State::Promoting => super::promotion::advance(shared, record)
+                .await
+                .map(|_| None),
             _ => Ok(None),
         };
         match result {
@@ -350,28 +353,7 @@ async fn watch_deploy(
         .map_err(internal)?
         .map_err(internal)?
         .ok_or_else(|| internal(InternalError::Vanished("the deploy push".into())))?;
-    let bad: Vec<String> = push
-        .targets
-        .iter()
-        .filter(|t| {
-            matches!(
-                t.state,
-                TargetState::Failed | TargetState::Timeout | TargetState::Superseded
-            )
-        })
-        .map(|t| {
-            format!(
-                "{} {}{}",
-                t.agent_id,
-                t.state.as_str(),
-                if t.error.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", t.error)
-                }
-            )
-        })
-        .collect();
+    let bad = failed_targets(&push.targets);
     let now = now_ms();
     if !bad.is_empty() {
         let reason = format!("deploy failed: {}", bad.join("; "));
@@ -418,6 +400,32 @@ async fn watch_deploy(
         return abort(shared, &record, State::Deploying, reason).await;
     }
     Ok(None)
+}
+
+/// The targets of a push that will not apply it (failed, timed out or
+/// superseded), each as `agent state: error`.
+pub(super) fn failed_targets(targets: &[crate::store::TargetRecord]) -> Vec<String> {
+    targets
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.state,
+                TargetState::Failed | TargetState::Timeout | TargetState::Superseded
+            )
+        })
+        .map(|t| {
+            format!(
+                "{} {}{}",
+                t.agent_id,
+                t.state.as_str(),
+                if t.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", t.error)
+                }
+            )
+        })
+        .collect()
 }
 
 async fn watch_run(
@@ -509,7 +517,8 @@ async fn conclude(
         )
         .await?;
         if spec.auto_promote
-            && let Err(e) = super::promote(shared, &record.id, None, &controller()).await
+            && let Err(e) =
+                super::promote(shared, &record.id, Default::default(), &controller()).await
         {
             tracing::error!(experiment = %record.id, error = %e, "auto-promote failed: promote it by hand");
         }

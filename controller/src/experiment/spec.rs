@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Scope;
 
+use phoenix_api::WavePercent;
 use phoenix_config::duration::parse_duration;
 
 /// One problem with a definition, as the API lists it.
@@ -66,6 +67,9 @@ pub struct ExperimentSpec {
     /// Promote the winner as soon as the verdict is a success.
     #[serde(default)]
     pub auto_promote: bool,
+    /// How a promotion rolls out (default: to every target at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionSpec>,
     #[serde(default)]
     pub pricing: Pricing,
     #[serde(default)]
@@ -262,6 +266,48 @@ impl Default for Guardrails {
     }
 }
 
+/// A promotion in waves, each watched before the next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionSpec {
+    /// The share of the targets promoted once each wave is out
+    /// (`[10%, 50%, 100%]`); empty: all at once.
+    #[serde(default)]
+    pub waves: Vec<WavePercent>,
+    /// How long each wave is watched before the next goes out.
+    #[serde(default = "default_watch")]
+    pub watch: String,
+    /// How far below the lowest the experiment measured on an agent its
+    /// exported series may fall before the rollout stops (0.2: 20%).
+    #[serde(default = "default_max_series_drop")]
+    pub max_series_drop: f64,
+}
+
+impl Default for PromotionSpec {
+    fn default() -> Self {
+        PromotionSpec {
+            waves: Vec::new(),
+            watch: default_watch(),
+            max_series_drop: default_max_series_drop(),
+        }
+    }
+}
+
+/// The shortest and longest watch of a wave.
+const MIN_WATCH_MS: i64 = 1_000;
+const MAX_WATCH_MS: i64 = 86_400_000;
+
+/// A wave's watch time, checked.
+pub fn watch_ms(text: &str) -> Result<i64, String> {
+    let d = parse_duration(text)?;
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    if (MIN_WATCH_MS..=MAX_WATCH_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(format!("{text:?} must be from 1s to 24h"))
+    }
+}
+
 /// Backend prices for the monthly cost estimate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -317,6 +363,12 @@ fn one() -> Option<f64> {
 }
 fn yes() -> bool {
     true
+}
+fn default_watch() -> String {
+    "1m".into()
+}
+fn default_max_series_drop() -> f64 {
+    0.2
 }
 fn default_guardrail_intervals() -> u32 {
     3
@@ -444,6 +496,25 @@ impl ExperimentSpec {
         for (i, re) in self.critical_processes.iter().enumerate() {
             if let Err(e) = regex_check(re) {
                 err(&format!("critical_processes[{i}]"), e);
+            }
+        }
+        if let Some(p) = &self.promotion {
+            if !p.waves.is_empty()
+                && let Err(e) = WavePercent::check(&p.waves)
+            {
+                err("promotion.waves", e);
+            }
+            if let Err(e) = watch_ms(&p.watch) {
+                err("promotion.watch", e);
+            }
+            if !(0.0..1.0).contains(&p.max_series_drop) {
+                err(
+                    "promotion.max_series_drop",
+                    format!(
+                        "{} must be a fraction from 0 to below 1 (0.2 is 20%)",
+                        p.max_series_drop
+                    ),
+                );
             }
         }
         if let Err(e) = self.timing() {

@@ -6,10 +6,11 @@
 //! ```text
 //! draft ─start─▶ pending ─(start time)─▶ deploying ─(all applied)─▶ running ─(window over)─▶ analyzing
 //!                                            │                        │                        │
-//!                                            ▼ deploy failed          ▼ guardrail              ├─▶ succeeded ─▶ promoted
+//!                                            ▼ deploy failed          ▼ no candidate left      ├─▶ succeeded ─▶ promoted
 //!                                          failed ──(rollback)──▶ rolled_back ◀────────────────┴─▶ failed
 //! draft, pending, deploying, running ─stop─▶ cancelled (after restoring what was deployed)
-//! succeeded, promoted ─rollback─▶ rolled_back
+//! succeeded ─promote in waves─▶ promoting ─(every wave passed)─▶ promoted
+//! succeeded, promoting, promoted ─rollback (or a failed wave)─▶ rolled_back
 //! ```
 
 use phoenix_api::ExperimentAction;
@@ -49,7 +50,10 @@ impl Lifecycle for State {
                 | (Analyzing, Succeeded)
                 | (Analyzing, Failed)
                 | (Succeeded, Promoted)
+                | (Succeeded, Promoting)
                 | (Succeeded, RolledBack)
+                | (Promoting, Promoted)
+                | (Promoting, RolledBack)
                 | (Failed, RolledBack)
                 | (Promoted, RolledBack)
         )
@@ -58,7 +62,12 @@ impl Lifecycle for State {
     fn has_deployed(self) -> bool {
         matches!(
             self,
-            State::Deploying | State::Running | State::Analyzing | State::Succeeded | State::Failed
+            State::Deploying
+                | State::Running
+                | State::Analyzing
+                | State::Succeeded
+                | State::Failed
+                | State::Promoting
         )
     }
 
@@ -70,6 +79,9 @@ impl Lifecycle for State {
         ExperimentAction::ALL
             .into_iter()
             .filter(|a| self.can_go(a.target_state()))
+            // promoting → promoted is the scheduler's, when the last wave
+            // passed: promoting again is not a move anyone may ask for.
+            .filter(|a| !(self == State::Promoting && *a == ExperimentAction::Promote))
             .collect()
     }
 }
@@ -89,13 +101,13 @@ mod tests {
                 }
             }
         }
-        // Exactly the documented edges: 16 of the 100 pairs.
+        // Exactly the documented edges: 19 of the 121 pairs.
         let legal = State::ALL
             .iter()
             .flat_map(|a| State::ALL.iter().map(move |b| (*a, *b)))
             .filter(|(a, b)| a.can_go(*b))
             .count();
-        assert_eq!(legal, 16);
+        assert_eq!(legal, 19);
         assert!(!State::Running.can_go(State::Promoted));
         assert!(!State::Failed.can_go(State::Promoted));
         assert!(!State::Draft.can_go(State::Running));
@@ -104,7 +116,7 @@ mod tests {
     #[test]
     fn actions_are_the_legal_moves_the_dashboard_offers() {
         use ExperimentAction::*;
-        let expected: [(State, &[ExperimentAction]); 10] = [
+        let expected: [(State, &[ExperimentAction]); 11] = [
             (State::Draft, &[Start, Stop]),
             (State::Pending, &[Stop]),
             (State::Deploying, &[Stop]),
@@ -112,17 +124,20 @@ mod tests {
             (State::Analyzing, &[]),
             (State::Succeeded, &[Promote, Rollback]),
             (State::Failed, &[Rollback]),
+            (State::Promoting, &[Rollback]),
             (State::Promoted, &[Rollback]),
             (State::RolledBack, &[]),
             (State::Cancelled, &[]),
         ];
         for (state, actions) in expected {
             assert_eq!(state.actions(), actions, "{state}");
-            // Offered exactly when the lifecycle allows where it leads.
+            // Offered exactly when the lifecycle allows where it leads (a
+            // promotion in waves ends by the scheduler's move alone).
             for a in ExperimentAction::ALL {
+                let scheduler_only = state == State::Promoting && a == Promote;
                 assert_eq!(
                     actions.contains(&a),
-                    state.can_go(a.target_state()),
+                    state.can_go(a.target_state()) && !scheduler_only,
                     "{state} {a:?}"
                 );
             }

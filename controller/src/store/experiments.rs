@@ -95,6 +95,8 @@ pub struct Stamp {
     /// The targets' previous configs are to be pushed back (recorded with
     /// the transition, so a crash cannot lose it).
     pub restore: bool,
+    /// The plan of a promotion in waves (with the move to `promoting`).
+    pub promotion: Option<super::promotions::NewPromotion>,
 }
 
 impl Stamp {
@@ -147,7 +149,7 @@ const LIST_EXPERIMENTS: &str =
 const AGENT_IN_EXPERIMENT: &str = "SELECT t.experiment_id FROM experiment_targets t
      JOIN experiments e ON e.id = t.experiment_id
      WHERE t.agent_id = ?1 AND e.id != ?2
-       AND e.state IN ('deploying', 'running', 'analyzing', 'succeeded')
+       AND e.state IN ('deploying', 'running', 'analyzing', 'succeeded', 'promoting')
      LIMIT 1";
 
 fn experiment_row(r: &Row<'_>) -> rusqlite::Result<ExperimentRecord> {
@@ -262,7 +264,8 @@ impl Store {
         let conn = self.conn();
         let sql = format!(
             "SELECT {EXPERIMENT_COLUMNS} FROM experiments
-             WHERE state IN ('pending', 'deploying', 'running', 'analyzing') ORDER BY created_at"
+             WHERE state IN ('pending', 'deploying', 'running', 'analyzing', 'promoting')
+             ORDER BY created_at"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt
@@ -359,6 +362,12 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id, now, current.as_str(), to.as_str(), actor.name, reason],
             )?;
+            if let Some(plan) = &stamp.promotion {
+                super::promotions::insert_promotion(tx, id, plan, now)?;
+            }
+            if current == State::Promoting {
+                super::promotions::skip_unfinished_waves(tx, id)?;
+            }
             audit(
                 tx,
                 now,
@@ -1021,6 +1030,158 @@ mod tests {
                 (String::new(), "draft".to_string()),
                 ("draft".to_string(), "pending".to_string())
             ]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Walk `e` from draft to `to` along the lifecycle.
+    fn walk(store: &Store, id: &str, path: &[State]) {
+        for to in path {
+            let t = Transition {
+                from: None,
+                to: *to,
+                actor: Actor::system("t"),
+                reason: format!("to {to}"),
+                stamp: Stamp::default(),
+            };
+            store.transition(id, &t, 2).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_promotion_plan_is_written_with_its_transition_and_waves_move_by_compare_and_set() {
+        use super::super::promotions::{NewPromotion, WaveChange, WaveState};
+        let (dir, store) = scratch("promotion");
+        experiment(&store, "e");
+        walk(
+            &store,
+            "e",
+            &[
+                State::Pending,
+                State::Deploying,
+                State::Running,
+                State::Analyzing,
+                State::Succeeded,
+            ],
+        );
+        // The lowest the experiment measured, per agent.
+        let mut measured = rows("a", 3);
+        measured[1].series = 7;
+        measured[2].critical_visible = 2;
+        store
+            .record_measurements(
+                "e",
+                &measured,
+                1,
+                &GuardCheck {
+                    candidates: vec![],
+                    min_critical_coverage: None,
+                    max_cpu_seconds: None,
+                    intervals: 3,
+                },
+            )
+            .unwrap();
+        let floors = store.promotion_floors("e", "lean").unwrap();
+        assert_eq!(floors.len(), 1);
+        assert_eq!(
+            (floors[0].series, floors[0].critical_coverage),
+            (7, Some(0.5))
+        );
+        assert!(store.promotion("e").unwrap().is_none());
+        let plan = NewPromotion {
+            variant: "lean".into(),
+            config_hash: "p".into(),
+            watch_ms: 5_000,
+            max_series_drop: 0.2,
+            waves: vec![(50, vec!["a".into()]), (100, vec!["b".into(), "c".into()])],
+        };
+        let promoting = Transition {
+            from: Some(State::Succeeded),
+            to: State::Promoting,
+            actor: Actor::system("t"),
+            reason: "promoting".into(),
+            stamp: Stamp {
+                promotion: Some(plan),
+                ..Stamp::default()
+            },
+        };
+        store.transition("e", &promoting, 3).unwrap();
+        let p = store
+            .promotion("e")
+            .unwrap()
+            .expect("written with the transition");
+        assert_eq!(p.waves.len(), 2);
+        assert_eq!(p.waves[1].agents, ["b", "c"]);
+        assert!(p.waves.iter().all(|w| w.state == WaveState::Pending));
+        // One step at a time, from the state it was read in.
+        let deploying = WaveChange {
+            push_id: Some("push-1".into()),
+            started_at: Some(4),
+            ..WaveChange::to(WaveState::Deploying)
+        };
+        assert!(
+            store
+                .advance_wave("e", 1, WaveState::Pending, &deploying)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .advance_wave("e", 1, WaveState::Pending, &deploying)
+                .unwrap()
+        );
+        let w = &store.promotion("e").unwrap().unwrap().waves[0];
+        assert_eq!(
+            (w.state, w.push_id.as_deref()),
+            (WaveState::Deploying, Some("push-1"))
+        );
+        // A note keeps the state; it is refused once the state moved on.
+        assert!(
+            store
+                .timeline_note(
+                    "e",
+                    State::Promoting,
+                    &Actor::system("t"),
+                    "experiment.wave",
+                    "wave 1",
+                    5
+                )
+                .unwrap()
+        );
+        let last = store.transitions("e").unwrap().pop().unwrap();
+        assert_eq!(
+            (last.from.as_str(), last.to.as_str()),
+            ("promoting", "promoting")
+        );
+        // Leaving promoting skips every wave not finished, and no wave
+        // moves after.
+        walk(&store, "e", &[State::RolledBack]);
+        let p = store.promotion("e").unwrap().unwrap();
+        assert!(
+            p.waves.iter().all(|w| w.state == WaveState::Skipped),
+            "{p:?}"
+        );
+        assert!(
+            !store
+                .advance_wave(
+                    "e",
+                    2,
+                    WaveState::Skipped,
+                    &WaveChange::to(WaveState::Deploying)
+                )
+                .unwrap()
+        );
+        assert!(
+            !store
+                .timeline_note(
+                    "e",
+                    State::Promoting,
+                    &Actor::system("t"),
+                    "experiment.wave",
+                    "late",
+                    6
+                )
+                .unwrap()
         );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);

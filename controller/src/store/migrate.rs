@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("migrations/0007_measurement_conservation.sql"),
     ),
+    (8, include_str!("migrations/0008_promotion_waves.sql")),
 ];
 
 /// The version this controller brings the schema to.
@@ -42,9 +43,35 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    // A migration that rebuilds a table (SQLite cannot change a constraint
+    // in place) drops the old one: with foreign keys on, that would delete
+    // every row referencing it. They are off while migrations run (the
+    // pragma cannot change inside a transaction), and each migration must
+    // leave no dangling reference before it commits.
+    let pending: Vec<_> = MIGRATIONS.iter().filter(|(v, _)| *v > current).collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let applied = apply(conn, &pending);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    applied
+}
+
+fn apply(conn: &mut Connection, pending: &[&(i64, &str)]) -> Result<(), StoreError> {
+    for (version, sql) in pending {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         tx.execute_batch(sql)?;
+        let dangling: i64 =
+            tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if dangling != 0 {
+            return Err(StoreError::Migration {
+                version: *version,
+                problem: format!("{dangling} row(s) would reference rows that do not exist"),
+            });
+        }
         tx.execute(
             "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
             rusqlite::params![version, crate::now_ms()],

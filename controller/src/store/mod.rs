@@ -12,6 +12,7 @@ pub mod backup;
 pub mod credentials;
 pub mod experiments;
 mod migrate;
+pub mod promotions;
 mod records;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("cannot create the data directory {path}: {error}")]
     DataDir { path: String, error: std::io::Error },
+    #[error("schema migration {version} failed: {problem}")]
+    Migration { version: i64, problem: String },
 }
 
 /// The store. Share it as `Arc<Store>`.

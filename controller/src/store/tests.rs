@@ -52,6 +52,58 @@ fn migrations_run_once_and_reopening_keeps_the_data() {
 }
 
 #[test]
+fn rebuilding_the_experiments_table_keeps_every_row_that_references_it() {
+    // A database at schema 7 with an experiment and its history, as a
+    // controller of the previous release left it.
+    let dir = tmp_dir("migrate-8");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        let mut conn = Connection::open(dir.join("controller.db")).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 7) {
+            tx.execute_batch(sql).unwrap();
+            tx.execute("INSERT INTO schema_version VALUES (?1, 0)", [version])
+                .unwrap();
+        }
+        tx.execute_batch(
+            "INSERT INTO experiments (id, name, spec, state, author, config, config_hash,
+                 created_at, updated_at) VALUES ('e', 'e', '{}', 'succeeded', 't', '', 'h', 1, 1);
+             INSERT INTO experiment_transitions (experiment_id, at, from_state, to_state, actor, reason)
+                 VALUES ('e', 1, 'analyzing', 'succeeded', 't', 'won');",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let s = Store::open_dir(&dir).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    // Dropping the old table did not cascade into its history.
+    assert_eq!(s.transitions("e").unwrap().len(), 1);
+    assert_eq!(
+        s.experiment("e").unwrap().unwrap().state.as_str(),
+        "succeeded"
+    );
+    // The new state is allowed, and foreign keys are on again.
+    s.conn()
+        .execute(
+            "UPDATE experiments SET state = 'promoting' WHERE id = 'e'",
+            [],
+        )
+        .unwrap();
+    let on: i64 = s
+        .conn()
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(on, 1);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_newer_schema_is_refused() {
     let dir = tmp_dir("too-new");
     {
