@@ -669,3 +669,186 @@ criteria: { min_series_reduction: 0.01 }
     );
     drop(f);
 }
+
+/// Only the `<worker>` processes, exported and critical: many fewer series
+/// than the baseline, all critical processes kept, and a count no other
+/// test running at the same time changes (each test names its own). The
+/// base scrapes every second, so the promoted config reports as fast as
+/// the experiment did.
+fn waves_definition(label: &str, worker: &str, extra: &str) -> String {
+    format!(
+        r#"
+name: {label}
+targets: {{ labels: {{ env: {label} }} }}
+base:
+  yaml: |
+    receivers: {{ procfs: {{ collection_interval: 1s }} }}
+    exporters: {{ file: {{ path: "${{env:PHOENIX_EXPERIMENT_OUT:-/dev/null}}" }} }}
+    service: {{ pipelines: {{ metrics: {{ receivers: [procfs], exporters: [file] }} }} }}
+candidates:
+  - name: workers
+    processors:
+      - filter/workers:
+          include:
+            match_type: regexp
+            attributes: [{{ key: process.executable.name, value: "^{worker}$" }}]
+critical_processes: ['^{worker}$']
+interval: 1s
+warmup: 2s
+duration: 5s
+# Keeping one kind of process loses most of the CPU: not the point here.
+criteria: {{ min_cpu_conservation: null }}
+{extra}"#
+    )
+}
+
+/// The promotion of `id` as the API shows it.
+fn promotion(http: u16, id: &str) -> phoenix_api::Promotion {
+    let detail: ExperimentDetail = typed(get(http, id));
+    detail.promotion.expect("a promotion in waves")
+}
+
+#[test]
+fn a_promotion_in_waves_from_the_definition_reaches_every_target_one_wave_at_a_time() {
+    let f = fleet("waves-ok");
+    let _workers = Named::spawn(f.dir.path(), "wok-worker", 10);
+    let text = waves_definition(
+        "waves-ok",
+        "wok-worker",
+        "auto_promote: true\npromotion: { waves: [50%, 100%], watch: 3s }\n",
+    );
+    let id = create_and_start(f.controller.http, &text);
+    let done = wait_state(
+        f.controller.http,
+        &id,
+        &["promoted", "rolled_back", "failed"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(done["state"], "promoted", "{done}");
+    let p = promotion(f.controller.http, &id);
+    assert_eq!(p.variant, "workers");
+    let waves: Vec<(u32, usize, phoenix_api::WaveState)> = p
+        .waves
+        .iter()
+        .map(|w| (w.number, w.agents.len(), w.state))
+        .collect();
+    assert_eq!(
+        waves,
+        [
+            (1, 1, phoenix_api::WaveState::Passed),
+            (2, 1, phoenix_api::WaveState::Passed)
+        ]
+    );
+    // The second wave went out only once the first was watched.
+    let first_done = p.waves[0].finished_at.clone().expect("finished");
+    let second_out = p.waves[1].started_at.clone().expect("started");
+    assert!(second_out >= first_done, "{first_done} then {second_out}");
+    // Every target runs the promoted config, and the timeline says how.
+    for agent in &f.agents {
+        wait_for(Duration::from_secs(10), || {
+            (hash_of(agent) == p.config_hash).then_some(())
+        })
+        .expect("the agent runs the promoted config");
+    }
+    let path = path(&done);
+    assert!(
+        path.ends_with(
+            &[
+                "succeeded",
+                "promoting",
+                "promoting",
+                "promoting",
+                "promoting",
+                "promoting",
+                "promoted"
+            ]
+            .map(String::from)
+        ),
+        "{path:?}"
+    );
+    drop(f);
+}
+
+#[test]
+fn a_promotion_whose_second_wave_loses_series_is_stopped_and_every_target_restored() {
+    let f = fleet("waves-stop");
+    let workers = Named::spawn(f.dir.path(), "wstop-worker", 20);
+    let id = create_and_start(
+        f.controller.http,
+        &waves_definition("waves-stop", "wstop-worker", ""),
+    );
+    let done = wait_state(
+        f.controller.http,
+        &id,
+        &["succeeded", "rolled_back", "failed"],
+        Duration::from_secs(90),
+    );
+    assert_eq!(done["state"], "succeeded", "{done}");
+    // The operator's command: two waves, each watched for 4 s.
+    let out = phoenixctl(
+        f.controller.http,
+        &[
+            "experiment",
+            "promote",
+            &id,
+            "--waves",
+            "50%,100%",
+            "--watch",
+            "4s",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("promoting"), "{stdout}");
+    assert!(stdout.contains("phoenixctl experiment watch"), "{stdout}");
+    // Once the first wave passed, the workers the winner keeps go away:
+    // the promoted agents now export far fewer series than measured.
+    wait_for(Duration::from_secs(60), || {
+        let p = promotion(f.controller.http, &id);
+        (p.waves[0].state == phoenix_api::WaveState::Passed).then_some(())
+    })
+    .unwrap_or_else(|| panic!("wave 1 never passed: {}", get(f.controller.http, &id)));
+    drop(workers);
+    let done = wait_state(
+        f.controller.http,
+        &id,
+        &["rolled_back", "promoted"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(done["state"], "rolled_back", "{done}");
+    // The reason is completed once the restore pushes are made.
+    let done = wait_for(Duration::from_secs(10), || {
+        let v = get(f.controller.http, &id);
+        v["reason"].as_str()?.contains("restored").then_some(v)
+    })
+    .expect("the restore is recorded");
+    let reason = done["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("wave 2 of 2: agent ") && reason.contains("series on metrics/workers"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("restored the previous config on 2 agent(s)"),
+        "{reason}"
+    );
+    let p = promotion(f.controller.http, &id);
+    assert_eq!(p.waves[0].state, phoenix_api::WaveState::Passed);
+    assert_eq!(p.waves[1].state, phoenix_api::WaveState::Failed);
+    assert!(p.waves[1].reason.contains("series"), "{:?}", p.waves[1]);
+    // Both agents, the one promoted in wave 1 too, run their own config again.
+    f.wait_local_configs();
+    // `get` shows the waves and why the second stopped.
+    let out = phoenixctl(f.controller.http, &["experiment", "get", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("promotion of workers"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("failed") && l.contains("series on metrics/workers")),
+        "{text}"
+    );
+    drop(f);
+}

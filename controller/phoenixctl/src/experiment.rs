@@ -121,13 +121,28 @@ pub(super) async fn run(
             let v = act(client, id, ExperimentAction::Rollback, &request).await?;
             print(out, &v, state_line);
         }
-        ExperimentCommand::Promote { id, variant, note } => {
+        ExperimentCommand::Promote {
+            id,
+            variant,
+            waves,
+            watch,
+            note,
+        } => {
             let request = ActionRequest {
                 variant: variant.clone(),
+                waves: waves.as_ref().map(|w| w.0.clone()),
+                watch: watch.clone(),
                 ..by(note)
             };
             let v = act(client, id, ExperimentAction::Promote, &request).await?;
-            print(out, &v, state_line);
+            print(out, &v, |v| {
+                let follow = if v.state == ExperimentState::Promoting {
+                    format!("follow the waves with: phoenixctl experiment watch {id}\n")
+                } else {
+                    String::new()
+                };
+                state_line(v) + &follow
+            });
         }
         ExperimentCommand::Results {
             id,
@@ -370,6 +385,7 @@ fn get_text(d: &ExperimentDetail) -> String {
             text("message")
         ));
     }
+    t.push_str(&waves_text(d));
     let transitions: Vec<Vec<String>> = d
         .transitions
         .iter()
@@ -426,6 +442,47 @@ fn get_text(d: &ExperimentDetail) -> String {
         ));
     }
     t
+}
+
+/// A promotion in waves: one line for the plan, a row per wave.
+fn waves_text(d: &ExperimentDetail) -> String {
+    let Some(p) = &d.promotion else {
+        return String::new();
+    };
+    let rows: Vec<Vec<String>> = p
+        .waves
+        .iter()
+        .map(|w| {
+            vec![
+                w.number.to_string(),
+                w.percent.to_string(),
+                w.agents.len().to_string(),
+                w.state.as_str().into(),
+                or_dash(w.push.as_deref().unwrap_or("")),
+                or_dash(w.watch_until.as_deref().unwrap_or("")),
+                w.reason.clone(),
+            ]
+        })
+        .collect();
+    format!(
+        "\npromotion of {} (config {}), each wave watched {} s, series may drop {:.0}%:\n{}",
+        p.variant,
+        short(&p.config_hash),
+        p.watch_ms / 1000,
+        p.max_series_drop * 100.0,
+        table(
+            &[
+                "WAVE",
+                "REACH",
+                "AGENTS",
+                "STATE",
+                "PUSH",
+                "WATCHED UNTIL",
+                "WHY"
+            ],
+            &rows
+        )
+    )
 }
 
 fn or_dash(text: &str) -> String {
@@ -871,6 +928,7 @@ fn watch_text(snap: &Snapshot, problem: Option<&str>) -> String {
             d.targets.len()
         ));
     }
+    t.push_str(&waves_text(d));
     let latest = latest(&snap.results.body);
     let rows: Vec<Vec<String>> = e
         .variants
@@ -1101,5 +1159,51 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("final: yes\n"), "{text}");
+    }
+
+    #[test]
+    fn a_promotion_in_waves_shows_each_wave_with_its_state_and_why() {
+        let mut detail = json!({
+            "id": "exp-1", "name": "topk", "description": "", "state": "rolled_back",
+            "reason": "wave 2 of 2 stopped the promotion", "author": "ana",
+            "config_hash": "ab12", "variants": [], "actions": [],
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:10:00.000Z",
+            "start_at": null, "running_at": null, "measure_from": null, "ends_at": null,
+            "finished_at": null, "headline": null, "spec": {}, "config": "",
+            "deploy_push": null, "promoted_push": null, "breach": null,
+            "transitions": [], "targets": []
+        });
+        let wave = |number: u32, percent: &str, agent: &str, state: &str, reason: &str| {
+            json!({"number": number, "percent": percent, "agents": [agent], "state": state,
+                   "push": format!("push-{number}"), "started_at": null,
+                   "watch_until": "2026-01-01T00:05:00.000Z", "finished_at": null,
+                   "reason": reason})
+        };
+        detail["promotion"] = json!({
+            "variant": "lean", "config_hash": "cd34ef56aa001122", "watch_ms": 30000,
+            "max_series_drop": 0.2,
+            "waves": [
+                wave(1, "50%", "a", "passed", "1 promoted agent(s) watched"),
+                wave(2, "100%", "b", "failed", "agent b exports 3 series"),
+            ]
+        });
+        let d: ExperimentDetail = serde_json::from_value(detail).unwrap();
+        let text = get_text(&d);
+        assert!(
+            text.contains("promotion of lean (config cd34ef56aa00), each wave watched 30 s, series may drop 20%:"),
+            "{text}"
+        );
+        let row = |n: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(n) && l.contains('%'))
+                .unwrap_or_else(|| panic!("wave {n} in {text}"))
+                .to_string()
+        };
+        for part in ["50%", "passed", "push-1", "2026-01-01T00:05:00.000Z"] {
+            assert!(row("1 ").contains(part), "{text}");
+        }
+        for part in ["100%", "failed", "push-2", "agent b exports 3 series"] {
+            assert!(row("2 ").contains(part), "{text}");
+        }
     }
 }

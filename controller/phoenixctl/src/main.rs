@@ -269,12 +269,24 @@ enum ExperimentCommand {
         #[arg(long, alias = "author", value_name = "TEXT")]
         note: Option<String>,
     },
-    /// Push a succeeded experiment's winner (or --variant) to its targets.
+    /// Push a succeeded experiment's winner (or --variant) to its targets: at
+    /// once, or in waves each watched before the next (follow it with watch).
     Promote {
         id: String,
         /// The variant to promote (default: the verdict's winner).
         #[arg(long, value_name = "NAME")]
         variant: Option<String>,
+        /// Roll out in waves: the share of the targets promoted once each is
+        /// out, the last 100% (default: the definition's `promotion.waves`,
+        /// else all at once). A wave whose agents fail the config, stop
+        /// reporting, or lose series or critical processes against the
+        /// experiment's measurements stops the rollout and rolls back.
+        #[arg(long, value_name = "10%,50%,100%", value_parser = Waves::parse)]
+        waves: Option<Waves>,
+        /// How long each wave is watched (default: the definition's
+        /// `promotion.watch`, else 1m).
+        #[arg(long, value_name = "DURATION")]
+        watch: Option<String>,
         /// A note for the audit log (who acts is the signed-in principal).
         #[arg(long, alias = "author", value_name = "TEXT")]
         note: Option<String>,
@@ -315,6 +327,16 @@ enum ExperimentCommand {
 /// state (a draft waits to be started): false once it is decided
 /// (succeeded, failed) or over. (A state this phoenixctl does not know
 /// fails to parse: the answer is refused, not guessed at.)
+/// `--waves 10%,50%,100%`, checked as the controller checks it.
+#[derive(Debug, Clone)]
+struct Waves(Vec<phoenix_api::WavePercent>);
+
+impl Waves {
+    fn parse(text: &str) -> Result<Waves, String> {
+        phoenix_api::WavePercent::parse_list(text).map(Waves)
+    }
+}
+
 fn ongoing(state: ExperimentState) -> bool {
     state == ExperimentState::Draft || state.is_active()
 }

@@ -251,9 +251,12 @@ async fn watch_deploy(
         return stop(shared, record, Some(wave), reason).await;
     }
     if push.targets.iter().all(|t| t.state == TargetState::Applied) {
-        let now = now_ms();
+        // The first intervals of a new pipeline lack what needs two scrapes
+        // (rates): the watch judges from after the experiment's own warm-up.
+        let (_, timing) = super::spec_of(record)?;
+        let from = now_ms() + timing.warmup_ms;
         let change = WaveChange {
-            watch_until: Some(now + promotion.watch_ms),
+            watch_until: Some(from + promotion.watch_ms),
             ..WaveChange::to(WaveState::Watching)
         };
         if advance_wave(shared, record, wave, change).await? {
@@ -261,9 +264,10 @@ async fn watch_deploy(
                 shared,
                 record,
                 format!(
-                    "{label}: {} agent(s) run the promoted config; watching until {}",
+                    "{label}: {} agent(s) run the promoted config; watching from {} until {}",
                     wave.agents.len(),
-                    rfc3339_ms(now + promotion.watch_ms)
+                    rfc3339_ms(from),
+                    rfc3339_ms(from + promotion.watch_ms)
                 ),
             )
             .await;
@@ -363,7 +367,11 @@ async fn watch_wave(
         .flat_map(|w| w.agents.iter().cloned())
         .collect();
     let watch_until = wave.watch_until.unwrap_or(0);
+    // Judged: what the agents report after the warm-up.
     let since = watch_until - promotion.watch_ms;
+    if now_ms() < since {
+        return Ok(());
+    }
     let store = shared.store.clone();
     let (id, variant, agents) = (
         record.id.clone(),
