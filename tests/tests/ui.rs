@@ -353,14 +353,24 @@ fn a_user_runs_judges_and_promotes_an_experiment_from_the_dashboard() {
         dialog.contains("“aggressive” pipeline alone") && dialog.contains("2 target agent(s)"),
         "{dialog}"
     );
+    // One watched wave: the agents must report after the warm-up before
+    // it passes (the base scrapes every 10 s).
+    s.wait("#promote-waves").fill("100%");
+    s.wait("#promote-watch").fill("1s");
     s.wait("#dialog-confirm").click();
     wait_js(
         &s,
-        "the promoted state",
-        "return !document.querySelector('dialog[open]') && document.querySelector('#exp-state').dataset.state === 'promoted'",
+        "the promoting state with its wave",
+        "return !document.querySelector('dialog[open]') && document.querySelector('#exp-state').dataset.state === 'promoting' && document.querySelectorAll('#waves tbody tr').length === 1",
+    );
+    wait_js(
+        &s,
+        "the promoted state, its wave passed",
+        "return document.querySelector('#exp-state').dataset.state === 'promoted' && document.querySelector('#waves tbody tr').dataset.state === 'passed'",
     );
     let (_, exp) = api(http, "GET", &format!("/api/v1/experiments/{id}"), "");
     assert_eq!(exp["state"], "promoted");
+    assert_eq!(exp["promotion"]["waves"][0]["state"], "passed", "{exp}");
     let push = exp["promoted_push"].as_str().unwrap().to_string();
     let (_, push) = api(http, "GET", &format!("/api/v1/pushes/{push}"), "");
     let promoted_hash = push["hash"].as_str().unwrap().to_string();

@@ -440,7 +440,15 @@ async fn watch_wave(
             return stop(shared, record, Some(wave), format!("{label}: {p}")).await;
         }
     }
-    if now_ms() < watch_until {
+    let now = now_ms();
+    if now < watch_until {
+        return Ok(());
+    }
+    // The watch may be shorter than the agents' scrape interval: it ends
+    // once every promoted agent has been judged at least once, and an
+    // agent still silent a deploy timeout later fails it.
+    let (_, timing) = super::spec_of(record)?;
+    if fresh < promoted.len() && now < watch_until + timing.deploy_timeout_ms {
         return Ok(());
     }
     if fresh < promoted.len() {
@@ -455,8 +463,9 @@ async fn watch_wave(
             .filter(|a| !reported.contains(a))
             .collect();
         let reason = format!(
-            "{label}: no stats during the watch from {}",
-            silent.join(", ")
+            "{label}: no stats since the warm-up from {} ({} ms after the watch ended)",
+            silent.join(", "),
+            timing.deploy_timeout_ms
         );
         return stop(shared, record, Some(wave), reason).await;
     }
@@ -465,7 +474,7 @@ async fn watch_wave(
         promoted.len()
     );
     let change = WaveChange {
-        finished_at: Some(now_ms()),
+        finished_at: Some(now),
         reason: Some(reason.clone()),
         ..WaveChange::to(WaveState::Passed)
     };

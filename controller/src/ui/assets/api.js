@@ -53,6 +53,28 @@
  * @property {string} [config] the composed agent config (YAML)
  * @property {Transition[]} [transitions]
  * @property {Target[]} [targets]
+ * @property {Promotion} [promotion] a promotion in waves
+ */
+
+/**
+ * A promotion in waves (`GET /experiments/<id>`).
+ * @typedef {object} Promotion
+ * @property {string} variant
+ * @property {string} config_hash
+ * @property {number} watch_ms
+ * @property {number} max_series_drop
+ * @property {Wave[]} waves
+ */
+
+/**
+ * @typedef {object} Wave
+ * @property {number} number
+ * @property {string} percent like "10%"
+ * @property {string[]} agents
+ * @property {"pending" | "deploying" | "watching" | "passed" | "failed" | "skipped"} state
+ * @property {string | null} push
+ * @property {string | null} watch_until
+ * @property {string} reason
  */
 
 /**

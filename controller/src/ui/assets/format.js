@@ -149,6 +149,7 @@ export function tone(word) {
     case "succeeded":
     case "promoted":
     case "pass":
+    case "passed":
       return "ok";
     case "failed":
     case "fail":
@@ -158,12 +159,15 @@ export function tone(word) {
     case "rolled_back":
     case "superseded":
     case "cancelled":
+    case "skipped":
       return "warn";
     case "pending":
     case "applying":
     case "deploying":
     case "running":
     case "analyzing":
+    case "promoting":
+    case "watching":
     case "in_progress":
       return "info";
     default:

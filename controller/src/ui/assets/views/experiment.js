@@ -94,8 +94,8 @@ const ACTIONS = [
 
 const big = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
 const REPORT_EVERY_MS = 4000;
-const ACTIVE = ["pending", "deploying", "running", "analyzing"];
-const HAS_DEPLOYED = ["deploying", "running", "analyzing", "succeeded", "failed"];
+const ACTIVE = ["pending", "deploying", "running", "analyzing", "promoting"];
+const HAS_DEPLOYED = ["deploying", "running", "analyzing", "succeeded", "failed", "promoting"];
 // The states still ahead of each state, for the lifecycle steps.
 /** @type {Record<string, string[]>} */
 const AHEAD = {
@@ -105,6 +105,7 @@ const AHEAD = {
   running: ["analyzing", "verdict"],
   analyzing: ["verdict"],
   succeeded: ["promoted or rolled back"],
+  promoting: ["promoted"],
 };
 
 /**
@@ -306,6 +307,40 @@ function renderProgress(els, data) {
     bar,
     line ? h("div", { class: "progress-line" }, h("span", { id: "exp-progress-text" }, line)) : null,
     why ? els.reason : null,
+    exp.promotion ? wavesTable(exp.promotion) : null,
+  );
+}
+
+/**
+ * A promotion in waves: each wave's reach, agents, state and why.
+ * @param {import("/ui/api.js").Promotion} p
+ */
+function wavesTable(p) {
+  return h(
+    "div",
+    { id: "waves" },
+    h(
+      "h3",
+      null,
+      `Promotion of “${p.variant}” in waves`,
+      h("span", { class: "muted small" }, ` each watched ${span(p.watch_ms)} after the warm-up; series may fall ${pct(p.max_series_drop)} below what was measured`),
+    ),
+    table(
+      { class: "waves" },
+      ["Wave", "Reach", "Agents", "State", "Watched until", "Why"],
+      p.waves.map((w) =>
+        h(
+          "tr",
+          { "data-state": w.state },
+          h("td", null, String(w.number)),
+          h("td", null, w.percent),
+          h("td", { class: "mono small", title: w.agents.join(", ") }, String(w.agents.length)),
+          h("td", null, h("span", { class: "badge " + tone(w.state) }, words(w.state))),
+          h("td", null, w.watch_until ? clock(w.watch_until) : DASH),
+          h("td", { class: "small" }, w.reason || DASH),
+        ),
+      ),
+    ),
   );
 }
 
@@ -835,6 +870,8 @@ function promoteDialog(page) {
     ),
     h("option", { value: baseline }, `${baseline} (the baseline)`),
   );
+  const waves = h("input", { id: "promote-waves", type: "text", placeholder: "all at once, or e.g. 10%,50%,100%", pattern: "^\\s*(\\d{1,3}%?\\s*,\\s*)*\\d{1,3}%?\\s*$" });
+  const watch = h("input", { id: "promote-watch", type: "text", placeholder: "1m" });
   const what = h("p", { id: "promote-what" });
   const describe = () =>
     replace(
@@ -853,6 +890,14 @@ function promoteDialog(page) {
     build(body) {
       body.append(
         h("div", { class: "field" }, h("label", { for: "promote-variant" }, "Variant"), select),
+        h(
+          "div",
+          { class: "field" },
+          h("label", { for: "promote-waves" }, "Waves"),
+          waves,
+          h("span", { class: "hint" }, "The share of the targets promoted once each wave is out, the last 100%. Each wave is watched; one that fails the config, stops reporting or loses series or critical processes rolls everything back."),
+        ),
+        h("div", { class: "field" }, h("label", { for: "promote-watch" }, "Watch each wave for"), watch),
         what,
         h(
           "ul",
@@ -869,7 +914,12 @@ function promoteDialog(page) {
       );
     },
     async onConfirm() {
-      const r = await send(page, "promote", { variant: select.value });
+      /** @type {{ variant: string, waves?: string[], watch?: string }} */
+      const body = { variant: select.value };
+      const list = waves.value.split(",").map((w) => w.trim()).filter(Boolean);
+      if (list.length) body.waves = list;
+      if (watch.value.trim()) body.watch = watch.value.trim();
+      const r = await send(page, "promote", body);
       page.ctx.flash(capital(r.reason || `promoted “${select.value}”`) + ".");
     },
   });

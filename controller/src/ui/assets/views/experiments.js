@@ -10,7 +10,7 @@ import { DASH, ago, dateTime, pct, tone, words } from "/ui/format.js";
 
 // Kept across visits to the page.
 const filters = { state: "all" };
-const STATES = ["draft", "pending", "deploying", "running", "analyzing", "succeeded", "failed", "promoted", "rolled_back", "cancelled"];
+const STATES = ["draft", "pending", "deploying", "running", "analyzing", "succeeded", "failed", "promoting", "promoted", "rolled_back", "cancelled"];
 
 /** @param {HTMLElement} root */
 export function mount(root) {
