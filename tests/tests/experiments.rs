@@ -710,7 +710,7 @@ fn promotion(http: u16, id: &str) -> phoenix_api::Promotion {
 
 #[test]
 fn a_promotion_in_waves_from_the_definition_reaches_every_target_one_wave_at_a_time() {
-    let f = fleet("waves-ok");
+    let mut f = fleet("waves-ok");
     let _workers = Named::spawn(f.dir.path(), "wok-worker", 10);
     let text = waves_definition(
         "waves-ok",
@@ -718,8 +718,20 @@ fn a_promotion_in_waves_from_the_definition_reaches_every_target_one_wave_at_a_t
         "auto_promote: true\npromotion: { waves: [50%, 100%], watch: 3s }\n",
     );
     let id = create_and_start(f.controller.http, &text);
+    // The controller is killed while the first wave is out; the one
+    // started on the same store goes on with it.
+    let (http, grpc) = (f.controller.http, f.controller.grpc);
+    wait_state(
+        http,
+        &id,
+        &["promoting", "rolled_back", "failed"],
+        Duration::from_secs(90),
+    );
+    f.controller.running.signal(libc::SIGKILL);
+    let _ = f.controller.running.child.wait();
+    f.controller = start_controller(&f.dir.path().join("data"), http, grpc);
     let done = wait_state(
-        f.controller.http,
+        http,
         &id,
         &["promoted", "rolled_back", "failed"],
         Duration::from_secs(120),
