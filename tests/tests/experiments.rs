@@ -95,18 +95,30 @@ fn concurrently(http: u16, path: &str, n: usize) -> Vec<u16> {
 /// Baseline against `candidate`, exported to a file per agent so the test
 /// can check the controller's numbers against what the agents sent.
 fn definition(label: &str, candidate: &str, duration: &str, extra: &str) -> String {
+    definition_with("{}", label, candidate, "^etcd$", duration, extra)
+}
+
+/// [`definition`] with these procfs settings and critical processes.
+fn definition_with(
+    procfs: &str,
+    label: &str,
+    candidate: &str,
+    critical: &str,
+    duration: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 name: {label}
 targets: {{ labels: {{ env: {label} }} }}
 base:
   yaml: |
-    receivers: {{ procfs: {{}} }}
+    receivers: {{ procfs: {procfs} }}
     exporters: {{ file: {{ path: "${{env:PHOENIX_EXPERIMENT_OUT:-/dev/null}}" }} }}
     service: {{ pipelines: {{ metrics: {{ receivers: [procfs], exporters: [file] }} }} }}
 candidates:
   - {candidate}
-critical_processes: ['^etcd$']
+critical_processes: ['{critical}']
 interval: 1s
 warmup: 2s
 duration: {duration}
@@ -676,29 +688,19 @@ criteria: { min_series_reduction: 0.01 }
 /// base scrapes every second, so the promoted config reports as fast as
 /// the experiment did.
 fn waves_definition(label: &str, worker: &str, extra: &str) -> String {
-    format!(
-        r#"
-name: {label}
-targets: {{ labels: {{ env: {label} }} }}
-base:
-  yaml: |
-    receivers: {{ procfs: {{ collection_interval: 1s }} }}
-    exporters: {{ file: {{ path: "${{env:PHOENIX_EXPERIMENT_OUT:-/dev/null}}" }} }}
-    service: {{ pipelines: {{ metrics: {{ receivers: [procfs], exporters: [file] }} }} }}
-candidates:
-  - name: workers
-    processors:
-      - filter/workers:
-          include:
-            match_type: regexp
-            attributes: [{{ key: process.executable.name, value: "^{worker}$" }}]
-critical_processes: ['^{worker}$']
-interval: 1s
-warmup: 2s
-duration: 5s
-# Keeping one kind of process loses most of the CPU: not the point here.
-criteria: {{ min_cpu_conservation: null }}
-{extra}"#
+    let keep = format!(
+        "{{ name: workers, processors: [{{ filter/workers: {{ include: {{ match_type: regexp, \
+         attributes: [{{ key: process.executable.name, value: \"^{worker}$\" }}] }} }} }}] }}"
+    );
+    // Keeping one kind of process loses most of the CPU: not the point here.
+    let extra = format!("criteria: {{ min_cpu_conservation: null }}\n{extra}");
+    definition_with(
+        "{ collection_interval: 1s }",
+        label,
+        &keep,
+        &format!("^{worker}$"),
+        "5s",
+        &extra,
     )
 }
 

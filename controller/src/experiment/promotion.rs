@@ -175,27 +175,57 @@ pub async fn advance(
     else {
         return finish(shared, &record, &promotion).await;
     };
-    let label = format!("wave {} of {total}", wave.number);
+    let step = Step {
+        shared,
+        record: &record,
+        promotion: &promotion,
+        wave,
+        label: format!("wave {} of {total}", wave.number),
+    };
     match wave.state {
-        WaveState::Pending => push_wave(shared, &record, &promotion, wave, &label).await,
-        WaveState::Deploying => watch_deploy(shared, &record, &promotion, wave, &label).await,
-        WaveState::Watching => watch_wave(shared, &record, &promotion, wave, &label).await,
+        WaveState::Pending => push_wave(&step).await,
+        WaveState::Deploying => watch_deploy(&step).await,
+        WaveState::Watching => watch_wave(&step).await,
         // Failed, and the controller stopped before the rollback: do it now.
         WaveState::Failed | WaveState::Skipped => {
-            let reason = format!("{label} stopped the promotion: {}", wave.reason);
+            let reason = format!("{} stopped the promotion: {}", step.label, wave.reason);
             stop(shared, &record, None, reason).await
         }
         WaveState::Passed => Ok(()),
     }
 }
 
-async fn push_wave(
-    shared: &Arc<Shared>,
-    record: &ExperimentRecord,
-    promotion: &PromotionRecord,
-    wave: &WaveRecord,
-    label: &str,
-) -> Result<(), ExperimentError> {
+/// The wave a step acts on, with what it needs.
+struct Step<'a> {
+    shared: &'a Arc<Shared>,
+    record: &'a ExperimentRecord,
+    promotion: &'a PromotionRecord,
+    wave: &'a WaveRecord,
+    /// `wave 2 of 3`, what the reasons start with.
+    label: String,
+}
+
+impl<'a> Step<'a> {
+    fn parts(
+        &self,
+    ) -> (
+        &'a Arc<Shared>,
+        &'a ExperimentRecord,
+        &'a PromotionRecord,
+        &'a WaveRecord,
+    ) {
+        (self.shared, self.record, self.promotion, self.wave)
+    }
+
+    /// The wave fails for `why`, and the rollout stops.
+    async fn fail(&self, why: String) -> Result<(), ExperimentError> {
+        let reason = format!("{}: {why}", self.label);
+        stop(self.shared, self.record, Some(self.wave), reason).await
+    }
+}
+
+async fn push_wave(step: &Step<'_>) -> Result<(), ExperimentError> {
+    let (shared, record, promotion, wave) = step.parts();
     let yaml = super::promoted_config(record, &promotion.variant)?.yaml;
     // A crash between the push and the row below pushes the wave again at
     // the next start: the same config to the same agents, which they
@@ -218,26 +248,15 @@ async fn push_wave(
         }
         Err(e) => {
             let why = format!("the push was refused: {e}");
-            stop(shared, record, Some(wave), format!("{label}: {why}")).await
+            step.fail(why).await
         }
     }
 }
 
-async fn watch_deploy(
-    shared: &Arc<Shared>,
-    record: &ExperimentRecord,
-    promotion: &PromotionRecord,
-    wave: &WaveRecord,
-    label: &str,
-) -> Result<(), ExperimentError> {
+async fn watch_deploy(step: &Step<'_>) -> Result<(), ExperimentError> {
+    let (shared, record, promotion, wave) = step.parts();
     let Some(push_id) = wave.push_id.clone() else {
-        return stop(
-            shared,
-            record,
-            Some(wave),
-            format!("{label}: no push recorded"),
-        )
-        .await;
+        return step.fail("no push recorded".into()).await;
     };
     let store = shared.store.clone();
     let push = blocking(move || store.push(&push_id, None))
@@ -247,8 +266,8 @@ async fn watch_deploy(
         .ok_or_else(|| internal(InternalError::Vanished("a wave's push".into())))?;
     let bad = super::scheduler::failed_targets(&push.targets);
     if !bad.is_empty() {
-        let reason = format!("{label}: the promoted config failed: {}", bad.join("; "));
-        return stop(shared, record, Some(wave), reason).await;
+        let why = format!("the promoted config failed: {}", bad.join("; "));
+        return step.fail(why).await;
     }
     if push.targets.iter().all(|t| t.state == TargetState::Applied) {
         // The first intervals of a new pipeline lack what needs two scrapes
@@ -264,7 +283,8 @@ async fn watch_deploy(
                 shared,
                 record,
                 format!(
-                    "{label}: {} agent(s) run the promoted config; watching from {} until {}",
+                    "{}: {} agent(s) run the promoted config; watching from {} until {}",
+                    step.label,
                     wave.agents.len(),
                     rfc3339_ms(from),
                     rfc3339_ms(from + promotion.watch_ms)
@@ -352,13 +372,8 @@ pub fn judge(
     None
 }
 
-async fn watch_wave(
-    shared: &Arc<Shared>,
-    record: &ExperimentRecord,
-    promotion: &PromotionRecord,
-    wave: &WaveRecord,
-    label: &str,
-) -> Result<(), ExperimentError> {
+async fn watch_wave(step: &Step<'_>) -> Result<(), ExperimentError> {
+    let (shared, record, promotion, wave) = step.parts();
     // Every agent promoted so far, this wave's and the earlier ones'.
     let promoted: Vec<String> = promotion
         .waves
@@ -405,7 +420,7 @@ async fn watch_wave(
             None
         };
         if let Some(p) = problem {
-            return stop(shared, record, Some(wave), format!("{label}: {p}")).await;
+            return step.fail(p).await;
         }
     }
     let tolerance = 1.0 - promotion.max_series_drop;
@@ -437,7 +452,7 @@ async fn watch_wave(
             expect,
             promotion.max_series_drop,
         ) {
-            return stop(shared, record, Some(wave), format!("{label}: {p}")).await;
+            return step.fail(p).await;
         }
     }
     let now = now_ms();
@@ -462,12 +477,12 @@ async fn watch_wave(
             .map(String::as_str)
             .filter(|a| !reported.contains(a))
             .collect();
-        let reason = format!(
-            "{label}: no stats since the warm-up from {} ({} ms after the watch ended)",
+        let why = format!(
+            "no stats since the warm-up from {} ({} ms after the watch ended)",
             silent.join(", "),
             timing.deploy_timeout_ms
         );
-        return stop(shared, record, Some(wave), reason).await;
+        return step.fail(why).await;
     }
     let reason = format!(
         "{} promoted agent(s) watched: none failed, each kept its series and critical processes",
@@ -479,7 +494,7 @@ async fn watch_wave(
         ..WaveChange::to(WaveState::Passed)
     };
     if advance_wave(shared, record, wave, change).await? {
-        note(shared, record, format!("{label} passed: {reason}")).await;
+        note(shared, record, format!("{} passed: {reason}", step.label)).await;
         // The next wave goes out at once.
         shared.scheduler_wake.notify_one();
     }
