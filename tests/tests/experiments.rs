@@ -5,7 +5,10 @@
 //! critical process is stopped by its guardrail; a candidate that drops
 //! the busiest process fails on CPU conservation and the report names the
 //! process; a controller killed
-//! mid-run resumes the experiment after its restart.
+//! mid-run resumes the experiment after its restart; a promotion in waves
+//! reaches every target one watched wave at a time (through a controller
+//! restart), and one whose second wave loses series is stopped and every
+//! target restored.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
