@@ -182,7 +182,12 @@ impl Default for TelemetryConfig {
 pub struct ExperimentConfig {
     pub id: String,
     /// The pipeline the others are compared with (`metrics/baseline`).
-    pub baseline: String,
+    /// Without one, no pipeline is a candidate and nothing is compared: the
+    /// block names the experiment (stamped on resources and stats) and its
+    /// critical processes, whose coverage every pipeline still reports (a
+    /// promoted config, watched as it rolls out).
+    #[serde(default)]
+    pub baseline: Option<String>,
     /// Regexes on the executable name of processes that must stay visible.
     #[serde(default)]
     pub critical_processes: Vec<String>,
@@ -725,17 +730,15 @@ impl<'a> Loader<'a> {
                 "experiment.id must not be empty",
             );
         }
-        let baseline_known =
-            ComponentId::parse(&experiment.baseline).is_ok_and(|id| pipelines.contains_key(&id));
-        if !baseline_known {
-            self.error(
-                component.clone(),
-                &["experiment", "baseline"],
-                format!(
-                    "baseline {:?} is not a pipeline under service.pipelines",
-                    experiment.baseline
-                ),
-            );
+        if let Some(baseline) = &experiment.baseline {
+            let known = ComponentId::parse(baseline).is_ok_and(|id| pipelines.contains_key(&id));
+            if !known {
+                self.error(
+                    component.clone(),
+                    &["experiment", "baseline"],
+                    format!("baseline {baseline:?} is not a pipeline under service.pipelines"),
+                );
+            }
         }
         for pattern in &experiment.critical_processes {
             if let Err(e) = regex::Regex::new(pattern) {

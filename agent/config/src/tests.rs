@@ -137,6 +137,30 @@ fn experiment_baseline_must_be_a_pipeline() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors.iter().any(|e| e.message.contains("metrics/nope")));
     assert!(errors.iter().any(|e| e.message.contains("invalid regex")));
+    // Still refused, with the same words, now that a baseline is optional.
+    let text = format!("{MINIMAL}experiment: {{ id: demo, baseline: metrics/nope }}\n");
+    let errors = load(&text).unwrap_err().0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].message,
+        "baseline \"metrics/nope\" is not a pipeline under service.pipelines"
+    );
+}
+
+#[test]
+fn an_experiment_without_a_baseline_names_only_its_critical_processes() {
+    let text =
+        format!("{MINIMAL}experiment:\n  id: rollout-1\n  critical_processes: ['^postgres$']\n");
+    let c = load(&text).unwrap();
+    let e = c.experiment.expect("the experiment block");
+    assert_eq!(e.id, "rollout-1");
+    assert_eq!(e.baseline, None);
+    assert_eq!(e.critical_processes, ["^postgres$"]);
+    // The rest of the block is checked as before.
+    let text = format!("{MINIMAL}experiment: {{ id: rollout-1, critical_processes: ['('] }}\n");
+    let errors = load(&text).unwrap_err().0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].message.contains("invalid regex"), "{errors:?}");
 }
 
 #[test]

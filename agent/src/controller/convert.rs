@@ -33,6 +33,8 @@ fn pipeline_stats(p: &PipelineStats) -> v1::PipelineStats {
         cpu_total: p.cpu_total,
         memory_total: p.memory_total,
         comparison: p.comparison.as_ref().map(comparison),
+        critical_total: count(p.critical_total),
+        critical_visible: count(p.critical_visible),
     }
 }
 
@@ -96,6 +98,8 @@ mod tests {
             series_removed: 7,
             cpu_total: 8.5,
             memory_total: 9.5,
+            critical_total: 4,
+            critical_visible: 4,
             comparison,
         }
     }
@@ -156,6 +160,8 @@ mod tests {
                 cpu_total: 8.5,
                 memory_total: 9.5,
                 comparison: None,
+                critical_total: 4,
+                critical_visible: 4,
             }
         );
         let candidate = &out.pipelines[1];

@@ -84,7 +84,8 @@ impl Exporter for ConsoleExporter {
 }
 
 /// The side-by-side table of every pipeline of one interval: what each
-/// costs, and for candidates what they save and keep against the baseline.
+/// costs, inside an experiment how many critical processes each keeps
+/// visible, and for candidates what they save and keep against the baseline.
 pub fn render_table(report: &IntervalReport) -> String {
     let mut out = String::with_capacity(256 + 160 * report.pipelines.len());
     let _ = write!(
@@ -98,17 +99,23 @@ pub fn render_table(report: &IntervalReport) -> String {
         let _ = write!(out, ", experiment {id}");
     }
     out.push('\n');
-    let compared = report.experiment_id.is_some();
+    // Critical coverage is every pipeline's inside an experiment; the rest
+    // only candidates have, and only when a baseline ran on this scrape.
+    let experiment = report.experiment_id.is_some();
+    let compared = report.pipelines.iter().any(|p| p.comparison.is_some());
     let _ = write!(
         out,
         "  {:<28} {:<6} {:>6} {:>7} {:>7} {:>10} {:>11} {:>7}",
         "pipeline", "mode", "res", "series", "points", "gzip", "churn", "cpu ms"
     );
+    if experiment {
+        let _ = write!(out, " {:>9}", "critical");
+    }
     if compared {
         let _ = write!(
             out,
-            " {:>7} {:>9} {:>6} {:>6} {:>6}",
-            "saved", "critical", "top-N", "cpu Σ", "mem Σ"
+            " {:>7} {:>6} {:>6} {:>6}",
+            "saved", "top-N", "cpu Σ", "mem Σ"
         );
     }
     out.push('\n');
@@ -129,13 +136,19 @@ pub fn render_table(report: &IntervalReport) -> String {
             format!("+{}/-{}", p.series_added, p.series_removed),
             p.processing_cpu.as_secs_f64() * 1e3,
         );
+        if experiment {
+            let _ = write!(
+                out,
+                " {:>9}",
+                format!("{}/{}", p.critical_visible, p.critical_total)
+            );
+        }
         match &p.comparison {
             Some(c) => {
                 let _ = write!(
                     out,
-                    " {:>6.1}% {:>9} {:>5.0}% {:>6.3} {:>6.3}",
+                    " {:>6.1}% {:>5.0}% {:>6.3} {:>6.3}",
                     c.series_reduction * 100.0,
-                    format!("{}/{}", c.critical_visible, c.critical_total),
                     c.topn_fidelity * 100.0,
                     c.cpu_conservation,
                     c.memory_conservation,
@@ -518,6 +531,8 @@ mod tests {
             series_removed: 1,
             cpu_total: 1.0,
             memory_total: 1.0,
+            critical_total: 3,
+            critical_visible: 3,
             comparison,
         };
         let report = IntervalReport {
@@ -557,7 +572,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            lines[2].contains("metrics/baseline") && lines[2].ends_with("baseline"),
+            lines[2].contains("metrics/baseline")
+                && lines[2].contains(" 3/3 ")
+                && lines[2].ends_with("baseline"),
             "{text}"
         );
         let topk = lines[3];
@@ -581,6 +598,22 @@ mod tests {
             ..report
         };
         assert!(!render_table(&plain).contains("saved"));
+        assert!(!render_table(&plain).contains("critical"));
+        // An experiment without a baseline: critical coverage, nothing compared.
+        let mut promoted = stats("metrics/promoted", PipelineMode::Export, 10, None);
+        promoted.critical_visible = 2;
+        let rollout = IntervalReport {
+            experiment_id: Some("demo".into()),
+            pipelines: vec![promoted],
+            ..plain
+        };
+        let text = render_table(&rollout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].ends_with("critical") && !lines[1].contains("saved"),
+            "{text}"
+        );
+        assert!(lines[2].ends_with(" 2/3"), "{text}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Per-pipeline accounting, every interval: what a pipeline's output costs
 //! (series, datapoints, encoded bytes, its own CPU, churn) and, inside an
-//! experiment, what a candidate keeps compared with the baseline (critical
-//! coverage, top-N fidelity, conservation of totals).
+//! experiment, how many of the scrape's critical processes it keeps visible
+//! (every pipeline, with or without a baseline) and what a candidate keeps
+//! compared with the baseline (top-N fidelity, conservation of totals).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -45,6 +46,12 @@ pub struct PipelineStats {
     /// Totals over the output, for conservation checks.
     pub cpu_total: f64,
     pub memory_total: f64,
+    /// Processes of the scrape matching `critical_processes`, and how many
+    /// of them this output shows individually (not folded into a rollup,
+    /// not dropped). Every pipeline of an experiment has them, baseline or
+    /// not; both 0 outside one and when it names no critical process.
+    pub critical_total: usize,
+    pub critical_visible: usize,
     /// Present for candidates inside an experiment.
     pub comparison: Option<Comparison>,
 }
@@ -161,6 +168,8 @@ impl Accountant {
             series_removed,
             cpu_total,
             memory_total,
+            critical_total: 0,
+            critical_visible: 0,
             comparison: None,
         }
     }
@@ -241,13 +250,36 @@ fn totals(batch: &Batch) -> (f64, f64) {
     (if has_util { cpu_util } else { cpu_time }, memory)
 }
 
-/// Compares candidates with the baseline inside an experiment. Holds the
-/// compiled `critical_processes` and a per-process cache of their verdict.
+/// An experiment's view of the pipelines' outputs: which processes of the
+/// scrape are critical, how many of them each output keeps visible, and how
+/// candidates compare with the baseline. Holds the compiled
+/// `critical_processes`, a per-process cache of their verdict, and scratch
+/// space reused from one output and one interval to the next.
 pub struct Comparator {
     critical: RegexSet,
     /// Per process: the executable name the verdict was made on (a process
-    /// that execs keeps its identity but may change its name) and the verdict.
-    verdicts: IdMap<(Option<Str>, bool)>,
+    /// that execs keeps its identity but may change its name), the verdict,
+    /// and the last scrape the process was in.
+    verdicts: IdMap<Verdict>,
+    /// Scrapes judged so far: the generation a verdict is stamped with.
+    scrapes: u64,
+    /// The identities the output being assessed shows individually.
+    visible: KeySet,
+}
+
+struct Verdict {
+    name: Option<Str>,
+    critical: bool,
+    seen: u64,
+}
+
+/// What [`Comparator::assess`] makes of one pipeline's output.
+#[derive(Debug, Default)]
+pub struct Assessment {
+    /// Critical processes of the scrape the output shows individually.
+    pub critical_visible: usize,
+    /// Present for a candidate: its comparison with the baseline.
+    pub comparison: Option<Comparison>,
 }
 
 impl Comparator {
@@ -255,30 +287,42 @@ impl Comparator {
         Ok(Comparator {
             critical: RegexSet::new(critical_processes)?,
             verdicts: HashMap::default(),
+            scrapes: 0,
+            visible: KeySet::default(),
         })
     }
 
-    /// The identities of critical processes in the scrape (the baseline's input).
+    /// The identities of critical processes in the scrape (the baseline's
+    /// input). Nothing is looked at when no pattern is configured.
     pub fn critical_identities(&mut self, snapshot: &Batch) -> CriticalProcesses {
+        if self.critical.is_empty() {
+            return CriticalProcesses::default();
+        }
+        self.scrapes += 1;
+        let scrape = self.scrapes;
         let mut out = Vec::new();
-        let mut live = KeySet::default();
         for r in &snapshot.resources {
             let Some(id) = r.identity else { continue };
-            live.insert(id);
             let name = match r.attributes.get(semconv::PROCESS_EXECUTABLE_NAME) {
                 Some(Value::Str(s)) => Some(s),
                 _ => None,
             };
-            let cached = self
-                .verdicts
-                .get(&id)
-                .filter(|(seen, _)| seen.as_ref() == name);
-            let critical = match cached {
-                Some((_, verdict)) => *verdict,
-                None => {
-                    let verdict = name.is_some_and(|n| self.critical.is_match(n));
-                    self.verdicts.insert(id, (name.cloned(), verdict));
-                    verdict
+            let critical = match self.verdicts.get_mut(&id) {
+                Some(v) if v.name.as_ref() == name => {
+                    v.seen = scrape;
+                    v.critical
+                }
+                _ => {
+                    let critical = name.is_some_and(|n| self.critical.is_match(n));
+                    self.verdicts.insert(
+                        id,
+                        Verdict {
+                            name: name.cloned(),
+                            critical,
+                            seen: scrape,
+                        },
+                    );
+                    critical
                 }
             };
             if critical {
@@ -286,55 +330,93 @@ impl Comparator {
             }
         }
         // Forget processes that are gone.
-        self.verdicts.retain(|id, _| live.contains(id));
+        self.verdicts.retain(|_, v| v.seen == scrape);
         CriticalProcesses(out)
     }
 
-    /// Compare `candidate` with `baseline` (both pipeline outputs of the same
-    /// interval) given the critical processes of the scrape.
-    pub fn compare(
-        &self,
-        baseline: (&PipelineStats, &Batch),
-        candidate: (&PipelineStats, &Batch),
+    /// Assess one pipeline's output of the interval: how many of the
+    /// scrape's `critical` processes it shows individually and, for a
+    /// candidate (given the baseline's output of the same interval), how it
+    /// compares with the baseline. Costs nothing when there is neither.
+    pub fn assess(
+        &mut self,
         critical: &CriticalProcesses,
-    ) -> Comparison {
-        let (bs, bb) = baseline;
-        let (cs, cb) = candidate;
-        let visible: KeySet = cb.resources.iter().filter_map(|r| r.identity).collect();
-        let critical_visible = critical.0.iter().filter(|id| visible.contains(id)).count();
-        let mut top: KeySet = top_identities(bb, semconv::PROCESS_CPU_UTILIZATION)
-            .or_else(|| top_identities(bb, semconv::PROCESS_CPU_TIME))
-            .unwrap_or_default();
-        top.extend(top_identities(bb, semconv::PROCESS_MEMORY_USAGE).unwrap_or_default());
-        let topn_fidelity = if top.is_empty() {
-            1.0
-        } else {
-            top.iter().filter(|id| visible.contains(id)).count() as f64 / top.len() as f64
-        };
-        Comparison {
-            baseline: bs.pipeline.clone(),
-            series_reduction: reduction(bs.series, cs.series),
-            datapoints_reduction: reduction(bs.datapoints, cs.datapoints),
-            bytes_reduction: reduction(bs.bytes_raw, cs.bytes_raw),
-            critical_total: critical.0.len(),
-            critical_visible,
-            topn_fidelity,
-            cpu_conservation: ratio(cs.cpu_total, bs.cpu_total),
-            memory_conservation: ratio(cs.memory_total, bs.memory_total),
-            losses: super::losses::losses(
-                bb,
-                cb,
-                &visible,
-                (bs.cpu_total, bs.memory_total),
-                (cs.cpu_total, cs.memory_total),
-            ),
+        output: (&PipelineStats, &Batch),
+        baseline: Option<(&PipelineStats, &Batch)>,
+    ) -> Assessment {
+        if critical.is_empty() && baseline.is_none() {
+            return Assessment::default();
         }
+        self.visible.clear();
+        self.visible
+            .extend(output.1.resources.iter().filter_map(|r| r.identity));
+        let critical_visible = critical
+            .0
+            .iter()
+            .filter(|id| self.visible.contains(id))
+            .count();
+        Assessment {
+            critical_visible,
+            comparison: baseline
+                .map(|b| compare(b, output, &self.visible, (critical.len(), critical_visible))),
+        }
+    }
+}
+
+/// Compare `candidate` with `baseline` (both pipeline outputs of the same
+/// interval), given what the candidate shows individually and its critical
+/// coverage (total, visible).
+fn compare(
+    baseline: (&PipelineStats, &Batch),
+    candidate: (&PipelineStats, &Batch),
+    visible: &KeySet,
+    (critical_total, critical_visible): (usize, usize),
+) -> Comparison {
+    let (bs, bb) = baseline;
+    let (cs, cb) = candidate;
+    let mut top: KeySet = top_identities(bb, semconv::PROCESS_CPU_UTILIZATION)
+        .or_else(|| top_identities(bb, semconv::PROCESS_CPU_TIME))
+        .unwrap_or_default();
+    top.extend(top_identities(bb, semconv::PROCESS_MEMORY_USAGE).unwrap_or_default());
+    let topn_fidelity = if top.is_empty() {
+        1.0
+    } else {
+        top.iter().filter(|id| visible.contains(id)).count() as f64 / top.len() as f64
+    };
+    Comparison {
+        baseline: bs.pipeline.clone(),
+        series_reduction: reduction(bs.series, cs.series),
+        datapoints_reduction: reduction(bs.datapoints, cs.datapoints),
+        bytes_reduction: reduction(bs.bytes_raw, cs.bytes_raw),
+        critical_total,
+        critical_visible,
+        topn_fidelity,
+        cpu_conservation: ratio(cs.cpu_total, bs.cpu_total),
+        memory_conservation: ratio(cs.memory_total, bs.memory_total),
+        losses: super::losses::losses(
+            bb,
+            cb,
+            visible,
+            (bs.cpu_total, bs.memory_total),
+            (cs.cpu_total, cs.memory_total),
+        ),
     }
 }
 
 /// Identities of the critical processes of one scrape.
 #[derive(Debug, Default)]
 pub struct CriticalProcesses(Vec<u64>);
+
+impl CriticalProcesses {
+    /// How many processes of the scrape are critical.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 fn reduction(baseline: usize, candidate: usize) -> f64 {
     if baseline == 0 {
@@ -433,6 +515,15 @@ pub(super) mod tests {
             common_attributes: Attributes::empty(),
             resources,
         }
+    }
+
+    /// A scrape of two workers (pids 1 and 3) and a postgres (pid 2).
+    pub(in crate::pipeline) fn workers_and_postgres() -> Batch {
+        batch(vec![
+            process(1, "worker", 0.1, 10),
+            process(2, "postgres", 0.2, 20),
+            process(3, "worker", 0.3, 30),
+        ])
     }
 
     #[test]
@@ -536,7 +627,9 @@ pub(super) mod tests {
             &candidate,
             Duration::ZERO,
         );
-        let c = comparator.compare((&bs, &baseline), (&cs, &candidate), &critical);
+        let a = comparator.assess(&critical, (&cs, &candidate), Some((&bs, &baseline)));
+        assert_eq!(a.critical_visible, 0);
+        let c = a.comparison.expect("a candidate is compared");
 
         assert_eq!(c.critical_total, 1);
         assert_eq!(c.critical_visible, 0, "postgres went into the rollup");
@@ -546,5 +639,62 @@ pub(super) mod tests {
         assert!((c.topn_fidelity - 0.3).abs() < 1e-12, "{c:?}");
         assert!((c.cpu_conservation - 1.0).abs() < 1e-12);
         assert!((c.memory_conservation - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn every_pipeline_reports_its_critical_coverage_without_a_baseline() {
+        // A promoted config: one exporting pipeline, nothing to compare with.
+        let scrape = workers_and_postgres();
+        let mut comparator = Comparator::new(&["^postgres$".to_string()]).unwrap();
+        let critical = comparator.critical_identities(&scrape);
+        assert_eq!(critical.len(), 1);
+        let mut accountant = Accountant::new();
+
+        // Keeps postgres as its own resource.
+        let keeps = batch(vec![process(2, "postgres", 0.2, 20)]);
+        let stats = accountant.measure("metrics/a", PipelineMode::Export, &keeps, Duration::ZERO);
+        let a = comparator.assess(&critical, (&stats, &keeps), None);
+        assert_eq!(a.critical_visible, critical.len());
+        assert!(a.comparison.is_none(), "no baseline, no comparison");
+
+        // Drops it, and folds the others into a rollup without identity.
+        let mut others = process(0, "others", 0.4, 40);
+        others.identity = None;
+        let drops = batch(vec![others]);
+        let stats = accountant.measure("metrics/a", PipelineMode::Export, &drops, Duration::ZERO);
+        let a = comparator.assess(&critical, (&stats, &drops), None);
+        assert_eq!(a.critical_visible, 0);
+        assert!(a.comparison.is_none());
+    }
+
+    #[test]
+    fn no_critical_patterns_no_work() {
+        let scrape = batch((1..=20).map(|p| process(p, "postgres", 0.1, 10)).collect());
+        let mut comparator = Comparator::new(&[]).unwrap();
+        let critical = comparator.critical_identities(&scrape);
+        assert!(critical.is_empty());
+        assert!(comparator.verdicts.is_empty(), "no process was judged");
+        let stats = Accountant::new().measure("m", PipelineMode::Export, &scrape, Duration::ZERO);
+        let a = comparator.assess(&critical, (&stats, &scrape), None);
+        assert_eq!((critical.len(), a.critical_visible), (0, 0));
+        assert!(a.comparison.is_none());
+        assert_eq!(
+            comparator.visible.capacity(),
+            0,
+            "the output was not even looked at"
+        );
+    }
+
+    #[test]
+    fn verdicts_of_processes_that_are_gone_are_forgotten() {
+        let mut comparator = Comparator::new(&["^postgres$".to_string()]).unwrap();
+        comparator.critical_identities(&batch(vec![
+            process(1, "postgres", 0.0, 1),
+            process(2, "sh", 0.0, 1),
+        ]));
+        assert_eq!(comparator.verdicts.len(), 2);
+        let critical = comparator.critical_identities(&batch(vec![process(1, "postgres", 0.0, 1)]));
+        assert_eq!(critical.0, vec![1]);
+        assert_eq!(comparator.verdicts.len(), 1);
     }
 }

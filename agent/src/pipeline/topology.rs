@@ -12,7 +12,7 @@ use std::time::Duration;
 use phoenix_processors::model::{Batch, KeyValue, Value};
 use phoenix_processors::{Processor, ProcessorConfig, semconv};
 
-use super::accounting::{self, Accountant, Comparator, Comparison, IntervalReport, PipelineStats};
+use super::accounting::{self, Accountant, Assessment, Comparator, IntervalReport, PipelineStats};
 use super::gauges::PipelineGauges;
 use crate::exporter::{self, BuildContext, Exporter, ExporterConfig};
 use crate::receiver::procfs::{ProcfsConfig, ProcfsReceiver};
@@ -118,7 +118,9 @@ impl Pipeline {
 /// The experiment the pipelines run as variants of, if any.
 struct Experiment {
     id: String,
-    baseline: ComponentId,
+    /// Without one, no pipeline is a candidate: every pipeline still reports
+    /// its critical coverage (a promoted config, watched as it rolls out).
+    baseline: Option<ComponentId>,
     comparator: Mutex<Comparator>,
 }
 
@@ -296,7 +298,8 @@ impl Topology {
             let candidate = config
                 .experiment
                 .as_ref()
-                .is_some_and(|e| e.baseline != name);
+                .and_then(|e| e.baseline.as_deref())
+                .is_some_and(|b| b != name);
             pipelines.push(Pipeline {
                 id: id.clone(),
                 gauges: PipelineGauges::new(registry, &name, candidate),
@@ -317,7 +320,11 @@ impl Topology {
             None => None,
             Some(e) => Some(Experiment {
                 id: e.id.clone(),
-                baseline: ComponentId::parse(&e.baseline)
+                baseline: e
+                    .baseline
+                    .as_deref()
+                    .map(ComponentId::parse)
+                    .transpose()
                     .map_err(|m| anyhow::anyhow!("experiment: {m}"))?,
                 comparator: Mutex::new(
                     Comparator::new(&e.critical_processes)
@@ -339,8 +346,9 @@ impl Topology {
         self.pipelines.iter().map(|p| p.name.clone()).collect()
     }
 
-    /// Run every pipeline that reads from `receiver` on its snapshot, compare
-    /// candidates with the baseline, export, and report.
+    /// Run every pipeline that reads from `receiver` on its snapshot, count
+    /// the critical processes each keeps visible, compare candidates with
+    /// the baseline, export, and report.
     pub fn run_interval(&self, receiver: &ComponentId, snapshot: &Batch) -> IntervalReport {
         let mut outputs: Vec<(&Pipeline, Arc<Batch>, PipelineStats)> = self
             .pipelines
@@ -352,26 +360,31 @@ impl Topology {
             })
             .collect();
 
-        if let Some(exp) = &self.experiment
-            && let Some(b) = outputs.iter().position(|(p, ..)| p.id == exp.baseline)
-        {
+        if let Some(exp) = &self.experiment {
             let mut comparator = exp.comparator.lock().unwrap_or_else(|e| e.into_inner());
             let critical = comparator.critical_identities(snapshot);
-            let comparisons: Vec<Option<Comparison>> = outputs
-                .iter()
-                .enumerate()
-                .map(|(i, (_, output, stats))| {
-                    (i != b).then(|| {
-                        comparator.compare(
-                            (&outputs[b].2, &outputs[b].1),
-                            (stats, output),
-                            &critical,
-                        )
+            let baseline = exp
+                .baseline
+                .as_ref()
+                .and_then(|b| outputs.iter().position(|(p, ..)| p.id == *b));
+            // Without critical processes or a baseline there is nothing to
+            // count or compare.
+            if !critical.is_empty() || baseline.is_some() {
+                let assessed: Vec<Assessment> = outputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, output, stats))| {
+                        let against = baseline
+                            .filter(|&b| b != i)
+                            .map(|b| (&outputs[b].2, &*outputs[b].1));
+                        comparator.assess(&critical, (stats, output), against)
                     })
-                })
-                .collect();
-            for ((_, _, stats), c) in outputs.iter_mut().zip(comparisons) {
-                stats.comparison = c;
+                    .collect();
+                for ((_, _, stats), a) in outputs.iter_mut().zip(assessed) {
+                    stats.critical_total = critical.len();
+                    stats.critical_visible = a.critical_visible;
+                    stats.comparison = a.comparison;
+                }
             }
         }
 
@@ -382,8 +395,8 @@ impl Topology {
             pipelines.push(stats);
         }
         // The baseline leads the report: candidates read against it.
-        if let Some(exp) = &self.experiment {
-            let baseline = exp.baseline.to_string();
+        if let Some(baseline) = self.experiment.as_ref().and_then(|e| e.baseline.as_ref()) {
+            let baseline = baseline.to_string();
             pipelines.sort_by_key(|s| s.pipeline != baseline);
         }
         IntervalReport {
@@ -449,4 +462,103 @@ fn stamp(config: &AgentConfig, id: &ComponentId) -> Vec<KeyValue> {
         ));
     }
     stamp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::accounting::tests::workers_and_postgres;
+
+    /// Build a config whose `metrics/promoted` exports everything (to a
+    /// file in a directory of its own, `test` naming it) and whose
+    /// `metrics/lossy` (a shadow) filters postgres out, run one interval on
+    /// a scrape of two workers and a postgres, and clean up.
+    async fn run(test: &str, experiment: &str) -> IntervalReport {
+        let dir =
+            std::env::temp_dir().join(format!("phoenix-topology-{test}-{}", std::process::id()));
+        let text = format!(
+            "receivers:
+  procfs: {{}}
+processors:
+  filter/no-postgres:
+    exclude: {{ attributes: [{{ key: process.executable.name, value: postgres }}] }}
+exporters:
+  file: {{ path: {} }}
+service:
+  pipelines:
+    metrics/promoted: {{ receivers: [procfs], exporters: [file] }}
+    metrics/lossy: {{ receivers: [procfs], processors: [filter/no-postgres], mode: shadow }}
+{experiment}",
+            dir.join("out.jsonl").display()
+        );
+        let config = AgentConfig::load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let (topology, _) = Topology::build(&config, None, &Registry::new()).expect("builds");
+        let report = topology.run_interval(
+            &ComponentId::parse("procfs").unwrap(),
+            &workers_and_postgres(),
+        );
+        for slot in topology.exporters.values() {
+            slot.exporter.shutdown(Duration::from_secs(5)).await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        report
+    }
+
+    fn coverage(report: &IntervalReport, pipeline: &str) -> (usize, usize) {
+        let p = report
+            .pipelines
+            .iter()
+            .find(|p| p.pipeline == pipeline)
+            .unwrap_or_else(|| panic!("{pipeline} in {report:?}"));
+        (p.critical_visible, p.critical_total)
+    }
+
+    #[tokio::test]
+    async fn every_pipeline_reports_critical_coverage_with_or_without_a_baseline() {
+        for (test, baseline) in [
+            ("no-baseline", None),
+            ("baseline", Some("metrics/promoted")),
+        ] {
+            let experiment = format!(
+                "experiment: {{ id: e, critical_processes: ['^postgres$']{} }}\n",
+                baseline.map_or(String::new(), |b| format!(", baseline: {b}"))
+            );
+            let report = run(test, &experiment).await;
+            assert_eq!(report.experiment_id.as_deref(), Some("e"));
+            assert_eq!(
+                coverage(&report, "metrics/promoted"),
+                (1, 1),
+                "{experiment}"
+            );
+            assert_eq!(coverage(&report, "metrics/lossy"), (0, 1), "{experiment}");
+            // The baseline leads and is not compared; without one, nothing is.
+            assert!(report.pipelines[0].comparison.is_none(), "{experiment}");
+            let lossy = report
+                .pipelines
+                .iter()
+                .find(|p| p.pipeline == "metrics/lossy");
+            let compared = lossy.and_then(|p| p.comparison.as_ref());
+            match baseline {
+                None => assert!(compared.is_none(), "no candidate: {report:?}"),
+                Some(b) => {
+                    assert_eq!(report.pipelines[0].pipeline, b);
+                    let c = compared.expect("a candidate");
+                    assert_eq!((c.critical_visible, c.critical_total), (0, 1));
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn no_critical_processes_named_is_zero_of_zero() {
+        for (test, experiment) in [
+            ("no-experiment", ""),
+            ("no-patterns", "experiment: { id: rollout-1 }\n"),
+        ] {
+            let report = run(test, experiment).await;
+            for p in ["metrics/promoted", "metrics/lossy"] {
+                assert_eq!(coverage(&report, p), (0, 0), "{experiment:?}");
+            }
+        }
+    }
 }

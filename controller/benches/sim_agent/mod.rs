@@ -267,6 +267,8 @@ async fn send_stats(
             series_removed: noise.next_u64() % 10,
             cpu_total: procs * 0.002,
             memory_total: procs * 2.0e7,
+            critical_total: critical,
+            critical_visible: critical,
             comparison: None,
         };
         let keep = noise.between(0.2, 0.26);
@@ -286,6 +288,8 @@ async fn send_stats(
             series_removed: noise.next_u64() % 5,
             cpu_total: procs * 0.002,
             memory_total: procs * 2.0e7,
+            critical_total: critical,
+            critical_visible: critical,
             comparison: Some(Comparison {
                 baseline: "baseline".into(),
                 series_reduction: reduction(series, cand_series),

@@ -339,8 +339,8 @@ duration: 10s
         );
         let e = config.experiment.unwrap();
         assert_eq!(
-            (e.id.as_str(), e.baseline.as_str()),
-            ("exp-1", "metrics/baseline")
+            (e.id.as_str(), e.baseline.as_deref()),
+            ("exp-1", Some("metrics/baseline"))
         );
         // Each variant has its own processors, in the template's order.
         let aggressive =

@@ -183,6 +183,8 @@ pub fn stats_to_json(s: &IntervalStats) -> Value {
                 "series_removed": p.series_removed,
                 "cpu_total": num(p.cpu_total),
                 "memory_total": num(p.memory_total),
+                "critical_total": p.critical_total,
+                "critical_visible": p.critical_visible,
                 "comparison": comparison,
             })
         })
@@ -294,5 +296,28 @@ mod tests {
         let v = stats_to_json(&s);
         assert!(v["pipelines"][0]["cpu_total"].is_null());
         assert_eq!(v["pipelines"][0]["pipeline"], "metrics/a");
+    }
+
+    #[test]
+    fn every_pipeline_carries_its_critical_coverage() {
+        // A promoted config: one exporting pipeline, no baseline, no comparison.
+        let s = IntervalStats {
+            experiment_id: "exp-1".into(),
+            pipelines: vec![phoenix_proto::v1::PipelineStats {
+                pipeline: "metrics/promoted".into(),
+                mode: "export".into(),
+                critical_total: 3,
+                critical_visible: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let v = stats_to_json(&s);
+        let p = &v["pipelines"][0];
+        assert_eq!(
+            (&p["critical_total"], &p["critical_visible"]),
+            (&json!(3), &json!(2))
+        );
+        assert!(p["comparison"].is_null());
     }
 }
