@@ -767,6 +767,17 @@ fn a_promotion_in_waves_from_the_definition_reaches_every_target_one_wave_at_a_t
         })
         .expect("the agent runs the promoted config");
     }
+    // The promoted config counts the critical processes its pipeline keeps
+    // (what the watch judged), and compares nothing.
+    for agent in p.waves.iter().flat_map(|w| &w.agents) {
+        let (status, a) = api(http, "GET", &format!("/api/v1/agents/{agent}"), "");
+        assert_eq!(status, 200, "{a}");
+        let pipeline = &a["stats"]["pipelines"][0];
+        assert_eq!(pipeline["pipeline"], "metrics/workers", "{a}");
+        assert_eq!(pipeline["critical_total"], 10, "{a}");
+        assert_eq!(pipeline["critical_visible"], 10, "{a}");
+        assert!(pipeline["comparison"].is_null(), "{a}");
+    }
     let path = path(&done);
     assert!(
         path.ends_with(

@@ -446,12 +446,15 @@ impl Topology {
 
 /// `phoenix.pipeline`, and inside an experiment `phoenix.experiment.id` and
 /// `phoenix.variant` (the pipeline's name part), stamped on every resource.
+/// A block without a baseline is no trial (a promoted config that only
+/// names the critical processes to count): its exports carry no
+/// experiment attributes.
 fn stamp(config: &AgentConfig, id: &ComponentId) -> Vec<KeyValue> {
     let mut stamp = vec![KeyValue::new(
         semconv::PHOENIX_PIPELINE.into(),
         Value::Str(id.to_string().into()),
     )];
-    if let Some(exp) = &config.experiment {
+    if let Some(exp) = config.experiment.as_ref().filter(|e| e.baseline.is_some()) {
         stamp.push(KeyValue::new(
             semconv::PHOENIX_EXPERIMENT_ID.into(),
             Value::Str(exp.id.as_str().into()),
@@ -547,6 +550,27 @@ service:
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_a_trial_stamps_the_experiment_on_what_it_exports() {
+        let keys = |experiment: &str| -> Vec<String> {
+            let text = format!(
+                "receivers: {{ procfs: {{}} }}\nexporters: {{ console: {{}} }}\n\
+                 service: {{ pipelines: {{ metrics/lean: {{ receivers: [procfs], exporters: [console] }} }} }}\n{experiment}"
+            );
+            let config = AgentConfig::load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            stamp(&config, &ComponentId::parse("metrics/lean").unwrap())
+                .into_iter()
+                .map(|kv| kv.key.to_string())
+                .collect()
+        };
+        let trial = keys("experiment: { id: e, baseline: metrics/lean }");
+        assert_eq!(trial.len(), 3, "{trial:?}");
+        // A promoted config naming only its critical processes exports as
+        // any config does.
+        let promoted = keys("experiment: { id: e, critical_processes: ['^etcd$'] }");
+        assert_eq!(promoted, [semconv::PHOENIX_PIPELINE.to_string()]);
     }
 
     #[tokio::test]

@@ -25,8 +25,11 @@ pub struct Composed {
 pub enum Shape<'a> {
     /// Every variant side by side, compared with the baseline.
     Experiment { id: &'a str },
-    /// One variant, exported, as the targets' new config.
-    Promoted { variant: &'a str },
+    /// One variant, exported, as the targets' new config, with the
+    /// experiment's critical processes (no baseline: nothing is compared,
+    /// each pipeline counts the critical processes it keeps visible, which
+    /// a promotion in waves watches).
+    Promoted { id: &'a str, variant: &'a str },
 }
 
 /// The processors of one variant, in chain order: (id, settings).
@@ -200,7 +203,9 @@ pub fn compose(
         let name = variant_name(variant, is_baseline);
         let mode = match shape {
             Shape::Experiment { .. } => variant_mode(variant, is_baseline),
-            Shape::Promoted { variant: winner } if winner == name => Mode::Export,
+            Shape::Promoted {
+                variant: winner, ..
+            } if winner == name => Mode::Export,
             Shape::Promoted { .. } => continue,
         };
         let chain = match variant_chain(dir, variant, &field) {
@@ -255,26 +260,31 @@ pub fn compose(
         config.insert(key("exporters"), Value::Mapping(exporters));
     }
     config.insert(key("service"), Value::Mapping(service));
-    let header = match shape {
-        Shape::Experiment { id } => {
-            let mut experiment = Mapping::new();
-            experiment.insert(key("id"), key(id));
-            experiment.insert(
-                key("baseline"),
-                key(&format!("metrics/{}", spec.baseline_name())),
-            );
-            experiment.insert(key("critical_processes"), strings(&spec.critical_processes));
-            config.insert(key("experiment"), Value::Mapping(experiment));
+    let (id, baseline, header) = match shape {
+        Shape::Experiment { id } => (
+            id,
+            Some(format!("metrics/{}", spec.baseline_name())),
             format!(
                 "# Composed by phoenix-controller for experiment {id} ({}).\n",
                 one_line(&spec.name)
-            )
-        }
-        Shape::Promoted { variant } => format!(
-            "# Promoted by phoenix-controller: variant {variant} of experiment {}.\n",
-            one_line(&spec.name)
+            ),
+        ),
+        Shape::Promoted { id, variant } => (
+            id,
+            None,
+            format!(
+                "# Promoted by phoenix-controller: variant {variant} of experiment {id} ({}).\n",
+                one_line(&spec.name)
+            ),
         ),
     };
+    let mut experiment = Mapping::new();
+    experiment.insert(key("id"), key(id));
+    if let Some(b) = baseline {
+        experiment.insert(key("baseline"), key(&b));
+    }
+    experiment.insert(key("critical_processes"), strings(&spec.critical_processes));
+    config.insert(key("experiment"), Value::Mapping(experiment));
     let body = serde_norway::to_string(&Value::Mapping(config)).map_err(|e| {
         vec![SpecError::new(
             "",
@@ -369,6 +379,7 @@ duration: 10s
             &templates_dir(),
             &spec,
             Shape::Promoted {
+                id: "exp-1",
                 variant: "aggressive",
             },
         )
@@ -376,7 +387,10 @@ duration: 10s
         let config = AgentConfig::load_with_env(&c.yaml, &|_| None).unwrap();
         assert_eq!(config.pipelines.len(), 1);
         assert!(c.yaml.contains("collection_interval: 10s"), "{}", c.yaml);
-        assert!(config.experiment.is_none());
+        // The critical processes to count, and nothing to compare.
+        let experiment = config.experiment.expect("the critical processes");
+        assert_eq!(experiment.baseline, None);
+        assert_eq!(experiment.critical_processes, ["^sshd$"]);
         assert!(
             !config
                 .pipelines

@@ -153,7 +153,14 @@ pub async fn check(
         let composed = compose::compose(&dir, &spec, Shape::Experiment { id: &id })?;
         let mut promotions = BTreeMap::new();
         for name in std::iter::once(spec.baseline_name()).chain(spec.candidate_names()) {
-            let c = compose::compose(&dir, &spec, Shape::Promoted { variant: &name })?;
+            let c = compose::compose(
+                &dir,
+                &spec,
+                Shape::Promoted {
+                    id: &id,
+                    variant: &name,
+                },
+            )?;
             promotions.insert(name, c.yaml);
         }
         Ok::<_, Vec<SpecError>>((spec, composed, promotions))

@@ -880,7 +880,7 @@ function promoteDialog(page) {
       h("strong", null, `${t.length} target agent(s)`),
       " below: the ",
       h("strong", null, `“${select.value}”`),
-      " pipeline alone, sent to the experiment's exporters, without the other variants and without the experiment block.",
+      " pipeline alone, sent to the experiment's exporters, without the other variants; the agents count the critical processes it keeps, nothing is compared.",
     );
   select.addEventListener("change", describe);
   describe();
