@@ -28,10 +28,11 @@ pub use configs::{ConfigProblem, ConfigValidation, ValidateConfigRequest};
 pub use error::{ErrorBody, Health, ListedError, Readiness};
 pub use experiments::{
     ActionRequest, Analysis, CandidateLoss, CandidateReport, CriterionResult, DefinitionRequest,
-    Estimate, ExperimentAction, ExperimentDetail, ExperimentList, ExperimentReport,
-    ExperimentResults, ExperimentState, ExperimentSummary, ExperimentTarget, FieldError, Headline,
-    HeadlineCandidate, Kpis, Outcome, PreviousSource, RawMeasurement, ResultPoint, TransitionEntry,
-    ValidationReport, VariantInfo, VariantRole, VariantSummary,
+    Disqualification, DisqualificationEntry, Estimate, ExperimentAction, ExperimentDetail,
+    ExperimentList, ExperimentReport, ExperimentResults, ExperimentState, ExperimentSummary,
+    ExperimentTarget, FieldError, Headline, HeadlineCandidate, Kpis, Outcome, PreviousSource,
+    RawMeasurement, ResultPoint, TransitionEntry, ValidationReport, VariantInfo, VariantRole,
+    VariantSummary,
 };
 pub use labels::parse_labels;
 pub use pushes::{

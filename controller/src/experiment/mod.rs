@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use phoenix_proto::v1::IntervalStats;
 
 use crate::fleet::rollout::{self, ConfigSource, InternalError, PushError, PushRequest};
-use crate::store::{Actor, ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError};
+use crate::store::{
+    Actor, Disqualified, ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError,
+};
 use crate::{Shared, blocking, now_ms};
 use analysis::Measurement;
 use compose::Shape;
@@ -740,6 +742,15 @@ fn loss(l: &phoenix_proto::v1::ProcessLoss) -> Option<analysis::Loss> {
     })
 }
 
+/// A stored disqualification as the API tells it.
+pub fn disqualification(d: &Disqualified) -> phoenix_api::Disqualification {
+    phoenix_api::Disqualification {
+        at: crate::rfc3339_ms(d.at),
+        guardrail: d.guardrail.clone(),
+        reason: guardrails::BreachNote::parse(&d.breach).message,
+    }
+}
+
 /// Analyse what is stored so far.
 pub async fn analyse(
     shared: &Arc<Shared>,
@@ -752,8 +763,19 @@ pub async fn analyse(
         let rows = store.measurements(&id, None)?;
         let targets = store.experiment_targets(&id)?.len();
         let losses = store.experiment_losses(&id)?;
+        let disqualified = store
+            .disqualifications(&id)?
+            .iter()
+            .map(|d| (d.variant.clone(), disqualification(d)))
+            .collect();
         Ok::<_, crate::store::StoreError>(analysis::analyse(
-            &spec, &timing, targets, &id, &rows, &losses,
+            &spec,
+            &timing,
+            targets,
+            &id,
+            &rows,
+            &losses,
+            &disqualified,
         ))
     })
     .await
@@ -835,10 +857,14 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
     let id = stats.experiment_id.clone();
     let guard = live.guard.clone();
     match blocking(move || store.record_measurements(&id, &rows, now_ms(), &guard)).await {
-        Ok(Ok((inserted, breach))) => {
+        Ok(Ok((inserted, disqualified))) => {
             shared.metrics.experiment_measurements.add(inserted as u64);
-            if let Some(b) = breach {
-                tracing::warn!(experiment = %stats.experiment_id, guardrail = %b.guardrail(), breach = %b, "guardrail breached");
+            for b in &disqualified {
+                shared.metrics.disqualification(b.guardrail());
+                tracing::warn!(experiment = %stats.experiment_id, guardrail = %b.guardrail(), breach = %b, "guardrail breached: candidate disqualified");
+            }
+            // The scheduler pushes the config without it at once.
+            if !disqualified.is_empty() {
                 shared.scheduler_wake.notify_one();
             }
         }
@@ -850,10 +876,20 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
     }
 }
 
-/// The in-memory view of a running experiment with these targets.
-fn live_of(record: &ExperimentRecord, targets: HashSet<String>) -> Option<Live> {
+/// The in-memory view of a running experiment with these targets. The
+/// `disqualified` candidates are neither measured nor checked any more:
+/// their verdict is in, and the agents stop running them.
+fn live_of(
+    record: &ExperimentRecord,
+    targets: HashSet<String>,
+    disqualified: &HashSet<String>,
+) -> Option<Live> {
     let (spec, timing) = spec_of(record).ok()?;
-    let candidates = spec.candidate_names();
+    let candidates: Vec<String> = spec
+        .candidate_names()
+        .into_iter()
+        .filter(|c| !disqualified.contains(c))
+        .collect();
     let mut variants: HashSet<String> = candidates.iter().cloned().collect();
     variants.insert(spec.baseline_name());
     Some(Live {

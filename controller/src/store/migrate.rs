@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("migrations/0007_measurement_conservation.sql"),
     ),
+    (8, include_str!("migrations/0008_disqualified.sql")),
 ];
 
 /// The version this controller brings the schema to.
