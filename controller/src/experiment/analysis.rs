@@ -782,6 +782,11 @@ analysis: {{ resamples: 500 }}
         BTreeMap::new()
     }
 
+    /// `analyse` with no losses and no disqualification.
+    fn run(s: &ExperimentSpec, agents: usize, seed: &str, rows: &[Measurement]) -> Report {
+        analyse(s, &s.timing().unwrap(), agents, seed, rows, &[], &none())
+    }
+
     fn row(variant: &str, agent: &str, t: i64, series: u64, visible: u64) -> Measurement {
         Measurement {
             variant: variant.into(),
@@ -820,15 +825,7 @@ analysis: {{ resamples: 500 }}
         let s = spec(
             "min_series_reduction: 0.5, min_critical_coverage: 1.0, max_cpu_overhead_percent: 1",
         );
-        let r = analyse(
-            &s,
-            &s.timing().unwrap(),
-            10,
-            "exp-1",
-            &data(2),
-            &[],
-            &none(),
-        );
+        let r = run(&s, 10, "exp-1", &data(2));
         let c = &r.candidates[0];
         assert_eq!(c.paired_intervals, 60);
         let e = c.kpis.series_reduction.unwrap();
@@ -853,24 +850,13 @@ analysis: {{ resamples: 500 }}
             r.recommendation
         );
         // The same data, the same report.
-        assert_eq!(
-            analyse(
-                &s,
-                &s.timing().unwrap(),
-                10,
-                "exp-1",
-                &data(2),
-                &[],
-                &none()
-            ),
-            r
-        );
+        assert_eq!(run(&s, 10, "exp-1", &data(2)), r);
     }
 
     #[test]
     fn losing_a_critical_process_fails_and_says_why() {
         let s = spec("min_critical_coverage: 1.0");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-2", &data(1), &[], &none());
+        let r = run(&s, 3, "exp-2", &data(1));
         let c = &r.candidates[0];
         assert_eq!(c.kpis.critical_coverage.unwrap().value, 0.5);
         assert_eq!(c.outcome, Outcome::Fail);
@@ -895,7 +881,7 @@ analysis: {{ resamples: 500 }}
             s.criteria.min_cpu_conservation,
             Some(crate::experiment::spec::DEFAULT_MIN_CPU_CONSERVATION)
         );
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows, &[], &none());
+        let r = run(&s, 3, "exp-cons", &rows);
         let c = &r.candidates[0];
         let e = c.kpis.cpu_conservation.unwrap();
         assert!((e.value - 0.41).abs() < 0.01, "{e:?}");
@@ -914,7 +900,7 @@ analysis: {{ resamples: 500 }}
         );
         // Turned off, the same candidate wins on its reduction.
         let s = spec("min_series_reduction: 0.5, min_cpu_conservation: null");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows, &[], &none());
+        let r = run(&s, 3, "exp-cons", &rows);
         assert_eq!(r.winner.as_deref(), Some("lean"));
         // Rows from before the totals were stored: not measured, so not a
         // pass either.
@@ -922,7 +908,7 @@ analysis: {{ resamples: 500 }}
             r.cpu_total = None;
         }
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows, &[], &none());
+        let r = run(&s, 3, "exp-cons", &rows);
         assert_eq!(r.candidates[0].outcome, Outcome::Inconclusive);
     }
 
@@ -999,7 +985,7 @@ analysis: {{ resamples: 500 }}
             rows.push(row("lean", "b", t, 9, 2));
         }
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 2, "exp-3", &rows, &[], &none());
+        let r = run(&s, 2, "exp-3", &rows);
         let crit = &r.candidates[0].criteria[0];
         assert_eq!(crit.criterion, "min_series_reduction");
         assert_eq!(crit.outcome, Outcome::Inconclusive, "{crit:?}");
@@ -1017,7 +1003,7 @@ analysis: {{ resamples: 500 }}
             row("baseline", "a", 0, 1000, 2),
             row("lean", "a", 0, 100, 2),
         ];
-        let r = analyse(&s, &s.timing().unwrap(), 1, "x", &rows, &[], &none());
+        let r = run(&s, 1, "x", &rows);
         assert_eq!(r.candidates[0].criteria[0].outcome, Outcome::Pass);
         assert_eq!(r.candidates[0].outcome, Outcome::Inconclusive);
         assert_eq!(r.verdict, "failed");
@@ -1031,7 +1017,7 @@ analysis: {{ resamples: 500 }}
     #[test]
     fn no_data_is_not_a_pass_and_costs_scale_with_the_fleet() {
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 5, "exp-4", &[], &[], &none());
+        let r = run(&s, 5, "exp-4", &[]);
         assert_eq!(r.candidates[0].outcome, Outcome::NoData);
         assert_eq!(r.verdict, "failed");
 
@@ -1039,8 +1025,8 @@ analysis: {{ resamples: 500 }}
             row("baseline", "a", 0, 1000, 2),
             row("lean", "a", 0, 100, 2),
         ];
-        let r1 = analyse(&s, &s.timing().unwrap(), 1, "x", &rows, &[], &none());
-        let r10 = analyse(&s, &s.timing().unwrap(), 10, "x", &rows, &[], &none());
+        let r1 = run(&s, 1, "x", &rows);
+        let r10 = run(&s, 10, "x", &rows);
         let b1 = &r1.variants[0];
         // 2000 datapoints every 10 s for 30 days: 518.4 M; at 0.10 per
         // million plus 100 kB per interval at 0.50 per GB.
@@ -1083,7 +1069,7 @@ analysis: { resamples: 200 }
                     r
                 }),
         );
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-dq", &rows, &[], &none());
+        let r = run(&s, 3, "exp-dq", &rows);
         assert_eq!(r.winner.as_deref(), Some("hider"));
 
         let why = Disqualification {

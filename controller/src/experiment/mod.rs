@@ -564,6 +564,19 @@ pub async fn complete_reason(shared: &Arc<Shared>, record: &ExperimentRecord) {
     }
 }
 
+/// The agents an experiment targets.
+async fn target_ids(shared: &Arc<Shared>, id: &str) -> Result<Vec<String>, ExperimentError> {
+    let store = shared.store.clone();
+    let lookup = id.to_string();
+    Ok(blocking(move || store.experiment_targets(&lookup))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?
+        .into_iter()
+        .map(|t| t.agent_id)
+        .collect())
+}
+
 /// Promote a succeeded experiment's winner (or `variant`) as the targets'
 /// new config.
 pub async fn promote(
@@ -606,15 +619,7 @@ pub async fn promote(
         hash: phoenix_config::config_hash(&yaml),
         yaml,
     };
-    let store = shared.store.clone();
-    let lookup = id.to_string();
-    let targets: Vec<String> = blocking(move || store.experiment_targets(&lookup))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?
-        .into_iter()
-        .map(|t| t.agent_id)
-        .collect();
+    let targets = target_ids(shared, id).await?;
     if targets.is_empty() {
         return Err(ExperimentError::Conflict(
             "the experiment has no targets".into(),

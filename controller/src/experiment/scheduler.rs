@@ -589,19 +589,14 @@ async fn push_without(
     pending: &[&Disqualified],
     gone: &[String],
 ) -> Result<Option<String>, ExperimentError> {
-    let reasons: Vec<String> = pending.iter().map(|d| disqualified_reason(d)).collect();
+    let without = gone.join(", ");
     let reduced = match compose::without(&record.config, &record.id, gone) {
         Ok(c) => c,
         // The stored config is the controller's own: this is not expected,
         // and not worth retrying every tick.
         Err(e) => {
-            let reason = format!(
-                "disqualified {}; cannot compose the config without {}: {e}",
-                reasons.join("; "),
-                gone.join(", ")
-            );
-            abort_running(shared, record, reason).await?;
-            return Ok(None);
+            let why = format!("cannot compose the config without {without}: {e}");
+            return give_up(shared, record, pending, why).await;
         }
     };
     let store = shared.store.clone();
@@ -615,19 +610,10 @@ async fn push_without(
         // Pushed meanwhile: nothing left to push.
         return Ok(Some(reduced.hash));
     }
-    let store = shared.store.clone();
-    let id = record.id.clone();
-    let targets: Vec<String> = blocking(move || store.experiment_targets(&id))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?
-        .into_iter()
-        .map(|t| t.agent_id)
-        .collect();
     let push = rollout::create_push(
         shared,
         PushRequest {
-            selector: Selector::Agents(targets),
+            selector: Selector::Agents(super::target_ids(shared, &record.id).await?),
             source: ConfigSource::Yaml(reduced.yaml),
             actor: experiment_actor(record),
             // The experiment's: a stop or rollback still restores these
@@ -641,17 +627,26 @@ async fn push_without(
     let push = match push {
         Ok(p) => p,
         Err(e) => {
-            let reason = format!(
-                "disqualified {}; the config without {} was refused: {e}",
-                reasons.join("; "),
-                gone.join(", ")
-            );
-            abort_running(shared, record, reason).await?;
-            return Ok(None);
+            let why = format!("the config without {without} was refused: {e}");
+            return give_up(shared, record, pending, why).await;
         }
     };
     let running = record_push(shared, record, &reduced.hash, &push.id, pending).await?;
     Ok(running.then_some(reduced.hash))
+}
+
+/// Abort for want of the config without the `pending` disqualifications:
+/// `why` it could not be had.
+async fn give_up(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    pending: &[&Disqualified],
+    why: String,
+) -> Result<Option<String>, ExperimentError> {
+    let reasons: Vec<String> = pending.iter().map(|d| disqualified_reason(d)).collect();
+    let reason = format!("disqualified {}; {why}", reasons.join("; "));
+    abort_running(shared, record, reason).await?;
+    Ok(None)
 }
 
 /// Record `push_id`, which took the config `hash` to the targets, on the
