@@ -159,6 +159,7 @@ async fn seed_history(
                 &id,
                 &rows,
                 &[],
+                &Default::default(),
             );
             store
                 .set_experiment_targets(&id, targets)
@@ -700,7 +701,13 @@ fn main() {
                 phoenix_controller::experiment::spec_of(e).expect("stored definition");
             let t = Instant::now();
             let report = phoenix_controller::experiment::analysis::analyse(
-                &spec, &timing, targets, &e.id, &rows, &[],
+                &spec,
+                &timing,
+                targets,
+                &e.id,
+                &rows,
+                &[],
+                &Default::default(),
             );
             analyse_s.push(t.elapsed().as_secs_f64());
             if rows.len() < targets * 2 * seconds {

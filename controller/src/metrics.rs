@@ -40,6 +40,8 @@ pub struct Metrics {
     transitions: Vec<(&'static str, Arc<Counter>)>,
     /// Guardrail breaches that aborted an experiment, by guardrail.
     breaches: Vec<(Guardrail, Arc<Counter>)>,
+    /// Candidates disqualified by a guardrail, by guardrail.
+    disqualifications: Vec<(Guardrail, Arc<Counter>)>,
     /// Interval stats stored as experiment measurements.
     pub experiment_measurements: Arc<Counter>,
     /// Promotions in waves that a wave stopped (and rolled back).
@@ -83,6 +85,13 @@ impl Metrics {
                 &["reason"],
                 &[reason],
             )
+        };
+        // Every guardrail up front, so each label exists from the first scrape.
+        let by_guardrail = |name: &str, help: &str, guardrails: &[Guardrail]| {
+            guardrails
+                .iter()
+                .map(|g| (*g, r.counter(name, help, &["guardrail"], &[g.as_str()])))
+                .collect()
         };
         let outcomes = [
             TargetState::Applied,
@@ -168,20 +177,16 @@ impl Metrics {
                     )
                 })
                 .collect(),
-            breaches: Guardrail::ALL
-                .into_iter()
-                .map(|g| {
-                    (
-                        g,
-                        r.counter(
-                            "phoenix_controller_experiment_guardrail_breaches_total",
-                            "Guardrail breaches that aborted and rolled back an experiment, by guardrail.",
-                            &["guardrail"],
-                            &[g.as_str()],
-                        ),
-                    )
-                })
-                .collect(),
+            breaches: by_guardrail(
+                "phoenix_controller_experiment_guardrail_breaches_total",
+                "Guardrail breaches that aborted and rolled back an experiment, by guardrail.",
+                &Guardrail::ALL,
+            ),
+            disqualifications: by_guardrail(
+                "phoenix_controller_experiment_disqualifications_total",
+                "Candidates a guardrail disqualified (the experiment goes on without them), by guardrail.",
+                &Guardrail::PER_CANDIDATE,
+            ),
             experiment_measurements: r.counter(
                 "phoenix_controller_experiment_measurements_total",
                 "Per-variant interval measurements stored for running experiments.",
@@ -223,11 +228,14 @@ impl Metrics {
         }
     }
 
-    /// Count a guardrail breach.
+    /// Count a guardrail breach that aborted an experiment.
     pub fn breach(&self, guardrail: Guardrail) {
-        if let Some((_, c)) = self.breaches.iter().find(|(g, _)| *g == guardrail) {
-            c.inc();
-        }
+        count(&self.breaches, guardrail);
+    }
+
+    /// Count a candidate a guardrail disqualified.
+    pub fn disqualification(&self, guardrail: Guardrail) {
+        count(&self.disqualifications, guardrail);
     }
 
     /// Count a target reaching a final state.
@@ -287,5 +295,11 @@ impl Metrics {
             usage.render(&mut out);
         }
         out
+    }
+}
+
+fn count(counters: &[(Guardrail, Arc<Counter>)], guardrail: Guardrail) {
+    if let Some((_, c)) = counters.iter().find(|(g, _)| *g == guardrail) {
+        c.inc();
     }
 }

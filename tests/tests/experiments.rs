@@ -2,13 +2,13 @@
 //! `phoenix-agent` binaries scraping this machine's /proc, with processes
 //! of chosen names as the critical ones. An experiment is deployed,
 //! measured, judged, promoted and rolled back; a candidate that hides a
-//! critical process is stopped by its guardrail; a candidate that drops
-//! the busiest process fails on CPU conservation and the report names the
-//! process; a controller killed
-//! mid-run resumes the experiment after its restart; a promotion in waves
-//! reaches every target one watched wave at a time (through a controller
-//! restart), and one whose second wave loses series is stopped and every
-//! target restored.
+//! critical process is disqualified by its guardrail while the others go
+//! on (and with no candidate left the experiment aborts); a candidate that
+//! drops the busiest process fails on CPU conservation and the report
+//! names the process; a controller killed mid-run resumes the experiment
+//! after its restart; a promotion in waves reaches every target one
+//! watched wave at a time (through a controller restart), and one whose
+//! second wave loses series is stopped and every target restored.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -173,6 +173,13 @@ fn wait_state(http: u16, id: &str, states: &[&str], timeout: Duration) -> Value 
 
 /// Wait for the verdict and check it is a success reached the whole way.
 fn wait_succeeded(http: u16, id: &str) -> Value {
+    wait_succeeded_through(http, id, &["running"])
+}
+
+/// [`wait_succeeded`], `running` being the states in the timeline from
+/// the deploy to the window's end (a disqualification notes `running`
+/// again).
+fn wait_succeeded_through(http: u16, id: &str, running: &[&str]) -> Value {
     let done = wait_state(
         http,
         id,
@@ -180,17 +187,10 @@ fn wait_succeeded(http: u16, id: &str) -> Value {
         Duration::from_secs(90),
     );
     assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(
-        path(&done),
-        [
-            "draft",
-            "pending",
-            "deploying",
-            "running",
-            "analyzing",
-            "succeeded"
-        ]
-    );
+    let mut expected = vec!["draft", "pending", "deploying"];
+    expected.extend(running);
+    expected.extend(["analyzing", "succeeded"]);
+    assert_eq!(path(&done), expected, "{done}");
     done
 }
 
@@ -397,14 +397,21 @@ fn an_experiment_reaches_a_verdict_on_what_the_agents_exported_then_promotes_and
     f.wait_local_configs();
 }
 
+/// A candidate dropping the `etcd` processes (critical in these experiments).
+const HIDES_ETCD: &str = "{ name: hides-etcd, processors: [ { filter/drop: { exclude: { attributes: [ { key: process.executable.name, value: etcd } ] } } } ] }";
+
+/// A candidate dropping the thirty sleeping `idle-worker`s: it loses
+/// nothing that matters.
+const NO_SLEEPERS: &str = "{ name: no-sleepers, processors: [ { filter/sleepers: { exclude: { match_type: regexp, attributes: [ { key: process.executable.name, value: '^idle-worker$' } ] } } } ] }";
+
 #[test]
-fn a_candidate_hiding_a_critical_process_is_stopped_by_its_guardrail_and_rolled_back() {
+fn a_lone_candidate_hiding_a_critical_process_is_disqualified_and_nothing_is_left_to_run() {
     let f = fleet("guardrail");
     let http = f.controller.http;
     let window = Duration::from_secs(120);
     let text = definition(
         "guardrail",
-        "{ name: no-etcd, processors: [ { filter/drop: { exclude: { attributes: [ { key: process.executable.name, value: etcd } ] } } } ] }",
+        HIDES_ETCD,
         "120s",
         "guardrails: { intervals: 2 }\n",
     );
@@ -434,17 +441,135 @@ fn a_candidate_hiding_a_critical_process_is_stopped_by_its_guardrail_and_rolled_
     let failed = &done["transitions"][4];
     let reason = failed["reason"].as_str().unwrap();
     assert!(
-        reason.contains("guardrail critical_coverage") && reason.contains("no-etcd"),
+        reason.starts_with("every candidate was disqualified: \"hides-etcd\": guardrail critical_coverage breached:"),
         "{reason}"
     );
+    // Nothing to push without it: the abort restores the previous configs.
+    let detail: ExperimentDetail = typed(done);
+    assert_eq!(detail.disqualified.len(), 1, "{:?}", detail.disqualified);
+    assert_eq!(detail.disqualified[0].push, None);
     f.wait_local_configs();
-    // The breach is counted where Prometheus sees it.
+    // The disqualification, and the abort it made, are counted where
+    // Prometheus sees them.
     let (_, metrics) = phoenix_tests::http_get(http, "/metrics").unwrap();
-    let breaches = phoenix_tests::sample(
-        &metrics,
-        "phoenix_controller_experiment_guardrail_breaches_total{guardrail=\"critical_coverage\"}",
+    for name in [
+        "phoenix_controller_experiment_guardrail_breaches_total",
+        "phoenix_controller_experiment_disqualifications_total",
+    ] {
+        let sample = format!("{name}{{guardrail=\"critical_coverage\"}}");
+        assert_eq!(
+            phoenix_tests::sample(&metrics, &sample),
+            Some(1.0),
+            "{metrics}"
+        );
+    }
+}
+
+#[test]
+fn a_shadow_candidate_hiding_a_critical_process_is_disqualified_while_the_other_succeeds() {
+    let f = fleet("disqualify");
+    let http = f.controller.http;
+    let text = definition(
+        "disqualify",
+        &format!("{HIDES_ETCD}\n  - {NO_SLEEPERS}"),
+        "10s",
+        "criteria: { min_series_reduction: 0.01 }\n\
+         guardrails: { min_critical_coverage: 1.0, intervals: 2 }\n",
     );
-    assert_eq!(breaches, Some(1.0), "{metrics}");
+    let id = create_and_start(http, &text);
+    // Never aborted: the note keeps it running, then the verdict.
+    let done = wait_succeeded_through(http, &id, &["running", "running"]);
+    let detail: ExperimentDetail = typed(done);
+    let [dq] = &detail.disqualified[..] else {
+        panic!("one disqualification: {:?}", detail.disqualified)
+    };
+    assert_eq!(
+        (dq.variant.as_str(), dq.disqualification.guardrail.as_str()),
+        ("hides-etcd", "critical_coverage")
+    );
+    let push_id = dq.push.clone().expect("the config without it was pushed");
+    let note = &detail.transitions[4];
+    assert_eq!(
+        (note.from.as_str(), note.actor.as_str()),
+        ("running", "controller")
+    );
+    assert!(
+        note.reason
+            .starts_with("disqualified \"hides-etcd\": guardrail critical_coverage breached:")
+            && note
+                .reason
+                .ends_with(&format!("the agents stop running it (push {push_id})")),
+        "{}",
+        note.reason
+    );
+    // The push of the reduced config reached every target, and they run it.
+    let (status, push) = api(http, "GET", &format!("/api/v1/pushes/{push_id}"), "");
+    assert_eq!(status, 200, "{push}");
+    let push: phoenix_api::Push = typed(push);
+    assert_eq!(push.status, phoenix_api::PushStatus::Applied, "{push:?}");
+    assert_ne!(push.hash, detail.summary.config_hash);
+    assert_eq!(detail.targets.len(), 2);
+    for t in &detail.targets {
+        assert_eq!(t.effective_hash, push.hash, "{t:?}");
+        assert!(t.runs_experiment, "{t:?}");
+    }
+    // The verdict: the disqualified candidate fails, the other wins.
+    let (_, report) = api(http, "GET", &format!("/api/v1/experiments/{id}/report"), "");
+    let report: ExperimentReport = typed(report);
+    assert_eq!(report.analysis.winner.as_deref(), Some("no-sleepers"));
+    let hides = report
+        .analysis
+        .candidates
+        .iter()
+        .find(|c| c.name == "hides-etcd")
+        .unwrap();
+    assert_eq!(hides.outcome, phoenix_api::Outcome::Fail);
+    let why = hides
+        .disqualified
+        .as_ref()
+        .expect("disqualified in the report");
+    assert_eq!(why.guardrail, "critical_coverage");
+    assert!(
+        report
+            .analysis
+            .recommendation
+            .contains("\"hides-etcd\" was disqualified by guardrail critical_coverage"),
+        "{}",
+        report.analysis.recommendation
+    );
+    let (_, metrics) = phoenix_tests::http_get(http, "/metrics").unwrap();
+    assert_eq!(
+        phoenix_tests::sample(
+            &metrics,
+            "phoenix_controller_experiment_guardrail_breaches_total{guardrail=\"critical_coverage\"}"
+        ),
+        Some(0.0),
+        "nothing aborted: {metrics}"
+    );
+    // What a guardrail took out is not promoted, even when asked by name.
+    let (status, v) = api(
+        http,
+        "POST",
+        &format!("/api/v1/experiments/{id}/promote"),
+        r#"{"variant": "hides-etcd"}"#,
+    );
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"hides-etcd\" was disqualified at"),
+        "{v}"
+    );
+    // The reduced config is the experiment's: a rollback restores the agents.
+    let (status, v) = api(
+        http,
+        "POST",
+        &format!("/api/v1/experiments/{id}/rollback"),
+        "",
+    );
+    assert_eq!(status, 200, "{v}");
+    f.wait_local_configs();
 }
 
 #[test]

@@ -394,6 +394,9 @@ pub struct ExperimentDetail {
     pub promoted_push: Option<String>,
     /// The guardrail breach that aborted it (`guardrail`, `message`, ...).
     pub breach: Option<serde_json::Value>,
+    /// The candidates a guardrail disqualified, in the order it did.
+    #[serde(default)]
+    pub disqualified: Vec<DisqualificationEntry>,
     pub transitions: Vec<TransitionEntry>,
     pub targets: Vec<ExperimentTarget>,
     /// A promotion in waves, from its start (absent for one made at once).
@@ -474,6 +477,28 @@ impl WaveState {
     pub fn parse(s: &str) -> Option<WaveState> {
         WaveState::ALL.into_iter().find(|w| w.as_str() == s)
     }
+}
+
+/// Why a candidate left a running experiment before its window ended: the
+/// guardrail it breached. The experiment goes on with the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disqualification {
+    pub at: String,
+    /// `critical_coverage` or `cpu_overhead`.
+    pub guardrail: String,
+    /// The breach in words, with its numbers, agent and intervals.
+    pub reason: String,
+}
+
+/// A disqualified candidate in an experiment's detail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DisqualificationEntry {
+    pub variant: String,
+    #[serde(flatten)]
+    pub disqualification: Disqualification,
+    /// The push of the config without it; null until the controller made
+    /// it (or when no candidate was left and the experiment was aborted).
+    pub push: Option<String>,
 }
 
 /// One state change in the timeline.
@@ -681,6 +706,10 @@ pub struct CandidateReport {
     /// shares first, at most five of each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub losses: Vec<CandidateLoss>,
+    /// A guardrail disqualified it: it failed whatever its KPIs (measured
+    /// up to the breach) say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disqualified: Option<Disqualification>,
 }
 
 /// An executable a candidate loses, averaged over the intervals the
@@ -840,6 +869,15 @@ mod tests {
             deploy_push: Some("push-1".into()),
             promoted_push: None,
             breach: None,
+            disqualified: vec![DisqualificationEntry {
+                variant: "hides-etcd".into(),
+                disqualification: Disqualification {
+                    at: "2026-01-01T00:01:00.000Z".into(),
+                    guardrail: "critical_coverage".into(),
+                    reason: "\"hides-etcd\" kept 0 of 2 critical processes visible".into(),
+                },
+                push: Some("push-2".into()),
+            }],
             transitions: vec![TransitionEntry {
                 at: "2026-01-01T00:00:00.000Z".into(),
                 from: String::new(),
@@ -880,8 +918,23 @@ mod tests {
             json!(null)
         );
         assert_eq!(v["targets"][0]["previous_source"], "none");
-        let back: ExperimentDetail = serde_json::from_value(v).unwrap();
+        // A disqualification reads flat, as the dashboard shows it.
+        assert_eq!(
+            v["disqualified"][0],
+            json!({
+                "variant": "hides-etcd", "at": "2026-01-01T00:01:00.000Z",
+                "guardrail": "critical_coverage",
+                "reason": "\"hides-etcd\" kept 0 of 2 critical processes visible",
+                "push": "push-2",
+            })
+        );
+        let back: ExperimentDetail = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(back, d);
+        // From a controller before disqualifications: none.
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("disqualified");
+        let back: ExperimentDetail = serde_json::from_value(old).unwrap();
+        assert!(back.disqualified.is_empty());
     }
 
     #[test]
@@ -923,6 +976,7 @@ mod tests {
                     }],
                     outcome: Outcome::NoData,
                     losses: Vec::new(),
+                    disqualified: None,
                 }],
             },
         };
@@ -930,6 +984,8 @@ mod tests {
         assert_eq!(v["final"], false);
         assert_eq!(v["verdict"], "failed");
         assert_eq!(v["candidates"][0]["outcome"], "no_data");
+        // Not disqualified: no field at all, as in reports stored before.
+        assert!(v["candidates"][0].get("disqualified").is_none(), "{v}");
         assert_eq!(
             serde_json::from_value::<ExperimentReport>(v).unwrap(),
             report

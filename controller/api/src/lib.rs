@@ -28,11 +28,11 @@ pub use configs::{ConfigProblem, ConfigValidation, ValidateConfigRequest};
 pub use error::{ErrorBody, Health, ListedError, Readiness};
 pub use experiments::{
     ActionRequest, Analysis, CandidateLoss, CandidateReport, CriterionResult, DefinitionRequest,
-    Estimate, ExperimentAction, ExperimentDetail, ExperimentList, ExperimentReport,
-    ExperimentResults, ExperimentState, ExperimentSummary, ExperimentTarget, FieldError, Headline,
-    HeadlineCandidate, Kpis, MAX_WAVES, Outcome, PreviousSource, Promotion, RawMeasurement,
-    ResultPoint, TransitionEntry, ValidationReport, VariantInfo, VariantRole, VariantSummary, Wave,
-    WavePercent, WaveState,
+    Disqualification, DisqualificationEntry, Estimate, ExperimentAction, ExperimentDetail,
+    ExperimentList, ExperimentReport, ExperimentResults, ExperimentState, ExperimentSummary,
+    ExperimentTarget, FieldError, Headline, HeadlineCandidate, Kpis, MAX_WAVES, Outcome,
+    PreviousSource, Promotion, RawMeasurement, ResultPoint, TransitionEntry, ValidationReport,
+    VariantInfo, VariantRole, VariantSummary, Wave, WavePercent, WaveState,
 };
 pub use labels::parse_labels;
 pub use pushes::{

@@ -385,6 +385,19 @@ fn get_text(d: &ExperimentDetail) -> String {
             text("message")
         ));
     }
+    for dq in &d.disqualified {
+        let why = &dq.disqualification;
+        t.push_str(&format!(
+            "disqualified: {} at {}: {}: {} ({})\n",
+            dq.variant,
+            why.at,
+            why.guardrail,
+            why.reason,
+            dq.push
+                .as_deref()
+                .map_or("not pushed yet".to_string(), |p| format!("push {p}"))
+        ));
+    }
     t.push_str(&waves_text(d));
     let transitions: Vec<Vec<String>> = d
         .transitions
@@ -660,6 +673,12 @@ fn report_text(r: &ExperimentReport) -> String {
             c.paired_intervals,
             c.agents
         ));
+        if let Some(why) = &c.disqualified {
+            t.push_str(&format!(
+                "  DISQUALIFIED {}: {}: {}\n",
+                why.at, why.guardrail, why.reason
+            ));
+        }
         let criteria: Vec<Vec<String>> = c
             .criteria
             .iter()
@@ -1159,6 +1178,60 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("final: yes\n"), "{text}");
+        assert!(!text.contains("DISQUALIFIED"), "{text}");
+    }
+
+    #[test]
+    fn a_disqualified_candidate_is_marked_with_when_and_why() {
+        let why = json!({
+            "at": "2026-01-01T00:01:00.000Z", "guardrail": "critical_coverage",
+            "reason": "\"hides-etcd\" kept 0 of 2 critical processes visible on agent a"
+        });
+        let r: ExperimentReport = serde_json::from_value(json!({
+            "id": "exp-1", "state": "succeeded", "reason": "done", "final": true,
+            "verdict": "succeeded", "winner": "lean", "recommendation": "Promote it.",
+            "confidence": 0.95, "resamples": 1000, "target_agents": 2, "currency": "USD",
+            "variants": [],
+            "candidates": [{
+                "name": "hides-etcd", "paired_intervals": 2, "agents": 2, "outcome": "fail",
+                "kpis": {"series_reduction": null, "datapoints_reduction": null,
+                         "bytes_reduction": null, "critical_coverage": null,
+                         "topn_fidelity": null, "cpu_overhead_percent": null},
+                "criteria": [], "disqualified": why
+            }]
+        }))
+        .unwrap();
+        let text = report_text(&r);
+        assert!(
+            text.contains(
+                "candidate hides-etcd: FAIL  (2 paired interval(s) on 2 agent(s))\n  \
+                 DISQUALIFIED 2026-01-01T00:01:00.000Z: critical_coverage: \
+                 \"hides-etcd\" kept 0 of 2 critical processes visible on agent a\n"
+            ),
+            "{text}"
+        );
+
+        let mut entry = why.clone();
+        entry["variant"] = json!("hides-etcd");
+        entry["push"] = json!("p-7");
+        let d: ExperimentDetail = serde_json::from_value(json!({
+            "id": "exp-1", "name": "n", "description": "", "state": "running", "reason": "",
+            "author": "a", "config_hash": "h", "variants": [], "actions": ["stop"],
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
+            "start_at": null, "running_at": null, "measure_from": null, "ends_at": null,
+            "finished_at": null, "headline": null, "spec": {}, "config": "",
+            "deploy_push": null, "promoted_push": null, "breach": null,
+            "disqualified": [entry], "transitions": [], "targets": []
+        }))
+        .unwrap();
+        let text = get_text(&d);
+        assert!(
+            text.contains(
+                "disqualified: hides-etcd at 2026-01-01T00:01:00.000Z: critical_coverage: \
+                 \"hides-etcd\" kept 0 of 2 critical processes visible on agent a (push p-7)\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

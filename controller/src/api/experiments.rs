@@ -11,9 +11,10 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use phoenix_api::{
-    ActionRequest, DefinitionRequest, ExperimentAction, ExperimentDetail, ExperimentList,
-    ExperimentResults, ExperimentSummary, ExperimentTarget, Headline, PreviousSource,
-    RawMeasurement, ResultPoint, TransitionEntry, ValidationReport, VariantInfo, VariantRole,
+    ActionRequest, DefinitionRequest, DisqualificationEntry, ExperimentAction, ExperimentDetail,
+    ExperimentList, ExperimentResults, ExperimentSummary, ExperimentTarget, Headline,
+    PreviousSource, RawMeasurement, ResultPoint, TransitionEntry, ValidationReport, VariantInfo,
+    VariantRole,
 };
 use serde::Deserialize;
 
@@ -228,12 +229,18 @@ pub async fn get(
         let transitions = store.transitions(&lookup)?;
         let targets = store.experiment_targets(&lookup)?;
         let promotion = store.promotion(&lookup)?;
-        Ok::<_, StoreError>(Some((e, transitions, targets, promotion)))
+        let disqualified = store.disqualifications(&lookup)?;
+        Ok::<_, StoreError>(Some((e, transitions, targets, promotion, disqualified)))
     })
     .await?;
-    let Some((e, transitions, targets, promotion)) = found else {
+    let Some((e, transitions, targets, promotion, disqualified)) = found else {
         return Err(ApiError::not_found(format!("no experiment {id:?}")));
     };
+    // A target runs the experiment when it runs its composed config, or
+    // one reduced since by a disqualification.
+    let experiment_configs: Vec<&str> = std::iter::once(e.config_hash.as_str())
+        .chain(disqualified.iter().filter_map(|d| d.config_hash.as_deref()))
+        .collect();
     let detail = ExperimentDetail {
         summary: summary(&e),
         spec: serde_json::from_str(&e.spec).unwrap_or(serde_json::Value::Null),
@@ -244,6 +251,14 @@ pub async fn get(
             .breach
             .as_deref()
             .and_then(|b| serde_json::from_str(b).ok()),
+        disqualified: disqualified
+            .iter()
+            .map(|d| DisqualificationEntry {
+                variant: d.variant.clone(),
+                disqualification: experiment::disqualification(d),
+                push: d.push_id.clone(),
+            })
+            .collect(),
         transitions: transitions
             .into_iter()
             .map(|t| TransitionEntry {
@@ -264,7 +279,7 @@ pub async fn get(
                     (false, Some(_)) => PreviousSource::Controller,
                     (false, None) => PreviousSource::Local,
                 },
-                runs_experiment: t.effective_hash == e.config_hash,
+                runs_experiment: experiment_configs.contains(&t.effective_hash.as_str()),
                 agent_id: t.agent_id,
                 status: t.status,
                 previous_hash: t.previous_hash,

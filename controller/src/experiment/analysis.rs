@@ -74,8 +74,8 @@ const LOSSES_REPORTED: usize = 5;
 // The report is the API's: the report endpoint and the stored verdict
 // serialize exactly these.
 pub use phoenix_api::{
-    Analysis as Report, CandidateLoss, CandidateReport, CriterionResult, Estimate, Kpis, Outcome,
-    VariantSummary,
+    Analysis as Report, CandidateLoss, CandidateReport, CriterionResult, Disqualification,
+    Estimate, Kpis, Outcome, VariantSummary,
 };
 
 /// Fewer paired intervals than this can fail a candidate, never pass it.
@@ -325,7 +325,8 @@ fn judge(
 
 /// Analyse `rows` (after the warm-up) and `losses` for `spec`;
 /// `target_agents` scales the cost estimate to the fleet; `seed` (the
-/// experiment id) makes it repeatable.
+/// experiment id) makes it repeatable. A candidate in `disqualified`
+/// (by name) fails, its KPIs measured up to its breach shown all the same.
 pub fn analyse(
     spec: &ExperimentSpec,
     timing: &Timing,
@@ -333,6 +334,7 @@ pub fn analyse(
     seed: &str,
     rows: &[Measurement],
     losses: &[LossTotal],
+    disqualified: &BTreeMap<String, Disqualification>,
 ) -> Report {
     let interval_s = timing.interval_ms as f64 / 1000.0;
     let baseline = spec.baseline_name();
@@ -464,7 +466,10 @@ pub fn analyse(
                 cpu,
             ));
         }
-        let outcome = if paired_intervals == 0 {
+        let disqualified = disqualified.get(&name).cloned();
+        let outcome = if disqualified.is_some() {
+            Outcome::Fail
+        } else if paired_intervals == 0 {
             Outcome::NoData
         } else if criteria.iter().any(|r| r.outcome == Outcome::Fail) {
             Outcome::Fail
@@ -489,6 +494,7 @@ pub fn analyse(
             kpis,
             criteria,
             outcome,
+            disqualified,
         });
     }
 
@@ -584,6 +590,15 @@ fn dropped_text(c: &CandidateReport) -> Option<String> {
         })
         .collect();
     (!dropped.is_empty()).then(|| format!("{:?} drops {}", c.name, dropped.join(", ")))
+}
+
+/// `"aggressive" was disqualified by guardrail critical_coverage: ...`.
+fn disqualified_text(c: &CandidateReport) -> Option<String> {
+    let d = c.disqualified.as_ref()?;
+    Some(format!(
+        "{:?} was disqualified by guardrail {}: {}.",
+        c.name, d.guardrail, d.reason
+    ))
 }
 
 fn summarize(
@@ -696,11 +711,20 @@ fn recommend(
                     money(b - w)
                 );
             }
+            for c in candidates {
+                if let Some(why) = disqualified_text(c) {
+                    text += &format!(" {why}");
+                }
+            }
             text
         }
         None => {
             let mut text = format!("Keep {baseline:?}: no candidate met every criterion.");
             for c in candidates {
+                if let Some(why) = disqualified_text(c) {
+                    text += &format!(" {why}");
+                    continue;
+                }
                 let failing: Vec<String> = c
                     .criteria
                     .iter()
@@ -754,6 +778,15 @@ analysis: {{ resamples: 500 }}
         .unwrap()
     }
 
+    fn none() -> BTreeMap<String, Disqualification> {
+        BTreeMap::new()
+    }
+
+    /// `analyse` with no losses and no disqualification.
+    fn run(s: &ExperimentSpec, agents: usize, seed: &str, rows: &[Measurement]) -> Report {
+        analyse(s, &s.timing().unwrap(), agents, seed, rows, &[], &none())
+    }
+
     fn row(variant: &str, agent: &str, t: i64, series: u64, visible: u64) -> Measurement {
         Measurement {
             variant: variant.into(),
@@ -792,7 +825,7 @@ analysis: {{ resamples: 500 }}
         let s = spec(
             "min_series_reduction: 0.5, min_critical_coverage: 1.0, max_cpu_overhead_percent: 1",
         );
-        let r = analyse(&s, &s.timing().unwrap(), 10, "exp-1", &data(2), &[]);
+        let r = run(&s, 10, "exp-1", &data(2));
         let c = &r.candidates[0];
         assert_eq!(c.paired_intervals, 60);
         let e = c.kpis.series_reduction.unwrap();
@@ -817,16 +850,13 @@ analysis: {{ resamples: 500 }}
             r.recommendation
         );
         // The same data, the same report.
-        assert_eq!(
-            analyse(&s, &s.timing().unwrap(), 10, "exp-1", &data(2), &[]),
-            r
-        );
+        assert_eq!(run(&s, 10, "exp-1", &data(2)), r);
     }
 
     #[test]
     fn losing_a_critical_process_fails_and_says_why() {
         let s = spec("min_critical_coverage: 1.0");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-2", &data(1), &[]);
+        let r = run(&s, 3, "exp-2", &data(1));
         let c = &r.candidates[0];
         assert_eq!(c.kpis.critical_coverage.unwrap().value, 0.5);
         assert_eq!(c.outcome, Outcome::Fail);
@@ -851,7 +881,7 @@ analysis: {{ resamples: 500 }}
             s.criteria.min_cpu_conservation,
             Some(crate::experiment::spec::DEFAULT_MIN_CPU_CONSERVATION)
         );
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows, &[]);
+        let r = run(&s, 3, "exp-cons", &rows);
         let c = &r.candidates[0];
         let e = c.kpis.cpu_conservation.unwrap();
         assert!((e.value - 0.41).abs() < 0.01, "{e:?}");
@@ -870,7 +900,7 @@ analysis: {{ resamples: 500 }}
         );
         // Turned off, the same candidate wins on its reduction.
         let s = spec("min_series_reduction: 0.5, min_cpu_conservation: null");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows, &[]);
+        let r = run(&s, 3, "exp-cons", &rows);
         assert_eq!(r.winner.as_deref(), Some("lean"));
         // Rows from before the totals were stored: not measured, so not a
         // pass either.
@@ -878,7 +908,7 @@ analysis: {{ resamples: 500 }}
             r.cpu_total = None;
         }
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-cons", &rows, &[]);
+        let r = run(&s, 3, "exp-cons", &rows);
         assert_eq!(r.candidates[0].outcome, Outcome::Inconclusive);
     }
 
@@ -907,7 +937,15 @@ analysis: {{ resamples: 500 }}
         let mut losses = losses.to_vec();
         losses[2].variant = "baseline".into();
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-loss", &rows, &losses);
+        let r = analyse(
+            &s,
+            &s.timing().unwrap(),
+            3,
+            "exp-loss",
+            &rows,
+            &losses,
+            &none(),
+        );
         let c = &r.candidates[0];
         assert_eq!(c.losses.len(), 2, "{:?}", c.losses);
         assert_eq!(
@@ -947,7 +985,7 @@ analysis: {{ resamples: 500 }}
             rows.push(row("lean", "b", t, 9, 2));
         }
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 2, "exp-3", &rows, &[]);
+        let r = run(&s, 2, "exp-3", &rows);
         let crit = &r.candidates[0].criteria[0];
         assert_eq!(crit.criterion, "min_series_reduction");
         assert_eq!(crit.outcome, Outcome::Inconclusive, "{crit:?}");
@@ -965,7 +1003,7 @@ analysis: {{ resamples: 500 }}
             row("baseline", "a", 0, 1000, 2),
             row("lean", "a", 0, 100, 2),
         ];
-        let r = analyse(&s, &s.timing().unwrap(), 1, "x", &rows, &[]);
+        let r = run(&s, 1, "x", &rows);
         assert_eq!(r.candidates[0].criteria[0].outcome, Outcome::Pass);
         assert_eq!(r.candidates[0].outcome, Outcome::Inconclusive);
         assert_eq!(r.verdict, "failed");
@@ -979,7 +1017,7 @@ analysis: {{ resamples: 500 }}
     #[test]
     fn no_data_is_not_a_pass_and_costs_scale_with_the_fleet() {
         let s = spec("min_series_reduction: 0.5");
-        let r = analyse(&s, &s.timing().unwrap(), 5, "exp-4", &[], &[]);
+        let r = run(&s, 5, "exp-4", &[]);
         assert_eq!(r.candidates[0].outcome, Outcome::NoData);
         assert_eq!(r.verdict, "failed");
 
@@ -987,8 +1025,8 @@ analysis: {{ resamples: 500 }}
             row("baseline", "a", 0, 1000, 2),
             row("lean", "a", 0, 100, 2),
         ];
-        let r1 = analyse(&s, &s.timing().unwrap(), 1, "x", &rows, &[]);
-        let r10 = analyse(&s, &s.timing().unwrap(), 10, "x", &rows, &[]);
+        let r1 = run(&s, 1, "x", &rows);
+        let r10 = run(&s, 10, "x", &rows);
         let b1 = &r1.variants[0];
         // 2000 datapoints every 10 s for 30 days: 518.4 M; at 0.10 per
         // million plus 100 kB per interval at 0.50 per GB.
@@ -1000,5 +1038,81 @@ analysis: {{ resamples: 500 }}
             b1.monthly_cost
         );
         assert!((r10.variants[0].monthly_cost - 10.0 * expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_disqualified_candidate_fails_whatever_its_kpis_and_never_wins() {
+        let s = ExperimentSpec::parse(
+            "
+name: t
+targets: { hosts: [a] }
+candidates: [ { name: lean }, { name: hider } ]
+critical_processes: [x]
+interval: 10s
+duration: 10m
+criteria: { min_series_reduction: 0.5 }
+analysis: { resamples: 200 }
+",
+        )
+        .unwrap();
+        // Both keep 30% of the series; `hider` is the cheaper one.
+        let mut rows = data(2);
+        rows.extend(
+            data(2)
+                .into_iter()
+                .filter(|r| r.variant == "lean")
+                .map(|mut r| {
+                    r.variant = "hider".into();
+                    r.series = r.series * 2 / 3;
+                    r.datapoints = r.series * 2;
+                    r.bytes = r.series * 100;
+                    r
+                }),
+        );
+        let r = run(&s, 3, "exp-dq", &rows);
+        assert_eq!(r.winner.as_deref(), Some("hider"));
+
+        let why = Disqualification {
+            at: "2026-01-01T00:01:00.000Z".into(),
+            guardrail: "critical_coverage".into(),
+            reason: "\"hider\" kept 0 of 2 critical processes visible on agent a".into(),
+        };
+        let disqualified = BTreeMap::from([("hider".to_string(), why.clone())]);
+        let r = analyse(
+            &s,
+            &s.timing().unwrap(),
+            3,
+            "exp-dq",
+            &rows,
+            &[],
+            &disqualified,
+        );
+        let hider = r.candidates.iter().find(|c| c.name == "hider").unwrap();
+        assert_eq!(hider.outcome, Outcome::Fail);
+        assert_eq!(hider.disqualified.as_ref(), Some(&why));
+        // Its numbers up to the breach are still there, criteria passed.
+        assert!(hider.kpis.series_reduction.is_some());
+        assert!(hider.criteria.iter().all(|c| c.outcome == Outcome::Pass));
+        assert_eq!(r.winner.as_deref(), Some("lean"));
+        let said = "\"hider\" was disqualified by guardrail critical_coverage: \
+                    \"hider\" kept 0 of 2 critical processes visible on agent a.";
+        assert!(
+            r.recommendation.starts_with("Promote \"lean\"") && r.recommendation.contains(said),
+            "{}",
+            r.recommendation
+        );
+        // Every candidate disqualified: no winner, and the reasons.
+        let both = BTreeMap::from([
+            ("hider".to_string(), why.clone()),
+            ("lean".to_string(), why),
+        ]);
+        let r = analyse(&s, &s.timing().unwrap(), 3, "exp-dq", &rows, &[], &both);
+        assert_eq!((r.verdict.as_str(), r.winner.as_deref()), ("failed", None));
+        assert!(r.recommendation.contains(said), "{}", r.recommendation);
+        assert!(
+            r.recommendation.contains("\"lean\" was disqualified"),
+            "{}",
+            r.recommendation
+        );
     }
 }

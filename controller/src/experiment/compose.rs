@@ -296,6 +296,73 @@ pub fn compose(
     Ok(Composed { yaml, hash })
 }
 
+/// The experiment's composed config `config` without the pipelines of
+/// `variants` (disqualified candidates), their processors (renamed for
+/// their variant, so no other pipeline uses them), and the exporters when
+/// no pipeline left exports. Reduced from the stored config, never composed
+/// again from the templates: one edited since must not change what the
+/// other variants run. The same config and variants give the same text.
+pub fn without(
+    config: &str,
+    experiment_id: &str,
+    variants: &[String],
+) -> Result<Composed, SpecError> {
+    let mut value = parse_yaml(config, "config")?;
+    let Some(root) = value.as_mapping_mut() else {
+        return Err(SpecError::new("config", "must be a YAML mapping"));
+    };
+    let pipelines = root
+        .get_mut("service")
+        .and_then(|s| s.get_mut("pipelines"))
+        .and_then(Value::as_mapping_mut)
+        .ok_or_else(|| SpecError::new("config", "has no service.pipelines"))?;
+    let mut dropped_processors = Vec::new();
+    for variant in variants {
+        if let Some(pipeline) = pipelines.remove(format!("metrics/{variant}").as_str()) {
+            dropped_processors.extend(
+                pipeline
+                    .get("processors")
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string),
+            );
+        }
+    }
+    let exports = pipelines.values().any(|p| {
+        p.get("exporters")
+            .and_then(Value::as_sequence)
+            .is_some_and(|e| !e.is_empty())
+    });
+    let no_processors = match root.get_mut("processors").and_then(Value::as_mapping_mut) {
+        Some(processors) => {
+            for id in &dropped_processors {
+                processors.remove(id.as_str());
+            }
+            processors.is_empty()
+        }
+        None => false,
+    };
+    // As `compose` writes them: no empty sections.
+    if no_processors {
+        root.remove("processors");
+    }
+    if !exports {
+        root.remove("exporters");
+    }
+    let body = serde_norway::to_string(&value)
+        .map_err(|e| SpecError::new("config", format!("cannot write the reduced config: {e}")))?;
+    let header = format!(
+        "# Composed by phoenix-controller for experiment {experiment_id}, without the \
+         disqualified {}.\n",
+        one_line(&variants.join(", "))
+    );
+    let yaml = header + &body;
+    let hash = phoenix_config::config_hash(&yaml);
+    Ok(Composed { yaml, hash })
+}
+
 fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -400,6 +467,66 @@ duration: 10s
                 .exporters
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn without_a_disqualified_candidate_the_others_run_as_composed() {
+        let spec = ExperimentSpec::parse(SPEC).unwrap();
+        let c = compose(&templates_dir(), &spec, Shape::Experiment { id: "exp-1" }).unwrap();
+        let reduced = without(&c.yaml, "exp-1", &["aggressive".to_string()]).unwrap();
+        assert!(
+            reduced.yaml.starts_with(
+                "# Composed by phoenix-controller for experiment exp-1, without the \
+                 disqualified aggressive.\n"
+            ),
+            "{}",
+            reduced.yaml
+        );
+        assert_eq!(reduced.hash, phoenix_config::config_hash(&reduced.yaml));
+        let config = AgentConfig::load_with_env(&reduced.yaml, &|_| None)
+            .unwrap_or_else(|e| panic!("{e:?}\n{}", reduced.yaml));
+        let names: Vec<String> = config.pipelines.keys().map(|k| k.to_string()).collect();
+        assert_eq!(names, vec!["metrics/baseline", "metrics/no-sshd"]);
+        assert!(config.experiment.is_some(), "still an experiment");
+        // Its processors went with it; the others' are untouched.
+        let body: String = reduced.yaml.lines().skip(1).collect();
+        assert!(!body.contains("aggressive"), "{}", reduced.yaml);
+        let full = AgentConfig::load_with_env(&c.yaml, &|_| None).unwrap();
+        let id = |p: &str| phoenix_config::ComponentId::parse(p).unwrap();
+        assert_eq!(
+            format!("{:?}", config.pipelines[&id("metrics/no-sshd")]),
+            format!("{:?}", full.pipelines[&id("metrics/no-sshd")])
+        );
+        assert!(
+            reduced.yaml.contains("filter/no-sshd.drop"),
+            "{}",
+            reduced.yaml
+        );
+        // The same reduction, the same config.
+        let again = without(&c.yaml, "exp-1", &["aggressive".to_string()]).unwrap();
+        assert_eq!(again.hash, reduced.hash);
+    }
+
+    #[test]
+    fn without_the_only_exporting_candidate_the_exporters_go_too() {
+        // The baseline in shadow: only `no-sshd` exports.
+        let text = SPEC.replace(
+            "critical_processes:",
+            "baseline: { mode: shadow }\ncritical_processes:",
+        );
+        let spec = ExperimentSpec::parse(&text).unwrap();
+        let c = compose(&templates_dir(), &spec, Shape::Experiment { id: "exp-2" }).unwrap();
+        assert!(c.yaml.contains("exporters:"), "{}", c.yaml);
+        let gone = ["no-sshd".to_string(), "aggressive".to_string()];
+        let reduced = without(&c.yaml, "exp-2", &gone).unwrap();
+        assert!(!reduced.yaml.contains("exporters:"), "{}", reduced.yaml);
+        assert!(!reduced.yaml.contains("processors:"), "{}", reduced.yaml);
+        let config = AgentConfig::load_with_env(&reduced.yaml, &|_| None)
+            .unwrap_or_else(|e| panic!("{e:?}\n{}", reduced.yaml));
+        assert_eq!(config.pipelines.len(), 1);
+        // Not a config at all: an error, not a panic.
+        assert!(without("- a list", "exp-2", &gone).is_err());
+        assert!(without("receivers: {}", "exp-2", &gone).is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! The guardrails: what aborts a running experiment before its window
-//! ends. Pure judgements over the latest measurements and the targets'
-//! config reports, returning a typed [`Breach`] with its numbers; its
-//! `Display` is the reason the experiment shows.
+//! The guardrails: what stops a candidate, or a whole running experiment,
+//! before its window ends. Pure judgements over the latest measurements and
+//! the targets' config reports, returning a typed [`Breach`] with its
+//! numbers; its `Display` is the reason the experiment shows. A breach of
+//! one candidate (critical coverage, CPU overhead) disqualifies that
+//! candidate alone: candidates run in shadow, so what one hides costs the
+//! fleet nothing. An agent error aborts the experiment.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +26,9 @@ impl Guardrail {
         Guardrail::CpuOverhead,
         Guardrail::AgentError,
     ];
+
+    /// The guardrails a candidate breaches on its own (disqualifying it).
+    pub const PER_CANDIDATE: [Guardrail; 2] = [Guardrail::CriticalCoverage, Guardrail::CpuOverhead];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -107,6 +113,17 @@ pub enum Breach {
 }
 
 impl Breach {
+    /// The candidate a breach disqualifies; `None` for an agent error,
+    /// which is the whole experiment's.
+    pub fn variant(&self) -> Option<&str> {
+        match self {
+            Breach::CriticalCoverage { variant, .. } | Breach::CpuOverhead { variant, .. } => {
+                Some(variant)
+            }
+            Breach::AgentFailed { .. } | Breach::AgentRunsOther { .. } => None,
+        }
+    }
+
     pub fn guardrail(&self) -> Guardrail {
         match self {
             Breach::CriticalCoverage { .. } => Guardrail::CriticalCoverage,
@@ -188,58 +205,67 @@ impl GuardCheck {
         self.min_critical_coverage.is_some() || self.max_cpu_seconds.is_some()
     }
 
-    /// The first breach on `agent`: a candidate whose latest `intervals`
-    /// intervals (newest first, as `latest` gives them per candidate) are
-    /// all below the coverage floor or all above the CPU ceiling. Fewer
-    /// intervals than that judge nothing yet.
-    pub fn check(&self, agent: &str, latest: &[(String, Vec<Sample>)]) -> Option<Breach> {
-        latest.iter().find_map(|(variant, samples)| {
-            let samples = samples.get(..self.intervals as usize)?;
-            let newest = samples.first()?;
-            if let Some(min) = self.min_critical_coverage
-                && samples.iter().all(|s| {
-                    s.critical_total > 0
-                        && (s.critical_visible as f64) < min * s.critical_total as f64
-                })
-            {
-                return Some(Breach::CriticalCoverage {
-                    variant: variant.clone(),
-                    agent: agent.to_string(),
-                    intervals: self.intervals,
-                    visible: newest.critical_visible,
-                    total: newest.critical_total,
-                    min_coverage: min,
-                });
-            }
-            let max = self.max_cpu_seconds?;
-            samples
-                .iter()
-                .all(|s| s.cpu_seconds > max)
-                .then(|| Breach::CpuOverhead {
-                    variant: variant.clone(),
-                    agent: agent.to_string(),
-                    intervals: self.intervals,
-                    cpu_seconds: newest.cpu_seconds,
-                    max_cpu_seconds: max,
-                })
-        })
+    /// The breaches on `agent`, at most one per candidate, in the order of
+    /// `latest`: a candidate whose latest `intervals` intervals (newest
+    /// first, as `latest` gives them per candidate) are all below the
+    /// coverage floor or all above the CPU ceiling. Fewer intervals than
+    /// that judge nothing yet. Every candidate is judged: one's breach must
+    /// not hide another's, as each is disqualified on its own.
+    pub fn check(&self, agent: &str, latest: &[(String, Vec<Sample>)]) -> Vec<Breach> {
+        latest
+            .iter()
+            .filter_map(|(variant, samples)| {
+                let samples = samples.get(..self.intervals as usize)?;
+                let newest = samples.first()?;
+                if let Some(min) = self.min_critical_coverage
+                    && samples.iter().all(|s| {
+                        s.critical_total > 0
+                            && (s.critical_visible as f64) < min * s.critical_total as f64
+                    })
+                {
+                    return Some(Breach::CriticalCoverage {
+                        variant: variant.clone(),
+                        agent: agent.to_string(),
+                        intervals: self.intervals,
+                        visible: newest.critical_visible,
+                        total: newest.critical_total,
+                        min_coverage: min,
+                    });
+                }
+                let max = self.max_cpu_seconds?;
+                samples
+                    .iter()
+                    .all(|s| s.cpu_seconds > max)
+                    .then(|| Breach::CpuOverhead {
+                        variant: variant.clone(),
+                        agent: agent.to_string(),
+                        intervals: self.intervals,
+                        cpu_seconds: newest.cpu_seconds,
+                        max_cpu_seconds: max,
+                    })
+            })
+            .collect()
     }
 }
 
-/// The first target that does not run the experiment's config
-/// (`config_hash`): it reports a failure, or runs another config.
-pub fn agent_error(targets: &[ExperimentTarget], config_hash: &str) -> Option<Breach> {
+/// The first target that does not run one of the experiment's configs: it
+/// reports a failure, or runs a config not in `accepted`. `accepted` holds
+/// the composed config's hash and those of the configs reduced since by
+/// disqualifications, the newest last: while a reduced config rolls out, a
+/// target may run any of them. A target refusing a reduced config reports
+/// a failure, and that is an agent error like any other.
+pub fn agent_error(targets: &[ExperimentTarget], accepted: &[String]) -> Option<Breach> {
     targets.iter().find_map(|t| {
         if t.config_state == ReportedState::Failed {
             Some(Breach::AgentFailed {
                 agent: t.agent_id.clone(),
                 error: t.config_error.clone(),
             })
-        } else if t.effective_hash != config_hash {
+        } else if !accepted.contains(&t.effective_hash) {
             Some(Breach::AgentRunsOther {
                 agent: t.agent_id.clone(),
                 runs: t.effective_hash.clone(),
-                expected: config_hash.to_string(),
+                expected: accepted.last().cloned().unwrap_or_default(),
             })
         } else {
             None
@@ -281,9 +307,11 @@ mod tests {
             sample(1, 4, 0.0),
             sample(0, 4, 0.0),
         ]);
-        let breach = g.check("a", &low).expect("3 of 3 intervals below 90%");
+        let [breach] = &g.check("a", &low)[..] else {
+            panic!("3 of 3 intervals below 90%: one breach")
+        };
         assert_eq!(
-            breach,
+            *breach,
             Breach::CriticalCoverage {
                 variant: "lean".into(),
                 agent: "a".into(),
@@ -307,18 +335,18 @@ mod tests {
         // Two intervals are not three.
         assert_eq!(
             g.check("a", &latest(vec![sample(0, 2, 0.0), sample(0, 2, 0.0)])),
-            None
+            []
         );
         // One interval at the floor breaks the run.
         let run = vec![sample(1, 2, 0.0), sample(2, 2, 0.0), sample(1, 2, 0.0)];
-        assert_eq!(g.check("a", &latest(run)), None);
+        assert_eq!(g.check("a", &latest(run)), []);
         // No critical process to see is no breach.
         let none = vec![sample(0, 0, 0.0); 3];
-        assert_eq!(g.check("a", &latest(none)), None);
+        assert_eq!(g.check("a", &latest(none)), []);
         // Older intervals beyond the run do not count.
         let mut long = vec![sample(1, 2, 0.0); 3];
         long.push(sample(2, 2, 0.0));
-        assert!(g.check("a", &latest(long)).is_some());
+        assert_eq!(g.check("a", &latest(long)).len(), 1);
     }
 
     #[test]
@@ -329,9 +357,11 @@ mod tests {
             sample(2, 2, 0.06),
             sample(2, 2, 0.051),
         ]);
-        let breach = g.check("a", &hot).expect("3 intervals above 0.05 s");
+        let [breach] = &g.check("a", &hot)[..] else {
+            panic!("3 intervals above 0.05 s: one breach")
+        };
         assert_eq!(
-            breach,
+            *breach,
             Breach::CpuOverhead {
                 variant: "lean".into(),
                 agent: "a".into(),
@@ -350,11 +380,11 @@ mod tests {
             sample(2, 2, 0.05),
             sample(2, 2, 0.06),
         ]);
-        assert_eq!(g.check("a", &cool), None);
+        assert_eq!(g.check("a", &cool), []);
     }
 
     #[test]
-    fn coverage_is_reported_before_cpu_and_candidates_in_order() {
+    fn each_breaching_candidate_is_reported_once_coverage_before_cpu() {
         let g = guard(Some(1.0), Some(0.0));
         let both = vec![sample(0, 1, 1.0); 3];
         let by_variant = vec![
@@ -362,10 +392,17 @@ mod tests {
             ("wild".to_string(), both.clone()),
             ("late".to_string(), both),
         ];
-        let breach = g.check("a", &by_variant).unwrap();
-        assert!(
-            matches!(&breach, Breach::CriticalCoverage { variant, .. } if variant == "wild"),
-            "{breach:?}"
+        let breaches = g.check("a", &by_variant);
+        let judged: Vec<(Guardrail, Option<&str>)> = breaches
+            .iter()
+            .map(|b| (b.guardrail(), b.variant()))
+            .collect();
+        assert_eq!(
+            judged,
+            [
+                (Guardrail::CriticalCoverage, Some("wild")),
+                (Guardrail::CriticalCoverage, Some("late"))
+            ]
         );
         assert!(!guard(None, None).watches_measurements());
     }
@@ -385,21 +422,45 @@ mod tests {
 
     #[test]
     fn a_target_failing_or_running_another_config_is_an_agent_error() {
-        const EXPERIMENT: &str = "exp-hash-fedcba98";
-        let ok = target("a", ReportedState::Applied, "", EXPERIMENT);
-        assert_eq!(agent_error(std::slice::from_ref(&ok), EXPERIMENT), None);
-        let failed = target("b", ReportedState::Failed, "bad exporter", EXPERIMENT);
-        let breach = agent_error(&[ok.clone(), failed], EXPERIMENT).unwrap();
+        let experiment = vec!["exp-hash-fedcba98".to_string()];
+        let ok = target("a", ReportedState::Applied, "", &experiment[0]);
+        assert_eq!(agent_error(std::slice::from_ref(&ok), &experiment), None);
+        let failed = target("b", ReportedState::Failed, "bad exporter", &experiment[0]);
+        let breach = agent_error(&[ok.clone(), failed], &experiment).unwrap();
         assert_eq!(
             breach.to_string(),
             "agent b reports a config failure: bad exporter"
         );
         assert_eq!(breach.guardrail(), Guardrail::AgentError);
+        assert_eq!(breach.variant(), None);
         let other = target("c", ReportedState::Applied, "", "0123456789abcdef");
-        let breach = agent_error(&[ok, other], EXPERIMENT).unwrap();
+        let breach = agent_error(&[ok, other], &experiment).unwrap();
         assert_eq!(
             breach.to_string(),
             "agent c runs config 0123456789ab instead of the experiment's exp-hash-fed"
+        );
+    }
+
+    #[test]
+    fn while_a_reduced_config_rolls_out_either_config_is_the_experiments() {
+        // The composed config, then the one without a disqualified candidate.
+        let accepted = vec![
+            "composed-0000000".to_string(),
+            "reduced-11111111".to_string(),
+        ];
+        let old = target("a", ReportedState::Applied, "", &accepted[0]);
+        let new = target("b", ReportedState::Applied, "", &accepted[1]);
+        assert_eq!(agent_error(&[old.clone(), new.clone()], &accepted), None);
+        // Refusing the reduced config is still an agent error.
+        let refused = target("c", ReportedState::Failed, "bad config", &accepted[0]);
+        let breach = agent_error(&[old, new, refused], &accepted).unwrap();
+        assert!(matches!(breach, Breach::AgentFailed { ref agent, .. } if agent == "c"));
+        // Anything else names the newest config as the expected one.
+        let other = target("d", ReportedState::Applied, "", "fedcba9876543210");
+        let breach = agent_error(&[other], &accepted).unwrap();
+        assert_eq!(
+            breach.to_string(),
+            "agent d runs config fedcba987654 instead of the experiment's reduced-1111"
         );
     }
 

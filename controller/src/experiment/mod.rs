@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use phoenix_proto::v1::IntervalStats;
 
 use crate::fleet::rollout::{self, ConfigSource, InternalError, PushError, PushRequest};
-use crate::store::{Actor, ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError};
+use crate::store::{
+    Actor, Disqualified, ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError,
+};
 use crate::{Shared, blocking, now_ms};
 use analysis::Measurement;
 use compose::Shape;
@@ -570,6 +572,19 @@ pub async fn complete_reason(shared: &Arc<Shared>, record: &ExperimentRecord) {
     }
 }
 
+/// The agents an experiment targets.
+async fn target_ids(shared: &Arc<Shared>, id: &str) -> Result<Vec<String>, ExperimentError> {
+    let store = shared.store.clone();
+    let lookup = id.to_string();
+    Ok(blocking(move || store.experiment_targets(&lookup))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?
+        .into_iter()
+        .map(|t| t.agent_id)
+        .collect())
+}
+
 /// What a promote asks for: the variant (default: the verdict's winner),
 /// and waves and their watch (default: the definition's, else all at once).
 #[derive(Debug, Clone, Default)]
@@ -650,21 +665,27 @@ pub async fn promote(
         }
     };
     let composed = promoted_config(&record, &variant)?;
+    // A guardrail took it out of the experiment: what it hid is why.
+    let store = shared.store.clone();
+    let lookup = id.to_string();
+    let disqualified = blocking(move || store.disqualifications(&lookup))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    if let Some(d) = disqualified.iter().find(|d| d.variant == variant) {
+        return Err(ExperimentError::Conflict(format!(
+            "{variant:?} was disqualified at {}: {}; promote another variant",
+            crate::rfc3339_ms(d.at),
+            disqualification(d).reason
+        )));
+    }
     let (spec, _) = spec_of(&record)?;
     let rollout = promotion::Rollout::resolve(&spec, request.waves, request.watch.as_deref())
         .map_err(|e| {
             let (field, message) = e.split_once(": ").unwrap_or(("", &e));
             ExperimentError::Invalid(vec![SpecError::new(field, message)])
         })?;
-    let store = shared.store.clone();
-    let lookup = id.to_string();
-    let targets: Vec<String> = blocking(move || store.experiment_targets(&lookup))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?
-        .into_iter()
-        .map(|t| t.agent_id)
-        .collect();
+    let targets = target_ids(shared, id).await?;
     if targets.is_empty() {
         return Err(ExperimentError::Conflict(
             "the experiment has no targets".into(),
@@ -793,6 +814,15 @@ fn loss(l: &phoenix_proto::v1::ProcessLoss) -> Option<analysis::Loss> {
     })
 }
 
+/// A stored disqualification as the API tells it.
+pub fn disqualification(d: &Disqualified) -> phoenix_api::Disqualification {
+    phoenix_api::Disqualification {
+        at: crate::rfc3339_ms(d.at),
+        guardrail: d.guardrail.clone(),
+        reason: guardrails::BreachNote::parse(&d.breach).message,
+    }
+}
+
 /// Analyse what is stored so far.
 pub async fn analyse(
     shared: &Arc<Shared>,
@@ -805,8 +835,19 @@ pub async fn analyse(
         let rows = store.measurements(&id, None)?;
         let targets = store.experiment_targets(&id)?.len();
         let losses = store.experiment_losses(&id)?;
+        let disqualified = store
+            .disqualifications(&id)?
+            .iter()
+            .map(|d| (d.variant.clone(), disqualification(d)))
+            .collect();
         Ok::<_, crate::store::StoreError>(analysis::analyse(
-            &spec, &timing, targets, &id, &rows, &losses,
+            &spec,
+            &timing,
+            targets,
+            &id,
+            &rows,
+            &losses,
+            &disqualified,
         ))
     })
     .await
@@ -888,10 +929,14 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
     let id = stats.experiment_id.clone();
     let guard = live.guard.clone();
     match blocking(move || store.record_measurements(&id, &rows, now_ms(), &guard)).await {
-        Ok(Ok((inserted, breach))) => {
+        Ok(Ok((inserted, disqualified))) => {
             shared.metrics.experiment_measurements.add(inserted as u64);
-            if let Some(b) = breach {
-                tracing::warn!(experiment = %stats.experiment_id, guardrail = %b.guardrail(), breach = %b, "guardrail breached");
+            for b in &disqualified {
+                shared.metrics.disqualification(b.guardrail());
+                tracing::warn!(experiment = %stats.experiment_id, guardrail = %b.guardrail(), breach = %b, "guardrail breached: candidate disqualified");
+            }
+            // The scheduler pushes the config without it at once.
+            if !disqualified.is_empty() {
                 shared.scheduler_wake.notify_one();
             }
         }
@@ -903,10 +948,20 @@ pub async fn ingest(shared: &Arc<Shared>, agent_id: &str, stats: &IntervalStats)
     }
 }
 
-/// The in-memory view of a running experiment with these targets.
-fn live_of(record: &ExperimentRecord, targets: HashSet<String>) -> Option<Live> {
+/// The in-memory view of a running experiment with these targets. The
+/// `disqualified` candidates are neither measured nor checked any more:
+/// their verdict is in, and the agents stop running them.
+fn live_of(
+    record: &ExperimentRecord,
+    targets: HashSet<String>,
+    disqualified: &HashSet<String>,
+) -> Option<Live> {
     let (spec, timing) = spec_of(record).ok()?;
-    let candidates = spec.candidate_names();
+    let candidates: Vec<String> = spec
+        .candidate_names()
+        .into_iter()
+        .filter(|c| !disqualified.contains(c))
+        .collect();
     let mut variants: HashSet<String> = candidates.iter().cloned().collect();
     variants.insert(spec.baseline_name());
     Some(Live {

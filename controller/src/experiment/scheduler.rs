@@ -8,8 +8,10 @@
 //! - deploying: every target applied → running, with the warm-up and the
 //!   window fixed from now; a target failed, timed out or was superseded,
 //!   or the deploy timeout passed → failed, then rolled back.
-//! - running: a guardrail breach → failed, then rolled back; the window
-//!   over → analyzing.
+//! - running: a candidate a guardrail disqualified → the config without it
+//!   pushed to the targets, the experiment going on with the others (none
+//!   left → failed, then rolled back); an agent error → failed, then rolled
+//!   back; the window over → analyzing.
 //! - analyzing: the verdict → succeeded (promoted at once with
 //!   `auto_promote`) or failed, then rolled back.
 
@@ -21,10 +23,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::guardrails::{self, BreachNote};
+use super::spec::ExperimentSpec;
 use super::state::State;
-use super::{ExperimentError, internal, live_of, restore, spec_of, transition};
+use super::{ExperimentError, compose, internal, live_of, restore, spec_of, transition};
 use crate::fleet::rollout::{self, ConfigSource, InternalError, PushRequest};
-use crate::store::{Actor, ExperimentRecord, Selector, Stamp, TargetState};
+use crate::store::{
+    Actor, Disqualified, ExperimentRecord, Selector, Stamp, StoreError, TargetState,
+};
 use crate::{Shared, blocking, now_ms};
 
 /// How often experiments are looked at (a guardrail breach wakes it early).
@@ -35,6 +40,15 @@ const PRUNE_EVERY: u32 = 120;
 /// The scheduler's actions are the controller's own.
 fn controller() -> Actor {
     Actor::system(crate::auth::system::CONTROLLER)
+}
+
+/// Who makes an experiment's deploy push and its reduced configs' pushes.
+fn experiment_actor(record: &ExperimentRecord) -> Actor {
+    Actor::system(format!(
+        "{}{}",
+        crate::auth::system::EXPERIMENT_PREFIX,
+        record.id
+    ))
 }
 
 pub fn spawn(
@@ -93,11 +107,20 @@ pub async fn run_once(shared: &Arc<Shared>) {
             Ok(Some(running)) => {
                 let store = shared.store.clone();
                 let lookup = id.clone();
-                let targets = match blocking(move || store.experiment_targets(&lookup)).await {
-                    Ok(Ok(t)) => t.into_iter().map(|t| t.agent_id).collect(),
+                let read = blocking(move || {
+                    let targets = store.experiment_targets(&lookup)?;
+                    let disqualified = store.disqualifications(&lookup)?;
+                    Ok::<_, StoreError>((targets, disqualified))
+                })
+                .await;
+                let (targets, disqualified) = match read {
+                    Ok(Ok((t, d))) => (
+                        t.into_iter().map(|t| t.agent_id).collect(),
+                        d.into_iter().map(|d| d.variant).collect(),
+                    ),
                     _ => Default::default(),
                 };
-                if let Some(view) = live_of(&running, targets) {
+                if let Some(view) = live_of(&running, targets, &disqualified) {
                     still_running.insert(id.clone());
                     shared.live.insert(id, Arc::new(view));
                 }
@@ -288,11 +311,7 @@ async fn deploy_when_due(
         PushRequest {
             selector: Selector::Agents(targets),
             source: ConfigSource::Yaml(record.config.clone()),
-            actor: Actor::system(format!(
-                "{}{}",
-                crate::auth::system::EXPERIMENT_PREFIX,
-                record.id
-            )),
+            actor: experiment_actor(&record),
             experiment_id: Some(record.id.clone()),
             within: None,
             // The experiment's own deadline, not the controller's default.
@@ -434,32 +453,18 @@ async fn watch_run(
 ) -> Result<Option<ExperimentRecord>, ExperimentError> {
     let (spec, _) = spec_of(&record)?;
     let now = now_ms();
-    let breach = match &record.breach {
-        Some(stored) => Some(BreachNote::parse(stored)),
-        None if spec.guardrails.agent_errors => agent_error(shared, &record).await?,
-        None => None,
+    // Stored by a controller from before disqualifications: it aborts, as
+    // it did then.
+    if let Some(stored) = &record.breach {
+        return abort_on_breach(shared, &record, BreachNote::parse(stored)).await;
+    }
+    let Some(accepted) = act_on_disqualifications(shared, &record, &spec).await? else {
+        return Ok(None);
     };
-    if let Some(BreachNote { guardrail, message }) = breach {
-        shared.metrics.breach(guardrail);
-        let reason = format!("guardrail {guardrail} breached: {message}");
-        // The numbers up to the breach stay with the experiment; the
-        // verdict is the abort, whatever they would have said.
-        let analysis = super::analyse(shared, &record)
-            .await
-            .ok()
-            .and_then(|mut r| {
-                r.verdict = "failed".into();
-                r.winner = None;
-                r.recommendation = format!("Aborted: {reason}.");
-                serde_json::to_string(&r).ok()
-            });
-        let stamp = Stamp {
-            analysis,
-            ..Stamp::default()
-        };
-        return fail_and_restore(shared, &record, State::Running, reason, stamp)
-            .await
-            .map(|_| None);
+    if spec.guardrails.agent_errors
+        && let Some(breach) = agent_error(shared, &record, &accepted).await?
+    {
+        return abort_on_breach(shared, &record, breach).await;
     }
     if record.ends_at.is_some_and(|end| now >= end) {
         transition(
@@ -477,10 +482,262 @@ async fn watch_run(
     Ok(Some(record))
 }
 
-/// A target that does not run the experiment's config any more.
+/// Abort a running experiment for a breach of the whole experiment.
+async fn abort_on_breach(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    BreachNote { guardrail, message }: BreachNote,
+) -> Result<Option<ExperimentRecord>, ExperimentError> {
+    shared.metrics.breach(guardrail);
+    abort_running(
+        shared,
+        record,
+        format!("guardrail {guardrail} breached: {message}"),
+    )
+    .await
+}
+
+/// Fail a running experiment, then roll it back. The numbers up to now
+/// stay with the experiment; the verdict is the abort, whatever they would
+/// have said.
+async fn abort_running(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    reason: String,
+) -> Result<Option<ExperimentRecord>, ExperimentError> {
+    let analysis = super::analyse(shared, record).await.ok().and_then(|mut r| {
+        r.verdict = "failed".into();
+        r.winner = None;
+        r.recommendation = format!("Aborted: {reason}.");
+        serde_json::to_string(&r).ok()
+    });
+    let stamp = Stamp {
+        analysis,
+        ..Stamp::default()
+    };
+    fail_and_restore(shared, record, State::Running, reason, stamp).await?;
+    Ok(None)
+}
+
+/// `"lean": guardrail critical_coverage breached: <its message>`.
+fn disqualified_reason(d: &Disqualified) -> String {
+    let note = BreachNote::parse(&d.breach);
+    format!(
+        "{:?}: guardrail {} breached: {}",
+        d.variant, note.guardrail, note.message
+    )
+}
+
+/// Act on the candidates a guardrail disqualified and the scheduler has not
+/// acted on: push the experiment's config without them to the targets,
+/// the experiment going on with the other candidates; with no candidate
+/// left, abort. Returns the config hashes the targets may run now (the
+/// composed config's, then each reduced one's), or `None` when the
+/// experiment was aborted.
+///
+/// At most one push per reduced config, across crashes: the rows are
+/// claimed with the reduced config's hash before the push, and the push is
+/// recorded on them after it. A crash before the push leaves a claim with
+/// no push of that hash: it is pushed at the next tick. A crash after it
+/// leaves a claim whose push the store has: that push is recorded, not made
+/// again (pushing twice would supersede the first on every target for
+/// nothing, and push the targets out of step for a moment).
+async fn act_on_disqualifications(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    spec: &ExperimentSpec,
+) -> Result<Option<Vec<String>>, ExperimentError> {
+    let store = shared.store.clone();
+    let id = record.id.clone();
+    let rows = blocking(move || store.disqualifications(&id))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    let mut accepted = vec![record.config_hash.clone()];
+    for hash in rows.iter().filter_map(|d| d.config_hash.clone()) {
+        if !accepted.contains(&hash) {
+            accepted.push(hash);
+        }
+    }
+    let pending: Vec<&Disqualified> = rows.iter().filter(|d| d.push_id.is_none()).collect();
+    if pending.is_empty() {
+        return Ok(Some(accepted));
+    }
+    if recover_claims(shared, record, &pending).await? {
+        // The rest, if any, at the next tick, on the rows as they are now.
+        return Ok(Some(accepted));
+    }
+    let gone: Vec<String> = rows.iter().map(|d| d.variant.clone()).collect();
+    if spec.candidate_names().iter().all(|c| gone.contains(c)) {
+        if let Some(last) = rows.last() {
+            shared
+                .metrics
+                .breach(BreachNote::parse(&last.breach).guardrail);
+        }
+        let reasons: Vec<String> = rows.iter().map(disqualified_reason).collect();
+        let reason = format!("every candidate was disqualified: {}", reasons.join("; "));
+        abort_running(shared, record, reason).await?;
+        return Ok(None);
+    }
+    match push_without(shared, record, &pending, &gone).await? {
+        Some(hash) if !accepted.contains(&hash) => accepted.push(hash),
+        Some(_) => {}
+        None => return Ok(None),
+    }
+    Ok(Some(accepted))
+}
+
+/// Push the targets the experiment's config without the `gone` candidates
+/// (every one disqualified so far), for the `pending` disqualifications.
+/// Returns the reduced config's hash, or `None` when the experiment is not
+/// running any more (aborted here, or stopped meanwhile).
+async fn push_without(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    pending: &[&Disqualified],
+    gone: &[String],
+) -> Result<Option<String>, ExperimentError> {
+    let without = gone.join(", ");
+    let reduced = match compose::without(&record.config, &record.id, gone) {
+        Ok(c) => c,
+        // The stored config is the controller's own: this is not expected,
+        // and not worth retrying every tick.
+        Err(e) => {
+            let why = format!("cannot compose the config without {without}: {e}");
+            return give_up(shared, record, pending, why).await;
+        }
+    };
+    let store = shared.store.clone();
+    let (id, hash) = (record.id.clone(), reduced.hash.clone());
+    let variants: Vec<String> = pending.iter().map(|d| d.variant.clone()).collect();
+    let claimed = blocking(move || store.claim_disqualifications(&id, &variants, &hash))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    if claimed == 0 {
+        // Pushed meanwhile: nothing left to push.
+        return Ok(Some(reduced.hash));
+    }
+    let push = rollout::create_push(
+        shared,
+        PushRequest {
+            selector: Selector::Agents(super::target_ids(shared, &record.id).await?),
+            source: ConfigSource::Yaml(reduced.yaml),
+            actor: experiment_actor(record),
+            // The experiment's: a stop or rollback still restores these
+            // agents, and an operator's push since is still told apart.
+            experiment_id: Some(record.id.clone()),
+            within: None,
+            timeout: None,
+        },
+    )
+    .await;
+    let push = match push {
+        Ok(p) => p,
+        Err(e) => {
+            let why = format!("the config without {without} was refused: {e}");
+            return give_up(shared, record, pending, why).await;
+        }
+    };
+    let running = record_push(shared, record, &reduced.hash, &push.id, pending).await?;
+    Ok(running.then_some(reduced.hash))
+}
+
+/// Abort for want of the config without the `pending` disqualifications:
+/// `why` it could not be had.
+async fn give_up(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    pending: &[&Disqualified],
+    why: String,
+) -> Result<Option<String>, ExperimentError> {
+    let reasons: Vec<String> = pending.iter().map(|d| disqualified_reason(d)).collect();
+    let reason = format!("disqualified {}; {why}", reasons.join("; "));
+    abort_running(shared, record, reason).await?;
+    Ok(None)
+}
+
+/// Record `push_id`, which took the config `hash` to the targets, on the
+/// `disqualified` rows claimed with that hash, each with its note in the
+/// timeline. False when the experiment is not running any more (stopped
+/// or aborted while the push was made): the push is undone too.
+async fn record_push(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    hash: &str,
+    push_id: &str,
+    disqualified: &[&Disqualified],
+) -> Result<bool, ExperimentError> {
+    let notes: Vec<(String, String)> = disqualified
+        .iter()
+        .map(|d| {
+            let note = format!(
+                "disqualified {}; the agents stop running it (push {push_id})",
+                disqualified_reason(d)
+            );
+            (d.variant.clone(), note)
+        })
+        .collect();
+    for (variant, note) in &notes {
+        tracing::warn!(experiment = %record.id, variant = %variant, "{note}");
+    }
+    let store = shared.store.clone();
+    let (id, hash, push_id) = (record.id.clone(), hash.to_string(), push_id.to_string());
+    let recorded = blocking(move || {
+        store.record_disqualification_push(&id, &hash, &push_id, &notes, &controller(), now_ms())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    shared.changes.bump();
+    if !recorded {
+        let restored = restore(shared, record, &controller()).await;
+        tracing::info!(experiment = %record.id, "stopped while disqualifying; {}", restored.describe());
+    }
+    Ok(recorded)
+}
+
+/// Claims a crash left between a reduced config's push and its record:
+/// those whose push the store has are recorded now. True when any was.
+async fn recover_claims(
+    shared: &Arc<Shared>,
+    record: &ExperimentRecord,
+    pending: &[&Disqualified],
+) -> Result<bool, ExperimentError> {
+    let mut hashes: Vec<&str> = pending
+        .iter()
+        .filter_map(|d| d.config_hash.as_deref())
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let mut recovered = false;
+    for hash in hashes {
+        let store = shared.store.clone();
+        let (id, lookup) = (record.id.clone(), hash.to_string());
+        let Some(push_id) = blocking(move || store.experiment_push_of(&id, &lookup))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?
+        else {
+            continue;
+        };
+        let claimed: Vec<&Disqualified> = pending
+            .iter()
+            .filter(|d| d.config_hash.as_deref() == Some(hash))
+            .copied()
+            .collect();
+        tracing::warn!(experiment = %record.id, push = %push_id, "recording a disqualification push an interrupted step left");
+        record_push(shared, record, hash, &push_id, &claimed).await?;
+        recovered = true;
+    }
+    Ok(recovered)
+}
+
+/// A target that does not run one of the experiment's configs (`accepted`).
 async fn agent_error(
     shared: &Arc<Shared>,
     record: &ExperimentRecord,
+    accepted: &[String],
 ) -> Result<Option<BreachNote>, ExperimentError> {
     let store = shared.store.clone();
     let id = record.id.clone();
@@ -488,7 +745,7 @@ async fn agent_error(
         .await
         .map_err(internal)?
         .map_err(internal)?;
-    Ok(guardrails::agent_error(&targets, &record.config_hash)
+    Ok(guardrails::agent_error(&targets, accepted)
         .as_ref()
         .map(BreachNote::from))
 }

@@ -52,6 +52,22 @@ pub struct TransitionRecord {
     pub reason: String,
 }
 
+/// A candidate a guardrail disqualified, and what the scheduler did of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disqualified {
+    pub variant: String,
+    pub at: i64,
+    pub guardrail: String,
+    /// The breach as stored (see `Breach::to_json`).
+    pub breach: String,
+    /// The reduced config the targets are to run without it (and without
+    /// every candidate disqualified before it), once composed.
+    pub config_hash: Option<String>,
+    /// The push that took the reduced config to the targets; `None`: not
+    /// acted on yet.
+    pub push_id: Option<String>,
+}
+
 /// A target and where it stands now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentTarget {
@@ -578,15 +594,18 @@ impl Store {
 
     /// Store one interval's measurements of an agent in a running
     /// experiment (a repeat of the same interval changes nothing), then
-    /// check the guardrails on this agent's latest intervals. Returns the
-    /// breach when this call found the first one.
+    /// check the guardrails on this agent's latest intervals. A candidate's
+    /// breach disqualifies it: the first one per candidate is kept, later
+    /// ones (of another agent, or of an interval that landed before the
+    /// scheduler saw the first) are ignored. Returns the breaches that
+    /// disqualified a candidate in this call.
     pub fn record_measurements(
         &self,
         experiment_id: &str,
         rows: &[Measurement],
         now: i64,
         guard: &GuardCheck,
-    ) -> Result<(usize, Option<Breach>), StoreError> {
+    ) -> Result<(usize, Vec<Breach>), StoreError> {
         self.write(|tx| {
             let mut inserted = 0;
             {
@@ -642,27 +661,161 @@ impl Store {
                     inserted += new;
                 }
             }
-            if inserted == 0 {
-                return Ok((0, None));
+            if inserted == 0 || !guard.watches_measurements() {
+                return Ok((inserted, Vec::new()));
             }
             let Some(agent) = rows.first().map(|r| r.agent_id.as_str()) else {
-                return Ok((0, None));
+                return Ok((0, Vec::new()));
             };
-            let breach = if guard.watches_measurements() {
-                guard.check(agent, &latest_samples(tx, experiment_id, agent, guard)?)
-            } else {
-                None
-            };
-            if let Some(b) = &breach {
-                let first = tx.execute(
-                    "UPDATE experiments SET breach = ?2 WHERE id = ?1 AND breach IS NULL",
-                    params![experiment_id, b.to_json()],
-                )?;
-                if first == 0 {
-                    return Ok((inserted, None));
+            let breaches = guard.check(agent, &latest_samples(tx, experiment_id, agent, guard)?);
+            let mut disqualify = tx.prepare_cached(
+                "INSERT OR IGNORE INTO experiment_disqualified
+                     (experiment_id, variant, at, guardrail, breach)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut first = Vec::new();
+            for b in breaches {
+                // Every breach `check` finds is a candidate's.
+                let Some(variant) = b.variant() else { continue };
+                let params = params![
+                    experiment_id,
+                    variant,
+                    now,
+                    b.guardrail().as_str(),
+                    b.to_json()
+                ];
+                if disqualify.execute(params)? == 1 {
+                    first.push(b);
                 }
             }
-            Ok((inserted, breach))
+            Ok((inserted, first))
+        })
+    }
+
+    /// The candidates of an experiment disqualified so far, in the order
+    /// they were.
+    pub fn disqualifications(&self, experiment_id: &str) -> Result<Vec<Disqualified>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT variant, at, guardrail, breach, config_hash, push_id
+             FROM experiment_disqualified WHERE experiment_id = ?1 ORDER BY at, variant",
+        )?;
+        let rows = stmt
+            .query_map([experiment_id], |r| {
+                Ok(Disqualified {
+                    variant: r.get(0)?,
+                    at: r.get(1)?,
+                    guardrail: r.get(2)?,
+                    breach: r.get(3)?,
+                    config_hash: r.get(4)?,
+                    push_id: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Take disqualifications not acted on for the reduced config
+    /// `config_hash`, before it is pushed: from then on that hash is one
+    /// the targets may run (the agent-error guardrail accepts it), and a
+    /// scheduler restarted after the push finds the push by it. Returns how
+    /// many rows it took (0: all were pushed meanwhile).
+    pub fn claim_disqualifications(
+        &self,
+        experiment_id: &str,
+        variants: &[String],
+        config_hash: &str,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let mut claim = tx.prepare_cached(
+                "UPDATE experiment_disqualified SET config_hash = ?3
+                 WHERE experiment_id = ?1 AND variant = ?2 AND push_id IS NULL",
+            )?;
+            let mut n = 0;
+            for v in variants {
+                n += claim.execute(params![experiment_id, v, config_hash])?;
+            }
+            Ok(n)
+        })
+    }
+
+    /// The push of this experiment that carried `config_hash`, if one was
+    /// made: how a restarted scheduler tells a reduced config it pushed
+    /// before a crash from one it never pushed. (No index on the pushes'
+    /// experiment: this runs only for a claim left by a crash.)
+    pub fn experiment_push_of(
+        &self,
+        experiment_id: &str,
+        config_hash: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT id FROM pushes WHERE experiment_id = ?1 AND config_hash = ?2
+                 ORDER BY created_at DESC LIMIT 1",
+                params![experiment_id, config_hash],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Record the push that took the reduced config `config_hash` to the
+    /// targets for each of `notes`' candidates (claimed with that hash and
+    /// not recorded yet), each with its note in the experiment's timeline
+    /// (`running → running`: the lifecycle does not move, so this is not a
+    /// [`Store::transition`]) and in the audit log, all at once. False,
+    /// recording nothing, when the experiment is not running any more (a
+    /// stop or an abort came in between: the push must be undone).
+    pub fn record_disqualification_push(
+        &self,
+        experiment_id: &str,
+        config_hash: &str,
+        push_id: &str,
+        notes: &[(String, String)],
+        actor: &Actor,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let state: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM experiments WHERE id = ?1",
+                    [experiment_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let running = State::Running.as_str();
+            if state.as_deref() != Some(running) {
+                return Ok(false);
+            }
+            for (variant, note) in notes {
+                let recorded = tx.execute(
+                    "UPDATE experiment_disqualified SET push_id = ?4
+                     WHERE experiment_id = ?1 AND variant = ?2 AND config_hash = ?3
+                       AND push_id IS NULL",
+                    params![experiment_id, variant, config_hash, push_id],
+                )?;
+                if recorded == 0 {
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO experiment_transitions (experiment_id, at, from_state, to_state, actor, reason)
+                     VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+                    params![experiment_id, now, running, actor.name, note],
+                )?;
+                audit(
+                    tx,
+                    now,
+                    actor,
+                    "experiment.disqualified",
+                    Some(push_id),
+                    None,
+                    serde_json::json!({
+                        "experiment": experiment_id, "variant": variant,
+                        "hash": config_hash, "reason": note,
+                    }),
+                )?;
+            }
+            Ok(true)
         })
     }
 
@@ -844,13 +997,15 @@ mod tests {
         let (n, breach) = store
             .record_measurements("live", &rows("a", 2), 5, &guard)
             .unwrap();
-        assert_eq!((n, breach), (2, None));
+        assert_eq!((n, breach), (2, vec![]));
         // A repeat of the same intervals is ignored; the third is the breach.
         let (n, breach) = store
             .record_measurements("live", &rows("a", 3), 6, &guard)
             .unwrap();
         assert_eq!(n, 1);
-        let breach = breach.expect("three intervals in a row below 100%");
+        let [breach] = &breach[..] else {
+            panic!("three intervals in a row below 100%: {breach:?}")
+        };
         assert!(
             matches!(
                 breach,
@@ -862,13 +1017,26 @@ mod tests {
             ),
             "{breach:?}"
         );
-        let stored = store.experiment("live").unwrap().unwrap().breach.unwrap();
-        assert_eq!(stored, breach.to_json());
-        // Only the first breach is reported.
+        // The candidate is disqualified; the experiment is not aborted.
+        assert_eq!(store.experiment("live").unwrap().unwrap().breach, None);
+        let disqualified = store.disqualifications("live").unwrap();
+        assert_eq!(
+            disqualified,
+            [Disqualified {
+                variant: "lean".into(),
+                at: 6,
+                guardrail: "critical_coverage".into(),
+                breach: breach.to_json(),
+                config_hash: None,
+                push_id: None,
+            }]
+        );
+        // Only the first breach of a candidate counts.
         let (_, again) = store
             .record_measurements("live", &rows("a", 4), 7, &guard)
             .unwrap();
-        assert_eq!(again, None);
+        assert_eq!(again, vec![]);
+        assert_eq!(store.disqualifications("live").unwrap(), disqualified);
         assert_eq!(store.measurements("live", None).unwrap().len(), 4);
         // Losses are summed once per stored interval, repeats ignored.
         let losses = store.experiment_losses("live").unwrap();
@@ -907,8 +1075,106 @@ mod tests {
     }
 
     #[test]
-    fn a_target_an_operator_pushed_to_since_is_not_restored() {
-        let (dir, store) = scratch("elsewhere");
+    fn a_disqualification_is_claimed_then_pushed_once_with_its_note_while_running() {
+        let (dir, store) = scratch("disqualified");
+        experiment(&store, "e");
+        let guard = GuardCheck {
+            candidates: vec!["lean".into()],
+            min_critical_coverage: Some(1.0),
+            max_cpu_seconds: None,
+            intervals: 3,
+        };
+        store
+            .record_measurements("e", &rows("a", 3), 5, &guard)
+            .unwrap();
+        let lean = vec!["lean".to_string()];
+        let notes = vec![("lean".to_string(), "disqualified \"lean\"".to_string())];
+        let actor = Actor::system("controller");
+        // Not running: nothing is recorded, the push is to be undone.
+        assert_eq!(store.claim_disqualifications("e", &lean, "h1").unwrap(), 1);
+        assert!(
+            !store
+                .record_disqualification_push("e", "h1", "p1", &notes, &actor, 8)
+                .unwrap()
+        );
+        for (from, to) in [
+            (State::Draft, State::Pending),
+            (State::Pending, State::Deploying),
+            (State::Deploying, State::Running),
+        ] {
+            let change = Transition {
+                from: Some(from),
+                to,
+                actor: actor.clone(),
+                reason: "t".into(),
+                stamp: Stamp::default(),
+            };
+            store.transition("e", &change, 7).unwrap();
+        }
+        // Claimed, not pushed (a crash before the push): no push to find.
+        assert_eq!(store.experiment_push_of("e", "hash-p1").unwrap(), None);
+        assert_eq!(
+            store
+                .claim_disqualifications("e", &lean, "hash-p1")
+                .unwrap(),
+            1
+        );
+        // Pushed, not recorded (a crash after it): found by its hash.
+        agent_a(&store);
+        push_to_a(&store, "p1", Some("e"), 8);
+        assert_eq!(
+            store.experiment_push_of("e", "hash-p1").unwrap().as_deref(),
+            Some("p1")
+        );
+        assert_eq!(store.experiment_push_of("other", "hash-p1").unwrap(), None);
+        assert!(
+            store
+                .record_disqualification_push("e", "hash-p1", "p1", &notes, &actor, 9)
+                .unwrap()
+        );
+        let d = &store.disqualifications("e").unwrap()[0];
+        assert_eq!(
+            (d.config_hash.as_deref(), d.push_id.as_deref()),
+            (Some("hash-p1"), Some("p1"))
+        );
+        // Pushed: neither claimed nor noted again.
+        assert_eq!(store.claim_disqualifications("e", &lean, "h2").unwrap(), 0);
+        store
+            .record_disqualification_push("e", "hash-p1", "p2", &notes, &actor, 10)
+            .unwrap();
+        let notes: Vec<(String, String, String)> = store
+            .transitions("e")
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.reason.starts_with("disqualified"))
+            .map(|t| (t.from, t.to, t.reason))
+            .collect();
+        assert_eq!(
+            notes,
+            [(
+                "running".to_string(),
+                "running".to_string(),
+                "disqualified \"lean\"".to_string()
+            )]
+        );
+        let audited: Vec<String> = store
+            .audit_log(Some("p1"), 10)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .filter(|a| a.starts_with("experiment."))
+            .collect();
+        assert_eq!(audited, ["experiment.disqualified"]);
+        assert_eq!(
+            store.disqualifications("e").unwrap()[0].push_id.as_deref(),
+            Some("p1")
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Agent `a`, online.
+    fn agent_a(store: &Store) {
         let hello = crate::store::AgentHello {
             id: "a".into(),
             host_name: "h".into(),
@@ -919,11 +1185,11 @@ mod tests {
             policy: None,
         };
         store.hello(&hello, 1, 1, true).unwrap();
-        experiment(&store, "e");
-        store
-            .set_experiment_targets("e", &["a".to_string()])
-            .unwrap();
-        let push = |id: &str, experiment: Option<&str>| crate::store::NewPush {
+    }
+
+    /// Push `id` (config `hash-<id>`) to agent `a`, for `experiment`.
+    fn push_to_a(store: &Store, id: &str, experiment: Option<&str>, now: i64) {
+        let push = crate::store::NewPush {
             id: id.into(),
             selector: crate::store::Selector::Agents(vec!["a".into()]),
             yaml: format!("# {id}"),
@@ -935,14 +1201,25 @@ mod tests {
             experiment_id: experiment.map(str::to_string),
             within: None,
         };
+        store.create_push(&push, now, &|_| Ok(())).unwrap();
+    }
+
+    #[test]
+    fn a_target_an_operator_pushed_to_since_is_not_restored() {
+        let (dir, store) = scratch("elsewhere");
+        agent_a(&store);
+        experiment(&store, "e");
         store
-            .create_push(&push("deploy", Some("e")), 2, &|_| Ok(()))
+            .set_experiment_targets("e", &["a".to_string()])
             .unwrap();
+        push_to_a(&store, "deploy", Some("e"), 2);
         let targets = store.experiment_targets("e").unwrap();
         assert_eq!(targets[0].desired_elsewhere, None);
-        store
-            .create_push(&push("operator", None), 3, &|_| Ok(()))
-            .unwrap();
+        // The push of a reduced config is the experiment's too.
+        push_to_a(&store, "reduced", Some("e"), 3);
+        let targets = store.experiment_targets("e").unwrap();
+        assert_eq!(targets[0].desired_elsewhere, None);
+        push_to_a(&store, "operator", None, 4);
         let targets = store.experiment_targets("e").unwrap();
         assert_eq!(targets[0].desired_elsewhere.as_deref(), Some("operator"));
         drop(store);

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0007_measurement_conservation.sql"),
     ),
     (8, include_str!("migrations/0008_promotion_waves.sql")),
+    (9, include_str!("migrations/0009_disqualified.sql")),
 ];
 
 /// The version this controller brings the schema to.

@@ -25,8 +25,8 @@ use crate::fleet::status::{self, Offer, ReportContext, TargetRow, TargetUpdate};
 
 pub use credentials::{CredentialState, Issue, Revocation};
 pub use experiments::{
-    ExperimentRecord, ExperimentTarget, NewExperiment, Stamp, Transition, TransitionError,
-    TransitionRecord,
+    Disqualified, ExperimentRecord, ExperimentTarget, NewExperiment, Stamp, Transition,
+    TransitionError, TransitionRecord,
 };
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use records::*;

@@ -177,6 +177,14 @@
  * @property {Record<string, Estimate | null>} [kpis]
  * @property {Criterion[]} [criteria]
  * @property {Loss[]} [losses] the baseline's executables it does not show individually
+ * @property {Disqualification} [disqualified] a guardrail took it out of the experiment
+ */
+
+/**
+ * @typedef {object} Disqualification
+ * @property {string} at
+ * @property {string} guardrail critical_coverage or cpu_overhead
+ * @property {string} reason the breach, in words
  */
 
 /**

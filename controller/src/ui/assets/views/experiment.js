@@ -350,7 +350,8 @@ function wavesTable(p) {
  * @param {Experiment} exp
  */
 function lifecycleSteps(exp) {
-  const passed = (exp.transitions || []).map((t) => t.to);
+  // A note in the timeline (a candidate disqualified) keeps the state.
+  const passed = (exp.transitions || []).filter((t) => t.from !== t.to).map((t) => t.to);
   const ahead = AHEAD[exp.state] || [];
   return h(
     "ol",
@@ -489,9 +490,28 @@ function candidateCard(c, conf) {
       h("span", { class: `badge ${tone(c.outcome)}` }, words(c.outcome)),
       h("span", { class: "muted small" }, `${num(c.paired_intervals)} paired intervals on ${c.agents} agent(s)`),
     ),
+    disqualifiedLine(c),
     table({ class: "criteria" }, [th("KPI"), th(`Value [${conf}% interval]`, "num"), th("Criterion", "num"), th("Outcome")], rows),
     lossLine(c, false, "Drops"),
     lossLine(c, true, "Folds into rollups"),
+  );
+}
+
+/**
+ * When and why a guardrail disqualified a candidate (its KPIs below are
+ * those measured up to then); nothing when none did.
+ * @param {CandidateReport} c
+ */
+function disqualifiedLine(c) {
+  const d = c.disqualified;
+  if (!d) return null;
+  return h(
+    "p",
+    { class: "small disqualified", "data-disqualified": d.guardrail },
+    h("span", { class: "badge bad" }, "disqualified"),
+    " ",
+    h("span", { title: dateTime(d.at) }, ago(d.at)),
+    ` by guardrail ${words(d.guardrail)}: ${d.reason}`,
   );
 }
 
