@@ -245,6 +245,8 @@ fn a_user_runs_judges_and_promotes_an_experiment_from_the_dashboard() {
         "mode: export",
         "\"^etcd$\"",
         "min_series_reduction: 0.3",
+        // The form's default, the controller's too.
+        "min_cpu_conservation: 0.75",
         "duration: \"6s\"",
         "PHOENIX_EXPERIMENT_OUT",
     ] {

@@ -92,6 +92,7 @@ const scalar = (v) => (typeof v === "number" ? String(v) : q(v));
  * @property {string} minBytes
  * @property {string} minCoverage
  * @property {string} minFidelity
+ * @property {string} minConservation share of the baseline's process CPU kept
  * @property {string} maxCpu
  * @property {string} interval
  * @property {string} warmup
@@ -158,12 +159,14 @@ export function definitionYaml(f) {
     ["min_bytes_reduction", fraction(f.minBytes)],
     ["min_critical_coverage", fraction(f.minCoverage)],
     ["min_topn_fidelity", fraction(f.minFidelity)],
+    ["min_cpu_conservation", fraction(f.minConservation)],
     ["max_cpu_overhead_percent", number(f.maxCpu)],
   ];
   out.push("criteria:");
   for (const [k, v] of criteria) {
     if (v !== null) out.push(`  ${k}: ${scalar(v)}`);
     else if (k === "min_critical_coverage") out.push(`  ${k}: null   # no coverage criterion`);
+    else if (k === "min_cpu_conservation") out.push(`  ${k}: null   # no conservation criterion`);
   }
   if (f.autoPromote) out.push("auto_promote: true");
   return out.join("\n") + "\n";

@@ -53,6 +53,7 @@ const FIELD_SLOTS = {
   "criteria.min_bytes_reduction": "f-min-bytes",
   "criteria.min_critical_coverage": "f-min-coverage",
   "criteria.min_topn_fidelity": "f-min-fidelity",
+  "criteria.min_cpu_conservation": "f-min-conservation",
   "criteria.max_cpu_overhead_percent": "f-max-cpu",
   interval: "f-interval",
   warmup: "f-warmup",
@@ -283,6 +284,8 @@ function criteriaStep(slots) {
   const minBytes = percentInput("");
   const minCoverage = percentInput("100");
   const minFidelity = percentInput("");
+  // The controller's default: a candidate that drops a busy process fails.
+  const minConservation = percentInput("75");
   const maxCpu = h("input", { type: "number", min: "0", max: "100", step: "any", inputmode: "decimal" });
   const section = step(
     4,
@@ -293,10 +296,11 @@ function criteriaStep(slots) {
       field(slots, "f-min-bytes", "Min bytes reduction (%)", minBytes),
       field(slots, "f-min-coverage", "Min critical coverage (%)", minCoverage),
       field(slots, "f-min-fidelity", "Min top-N fidelity (%)", minFidelity),
+      field(slots, "f-min-conservation", "Min CPU conservation (%)", minConservation),
       field(slots, "f-max-cpu", "Max CPU overhead (% of a core)", maxCpu),
     ),
   );
-  return { section, minSeries, minBytes, minCoverage, minFidelity, maxCpu };
+  return { section, minSeries, minBytes, minCoverage, minFidelity, minConservation, maxCpu };
 }
 
 /**
@@ -394,6 +398,7 @@ function formState(f) {
     minBytes: f.minBytes.value,
     minCoverage: f.minCoverage.value,
     minFidelity: f.minFidelity.value,
+    minConservation: f.minConservation.value,
     maxCpu: f.maxCpu.value,
     interval: f.interval.value,
     warmup: f.warmup.value,
