@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod controller;
 pub mod exporter;
+pub mod k8s;
 pub mod pipeline;
 pub mod receiver;
 pub mod telemetry;

@@ -59,6 +59,7 @@ fn configs() -> Vec<(&'static str, ProcessorConfig)> {
                     executable_name: None,
                     command_line: Some("--worker-id 0012".into()),
                     owner: None,
+                    attributes: Default::default(),
                     min_cpu_utilization: None,
                     min_memory: None,
                 }],

@@ -8,7 +8,8 @@ use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::processors::{
     Aggregate, AggregateConfig, AttributeActions, AttributesConfig, Budget, BudgetConfig, Filter,
-    FilterConfig, PriorityConfig, PriorityTagger, Sample, SampleConfig, TopK, TopKConfig,
+    FilterConfig, K8sAttributesConfig, PriorityConfig, PriorityTagger, Sample, SampleConfig, TopK,
+    TopKConfig,
 };
 
 /// Every processor type this build knows, as written before the `/` of an id.
@@ -20,6 +21,7 @@ pub const PROCESSOR_TYPES: &[&str] = &[
     "topk",
     "sample",
     "budget",
+    "k8sattributes",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +33,9 @@ pub enum ProcessorConfig {
     TopK(TopKConfig),
     Sample(SampleConfig),
     Budget(BudgetConfig),
+    /// Built by the agent, which owns the pod metadata source it reads
+    /// ([`crate::processors::K8sAttributes::new`]); [`ProcessorConfig::build`] refuses it.
+    K8sAttributes(K8sAttributesConfig),
 }
 
 /// A config that is null or absent (`filter:`) means "defaults" for types
@@ -64,6 +69,9 @@ impl ProcessorConfig {
             "topk" => ProcessorConfig::TopK(parse(d, || missing("k"))?),
             "sample" => ProcessorConfig::Sample(parse(d, || missing("fraction"))?),
             "budget" => ProcessorConfig::Budget(parse(d, || missing("max_series"))?),
+            "k8sattributes" => {
+                ProcessorConfig::K8sAttributes(parse(d, || Ok(K8sAttributesConfig::default()))?)
+            }
             other => {
                 return Err(format!(
                     "unknown processor type {other:?} (known: {})",
@@ -83,6 +91,7 @@ impl ProcessorConfig {
             ProcessorConfig::TopK(_) => "topk",
             ProcessorConfig::Sample(_) => "sample",
             ProcessorConfig::Budget(_) => "budget",
+            ProcessorConfig::K8sAttributes(_) => "k8sattributes",
         }
     }
 
@@ -90,7 +99,9 @@ impl ProcessorConfig {
     pub fn is_lossy(&self) -> bool {
         !matches!(
             self,
-            ProcessorConfig::Priority(_) | ProcessorConfig::Attributes(_)
+            ProcessorConfig::Priority(_)
+                | ProcessorConfig::Attributes(_)
+                | ProcessorConfig::K8sAttributes(_)
         )
     }
 
@@ -104,6 +115,7 @@ impl ProcessorConfig {
             ProcessorConfig::TopK(c) => c.validate(),
             ProcessorConfig::Sample(c) => c.validate(),
             ProcessorConfig::Budget(c) => c.validate(),
+            ProcessorConfig::K8sAttributes(c) => c.validate(),
         }
     }
 
@@ -117,6 +129,11 @@ impl ProcessorConfig {
             ProcessorConfig::TopK(c) => Box::new(TopK::new(c)?),
             ProcessorConfig::Sample(c) => Box::new(Sample::new(c)?),
             ProcessorConfig::Budget(c) => Box::new(Budget::new(c)?),
+            ProcessorConfig::K8sAttributes(_) => {
+                return Err(
+                    "k8sattributes reads pod metadata the agent fetches: build it with K8sAttributes::new".into(),
+                );
+            }
         })
     }
 }

@@ -39,6 +39,26 @@ pub const PROCESS_COMMAND_LINE: &str = "process.command_line";
 pub const PROCESS_OWNER: &str = "process.owner";
 pub const HOST_NAME: &str = "host.name";
 
+// Kubernetes resource attributes, set by the `k8sattributes` processor from
+// the pod that runs a process's container (`container.id`, which the procfs
+// receiver reads from the process's cgroup).
+pub const K8S_CONTAINER_ID: &str = "container.id";
+pub const K8S_POD_NAME: &str = "k8s.pod.name";
+pub const K8S_POD_UID: &str = "k8s.pod.uid";
+pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
+pub const K8S_CONTAINER_NAME: &str = "k8s.container.name";
+pub const K8S_NODE_NAME: &str = "k8s.node.name";
+pub const K8S_DEPLOYMENT_NAME: &str = "k8s.deployment.name";
+pub const K8S_REPLICASET_NAME: &str = "k8s.replicaset.name";
+pub const K8S_STATEFULSET_NAME: &str = "k8s.statefulset.name";
+pub const K8S_DAEMONSET_NAME: &str = "k8s.daemonset.name";
+pub const K8S_JOB_NAME: &str = "k8s.job.name";
+pub const K8S_CRONJOB_NAME: &str = "k8s.cronjob.name";
+/// Prefix of a pod label copied as an attribute (`k8s.pod.label.<key>`).
+pub const K8S_POD_LABEL_PREFIX: &str = "k8s.pod.label.";
+/// Prefix of a pod annotation copied as an attribute (`k8s.pod.annotation.<key>`).
+pub const K8S_POD_ANNOTATION_PREFIX: &str = "k8s.pod.annotation.";
+
 // Phoenix's own resource attributes.
 pub const PHOENIX_PIPELINE: &str = "phoenix.pipeline";
 pub const PHOENIX_EXPERIMENT_ID: &str = "phoenix.experiment.id";

@@ -754,3 +754,103 @@ fn sample_leaves_other_priorities_alone() {
         kept(&batch(&[quiet(1), quiet(2), quiet(3), quiet(10)]))
     );
 }
+
+// ---------------------------------------------------------------- kubernetes attributes
+
+/// `batch` with pod attributes (as `k8sattributes` adds them) on some processes.
+fn with_pods(procs: &[Proc], pods: &[Option<(&str, &str, &str)>]) -> Batch {
+    let mut b = batch(procs);
+    for (r, pod) in b.resources.iter_mut().zip(pods) {
+        if let Some((namespace, pod, deployment)) = pod {
+            r.attributes = r.attributes.with_all(&[
+                kv(semconv::K8S_NAMESPACE_NAME, namespace),
+                kv(semconv::K8S_POD_NAME, pod),
+                kv(semconv::K8S_DEPLOYMENT_NAME, deployment),
+            ]);
+        }
+    }
+    b
+}
+
+fn kv(key: &str, value: &str) -> phoenix_processors::KeyValue {
+    phoenix_processors::KeyValue::new(key.into(), Value::Str(value.into()))
+}
+
+#[test]
+fn priority_rules_match_namespace_and_workload_attributes() {
+    let config: PriorityConfig = yaml(
+        r#"
+        rules:
+          - { priority: critical, attributes: { k8s.namespace.name: "^kube-system$" } }
+          - { priority: critical, attributes: { k8s.namespace.name: "^shop$", k8s.deployment.name: "^checkout$" } }
+          - { priority: high, executable_name: "^bash$", attributes: { k8s.namespace.name: "^shop$" } }
+        "#,
+    );
+    let mut tagger = PriorityTagger::new(&config).unwrap();
+    let procs = [quiet(1), quiet(2), quiet(3), quiet(4), quiet(5)];
+    let pods = [
+        Some(("kube-system", "coredns-x", "coredns")),
+        Some(("shop", "checkout-x", "checkout")),
+        Some(("shop", "cart-x", "cart")),
+        Some(("batch", "etl-x", "etl")),
+        None,
+    ];
+    let out = run(&mut tagger, with_pods(&procs, &pods));
+    let got: Vec<_> = (1..=5).map(|pid| priority_of(&out, pid)).collect();
+    let want = ["critical", "critical", "high", "low", "low"];
+    assert_eq!(got, want.map(|p| Some(p.to_string())));
+
+    // The pod lookup can come late (a miss, then a refresh): the cached
+    // decision for the same process follows the new attributes.
+    let first = run(&mut tagger, with_pods(&procs, &[None; 5]));
+    assert_eq!(priority_of(&first, 1).as_deref(), Some("low"));
+    let later = run(&mut tagger, with_pods(&procs, &pods));
+    assert_eq!(priority_of(&later, 1).as_deref(), Some("critical"));
+
+    let bad: PriorityConfig =
+        yaml("{ rules: [{ priority: high, attributes: { '': x, k: '(' } }] }");
+    let fields: Vec<String> = bad.validate().into_iter().map(|p| p.field).collect();
+    assert_eq!(fields, ["rules[0].attributes", "rules[0].attributes.k"]);
+}
+
+/// The pod template: critical processes individually, the rest one
+/// resource per pod, host processes (no pod) one more group.
+#[test]
+fn aggregate_by_pod_keeps_critical_processes_apart() {
+    let config: AggregateConfig = yaml("{ group_by: [k8s.namespace.name, k8s.pod.name] }");
+    let mut critical = quiet(4);
+    critical.priority = Some(0);
+    let procs = [quiet(1), quiet(2), quiet(3), critical, quiet(5)];
+    let pods = [
+        Some(("shop", "web-1", "web")),
+        Some(("shop", "web-1", "web")),
+        Some(("shop", "web-2", "web")),
+        Some(("shop", "web-2", "web")),
+        None,
+    ];
+    let out = run(
+        &mut Aggregate::new(&config).unwrap(),
+        with_pods(&procs, &pods),
+    );
+    assert_eq!(out.resources.len(), 4, "{out:#?}");
+    assert_eq!(out.resources[0].identity, Some(identity(4)));
+    let count = |pod: Option<&str>| {
+        out.resources
+            .iter()
+            .find(|r| r.identity.is_none() && r.attributes.get_str(semconv::K8S_POD_NAME) == pod)
+            .and_then(|r| r.metric(semconv::PHOENIX_PROCESS_COUNT))
+            .map(|m| m.points[0].value)
+    };
+    assert_eq!(count(Some("web-1")), Some(Number::Int(2)));
+    assert_eq!(count(Some("web-2")), Some(Number::Int(1)));
+    assert_eq!(count(None), Some(Number::Int(1)));
+    let web1 = out
+        .resources
+        .iter()
+        .find(|r| r.attributes.get_str(semconv::K8S_POD_NAME) == Some("web-1"))
+        .unwrap();
+    assert_eq!(
+        web1.attributes.get_str(semconv::K8S_NAMESPACE_NAME),
+        Some("shop")
+    );
+}

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use phoenix_processors::Problem;
+use phoenix_processors::processors::k8s::DEFAULT_NODE_ENV;
+use phoenix_processors::{Problem, ProcessorConfig};
 
 use crate::exporter::ExporterConfig;
 use crate::exporter::file::{FileConfig, FileTarget, REFUSED_DIRS, lexically_absolute};
@@ -134,6 +135,36 @@ impl RemotePolicy {
                     "root_path",
                     "policy allow_root_path: a remote config must keep the local procfs.root_path \
                      (set service.remote_config.allow_root_path in the local config to allow it)",
+                ));
+            }
+        }
+        for (id, processor) in &config.processors {
+            let ProcessorConfig::K8sAttributes(k) = processor else {
+                continue;
+            };
+            // The service-account token goes to the cluster's own API
+            // server only, which the pod's environment names.
+            if k.endpoint.is_some() {
+                breaches.push(breach(
+                    "processors",
+                    id,
+                    "endpoint",
+                    "a remote config may not set the API server endpoint of k8sattributes \
+                     (the agent asks the in-cluster API server, KUBERNETES_SERVICE_HOST)",
+                ));
+            }
+            // The variable's value goes into the request: only names the
+            // policy allows, or the node name the DaemonSet sets.
+            if k.node_from_env_var != DEFAULT_NODE_ENV && !self.allows_env(&k.node_from_env_var) {
+                breaches.push(breach(
+                    "processors",
+                    id,
+                    "node_from_env_var",
+                    format!(
+                        "policy env: a remote config may read only {DEFAULT_NODE_ENV} or a variable \
+                         of service.remote_config.env of the local config (not {})",
+                        k.node_from_env_var
+                    ),
                 ));
             }
         }

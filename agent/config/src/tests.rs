@@ -232,6 +232,51 @@ service:
 }
 
 #[test]
+fn bad_k8sattributes_configs_name_the_component_and_field() {
+    let text = "\
+receivers: { procfs: {} }
+processors:
+  k8sattributes/a: { refresh_interval: 1s, extract: { metadata: [k8s.pod.nope] } }
+  k8sattributes/b: { auth_type: serviceAccount, endpoint: 'http://api:6443' }
+  k8sattributes/c: { auth_type: token }
+exporters: { console: {} }
+service:
+  pipelines:
+    metrics/a:
+      receivers: [procfs]
+      processors: [k8sattributes/a, k8sattributes/b, k8sattributes/c]
+      exporters: [console]
+";
+    let errors = load(text).unwrap_err().0;
+    let about = |component: &str, field: Option<&str>, needle: &str| {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.component.as_deref() == Some(component)
+                    && e.field.as_deref() == field
+                    && e.to_string().contains(needle)),
+            "no error for {component} {field:?} mentioning {needle:?}: {errors:#?}"
+        );
+    };
+    about(
+        "processors::k8sattributes/a",
+        Some("refresh_interval"),
+        "at least 5s",
+    );
+    about(
+        "processors::k8sattributes/a",
+        Some("extract.metadata[0]"),
+        "k8s.pod.nope",
+    );
+    about("processors::k8sattributes/b", Some("endpoint"), "https://");
+    about("processors::k8sattributes/c", None, "unknown variant");
+    // The defaults (in-cluster, the node from K8S_NODE_NAME) load.
+    load("receivers: { procfs: {} }\nprocessors: { k8sattributes: }\nexporters: { console: }\n\
+          service: { pipelines: { metrics/a: { receivers: [procfs], processors: [k8sattributes], exporters: [console] } } }\n")
+        .expect("defaults load");
+}
+
+#[test]
 fn a_component_problem_keeps_its_field_and_points_at_its_line() {
     let text = "\
 receivers: { procfs: {} }
@@ -493,5 +538,28 @@ service:
         );
         let e = AgentConfig::load_with_rules(&telemetry, &no_env, rules).unwrap_err();
         assert!(e.to_string().contains("must leave it out"), "{e}");
+    }
+
+    #[test]
+    fn a_remote_k8sattributes_keeps_the_token_in_the_cluster_and_reads_no_other_variable() {
+        let pipeline = |processor: &str| {
+            format!(
+                "receivers: {{ procfs: {{ root_path: /host }} }}\nprocessors:\n  k8sattributes: {processor}\n\
+                 exporters: {{ console: }}\nservice:\n  pipelines:\n    metrics/r: {{ receivers: [procfs], processors: [k8sattributes], exporters: [console] }}\n"
+            )
+        };
+        remote(&pipeline("{}")).expect("the defaults are fine");
+        remote(&pipeline("{ node_from_env_var: NODE_NAME }"))
+            .expect("a variable the policy allows");
+        let endpoint = refusal(&pipeline("{ endpoint: 'https://evil.example' }"));
+        assert!(
+            endpoint.contains("processors::k8sattributes: endpoint: a remote config may not set"),
+            "{endpoint}"
+        );
+        let variable = refusal(&pipeline("{ node_from_env_var: PHOENIX_CONTROLLER_TOKEN }"));
+        assert!(
+            variable.contains("processors::k8sattributes: node_from_env_var: policy env"),
+            "{variable}"
+        );
     }
 }

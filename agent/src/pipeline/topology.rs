@@ -10,11 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use phoenix_processors::model::{Batch, KeyValue, Value};
+use phoenix_processors::processors::{K8sAttributes, K8sAttributesConfig};
 use phoenix_processors::{Processor, ProcessorConfig, semconv};
 
 use super::accounting::{self, Accountant, Assessment, Comparator, IntervalReport, PipelineStats};
 use super::gauges::PipelineGauges;
 use crate::exporter::{self, BuildContext, Exporter, ExporterConfig};
+use crate::k8s::{PodSource, SourceSettings};
 use crate::receiver::procfs::{ProcfsConfig, ProcfsReceiver};
 use phoenix_config::{AgentConfig, ComponentId, PipelineMode, ReceiverConfig};
 use phoenix_telemetry::registry::Registry;
@@ -130,6 +132,11 @@ pub struct Topology {
     pub(super) exporters: BTreeMap<ComponentId, ExporterSlot>,
     pipelines: Vec<Pipeline>,
     experiment: Option<Experiment>,
+    /// One pod metadata source per distinct `k8sattributes` config, shared
+    /// by every pipeline whose chain has it (one list of the node's pods
+    /// per refresh, however many pipelines). Dropping the last handle
+    /// stops its task.
+    sources: Vec<(K8sAttributesConfig, Arc<PodSource>)>,
 }
 
 /// What a build reused and what it built anew, for the reload's log line.
@@ -252,6 +259,30 @@ impl Topology {
             );
         }
 
+        let mut sources: Vec<(K8sAttributesConfig, Arc<PodSource>)> = Vec::new();
+        for (pid, pc) in &config.processors {
+            let ProcessorConfig::K8sAttributes(k) = pc else {
+                continue;
+            };
+            if sources.iter().any(|(c, _)| c == k) || !used(&|p| p.processors.contains(pid)) {
+                continue;
+            }
+            let kept = previous
+                .and_then(|t| t.sources.iter().find(|(c, _)| c == k))
+                .map(|(_, s)| s.clone());
+            let source = match kept {
+                Some(source) => source,
+                None => {
+                    let settings =
+                        SourceSettings::resolve(k, &pid.to_string(), &|n| std::env::var(n).ok())
+                            .and_then(|s| PodSource::start(s, registry))
+                            .map_err(|e| anyhow::anyhow!("processors::{pid}: {e:#}"))?;
+                    Arc::new(settings)
+                }
+            };
+            sources.push((k.clone(), source));
+        }
+
         let mut pipelines = Vec::with_capacity(config.pipelines.len());
         for (id, pc) in &config.pipelines {
             let name = id.to_string();
@@ -284,8 +315,16 @@ impl Topology {
                         .0
                         .iter()
                         .map(|(pid, c)| {
-                            c.build()
-                                .map_err(|e| anyhow::anyhow!("processors::{pid}: {e}"))
+                            match c {
+                                ProcessorConfig::K8sAttributes(k) => sources
+                                    .iter()
+                                    .find(|(c, _)| c == k)
+                                    .ok_or_else(|| "no pod metadata source".to_string())
+                                    .and_then(|(_, s)| K8sAttributes::new(k, s.metadata()))
+                                    .map(|p| Box::new(p) as Box<dyn Processor>),
+                                other => other.build(),
+                            }
+                            .map_err(|e| anyhow::anyhow!("processors::{pid}: {e}"))
                         })
                         .collect::<anyhow::Result<Vec<_>>>()?;
                     Arc::new(PipelineState {
@@ -338,6 +377,7 @@ impl Topology {
             exporters,
             pipelines,
             experiment,
+            sources,
         })
     }
 
@@ -584,5 +624,48 @@ service:
                 assert_eq!(coverage(&report, p), (0, 0), "{experiment:?}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn pipelines_share_one_pod_source_per_config_and_a_reload_keeps_it() {
+        let text = |refresh: &str, env: &str| {
+            format!(
+                "receivers: {{ procfs: {{}} }}
+processors:
+  k8sattributes: {{ auth_type: none, endpoint: 'http://127.0.0.1:9', node_name: n, refresh_interval: {refresh} }}
+  k8sattributes/same: {{ auth_type: none, endpoint: 'http://127.0.0.1:9', node_name: n, refresh_interval: {refresh} }}
+  k8sattributes/env: {{ auth_type: none, endpoint: 'http://127.0.0.1:9', node_from_env_var: {env} }}
+exporters: {{ console: {{}} }}
+service:
+  pipelines:
+    metrics/a: {{ receivers: [procfs], processors: [k8sattributes], exporters: [console] }}
+    metrics/b: {{ receivers: [procfs], processors: [k8sattributes/same], exporters: [console] }}
+"
+            )
+        };
+        let registry = Registry::new();
+        // k8sattributes/env is in no pipeline: not started, its variable not read.
+        let config = AgentConfig::load(&text("60s", "PHOENIX_TEST_UNSET_NODE")).unwrap();
+        let (first, _) = Topology::build(&config, None, &registry).expect("builds");
+        assert_eq!(first.sources.len(), 1, "one source for two equal configs");
+        let (again, _) = Topology::build(&config, Some(&first), &registry).expect("builds");
+        assert!(Arc::ptr_eq(&first.sources[0].1, &again.sources[0].1));
+        let changed = AgentConfig::load(&text("30s", "X")).unwrap();
+        let (other, _) = Topology::build(&changed, Some(&again), &registry).expect("builds");
+        assert!(!Arc::ptr_eq(&again.sources[0].1, &other.sources[0].1));
+
+        let unset = text("60s", "PHOENIX_TEST_UNSET_NODE").replace(
+            "processors: [k8sattributes/same]",
+            "processors: [k8sattributes/env]",
+        );
+        let config = AgentConfig::load(&unset).unwrap();
+        let e = Topology::build(&config, None, &registry)
+            .err()
+            .expect("the node is unknown");
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("processors::k8sattributes/env") && e.contains("PHOENIX_TEST_UNSET_NODE"),
+            "{e}"
+        );
     }
 }

@@ -22,6 +22,7 @@ pub mod aggregate;
 pub mod attributes;
 pub mod budget;
 pub mod filter;
+pub mod k8s;
 pub mod priority;
 mod rank;
 mod rollup;
@@ -34,6 +35,7 @@ pub use budget::{Budget, BudgetConfig};
 pub use filter::{
     AttributeMatch, AttributePattern, Filter, FilterConfig, MatchType, MetricFilter, NameMatch,
 };
+pub use k8s::{K8sAttributes, K8sAttributesConfig, PodMetadata};
 pub use priority::{Priority, PriorityConfig, PriorityRule, PriorityTagger};
 pub use sample::{Sample, SampleConfig};
 pub use topk::{TopK, TopKConfig};

@@ -9,6 +9,7 @@
 //!     - { priority: critical, executable_name: "^java$", command_line: "kafka\\.Kafka" }
 //!     - { priority: high, min_cpu_utilization: 0.5 }
 //!     - { priority: medium, owner: "^root$", min_memory: 1GiB }
+//!     - { priority: critical, attributes: { k8s.namespace.name: "^kube-system$" } }
 //!   default: low
 //! ```
 //!
@@ -16,11 +17,17 @@
 //! the shorthand lists `critical`, `high`, `medium` (regexes on
 //! `process.executable.name`), then `default`.
 //!
-//! The regex part of the decision depends only on name, command line and
-//! owner, which a process keeps for life (an `exec` changes them and is
-//! noticed), so it is computed once per process identity and cached;
-//! thresholds are checked every interval.
+//! `attributes` matches regexes on any string resource attributes (a
+//! missing one fails the rule), e.g. the namespace or workload that
+//! `k8sattributes` added before this processor.
+//!
+//! The regex part of the decision depends only on name, command line,
+//! owner and the attributes rules name, which a process keeps for life (an
+//! `exec` changes them, a late pod lookup adds them; both are noticed), so
+//! it is computed once per process identity and cached; thresholds are
+//! checked every interval.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use regex::{Regex, RegexSet};
@@ -33,6 +40,7 @@ use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::semconv;
 use crate::units::opt_bytes;
+use smallvec::SmallVec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +87,10 @@ pub struct PriorityRule {
     /// Regex on `process.owner`.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Regexes on other string resource attributes, by key
+    /// (`k8s.namespace.name: "^kube-system$"`).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
     /// `process.cpu.utilization` (summed over points) at least this.
     #[serde(default)]
     pub min_cpu_utilization: Option<f64>,
@@ -132,10 +144,13 @@ impl PriorityConfig {
         problems
     }
 
+    /// The rules compiled, the shorthand lists, and the distinct attribute
+    /// keys the rules' `attributes` name (rules refer to them by index).
     fn compile(
         &self,
         problems: &mut Vec<Problem>,
-    ) -> (Vec<CompiledRule>, Vec<(Priority, RegexSet)>) {
+    ) -> (Vec<CompiledRule>, Vec<(Priority, RegexSet)>, Vec<Str>) {
+        let mut attr_keys: Vec<Str> = Vec::new();
         if self.rules.len() > MAX_RULES {
             problems.push(Problem::new(
                 "rules",
@@ -145,6 +160,26 @@ impl PriorityConfig {
         let mut rules = Vec::with_capacity(self.rules.len());
         for (i, rule) in self.rules.iter().enumerate() {
             let field = |name: &str| format!("rules[{i}].{name}");
+            let mut attributes = Vec::with_capacity(rule.attributes.len());
+            for (key, pattern) in &rule.attributes {
+                if key.is_empty() {
+                    problems.push(Problem::new(field("attributes"), "empty attribute key"));
+                    continue;
+                }
+                let Some(re) =
+                    compile_regex(&field(&format!("attributes.{key}")), pattern, problems)
+                else {
+                    continue;
+                };
+                let slot = match attr_keys.iter().position(|k| **k == **key) {
+                    Some(slot) => slot,
+                    None => {
+                        attr_keys.push(Str::from(key.as_str()));
+                        attr_keys.len() - 1
+                    }
+                };
+                attributes.push((slot, re));
+            }
             let mut regex = |name: &str, pattern: &Option<String>| {
                 pattern
                     .as_ref()
@@ -155,12 +190,14 @@ impl PriorityConfig {
                 executable_name: regex("executable_name", &rule.executable_name),
                 command_line: regex("command_line", &rule.command_line),
                 owner: regex("owner", &rule.owner),
+                attributes,
                 min_cpu: rule.min_cpu_utilization,
                 min_memory: rule.min_memory.map(|b| b as f64),
             };
             if rule.executable_name.is_none()
                 && rule.command_line.is_none()
                 && rule.owner.is_none()
+                && rule.attributes.is_empty()
                 && rule.min_cpu_utilization.is_none()
                 && rule.min_memory.is_none()
             {
@@ -195,7 +232,7 @@ impl PriorityConfig {
                 Err(e) => problems.push(Problem::new(priority.as_str(), e.to_string())),
             }
         }
-        (rules, lists)
+        (rules, lists, attr_keys)
     }
 }
 
@@ -205,17 +242,27 @@ struct CompiledRule {
     executable_name: Option<Regex>,
     command_line: Option<Regex>,
     owner: Option<Regex>,
+    /// (index into the tagger's `attr_keys`, regex on that attribute).
+    attributes: Vec<(usize, Regex)>,
     min_cpu: Option<f64>,
     min_memory: Option<f64>,
 }
 
 impl CompiledRule {
-    fn text_matches(&self, name: Option<&str>, cmd: Option<&str>, owner: Option<&str>) -> bool {
-        let ok = |re: &Option<Regex>, v: Option<&str>| match re {
+    fn text_matches(&self, text: &Cached) -> bool {
+        let ok = |re: &Option<Regex>, v: &Option<Str>| match re {
             None => true,
-            Some(re) => v.is_some_and(|v| re.is_match(v)),
+            Some(re) => v.as_deref().is_some_and(|v| re.is_match(v)),
         };
-        ok(&self.executable_name, name) && ok(&self.command_line, cmd) && ok(&self.owner, owner)
+        ok(&self.executable_name, &text.name)
+            && ok(&self.command_line, &text.command_line)
+            && ok(&self.owner, &text.owner)
+            && self.attributes.iter().all(|(slot, re)| {
+                text.attributes
+                    .get(*slot)
+                    .and_then(|v| v.as_deref())
+                    .is_some_and(|v| re.is_match(v))
+            })
     }
 
     /// Thresholds: a missing metric fails the condition (an unknown value
@@ -239,6 +286,8 @@ struct Cached {
     name: Option<Str>,
     command_line: Option<Str>,
     owner: Option<Str>,
+    /// The values of the tagger's `attr_keys`, in order.
+    attributes: SmallVec<[Option<Str>; 2]>,
     /// Bit i: the regexes of rule i match.
     rule_mask: u64,
     /// What the shorthand lists and `default` say.
@@ -252,6 +301,8 @@ pub struct PriorityTagger {
     rules: Vec<CompiledRule>,
     lists: Vec<(Priority, RegexSet)>,
     default: Priority,
+    /// Attribute keys the rules' `attributes` conditions read.
+    attr_keys: Vec<Str>,
     key: Str,
     values: [Value; 4],
     cache: IdMap<Cached>,
@@ -269,11 +320,12 @@ fn str_attr(resource: &Resource, key: &str) -> Option<Str> {
 impl PriorityTagger {
     pub fn new(config: &PriorityConfig) -> Result<PriorityTagger, String> {
         let mut problems = Vec::new();
-        let (rules, lists) = config.compile(&mut problems);
+        let (rules, lists, attr_keys) = config.compile(&mut problems);
         let tagger = PriorityTagger {
             rules,
             lists,
             default: config.default,
+            attr_keys,
             key: semconv::PHOENIX_PRIORITY.into(),
             values: Priority::ALL.map(|p| Value::Str(Arc::from(p.as_str()))),
             cache: IdMap::default(),
@@ -287,13 +339,27 @@ impl PriorityTagger {
         let name = str_attr(resource, semconv::PROCESS_EXECUTABLE_NAME);
         let command_line = str_attr(resource, semconv::PROCESS_COMMAND_LINE);
         let owner = str_attr(resource, semconv::PROCESS_OWNER);
-        let mut rule_mask = 0u64;
+        let attributes = self
+            .attr_keys
+            .iter()
+            .map(|k| str_attr(resource, k))
+            .collect();
+        let mut text = Cached {
+            name,
+            command_line,
+            owner,
+            attributes,
+            rule_mask: 0,
+            fallback: self.default,
+            generation: self.generation,
+        };
         for (i, rule) in self.rules.iter().enumerate().take(MAX_RULES) {
-            if rule.text_matches(name.as_deref(), command_line.as_deref(), owner.as_deref()) {
-                rule_mask |= 1 << i;
+            if rule.text_matches(&text) {
+                text.rule_mask |= 1 << i;
             }
         }
-        let fallback = name
+        text.fallback = text
+            .name
             .as_deref()
             .and_then(|n| {
                 self.lists
@@ -302,14 +368,7 @@ impl PriorityTagger {
                     .map(|(p, _)| *p)
             })
             .unwrap_or(self.default);
-        Cached {
-            name,
-            command_line,
-            owner,
-            rule_mask,
-            fallback,
-            generation: self.generation,
-        }
+        text
     }
 
     fn priority_of(&mut self, resource: &Resource) -> Priority {
@@ -320,6 +379,11 @@ impl PriorityTagger {
             !same_str(resource, semconv::PROCESS_EXECUTABLE_NAME, &c.name)
                 || !same_str(resource, semconv::PROCESS_COMMAND_LINE, &c.command_line)
                 || !same_str(resource, semconv::PROCESS_OWNER, &c.owner)
+                || !self
+                    .attr_keys
+                    .iter()
+                    .zip(&c.attributes)
+                    .all(|(k, v)| same_str(resource, k, v))
         });
         if stale {
             let cached = self.text_decision(resource);
