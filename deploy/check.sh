@@ -90,7 +90,7 @@ for path in sorted(glob.glob(f"{chart}/ci/*-values.yaml")):
 cases += [
     ("variant: agents alone", "agents-alone",
      {"controller": {"enabled": False}, "agent": {"controller": {"enabled": False}, "stateHostPath": "",
-      "restartOnConfigChange": True, "networkPolicy": {"from": []}}}),
+      "restartOnConfigChange": True, "networkPolicy": {"from": []}, "k8sMetadata": {"enabled": True}}}),
     ("variant: an outside controller", "outside-controller",
      {"controller": {"enabled": False, "tokens": {"agentToken": "t0123456789abcdef"}},
       "agent": {"controller": {"url": "https://phoenix.example.com:4320"}, "labels": {"env": "lab"}}}),

@@ -37,6 +37,7 @@ fn shipped_configs_and_templates_validate() {
         "process-aggressive-v1",
         "process-critical-v1",
         "process-dynamic-v1",
+        "process-pod-v1",
     ]
     .map(|t| format!("templates/{t}.yaml"));
     for name in ["local.yaml", "agent.yaml"]
