@@ -80,6 +80,12 @@ impl Attributes {
         &self.0
     }
 
+    /// Whether both are the very same shared set (a pointer comparison):
+    /// what a receiver hands out again for an unchanged process.
+    pub fn same(&self, other: &Attributes) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// A copy with `key` set to `value` (replaced in place, or appended).
     pub fn with(&self, key: Str, value: Value) -> Attributes {
         let mut pairs: Vec<KeyValue> = Vec::with_capacity(self.0.len() + 1);

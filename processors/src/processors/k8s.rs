@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::model::{Batch, Interner, KeyValue, Str, Value};
+use crate::hash::IdMap;
+use crate::model::{Attributes, Batch, Interner, KeyValue, Str, Value};
 use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::semconv;
@@ -517,10 +518,24 @@ impl PodMetadata {
 /// this many the memory is forgotten, not grown.
 const MAX_REPORTED: usize = 4096;
 
+/// What one process's resource became last time: reused while the process
+/// keeps its attribute set and its pod entry is the same (until a refresh
+/// publishes a new one), so a steady process costs no allocation.
+#[derive(Debug)]
+struct Enriched {
+    input: Attributes,
+    pod: Arc<[KeyValue]>,
+    output: Attributes,
+    generation: u64,
+}
+
 /// The `k8sattributes` processor.
 #[derive(Debug)]
 pub struct K8sAttributes {
     source: Arc<PodMetadata>,
+    /// By process identity.
+    cache: IdMap<Enriched>,
+    generation: u64,
     /// Container ids already reported as unknown: each asks for a refresh
     /// once, so a container Kubernetes does not know (run by hand with
     /// the runtime) does not cause a refresh every few seconds.
@@ -532,6 +547,8 @@ impl K8sAttributes {
         super::into_result(
             K8sAttributes {
                 source,
+                cache: IdMap::default(),
+                generation: 0,
                 reported: HashSet::new(),
             },
             config.validate(),
@@ -542,6 +559,8 @@ impl K8sAttributes {
 impl Processor for K8sAttributes {
     fn process(&mut self, batch: &mut Batch) {
         let index = self.source.current();
+        self.generation += 1;
+        let generation = self.generation;
         let mut missed = false;
         for resource in &mut batch.resources {
             let Some(Value::Str(id)) = resource.attributes.get(semconv::K8S_CONTAINER_ID) else {
@@ -549,8 +568,33 @@ impl Processor for K8sAttributes {
             };
             match index.get(id) {
                 Some(extra) => {
-                    let attributes = resource.attributes.with_all(extra);
-                    resource.attributes = attributes;
+                    let Some(identity) = resource.identity else {
+                        resource.attributes = resource.attributes.with_all(extra);
+                        continue;
+                    };
+                    let reusable = self.cache.get_mut(&identity).filter(|e| {
+                        e.input.same(&resource.attributes) && Arc::ptr_eq(&e.pod, extra)
+                    });
+                    let output = match reusable {
+                        Some(e) => {
+                            e.generation = generation;
+                            e.output.clone()
+                        }
+                        None => {
+                            let output = resource.attributes.with_all(extra);
+                            self.cache.insert(
+                                identity,
+                                Enriched {
+                                    input: resource.attributes.clone(),
+                                    pod: extra.clone(),
+                                    output: output.clone(),
+                                    generation,
+                                },
+                            );
+                            output
+                        }
+                    };
+                    resource.attributes = output;
                 }
                 None => {
                     if !self.reported.contains(&**id) {
@@ -565,6 +609,9 @@ impl Processor for K8sAttributes {
         }
         if missed {
             self.source.request_refresh();
+        }
+        if self.cache.len() > 2 * batch.resources.len() + 64 {
+            self.cache.retain(|_, e| e.generation == generation);
         }
     }
 }
@@ -642,7 +689,7 @@ mod tests {
         format!("{n:02x}").repeat(32)
     }
 
-    fn resource(container: Option<&str>) -> Resource {
+    fn resource(identity: u64, container: Option<&str>) -> Resource {
         let mut attrs = vec![KeyValue::new(
             semconv::PROCESS_EXECUTABLE_NAME.into(),
             Value::Str("nginx".into()),
@@ -656,7 +703,7 @@ mod tests {
         Resource {
             attributes: Attributes::new(attrs),
             metrics: Vec::new(),
-            identity: Some(1),
+            identity: Some(identity),
         }
     }
 
@@ -683,10 +730,10 @@ mod tests {
         let mut p = K8sAttributes::new(&c, source.clone()).expect("valid");
         let mut batch = Batch {
             resources: vec![
-                resource(Some(&id(1))),
-                resource(Some(&id(2))),
-                resource(Some(&id(9))),
-                resource(None),
+                resource(1, Some(&id(1))),
+                resource(2, Some(&id(2))),
+                resource(3, Some(&id(9))),
+                resource(4, None),
             ],
             ..Batch::default()
         };
@@ -715,6 +762,25 @@ mod tests {
                 .get_str(semconv::K8S_CONTAINER_NAME),
             Some("sidecar")
         );
+        // A steady process gets the very same set next interval: no allocation.
+        let mut next = before.clone();
+        p.process(&mut next);
+        assert!(
+            next.resources[0]
+                .attributes
+                .same(&batch.resources[0].attributes)
+        );
+        // A refresh that changes the pod (a label edited) is followed.
+        let mut relabelled = pods.clone();
+        relabelled[0].labels[1].1 = "shop".into();
+        source.publish(PodIndex::build(&relabelled, &Extraction::new(&c.extract)));
+        let mut after = before.clone();
+        p.process(&mut after);
+        assert_eq!(
+            after.resources[0].attributes.get_str("k8s.pod.label.app"),
+            Some("shop")
+        );
+        source.publish(PodIndex::build(&pods, &Extraction::new(&c.extract)));
         // Unknown container id and no container id: left alone.
         assert_eq!(batch.resources[2], before.resources[2]);
         assert_eq!(batch.resources[3], before.resources[3]);
@@ -724,7 +790,7 @@ mod tests {
         p.process(&mut before.clone());
         assert_eq!(misses.load(Ordering::Relaxed), 1);
         let mut other = Batch {
-            resources: vec![resource(Some(&id(8)))],
+            resources: vec![resource(5, Some(&id(8)))],
             ..Batch::default()
         };
         p.process(&mut other);
