@@ -110,9 +110,10 @@ fn default_refresh() -> Duration {
     Duration::from_secs(60)
 }
 
+/// A duration as the other processors write them (`30s`, `1m`, `1h30m`).
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    crate::time::parse_duration(&text).map_err(serde::de::Error::custom)
+    crate::units::opt_duration(d)?
+        .ok_or_else(|| serde::de::Error::custom("a duration is required (e.g. 60s)"))
 }
 
 /// Shortest periodic refresh: each one lists every pod of the node.
@@ -831,6 +832,11 @@ mod tests {
         );
         assert!(fields("{ auth_type: none, endpoint: 'http://127.0.0.1:1' }").is_empty());
         assert_eq!(fields("{ endpoint: 'ftp://x' }"), ["endpoint"]);
+        assert_eq!(
+            config("refresh_interval: 1h30m").refresh_interval.as_secs(),
+            5400
+        );
+        assert!(serde_norway::from_str::<K8sAttributesConfig>("refresh_interval: 60").is_err());
         assert_eq!(
             fields(
                 "extract: { metadata: [k8s.pod.nope], labels: [{ key: '' }, { key: a, tag_name: t }], annotations: [{ key: b, tag_name: t }, { key: c, tag_name: k8s.pod.name }] }"
