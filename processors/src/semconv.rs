@@ -39,6 +39,13 @@ pub const PROCESS_COMMAND_LINE: &str = "process.command_line";
 pub const PROCESS_OWNER: &str = "process.owner";
 pub const HOST_NAME: &str = "host.name";
 
+// Container identity, read from the process's cgroup (resource attributes).
+pub const CONTAINER_ID: &str = "container.id";
+/// `container.runtime.name`: semconv replaced `container.runtime` with it.
+pub const CONTAINER_RUNTIME_NAME: &str = "container.runtime.name";
+pub const K8S_POD_UID: &str = "k8s.pod.uid";
+pub const PROCESS_LINUX_CGROUP: &str = "process.linux.cgroup";
+
 // Phoenix's own resource attributes.
 pub const PHOENIX_PIPELINE: &str = "phoenix.pipeline";
 pub const PHOENIX_EXPERIMENT_ID: &str = "phoenix.experiment.id";
