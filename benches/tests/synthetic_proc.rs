@@ -46,7 +46,8 @@ fn ncpus() -> f64 {
     phoenix_telemetry::sys::sysconf(libc::_SC_NPROCESSORS_ONLN).unwrap_or(1) as f64
 }
 
-/// Every metric the receiver has, so that every file is checked.
+/// Every metric the receiver has and the raw cgroup line, so that every
+/// file is checked.
 fn receiver_for(root: &Path) -> ProcfsReceiver {
     let mut config = ProcfsConfig {
         root_path: root.to_path_buf(),
@@ -65,6 +66,9 @@ fn receiver_for(root: &Path) -> ProcfsReceiver {
             .metrics
             .insert(name.to_string(), Toggle { enabled: true });
     }
+    config
+        .resource_attributes
+        .insert("process.linux.cgroup".into(), Toggle { enabled: true });
     ProcfsReceiver::new(&config, &Registry::new()).expect("receiver over the synthetic root")
 }
 
@@ -172,6 +176,7 @@ fn assert_matches(
         c.and_then(|c| c.pod_uid.as_deref()),
         "{ctx}"
     );
+    assert!(a.get("process.linux.cgroup").is_some(), "{ctx}");
 
     let creation = tree.boot_time() * 1_000_000_000
         + u64::try_from(u128::from(p.starttime) * 1_000_000_000 / u128::from(tree.clock_ticks()))
@@ -248,15 +253,19 @@ fn assert_matches(
 const N: usize = 2_000;
 const KTHREADS: usize = 40;
 
-#[test]
-fn synthetic_tree_puts_a_share_of_processes_in_containers_of_every_runtime() {
-    let dir = TempDir::new("containers");
-    let config = SynthConfig {
+/// The tests' population: N processes and KTHREADS kernel threads.
+fn population() -> SynthConfig {
+    SynthConfig {
         processes: N,
         kernel_threads: KTHREADS,
         ..SynthConfig::default()
-    };
-    let tree = SyntheticTree::create(&dir.0, config).expect("generate");
+    }
+}
+
+#[test]
+fn synthetic_tree_puts_a_share_of_processes_in_containers_of_every_runtime() {
+    let dir = TempDir::new("containers");
+    let tree = SyntheticTree::create(&dir.0, population()).expect("generate");
     let containers: Vec<_> = tree
         .processes()
         .iter()
@@ -301,15 +310,7 @@ fn synthetic_tree_puts_a_share_of_processes_in_containers_of_every_runtime() {
     );
     // The receiver sees what the files say (every process: assert_matches
     // in the round trip above); here, the raw line of a hybrid-host pod.
-    let mut config = ProcfsConfig {
-        root_path: tree.root().to_path_buf(),
-        ..ProcfsConfig::default()
-    };
-    config
-        .resource_attributes
-        .insert("process.linux.cgroup".into(), Toggle { enabled: true });
-    let mut receiver = ProcfsReceiver::new(&config, &Registry::new()).expect("receiver");
-    let batch = receiver.scrape();
+    let batch = receiver_for(tree.root()).scrape();
     assert!(batch.resources.iter().any(|r| {
         r.attributes
             .get_str("process.linux.cgroup")
@@ -321,12 +322,10 @@ fn synthetic_tree_puts_a_share_of_processes_in_containers_of_every_runtime() {
 fn synthetic_tree_round_trips_through_the_receiver() {
     let dir = TempDir::new("roundtrip");
     let config = SynthConfig {
-        processes: N,
-        kernel_threads: KTHREADS,
         seed: 42,
         death_rate: 0.01,
         pid_reuse: 0.3,
-        ..SynthConfig::default()
+        ..population()
     };
     let mut tree = SyntheticTree::create(&dir.0, config).expect("generate");
     assert_eq!(tree.processes().len(), N + KTHREADS);
