@@ -143,8 +143,11 @@ fn split_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = &line[first + 1..];
     let second = rest.iter().position(|&b| b == b':')?;
     let (controllers, path) = (&rest[..second], &rest[second + 1..]);
-    (line[..first].iter().all(u8::is_ascii_digit) && path.first() == Some(&b'/'))
-        .then_some((controllers, path))
+    let hierarchy = &line[..first];
+    (!hierarchy.is_empty()
+        && hierarchy.iter().all(u8::is_ascii_digit)
+        && path.first() == Some(&b'/'))
+    .then_some((controllers, path))
 }
 
 /// Lower is preferred; see [`parse_cgroup`].
@@ -222,15 +225,18 @@ fn container_id(s: &[u8]) -> Option<&str> {
 }
 
 /// The pod UID of a pod's cgroup: `pod<uid>` (cgroupfs driver) or
-/// `kubepods[-<qos>]-pod<uid with _ for ->.slice` (systemd driver).
+/// `kubepods[-<qos>]-pod<uid with _ for ->.slice` (systemd driver; the
+/// kubelet may nest kubepods in a slice of its own, which then prefixes
+/// every name: `kubelet-kubepods-besteffort-pod<uid>.slice` in kind).
 fn pod_segment(segment: &[u8]) -> Option<PodUid> {
     let uid = match segment.strip_suffix(b".slice") {
         Some(slice) => {
-            if !slice.starts_with(b"kubepods") {
+            let mut parts = slice.rsplit(|&b| b == b'-');
+            let last = parts.next()?;
+            if !parts.any(|p| p == b"kubepods") {
                 return None;
             }
-            let at = slice.iter().rposition(|&b| b == b'-')?;
-            slice[at + 1..].strip_prefix(b"pod")?
+            last.strip_prefix(b"pod")?
         }
         None => segment.strip_prefix(b"pod")?,
     };
@@ -311,6 +317,11 @@ mod tests {
             (format!("0::/kubepods/pod{UID}/crio-{ID}\n"), (id.clone(), "cri-o", uid.clone())),
             (format!("0::/docker/{ID}\n"), (id.clone(), "docker", none.clone())),
             (format!("0::/libpod_parent/libpod-{ID}\n"), (id.clone(), "podman", none.clone())),
+            // kind: the kubelet's own slice around kubepods.
+            (format!("0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{UID_SYSTEMD}.slice/cri-containerd-{ID}.scope\n"),
+             (id.clone(), "containerd", uid.clone())),
+            // Docker in Docker: the innermost container is the process's.
+            (format!("0::/docker/{}/docker/{ID}\n", "0".repeat(64)), (id.clone(), "docker", none.clone())),
             // Seen from inside another cgroup namespace.
             (format!("0::/../../kubepods-besteffort-pod{UID_SYSTEMD}.slice/cri-containerd-{ID}.scope\n"),
              (id.clone(), "containerd", uid.clone())),
@@ -330,6 +341,8 @@ mod tests {
             (format!("0::/system.slice/{ID}\n"), (none.clone(), "-", none.clone())),
             (format!("0::/{ID}\n"), (none.clone(), "-", none.clone())),
             (format!("0::/system.slice/podman-{ID}.scope\n"), (none.clone(), "-", none.clone())),
+            // A pod-looking slice outside kubepods is not a pod.
+            (format!("0::/system.slice/app-pod{UID_SYSTEMD}.slice\n"), (none.clone(), "-", none.clone())),
         ];
         for (file, want) in table {
             assert_eq!(&identity(file), want, "{file}");
@@ -380,6 +393,10 @@ mod tests {
         assert_eq!(parse_cgroup(b"0:/docker\n"), None);
         assert_eq!(parse_cgroup(b"0::docker/x\n"), None);
         assert_eq!(parse_cgroup(format!("x::/docker/{ID}\n").as_bytes()), None);
+        assert_eq!(
+            parse_cgroup(format!(":memory:/docker/{ID}\n").as_bytes()),
+            None
+        );
         // Ids of the wrong length or alphabet.
         for bad in [
             &ID[..63],
