@@ -646,4 +646,11 @@ fn synthetic_tree_of_100k_processes_scrapes_whole() {
     assert_eq!(batch.resources.len(), BIG);
     assert_eq!((stats.vanished, stats.parse_errors), (0, 0), "{stats:?}");
     assert_eq!(stats.kernel_threads_skipped, 200);
+    // Container attribution at scale: the processes' share in containers.
+    let attributed = batch
+        .resources
+        .iter()
+        .filter(|r| r.attributes.get("container.id").is_some())
+        .count();
+    assert!((BIG / 5..BIG * 4 / 5).contains(&attributed), "{attributed}");
 }

@@ -1,10 +1,11 @@
 //! The per-process identity cache.
 //!
 //! What identifies a process and does not change while it runs (command
-//! line, executable, owner, creation time, container) is read once, when the receiver
-//! first sees the process, and kept here with the resource [`Attributes`]
-//! built from it; every later scrape clones that `Arc`. A process is keyed by
-//! PID *and* start time: a PID the kernel hands out again is a new process.
+//! line, executable, owner, creation time, container) is read once, when
+//! the receiver first sees the process, and kept here with the resource
+//! [`Attributes`] built from it; every later scrape clones that `Arc`. A
+//! process is keyed by PID *and* start time: a PID the kernel hands out
+//! again is a new process.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
