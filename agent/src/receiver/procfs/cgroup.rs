@@ -281,71 +281,69 @@ mod tests {
     const UID: &str = "5f1c4c8e-2b9a-4e7d-9c3a-0d1e2f3a4b5c";
     const UID_SYSTEMD: &str = "5f1c4c8e_2b9a_4e7d_9c3a_0d1e2f3a4b5c";
 
-    /// (id, runtime name, pod uid) of a file, `None` parts as `-`.
-    fn identity(file: &str) -> (String, &'static str, String) {
+    /// [id, runtime name, pod uid] of a file, `None` parts as `-`.
+    fn identity(file: &str) -> [String; 3] {
         let cg = parse_cgroup(file.as_bytes()).expect("a line");
         let c = cg.container;
-        (
-            c.map_or("-".into(), |c| c.id.to_string()),
+        [
+            c.map_or("-", |c| c.id),
             c.and_then(|c| c.runtime).map_or("-", Runtime::name),
-            cg.pod_uid.map_or("-".into(), |u| u.as_str().to_string()),
-        )
+            cg.pod_uid.as_ref().map_or("-", PodUid::as_str),
+        ]
+        .map(String::from)
     }
 
     #[test]
     fn every_runtime_and_driver_shape() {
-        let id = ID.to_string();
-        let uid = UID.to_string();
-        let none = "-".to_string();
         #[rustfmt::skip]
-        let table: &[(String, (String, &str, String))] = &[
+        let table: &[(String, [&str; 3])] = &[
             // cgroup v2, systemd driver.
             (format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_SYSTEMD}.slice/cri-containerd-{ID}.scope\n"),
-             (id.clone(), "containerd", uid.clone())),
+             [ID, "containerd", UID]),
             (format!("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_SYSTEMD}.slice/crio-{ID}.scope\n"),
-             (id.clone(), "cri-o", uid.clone())),
+             [ID, "cri-o", UID]),
             // Guaranteed QoS: no QoS slice.
             (format!("0::/kubepods.slice/kubepods-pod{UID_SYSTEMD}.slice/docker-{ID}.scope\n"),
-             (id.clone(), "docker", uid.clone())),
-            (format!("0::/system.slice/docker-{ID}.scope\n"), (id.clone(), "docker", none.clone())),
-            (format!("0::/machine.slice/libpod-{ID}.scope\n"), (id.clone(), "podman", none.clone())),
+             [ID, "docker", UID]),
+            (format!("0::/system.slice/docker-{ID}.scope\n"), [ID, "docker", "-"]),
+            (format!("0::/machine.slice/libpod-{ID}.scope\n"), [ID, "podman", "-"]),
             // Rootless podman, and its sub-cgroup for the payload.
             (format!("0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container\n"),
-             (id.clone(), "podman", none.clone())),
+             [ID, "podman", "-"]),
             // cgroup v2, cgroupfs driver.
-            (format!("0::/kubepods/burstable/pod{UID}/{ID}\n"), (id.clone(), "-", uid.clone())),
-            (format!("0::/kubepods/pod{UID}/crio-{ID}\n"), (id.clone(), "cri-o", uid.clone())),
-            (format!("0::/docker/{ID}\n"), (id.clone(), "docker", none.clone())),
-            (format!("0::/libpod_parent/libpod-{ID}\n"), (id.clone(), "podman", none.clone())),
+            (format!("0::/kubepods/burstable/pod{UID}/{ID}\n"), [ID, "-", UID]),
+            (format!("0::/kubepods/pod{UID}/crio-{ID}\n"), [ID, "cri-o", UID]),
+            (format!("0::/docker/{ID}\n"), [ID, "docker", "-"]),
+            (format!("0::/libpod_parent/libpod-{ID}\n"), [ID, "podman", "-"]),
             // kind: the kubelet's own slice around kubepods.
             (format!("0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{UID_SYSTEMD}.slice/cri-containerd-{ID}.scope\n"),
-             (id.clone(), "containerd", uid.clone())),
+             [ID, "containerd", UID]),
             // Docker in Docker: the innermost container is the process's.
-            (format!("0::/docker/{}/docker/{ID}\n", "0".repeat(64)), (id.clone(), "docker", none.clone())),
+            (format!("0::/docker/{}/docker/{ID}\n", "0".repeat(64)), [ID, "docker", "-"]),
             // Seen from inside another cgroup namespace.
             (format!("0::/../../kubepods-besteffort-pod{UID_SYSTEMD}.slice/cri-containerd-{ID}.scope\n"),
-             (id.clone(), "containerd", uid.clone())),
+             [ID, "containerd", UID]),
             // Static pod: a 32-digit hash for a UID.
             (format!("0::/kubepods/besteffort/pod0123456789abcdef0123456789abcdef/{ID}\n"),
-             (id.clone(), "-", "0123456789abcdef0123456789abcdef".into())),
+             [ID, "-", "0123456789abcdef0123456789abcdef"]),
             // A process in the pod's cgroup itself: a pod, no container.
-            (format!("0::/kubepods/burstable/pod{UID}\n"), (none.clone(), "-", uid.clone())),
+            (format!("0::/kubepods/burstable/pod{UID}\n"), ["-", "-", UID]),
             // Hosts' own processes.
-            ("0::/system.slice/containerd.service\n".into(), (none.clone(), "-", none.clone())),
-            ("0::/user.slice/user-0.slice/session-3.scope\n".into(), (none.clone(), "-", none.clone())),
-            ("0::/\n".into(), (none.clone(), "-", none.clone())),
+            ("0::/system.slice/containerd.service\n".into(), ["-", "-", "-"]),
+            ("0::/user.slice/user-0.slice/session-3.scope\n".into(), ["-", "-", "-"]),
+            ("0::/\n".into(), ["-", "-", "-"]),
             // CRI-O's monitor runs beside the container, not in it.
             (format!("0::/kubepods.slice/kubepods-pod{UID_SYSTEMD}.slice/crio-conmon-{ID}.scope\n"),
-             (none.clone(), "-", uid.clone())),
+             ["-", "-", UID]),
             // A 64-hex name outside a known shape is not a container.
-            (format!("0::/system.slice/{ID}\n"), (none.clone(), "-", none.clone())),
-            (format!("0::/{ID}\n"), (none.clone(), "-", none.clone())),
-            (format!("0::/system.slice/podman-{ID}.scope\n"), (none.clone(), "-", none.clone())),
+            (format!("0::/system.slice/{ID}\n"), ["-", "-", "-"]),
+            (format!("0::/{ID}\n"), ["-", "-", "-"]),
+            (format!("0::/system.slice/podman-{ID}.scope\n"), ["-", "-", "-"]),
             // A pod-looking slice outside kubepods is not a pod.
-            (format!("0::/system.slice/app-pod{UID_SYSTEMD}.slice\n"), (none.clone(), "-", none.clone())),
+            (format!("0::/system.slice/app-pod{UID_SYSTEMD}.slice\n"), ["-", "-", "-"]),
         ];
         for (file, want) in table {
-            assert_eq!(&identity(file), want, "{file}");
+            assert_eq!(identity(file), want.map(String::from), "{file}");
         }
     }
 
@@ -404,9 +402,9 @@ mod tests {
             &ID.to_uppercase(),
             &format!("{}g", &ID[..63]),
         ] {
-            assert_eq!(identity(&format!("0::/docker/{bad}\n")).0, "-", "{bad}");
+            assert_eq!(identity(&format!("0::/docker/{bad}\n"))[0], "-", "{bad}");
             assert_eq!(
-                identity(&format!("0::/system.slice/docker-{bad}.scope\n")).0,
+                identity(&format!("0::/system.slice/docker-{bad}.scope\n"))[0],
                 "-"
             );
         }
@@ -418,7 +416,7 @@ mod tests {
         ] {
             assert_eq!(
                 identity(&format!("0::/kubepods/pod{bad}/{ID}\n")),
-                ("-".into(), "-", "-".into())
+                ["-", "-", "-"].map(String::from)
             );
         }
         // Non-UTF-8 around a valid shape still yields it; in it, nothing.
