@@ -674,3 +674,85 @@ fn receiver_construction_fails_on_an_unusable_root() {
     };
     assert!(ProcfsReceiver::new(&config, &Registry::new()).is_err());
 }
+
+#[test]
+fn receiver_reads_the_container_from_the_cgroup_once_per_process_life() {
+    const ID: &str = "0b1c2d3e4f5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    const OTHER: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let root = FakeRoot::new("cgroup");
+    let mut p = FakeProcess::nginx();
+    root.add(&p);
+    let cgroup = root.pid_dir(100).join("cgroup");
+    let slice = "kubepods-burstable-pod1a2b3c4d_0000_4e7d_9c3a_0d1e2f3a4b5c.slice";
+    fs::write(
+        &cgroup,
+        format!("0::/kubepods.slice/kubepods-burstable.slice/{slice}/cri-containerd-{ID}.scope\n"),
+    )
+    .expect("cgroup");
+    // A process without a cgroup file (a fixture, a kernel without cgroups)
+    // is still emitted, without container attributes.
+    root.add(&FakeProcess::nginx_at(101));
+    let mut config = root.config();
+    config
+        .resource_attributes
+        .insert("process.linux.cgroup".into(), Toggle { enabled: true });
+    let mut receiver = ProcfsReceiver::new(&config, &Registry::new()).expect("receiver");
+
+    let batch = receiver.scrape();
+    let a = &find(&batch, 100).expect("containerised").attributes;
+    assert_eq!(a.get_str("container.id"), Some(ID));
+    assert_eq!(a.get_str("container.runtime.name"), Some("containerd"));
+    assert_eq!(
+        a.get_str("k8s.pod.uid"),
+        Some("1a2b3c4d-0000-4e7d-9c3a-0d1e2f3a4b5c")
+    );
+    assert!(
+        a.get_str("process.linux.cgroup")
+            .is_some_and(|l| l.starts_with("0::/kubepods.slice/") && l.ends_with(".scope"))
+    );
+    let plain = &find(&batch, 101).expect("no cgroup file").attributes;
+    assert_eq!(plain.get("container.id"), None);
+    assert_eq!(plain.get("process.linux.cgroup"), None);
+    assert_eq!(receiver.last_scrape().vanished, 0);
+    assert_eq!(receiver.last_scrape().parse_errors, 0);
+
+    // The file is not read again while the process lives...
+    fs::write(&cgroup, format!("0::/docker/{OTHER}\n")).expect("cgroup");
+    let batch = receiver.scrape();
+    let a = &find(&batch, 100).expect("same process").attributes;
+    assert_eq!(a.get_str("container.id"), Some(ID));
+    // ...but is after an exec (runc moves its init into the container's
+    // cgroup and then execs the entrypoint).
+    p.comm = "worker";
+    root.add(&p);
+    let batch = receiver.scrape();
+    let a = &find(&batch, 100).expect("exec'd").attributes;
+    assert_eq!(a.get_str("container.id"), Some(OTHER));
+    assert_eq!(a.get_str("container.runtime.name"), Some("docker"));
+    assert_eq!(a.get("k8s.pod.uid"), None);
+
+    // Every container attribute off: the file is not read at all (an
+    // unreadable one would count as an error otherwise).
+    fs::remove_file(&cgroup).expect("rm");
+    fs::create_dir(&cgroup).expect("a directory cannot be read as a file");
+    for name in [
+        "container.id",
+        "container.runtime.name",
+        "k8s.pod.uid",
+        "process.linux.cgroup",
+    ] {
+        config
+            .resource_attributes
+            .insert(name.into(), Toggle { enabled: false });
+    }
+    let mut receiver = ProcfsReceiver::new(&config, &Registry::new()).expect("receiver");
+    let batch = receiver.scrape();
+    assert_eq!(batch.resources.len(), 2);
+    assert_eq!(receiver.last_scrape().parse_errors, 0);
+    assert!(
+        batch
+            .resources
+            .iter()
+            .all(|r| r.attributes.get("container.id").is_none())
+    );
+}

@@ -15,16 +15,27 @@
 //! figures and the receiver/floor ratios directly (the project's target is
 //! at most 1.5x).
 //!
+//! Container attribution (issue 17) is measured on a synthetic `/proc` of
+//! 2,000 processes (`phoenix-sim synth`'s generator, on tmpfs), where about
+//! half of the processes are in containers of every runtime shape: the floor,
+//! the receiver with every container attribute off, and with the defaults
+//! (`container.id`, `container.runtime.name`, `k8s.pod.uid` on), warm (a
+//! scrape of every interval: the cgroup file is not read again) and cold (a
+//! receiver's first scrape, which reads each process's identity files,
+//! `cgroup` included: what a new process costs once in its life).
+//!
 //! Run: cargo bench -p phoenix-benches --bench scrape -- --warm-up-time 1 --measurement-time 5
 
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, SamplingMode, Throughput};
-use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver, Toggle};
 use phoenix_benches::floor::Floor;
 use phoenix_benches::sleepers::Sleepers;
+use phoenix_benches::synthetic::{SynthConfig, SyntheticTree};
+use phoenix_processors::semconv;
 use phoenix_telemetry::registry::Registry;
 
 /// Median per-process times (µs) of the floor and each receiver, from
@@ -63,6 +74,83 @@ fn interleaved(floor: &mut Floor, receivers: &mut [ProcfsReceiver], rounds: usiz
     }
 }
 
+/// The container attributes that need `PID/cgroup`.
+const CONTAINER_ATTRIBUTES: [&str; 4] = [
+    semconv::CONTAINER_ID,
+    semconv::CONTAINER_RUNTIME_NAME,
+    semconv::K8S_POD_UID,
+    semconv::PROCESS_LINUX_CGROUP,
+];
+
+/// A receiver over `root` with its identity cache warm.
+fn warm_receiver(config: &ProcfsConfig) -> ProcfsReceiver {
+    let mut r = ProcfsReceiver::new(config, &Registry::new()).expect("receiver");
+    r.scrape();
+    r
+}
+
+/// Floor, attribution off and attribution on over a synthetic `/proc` of
+/// 2,000 processes; returns the interleaved medians (receivers: off, on).
+fn container_attribution(criterion: &mut Criterion) -> Interleaved {
+    const PROCESSES: usize = 2_000;
+    let dir = Path::new("/dev/shm").join(format!("phoenix-bench-scrape-{}", std::process::id()));
+    let tree = SyntheticTree::create(
+        &dir,
+        SynthConfig {
+            processes: PROCESSES,
+            kernel_threads: 40,
+            ..SynthConfig::default()
+        },
+    )
+    .expect("synthetic /proc on /dev/shm");
+    let on = ProcfsConfig {
+        root_path: tree.root().to_path_buf(),
+        ..ProcfsConfig::default()
+    };
+    let mut off = on.clone();
+    for name in CONTAINER_ATTRIBUTES {
+        off.resource_attributes
+            .insert(name.into(), Toggle { enabled: false });
+    }
+    let mut floor = Floor::new(&tree.root().join("proc")).expect("synthetic proc");
+    let mut receivers = [warm_receiver(&off), warm_receiver(&on)];
+    assert!(
+        receivers[1]
+            .scrape()
+            .resources
+            .iter()
+            .any(|r| r.attributes.get("container.id").is_some()),
+        "the tree has containers"
+    );
+
+    let mut group = criterion.benchmark_group(format!("synthetic_{PROCESSES}_containers"));
+    group.throughput(Throughput::Elements(PROCESSES as u64));
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(30);
+    group.bench_function("floor", |b| b.iter(|| floor.pass().expect("floor pass")));
+    for (name, receiver) in ["attribution_off", "attribution_on"]
+        .into_iter()
+        .zip(&mut receivers)
+    {
+        group.bench_function(format!("warm/{name}"), |b| b.iter(|| receiver.scrape()));
+    }
+    for (name, config) in [("attribution_off", &off), ("attribution_on", &on)] {
+        group.bench_function(format!("cold/{name}"), |b| {
+            // By reference: building and dropping the receiver are not timed.
+            b.iter_batched_ref(
+                || ProcfsReceiver::new(config, &Registry::new()).expect("receiver"),
+                |receiver| receiver.scrape(),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+    let medians = interleaved(&mut floor, &mut receivers, 50);
+    drop(tree);
+    let _ = std::fs::remove_dir_all(&dir);
+    medians
+}
+
 fn main() {
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -99,6 +187,7 @@ fn main() {
         summary.push((n, interleaved(&mut floor, &mut receivers, 50)));
         drop(sleepers);
     }
+    let containers = container_attribution(&mut criterion);
     criterion.final_summary();
 
     println!("\nprocfs receiver vs floor (medians of 50 interleaved passes, warm cache)");
@@ -112,4 +201,14 @@ fn main() {
             with_kthreads / m.floor_us
         );
     }
+
+    let (off, on) = (containers.receivers_us[0], containers.receivers_us[1]);
+    println!(
+        "  synthetic /proc, {} processes, about half in containers: floor {:.2} µs/process; attribution off {off:.2} µs/process ({:.2}x); on {on:.2} µs/process ({:.2}x); on / off {:.3}x",
+        containers.processes,
+        containers.floor_us,
+        off / containers.floor_us,
+        on / containers.floor_us,
+        on / off
+    );
 }

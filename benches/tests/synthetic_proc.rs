@@ -46,7 +46,8 @@ fn ncpus() -> f64 {
     phoenix_telemetry::sys::sysconf(libc::_SC_NPROCESSORS_ONLN).unwrap_or(1) as f64
 }
 
-/// Every metric the receiver has, so that every file is checked.
+/// Every metric the receiver has and the raw cgroup line, so that every
+/// file is checked.
 fn receiver_for(root: &Path) -> ProcfsReceiver {
     let mut config = ProcfsConfig {
         root_path: root.to_path_buf(),
@@ -65,6 +66,9 @@ fn receiver_for(root: &Path) -> ProcfsReceiver {
             .metrics
             .insert(name.to_string(), Toggle { enabled: true });
     }
+    config
+        .resource_attributes
+        .insert("process.linux.cgroup".into(), Toggle { enabled: true });
     ProcfsReceiver::new(&config, &Registry::new()).expect("receiver over the synthetic root")
 }
 
@@ -159,6 +163,20 @@ fn assert_matches(
         users.get(&p.uid).map(String::as_str),
         "{ctx}"
     );
+    let container = p.container();
+    let c = container.as_ref();
+    assert_eq!(a.get_str("container.id"), c.map(|c| c.id.as_str()), "{ctx}");
+    assert_eq!(
+        a.get_str("container.runtime.name"),
+        c.and_then(|c| c.runtime),
+        "{ctx}"
+    );
+    assert_eq!(
+        a.get_str("k8s.pod.uid"),
+        c.and_then(|c| c.pod_uid.as_deref()),
+        "{ctx}"
+    );
+    assert!(a.get("process.linux.cgroup").is_some(), "{ctx}");
 
     let creation = tree.boot_time() * 1_000_000_000
         + u64::try_from(u128::from(p.starttime) * 1_000_000_000 / u128::from(tree.clock_ticks()))
@@ -235,16 +253,79 @@ fn assert_matches(
 const N: usize = 2_000;
 const KTHREADS: usize = 40;
 
+/// The tests' population: N processes and KTHREADS kernel threads.
+fn population() -> SynthConfig {
+    SynthConfig {
+        processes: N,
+        kernel_threads: KTHREADS,
+        ..SynthConfig::default()
+    }
+}
+
+#[test]
+fn synthetic_tree_puts_a_share_of_processes_in_containers_of_every_runtime() {
+    let dir = TempDir::new("containers");
+    let tree = SyntheticTree::create(&dir.0, population()).expect("generate");
+    let containers: Vec<_> = tree
+        .processes()
+        .iter()
+        .filter_map(|p| p.container())
+        .collect();
+    let share = containers.len() as f64 / N as f64;
+    assert!((0.2..0.8).contains(&share), "{share}");
+    assert!(
+        tree.processes()
+            .iter()
+            .all(|p| !(p.kernel_thread || p.comm == "systemd") || p.container().is_none())
+    );
+    let mut runtimes: BTreeMap<Option<&str>, usize> = BTreeMap::new();
+    // Pod UID → its distinct container ids; container id → its processes.
+    let mut pods: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
+    let mut per_container: HashMap<&str, usize> = HashMap::new();
+    for c in &containers {
+        *runtimes.entry(c.runtime).or_default() += 1;
+        *per_container.entry(&c.id).or_default() += 1;
+        if let Some(uid) = &c.pod_uid {
+            pods.entry(uid).or_default().insert(&c.id);
+        }
+    }
+    let names: Vec<_> = runtimes.keys().copied().collect();
+    assert_eq!(
+        names,
+        [
+            None,
+            Some("containerd"),
+            Some("cri-o"),
+            Some("docker"),
+            Some("podman")
+        ]
+    );
+    assert!(
+        pods.values().any(|ids| ids.len() > 1),
+        "pods with several containers"
+    );
+    assert!(
+        per_container.values().any(|&n| n > 1),
+        "containers with several processes"
+    );
+    // The receiver sees what the files say (every process: assert_matches
+    // in the round trip above); here, the raw line of a hybrid-host pod.
+    let batch = receiver_for(tree.root()).scrape();
+    assert!(batch.resources.iter().any(|r| {
+        r.attributes
+            .get_str("process.linux.cgroup")
+            .is_some_and(|l| l.starts_with("12:pids:/kubepods/"))
+    }));
+}
+
 #[test]
 fn synthetic_tree_round_trips_through_the_receiver() {
     let dir = TempDir::new("roundtrip");
     let config = SynthConfig {
-        processes: N,
-        kernel_threads: KTHREADS,
         seed: 42,
         death_rate: 0.01,
         pid_reuse: 0.3,
-        ..SynthConfig::default()
+        ..population()
     };
     let mut tree = SyntheticTree::create(&dir.0, config).expect("generate");
     assert_eq!(tree.processes().len(), N + KTHREADS);
@@ -565,4 +646,11 @@ fn synthetic_tree_of_100k_processes_scrapes_whole() {
     assert_eq!(batch.resources.len(), BIG);
     assert_eq!((stats.vanished, stats.parse_errors), (0, 0), "{stats:?}");
     assert_eq!(stats.kernel_threads_skipped, 200);
+    // Container attribution at scale: the processes' share in containers.
+    let attributed = batch
+        .resources
+        .iter()
+        .filter(|r| r.attributes.get("container.id").is_some())
+        .count();
+    assert!((BIG / 5..BIG * 4 / 5).contains(&attributed), "{attributed}");
 }

@@ -39,10 +39,15 @@ pub const PROCESS_COMMAND_LINE: &str = "process.command_line";
 pub const PROCESS_OWNER: &str = "process.owner";
 pub const HOST_NAME: &str = "host.name";
 
+// Container identity, read from the process's cgroup (resource attributes).
+pub const CONTAINER_ID: &str = "container.id";
+/// `container.runtime.name`: semconv replaced `container.runtime` with it.
+pub const CONTAINER_RUNTIME_NAME: &str = "container.runtime.name";
+pub const PROCESS_LINUX_CGROUP: &str = "process.linux.cgroup";
+
 // Kubernetes resource attributes, set by the `k8sattributes` processor from
-// the pod that runs a process's container (`container.id`, which the procfs
-// receiver reads from the process's cgroup).
-pub const K8S_CONTAINER_ID: &str = "container.id";
+// the pod that runs a process's container (`container.id` above). The pod
+// UID the receiver reads from the cgroup path too.
 pub const K8S_POD_NAME: &str = "k8s.pod.name";
 pub const K8S_POD_UID: &str = "k8s.pod.uid";
 pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";

@@ -12,11 +12,18 @@ use std::path::Path;
 /// caller's line.
 #[track_caller]
 pub fn missing_tool(tool: &str, install: &str) {
-    let message = format!("{tool} not found; install it with `{install}`");
+    cannot_check(&format!("{tool} not found; install it with `{install}`"));
+}
+
+/// Report that what a test needs from the machine is not there (`why`
+/// says what and how to get it): the same rule as [`missing_tool`], for
+/// needs other than a program (root, a writable cgroup hierarchy).
+#[track_caller]
+pub fn cannot_check(why: &str) {
     if std::env::var_os("CI").is_some() {
-        panic!("{message} (CI is set: every test must run)");
+        panic!("{why} (CI is set: every test must run)");
     }
-    eprintln!("SKIP: {message}; what needs it is not checked");
+    eprintln!("SKIP: {why}; what needs it is not checked");
 }
 
 /// Whether `program` is an executable file in one of `PATH`'s directories.

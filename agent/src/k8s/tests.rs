@@ -197,7 +197,7 @@ async fn pods_come_and_go_and_a_miss_refreshes_early() {
         resources: vec![phoenix_processors::Resource {
             attributes: phoenix_processors::Attributes::new(vec![
                 phoenix_processors::KeyValue::new(
-                    semconv::K8S_CONTAINER_ID.into(),
+                    semconv::CONTAINER_ID.into(),
                     phoenix_processors::Value::Str(cid(3).into()),
                 ),
             ]),

@@ -65,7 +65,7 @@ fn fake_pods(pods: usize) -> Vec<PodMeta> {
 /// (`container.id` as the procfs receiver will set it), the rest on the host.
 fn scrape(processes: usize, pods: usize) -> Batch {
     let mut batch = synthetic_batch(processes);
-    let key: Arc<str> = semconv::K8S_CONTAINER_ID.into();
+    let key: Arc<str> = semconv::CONTAINER_ID.into();
     for (i, r) in batch.resources.iter_mut().enumerate() {
         if i % 10 == 9 {
             continue;

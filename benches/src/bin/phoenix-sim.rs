@@ -53,7 +53,7 @@ Stopping: SIGINT (Ctrl-C), SIGTERM or SIGHUP, or the end of --duration, kills ev
 simulator itself is killed (kill -9), the children die with it (PR_SET_PDEATHSIG).
 
 Synthetic /proc (`phoenix-sim synth --help`): writes DIR/proc/<pid>/{stat,status,io,cmdline,
-comm,exe,fd/} and DIR/etc/passwd for N processes, exactly as the kernel formats them, for
+comm,cgroup,exe,fd/} and DIR/etc/passwd for N processes, exactly as the kernel formats them, for
 the procfs receiver's root_path; deterministic from --seed, advanced with --ticks.
 
 Exit codes: 0 ok, 1 runtime error (spawning failed, children kept failing, not enough memory,

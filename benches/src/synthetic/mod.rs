@@ -23,6 +23,7 @@
 //! <root>/proc/<pid>/io            rchar .. cancelled_write_bytes
 //! <root>/proc/<pid>/cmdline       NUL-separated argv (or a setproctitle title)
 //! <root>/proc/<pid>/comm
+//! <root>/proc/<pid>/cgroup        container-shaped for containerised kinds (`cgroup.rs`)
 //! <root>/proc/<pid>/exe           symlink to the executable (dangling)
 //! <root>/proc/<pid>/fd/<n>        symlinks: /dev/null, pipe:[..], socket:[..]
 //! ```
@@ -32,6 +33,7 @@
 //! the real procfs); otherwise every process is owned by the current user.
 
 mod catalog;
+mod cgroup;
 mod fsio;
 mod render;
 pub mod rng;
@@ -46,6 +48,7 @@ use fsio::{Digits, ProcDir};
 use render::{Machine, SystemTotals};
 use rng::Rng;
 
+pub use cgroup::SynthContainer;
 pub use render::PF_KTHREAD;
 
 /// The file that marks a directory as a synthetic tree, so that it (and
@@ -195,6 +198,8 @@ pub struct SynthProcess {
     pub blkio_ticks: u64,
     /// Index into the catalog (`usize::MAX` for kernel threads).
     kind: usize,
+    /// The container it runs in, for the kinds that run under a shim.
+    slot: Option<cgroup::Slot>,
     /// Cores used while active.
     cpu_rate: f64,
     /// Disk bytes per second while active.
@@ -238,6 +243,11 @@ impl SynthProcess {
     pub fn command_line(&self) -> Option<String> {
         let args = self.args();
         (!args.is_empty()).then(|| args.join(" "))
+    }
+
+    /// The container the receiver should find in its cgroup file.
+    pub fn container(&self) -> Option<SynthContainer> {
+        self.slot.map(cgroup::Slot::truth)
     }
 
     /// Resident memory in bytes for a page size.
@@ -563,6 +573,7 @@ impl SyntheticTree {
             sigcatch: 0,
             blkio_ticks: 0,
             kind: usize::MAX,
+            slot: None,
             cpu_rate: 0.0,
             io_rate: 0.0,
             vsize_base: 0,
@@ -639,6 +650,17 @@ impl SyntheticTree {
         let blkio_ticks = (io_bytes / 50_000_000.0) as u64;
 
         let uid = self.fixed_uid.unwrap_or_else(|| catalog::uid_of(kind.user));
+        // From a hash rather than the generator, so that adding containers
+        // left every other value of a seed's tree as it was.
+        let slot = (kind.parent == Parent::Kind("containerd-shim")).then(|| {
+            let h =
+                phoenix_processors::hash::mix64(self.config.seed ^ u64::from(pid) << 24 ^ instance);
+            let pods = (self.config.processes as u64 / 16).max(1);
+            cgroup::Slot {
+                pod: (h % pods) as u32,
+                container: ((h >> 32) % cgroup::CONTAINERS_PER_POD) as u8,
+            }
+        });
         let ppid = self.choose_parent(k, pid);
         let pgrp = if kind.parent == Parent::Master && ppid != 1 {
             ppid
@@ -679,6 +701,7 @@ impl SyntheticTree {
             sigcatch,
             blkio_ticks,
             kind: k,
+            slot,
             cpu_rate,
             io_rate,
             vsize_base,
@@ -754,6 +777,8 @@ impl SyntheticTree {
         buf.extend_from_slice(p.comm.as_bytes());
         buf.push(b'\n');
         self.dir.write(&[name, b"comm"], buf)?;
+        cgroup::render(buf, p.slot, &p.comm, p.kernel_thread);
+        self.dir.write(&[name, b"cgroup"], buf)?;
         if let Some(exe) = &p.exe {
             self.dir.symlink(exe.as_bytes(), &[name, b"exe"])?;
         }

@@ -564,7 +564,7 @@ impl Processor for K8sAttributes {
         let generation = self.generation;
         let mut missed = false;
         for resource in &mut batch.resources {
-            let Some(Value::Str(id)) = resource.attributes.get(semconv::K8S_CONTAINER_ID) else {
+            let Some(Value::Str(id)) = resource.attributes.get(semconv::CONTAINER_ID) else {
                 continue;
             };
             match index.get(id) {
@@ -697,7 +697,7 @@ mod tests {
         )];
         if let Some(c) = container {
             attrs.push(KeyValue::new(
-                semconv::K8S_CONTAINER_ID.into(),
+                semconv::CONTAINER_ID.into(),
                 Value::Str(c.into()),
             ));
         }

@@ -10,18 +10,48 @@ use serde::Deserialize;
 
 use phoenix_processors::{MetricKind, Problem};
 
-/// Every resource attribute the receiver can set; all are on by default.
-pub const RESOURCE_ATTRIBUTES: &[&str] = &[
-    semconv::PROCESS_PID,
-    semconv::PROCESS_PARENT_PID,
-    semconv::PROCESS_CREATION_TIME,
-    semconv::PROCESS_EXECUTABLE_NAME,
-    semconv::PROCESS_EXECUTABLE_PATH,
-    semconv::PROCESS_COMMAND,
-    semconv::PROCESS_COMMAND_LINE,
-    semconv::PROCESS_OWNER,
-    semconv::HOST_NAME,
+/// One resource attribute the receiver can set, and whether it is on
+/// without configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct AttributeSpec {
+    pub name: &'static str,
+    pub enabled_by_default: bool,
+}
+
+const fn on(name: &'static str) -> AttributeSpec {
+    AttributeSpec {
+        name,
+        enabled_by_default: true,
+    }
+}
+
+/// Every resource attribute the receiver can set. The container ones cost
+/// one read of `/proc/PID/cgroup` per process life and are absent for a
+/// process outside a container, so they are on; the raw cgroup line is one
+/// more distinct string per container and a label few backends want, so
+/// it is opt-in.
+pub const RESOURCE_ATTRIBUTES: &[AttributeSpec] = &[
+    on(semconv::PROCESS_PID),
+    on(semconv::PROCESS_PARENT_PID),
+    on(semconv::PROCESS_CREATION_TIME),
+    on(semconv::PROCESS_EXECUTABLE_NAME),
+    on(semconv::PROCESS_EXECUTABLE_PATH),
+    on(semconv::PROCESS_COMMAND),
+    on(semconv::PROCESS_COMMAND_LINE),
+    on(semconv::PROCESS_OWNER),
+    on(semconv::HOST_NAME),
+    on(semconv::CONTAINER_ID),
+    on(semconv::CONTAINER_RUNTIME_NAME),
+    on(semconv::K8S_POD_UID),
+    AttributeSpec {
+        name: semconv::PROCESS_LINUX_CGROUP,
+        enabled_by_default: false,
+    },
 ];
+
+pub fn attribute_spec(name: &str) -> Option<&'static AttributeSpec> {
+    RESOURCE_ATTRIBUTES.iter().find(|a| a.name == name)
+}
 
 /// One metric the receiver knows: semconv name, description, unit, kind, and
 /// whether it is on without configuration.
@@ -127,7 +157,7 @@ pub struct ProcfsConfig {
     pub include_kernel_threads: bool,
     /// Per-metric switches over the defaults (defaults in `metrics.rs`).
     pub metrics: BTreeMap<String, Toggle>,
-    /// Per-resource-attribute switches (all on by default).
+    /// Per-resource-attribute switches over the defaults (in `RESOURCE_ATTRIBUTES`).
     pub resource_attributes: BTreeMap<String, Toggle>,
     /// `host.name` instead of `gethostname(2)`: the node name for a DaemonSet
     /// (`${env:NODE_NAME}`), whose pod has its own host name.
@@ -210,12 +240,13 @@ impl ProcfsConfig {
             }
         }
         for name in self.resource_attributes.keys() {
-            if !RESOURCE_ATTRIBUTES.contains(&name.as_str()) {
+            if attribute_spec(name).is_none() {
+                let known: Vec<&str> = RESOURCE_ATTRIBUTES.iter().map(|a| a.name).collect();
                 problems.push(Problem::new(
                     "resource_attributes",
                     format!(
                         "unknown attribute {name:?}; known attributes: {}",
-                        RESOURCE_ATTRIBUTES.join(", ")
+                        known.join(", ")
                     ),
                 ));
             }
@@ -242,10 +273,14 @@ impl ProcfsConfig {
             .map_or(spec.enabled_by_default, |t| t.enabled)
     }
 
-    /// Whether resource attribute `name` is on: its toggle, else on; unknown names are off.
+    /// Whether resource attribute `name` is on: its toggle, else its default; unknown names are off.
     pub fn attribute_enabled(&self, name: &str) -> bool {
-        RESOURCE_ATTRIBUTES.contains(&name)
-            && self.resource_attributes.get(name).is_none_or(|t| t.enabled)
+        let Some(spec) = attribute_spec(name) else {
+            return false;
+        };
+        self.resource_attributes
+            .get(name)
+            .map_or(spec.enabled_by_default, |t| t.enabled)
     }
 }
 
@@ -309,8 +344,17 @@ mod tests {
         assert!(!c.metric_enabled("process.uptime"));
         assert!(!c.metric_enabled("no.such.metric"));
         for a in RESOURCE_ATTRIBUTES {
-            assert!(c.attribute_enabled(a), "{a}");
+            assert_eq!(
+                c.attribute_enabled(a.name),
+                a.enabled_by_default,
+                "{}",
+                a.name
+            );
         }
+        assert!(c.attribute_enabled("container.id"));
+        assert!(c.attribute_enabled("container.runtime.name"));
+        assert!(c.attribute_enabled("k8s.pod.uid"));
+        assert!(!c.attribute_enabled("process.linux.cgroup"));
         assert!(!c.attribute_enabled("process.env"));
         // An empty mapping is the default configuration.
         assert_eq!(yaml("{}").expect("empty"), c);
@@ -321,7 +365,8 @@ mod tests {
         let c = yaml(
             "collection_interval: 500ms\nroot_path: /host\ninclude_kernel_threads: true\n\
              metrics:\n  process.cpu.utilization: { enabled: true }\n  process.disk.io: { enabled: false }\n\
-             resource_attributes:\n  process.command_line: { enabled: false }\nhost_name: node-7\n",
+             resource_attributes:\n  process.command_line: { enabled: false }\n  process.linux.cgroup: { enabled: true }\n\
+             host_name: node-7\n",
         )
         .expect("valid yaml");
         assert_eq!(c.collection_interval, Duration::from_millis(500));
@@ -332,6 +377,7 @@ mod tests {
         assert!(c.metric_enabled("process.cpu.time"));
         assert!(!c.attribute_enabled("process.command_line"));
         assert!(c.attribute_enabled("process.command"));
+        assert!(c.attribute_enabled("process.linux.cgroup"));
         assert_eq!(c.host_name.as_deref(), Some("node-7"));
         assert!(c.validate().is_empty());
     }

@@ -1,10 +1,11 @@
 //! The per-process identity cache.
 //!
 //! What identifies a process and does not change while it runs (command
-//! line, executable, owner, creation time) is read once, when the receiver
-//! first sees the process, and kept here with the resource [`Attributes`]
-//! built from it; every later scrape clones that `Arc`. A process is keyed by
-//! PID *and* start time: a PID the kernel hands out again is a new process.
+//! line, executable, owner, creation time, container) is read once, when
+//! the receiver first sees the process, and kept here with the resource
+//! [`Attributes`] built from it; every later scrape clones that `Arc`. A
+//! process is keyed by PID *and* start time: a PID the kernel hands out
+//! again is a new process.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
@@ -31,6 +32,19 @@ pub struct Identity {
     pub command: Option<Str>,
     pub command_line: Option<Str>,
     pub owner: Option<Str>,
+    /// From `/proc/PID/cgroup`; `Container::default()` outside a container
+    /// or when no container attribute is enabled.
+    pub container: Container,
+}
+
+/// Where a process runs, as its cgroup says (`cgroup.rs`), interned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Container {
+    pub id: Option<Str>,
+    pub runtime: Option<Str>,
+    pub pod_uid: Option<Str>,
+    /// The cgroup line itself (`process.linux.cgroup`).
+    pub cgroup: Option<Str>,
 }
 
 /// The key of each enabled resource attribute (`None` = disabled), shared by
@@ -45,6 +59,10 @@ pub struct AttrKeys {
     pub command: Option<Str>,
     pub command_line: Option<Str>,
     pub owner: Option<Str>,
+    pub container_id: Option<Str>,
+    pub container_runtime: Option<Str>,
+    pub pod_uid: Option<Str>,
+    pub cgroup: Option<Str>,
 }
 
 impl AttrKeys {
@@ -59,6 +77,10 @@ impl AttrKeys {
             command: key(semconv::PROCESS_COMMAND),
             command_line: key(semconv::PROCESS_COMMAND_LINE),
             owner: key(semconv::PROCESS_OWNER),
+            container_id: key(semconv::CONTAINER_ID),
+            container_runtime: key(semconv::CONTAINER_RUNTIME_NAME),
+            pod_uid: key(semconv::K8S_POD_UID),
+            cgroup: key(semconv::PROCESS_LINUX_CGROUP),
         }
     }
 
@@ -76,10 +98,18 @@ impl AttrKeys {
         self.owner.is_some()
     }
 
+    /// Whether `/proc/PID/cgroup` has to be read at all.
+    pub fn needs_cgroup(&self) -> bool {
+        self.container_id.is_some()
+            || self.container_runtime.is_some()
+            || self.pod_uid.is_some()
+            || self.cgroup.is_some()
+    }
+
     /// The resource attributes of `id`; unknown values are left out rather
     /// than sent as empty strings.
     pub fn build(&self, id: &Identity) -> Attributes {
-        let mut pairs = Vec::with_capacity(8);
+        let mut pairs = Vec::with_capacity(12);
         let mut put = |key: &Option<Str>, value: Option<Value>| {
             if let (Some(k), Some(v)) = (key, value) {
                 pairs.push(KeyValue::new(k.clone(), v));
@@ -102,6 +132,11 @@ impl AttrKeys {
         put(&self.command, id.command.clone().map(Value::Str));
         put(&self.command_line, id.command_line.clone().map(Value::Str));
         put(&self.owner, id.owner.clone().map(Value::Str));
+        let c = &id.container;
+        put(&self.container_id, c.id.clone().map(Value::Str));
+        put(&self.container_runtime, c.runtime.clone().map(Value::Str));
+        put(&self.pod_uid, c.pod_uid.clone().map(Value::Str));
+        put(&self.cgroup, c.cgroup.clone().map(Value::Str));
         Attributes::new(pairs)
     }
 }
@@ -239,6 +274,7 @@ mod tests {
             command: Some(name.into()),
             command_line: None,
             owner: Some("root".into()),
+            container: Container::default(),
         }
     }
 

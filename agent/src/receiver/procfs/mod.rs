@@ -4,8 +4,9 @@
 //! Cost model. Per process and scrape, with the default metrics, the
 //! receiver does what any `/proc` reader must: open, read and close
 //! `PID/stat` and `PID/io`. Everything else is kept off that path:
-//! - identity (command line, executable, owner, creation time) is read once
-//!   per process and cached with its resource attributes (`cache.rs`);
+//! - identity (command line, executable, owner, creation time, container from
+//!   `PID/cgroup`, `cgroup.rs`) is read once per process and cached with its
+//!   resource attributes (`cache.rs`);
 //! - `PID/status` and `PID/fd` are touched only for the metrics that need them;
 //! - files are read into one reused buffer through one reused relative path
 //!   (`sys.rs`) and parsed in place (`parse.rs`);
@@ -17,6 +18,7 @@
 //! read is still emitted, and nothing is logged per process.
 
 mod cache;
+mod cgroup;
 mod metrics;
 mod parse;
 mod sys;
@@ -36,7 +38,7 @@ use smallvec::{SmallVec, smallvec};
 
 use phoenix_telemetry::registry::{Counter, DURATION_BUCKETS, Gauge, Histogram, Registry};
 
-use cache::{AttrKeys, CachedProcess, CpuSample, Identity, ProcessCache};
+use cache::{AttrKeys, CachedProcess, Container, CpuSample, Identity, ProcessCache};
 use metrics::{Descs, PointAttrs};
 use parse::{ContextSwitches, Io, Stat};
 /// The receiver's config lives in the config crate, beside the others.
@@ -244,6 +246,11 @@ impl IdentityReader {
         } else {
             None
         };
+        let container = if self.keys.needs_cgroup() {
+            self.read_container(dir, path, stats).ok()?
+        } else {
+            Container::default()
+        };
 
         Some(Identity {
             pid: stat.pid,
@@ -254,6 +261,59 @@ impl IdentityReader {
             command,
             command_line,
             owner,
+            container,
+        })
+    }
+
+    /// The container of the process `path` points at, from its cgroup file;
+    /// `Container::default()` outside a container or when unreadable.
+    fn read_container(
+        &mut self,
+        dir: &Dir,
+        path: &mut PidPath,
+        stats: &mut ScrapeStats,
+    ) -> Result<Container, Gone> {
+        let read = match dir.read_at(path.file(c"cgroup"), &mut self.scratch) {
+            // ENOENT while the process's directory is still there: this /proc
+            // has no cgroup files (a kernel without cgroups, a fixture tree),
+            // which means no container, not an exited process.
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOENT)
+                    && dir.stat_at(path.file(c"")).is_ok() =>
+            {
+                return Ok(Container::default());
+            }
+            read => read,
+        };
+        if optional(read, stats)?.is_none() {
+            return Ok(Container::default());
+        }
+        let Some(cg) = cgroup::parse_cgroup(&self.scratch) else {
+            return Ok(Container::default());
+        };
+        let (keys, interner) = (&self.keys, &mut self.interner);
+        let mut intern = |key: &Option<Str>, value: Option<&str>| {
+            key.as_ref().and(value).map(|v| interner.intern(v))
+        };
+        let found = cg.container;
+        let id = intern(&keys.container_id, found.map(|c| c.id));
+        let runtime = intern(
+            &keys.container_runtime,
+            found.and_then(|c| c.runtime).map(cgroup::Runtime::name),
+        );
+        let pod_uid = intern(
+            &keys.pod_uid,
+            cg.pod_uid.as_ref().map(cgroup::PodUid::as_str),
+        );
+        let cgroup = keys
+            .cgroup
+            .as_ref()
+            .map(|_| intern_lossy(interner, cg.line));
+        Ok(Container {
+            id,
+            runtime,
+            pod_uid,
+            cgroup,
         })
     }
 }
