@@ -7,86 +7,13 @@
 //! `/sys/fs/cgroup/pids` is mounted. Without them the test skips, except in
 //! CI (`CI` set), where it fails.
 
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver, Toggle};
 use phoenix_processors::{Resource, Value};
 use phoenix_telemetry::registry::Registry;
+use phoenix_tests::cgroup::{Placed, unique, writable_v2};
 use phoenix_tests::tools::cannot_check;
-
-/// A `sleep` moved into a cgroup created for it; dropping it kills the
-/// process and removes the cgroups it created, pass or fail.
-struct Placed {
-    child: Child,
-    /// Created directories, outermost first.
-    created: Vec<PathBuf>,
-}
-
-impl Placed {
-    /// Create `hierarchy/relative` (each missing level) and move a new
-    /// `sleep` into it.
-    fn new(hierarchy: &Path, relative: &str) -> io::Result<Placed> {
-        let mut placed = Placed {
-            child: Command::new("sleep")
-                .arg("600")
-                .stdin(Stdio::null())
-                .spawn()?,
-            created: Vec::new(),
-        };
-        let mut dir = hierarchy.to_path_buf();
-        for level in relative.split('/') {
-            dir.push(level);
-            if !dir.exists() {
-                fs::create_dir(&dir)?;
-                placed.created.push(dir.clone());
-            }
-        }
-        fs::write(dir.join("cgroup.procs"), placed.child.id().to_string())?;
-        Ok(placed)
-    }
-
-    fn pid(&self) -> i64 {
-        i64::from(self.child.id())
-    }
-}
-
-impl Drop for Placed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for dir in self.created.iter().rev() {
-            // A reaped process can hold its cgroup for a moment (EBUSY).
-            for _ in 0..50 {
-                if fs::remove_dir(dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-/// The v2 hierarchy: `unified` on a hybrid host, the mount itself on a
-/// v2-only one.
-fn v2_hierarchy() -> Option<PathBuf> {
-    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.controllers").exists())
-}
-
-/// A value unique to this run, so parallel runs never share a cgroup.
-fn unique() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    u64::from(std::process::id()) << 32 | u64::from(nanos)
-}
 
 fn resource(batch: &phoenix_processors::Batch, pid: i64) -> &Resource {
     batch
@@ -111,13 +38,7 @@ struct Case {
 
 #[test]
 fn receiver_names_containers_of_real_cgroups_v1_and_v2() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        cannot_check("creating cgroups needs root; run the test as root");
-        return;
-    }
-    let Some(v2) = v2_hierarchy() else {
-        cannot_check("no cgroup v2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup");
+    let Some(v2) = writable_v2() else {
         return;
     };
     let u = unique();

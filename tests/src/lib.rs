@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cgroup;
 pub mod fleet;
 pub mod tools;
 pub mod webdriver;
