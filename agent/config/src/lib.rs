@@ -469,6 +469,7 @@ impl<'a> Loader<'a> {
         let service = self.service(sections.remove("service"));
         let experiment = self.experiment(sections.remove("experiment"), &service.pipelines);
         self.check_references(&service.pipelines);
+        self.check_queue_directories(&exporters);
         let mut config = AgentConfig {
             receivers,
             processors,
@@ -750,6 +751,38 @@ impl<'a> Loader<'a> {
             }
         }
         Some(experiment)
+    }
+
+    /// Two disk queues in one directory would replay and delete each
+    /// other's batches, so each exporter needs its own.
+    fn check_queue_directories(&mut self, exporters: &BTreeMap<ComponentId, ExporterConfig>) {
+        // `Path` equality ignores `.` components and trailing slashes.
+        let mut seen: BTreeMap<&Path, &ComponentId> = BTreeMap::new();
+        for (id, exporter) in exporters {
+            let Some(dir) = exporter.queue_directory() else {
+                continue;
+            };
+            if dir.as_os_str().is_empty() {
+                continue;
+            }
+            match seen.get(dir) {
+                Some(first) => {
+                    let key = id.to_string();
+                    self.error(
+                        Some(format!("exporters::{key}")),
+                        &["exporters", &key, "sending_queue", "storage", "directory"],
+                        format!(
+                            "sending_queue.storage.directory: {} is also the queue directory of {first}; \
+                             each exporter needs its own",
+                            dir.display()
+                        ),
+                    );
+                }
+                None => {
+                    seen.insert(dir, id);
+                }
+            }
+        }
     }
 
     fn check_references(&mut self, pipelines: &BTreeMap<ComponentId, PipelineConfig>) {

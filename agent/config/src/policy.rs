@@ -194,6 +194,27 @@ impl RemotePolicy {
                 }
                 ExporterConfig::Prometheus(_) | ExporterConfig::Console(_) => {}
             }
+            // A disk queue writes files as root, so it obeys the same rule
+            // as a file exporter.
+            if let Some(dir) = exporter.queue_directory() {
+                let dir = normalise(dir);
+                if !self
+                    .file_export_dirs
+                    .iter()
+                    .any(|d| dir.starts_with(normalise(d)))
+                {
+                    breaches.push(breach(
+                        "exporters",
+                        id,
+                        "sending_queue.storage.directory",
+                        format!(
+                            "policy file_export_dirs: a remote config may keep a disk queue only under \
+                             an allowed directory ({}; service.remote_config.file_export_dirs of the local config)",
+                            if self.file_export_dirs.is_empty() { "none".to_string() } else { self.dirs_text() }
+                        ),
+                    ));
+                }
+            }
         }
         breaches
     }

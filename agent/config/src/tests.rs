@@ -277,6 +277,31 @@ service:
 }
 
 #[test]
+fn two_exporters_sharing_a_queue_directory_are_refused_naming_both() {
+    let text = "\
+receivers: { procfs: {} }
+exporters:
+  otlp_grpc/a: { endpoint: 'http://x:4317', sending_queue: { storage: { directory: /var/lib/q } } }
+  otlp_http/b:
+    endpoint: http://x:4318
+    sending_queue:
+      storage: { directory: /var/lib/q/ }
+service:
+  pipelines:
+    metrics/a: { receivers: [procfs], exporters: [otlp_grpc/a, otlp_http/b] }
+";
+    let errors = load(text).unwrap_err().0;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let text = errors[0].to_string();
+    assert!(
+        text.contains("otlp_http/b") && text.contains("otlp_grpc/a"),
+        "{text}"
+    );
+    assert!(text.contains("each exporter needs its own"), "{text}");
+    assert_eq!(errors[0].location, Some((7, 7)));
+}
+
+#[test]
 fn a_component_problem_keeps_its_field_and_points_at_its_line() {
     let text = "\
 receivers: { procfs: {} }
@@ -388,6 +413,26 @@ service:
         let local = load(LOCAL).unwrap();
         assert_eq!(c.telemetry, local.telemetry);
         assert_eq!(c.remote_policy, local.remote_policy);
+    }
+
+    #[test]
+    fn a_remote_disk_queue_must_live_under_an_allowed_directory() {
+        let queue = |dir: &str| {
+            with(
+                "{ root_path: /host }",
+                &format!(
+                    "otlp_grpc: {{ endpoint: 'http://collector.example:4317', sending_queue: {{ storage: {{ directory: {dir} }} }} }}"
+                ),
+                "",
+            )
+        };
+        remote(&queue("/var/lib/phoenix/exports/queue")).unwrap();
+        let refused = refusal(&queue("/etc/cron.d"));
+        assert!(
+            refused.contains("sending_queue.storage.directory")
+                && refused.contains("policy file_export_dirs"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! no kernel-interface file system, and only files this exporter wrote are
 //! appended to, rotated or replaced.
 
-mod safe_fs;
+pub(crate) mod safe_fs;
 
 use std::collections::VecDeque;
 use std::fs::File;

@@ -63,4 +63,14 @@ impl ExporterConfig {
             ExporterConfig::Console(c) => c.validate(),
         }
     }
+
+    /// The directory of an OTLP exporter's disk queue, when it has one.
+    pub fn queue_directory(&self) -> Option<&std::path::Path> {
+        let queue = match self {
+            ExporterConfig::OtlpGrpc(c) => &c.sending_queue,
+            ExporterConfig::OtlpHttp(c) => &c.sending_queue,
+            _ => return None,
+        };
+        queue.storage.as_ref().map(|s| s.directory.as_path())
+    }
 }

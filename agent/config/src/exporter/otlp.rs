@@ -87,13 +87,81 @@ impl Default for RetryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// Batches held at most; when full the oldest is dropped. One batch is
-    /// one pipeline interval, so 100 covers ~17 minutes at 10s.
+    /// one pipeline interval, so 100 covers ~17 minutes at 10s. With
+    /// `storage`, this is only the hand-off in front of the disk.
     pub queue_size: usize,
+    /// Keep queued batches on disk (the Collector's `sending_queue.storage`
+    /// idea): they outlive the memory queue and an agent restart.
+    pub storage: Option<StorageConfig>,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { queue_size: 100 }
+        QueueConfig {
+            queue_size: 100,
+            storage: None,
+        }
+    }
+}
+
+/// `sending_queue.storage`: a directory of its own per exporter.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Absolute; created (0700) if missing. No symbolic link anywhere in
+    /// the path, nothing under `/proc`, `/sys` or `/dev`.
+    #[serde(default)]
+    pub directory: PathBuf,
+    /// The queue's size on disk at most; the oldest batches go first.
+    #[serde(default = "default_storage_megabytes")]
+    pub max_megabytes: u64,
+}
+
+fn default_storage_megabytes() -> u64 {
+    256
+}
+
+/// Bounds of `storage.max_megabytes`: below one MiB a single large batch
+/// may not fit; above a TiB is a typo (and the byte count must not overflow).
+pub const STORAGE_MEGABYTES: std::ops::RangeInclusive<u64> = 1..=1 << 20;
+
+impl StorageConfig {
+    pub fn max_bytes(&self) -> u64 {
+        self.max_megabytes
+            .clamp(*STORAGE_MEGABYTES.start(), *STORAGE_MEGABYTES.end())
+            << 20
+    }
+
+    fn validate(&self, errors: &mut Vec<Problem>) {
+        let dir = &self.directory;
+        let field = "sending_queue.storage.directory";
+        if dir.as_os_str().is_empty() {
+            errors.push(Problem::new(field, "must be set"));
+        } else if !dir.is_absolute()
+            || dir
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            errors.push(Problem::sentence(
+                field,
+                format!("{dir:?}: must be an absolute path without `..`"),
+            ));
+        } else if let Some(top) = crate::exporter::file::REFUSED_DIRS
+            .iter()
+            .find(|top| dir.starts_with(top))
+        {
+            errors.push(Problem::new(field, format!("must not be under {top}")));
+        }
+        if !STORAGE_MEGABYTES.contains(&self.max_megabytes) {
+            errors.push(Problem::new(
+                "sending_queue.storage.max_megabytes",
+                format!(
+                    "must be between {} and {}",
+                    STORAGE_MEGABYTES.start(),
+                    STORAGE_MEGABYTES.end()
+                ),
+            ));
+        }
     }
 }
 
@@ -239,6 +307,9 @@ fn validate_common(
             "sending_queue.queue_size",
             "must be at least 1",
         ));
+    }
+    if let Some(storage) = &queue.storage {
+        storage.validate(errors);
     }
     if retry.enabled {
         if retry.initial_interval.is_zero() {
@@ -545,6 +616,52 @@ mod tests {
     }
 
     #[test]
+    fn storage_needs_a_safe_directory_and_a_sane_cap() {
+        let problems = |yaml: &str| {
+            let c = grpc(&format!("endpoint: http://x:4317\nsending_queue: {yaml}")).unwrap();
+            c.validate()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let ok = problems("{ storage: { directory: /var/lib/phoenix/queue/a } }");
+        assert!(ok.is_empty(), "{ok:?}");
+        let c = grpc("endpoint: http://x:4317\nsending_queue: { storage: { directory: /q, max_megabytes: 2 } }")
+            .unwrap();
+        assert_eq!(c.sending_queue.storage.unwrap().max_bytes(), 2 << 20);
+        for (yaml, needle) in [
+            (
+                "{ storage: {} }",
+                "sending_queue.storage.directory: must be set",
+            ),
+            (
+                "{ storage: { directory: rel/q } }",
+                "must be an absolute path",
+            ),
+            (
+                "{ storage: { directory: /var/../proc/q } }",
+                "must be an absolute path",
+            ),
+            (
+                "{ storage: { directory: /proc/q } }",
+                "must not be under /proc",
+            ),
+            (
+                "{ storage: { directory: /dev/shm/q } }",
+                "must not be under /dev",
+            ),
+            (
+                "{ storage: { directory: /q, max_megabytes: 0 } }",
+                "sending_queue.storage.max_megabytes: must be between 1 and",
+            ),
+        ] {
+            let got = problems(yaml);
+            assert!(got.iter().any(|p| p.contains(needle)), "{yaml}: {got:?}");
+        }
+        assert!(grpc("endpoint: http://x:4317\nsending_queue: { storage: { dir: /q } }").is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         assert!(grpc("endpoint: http://x:4317\nendpont: y").is_err());
         assert!(grpc("endpoint: http://x:4317\ncompression: zstd").is_err());
@@ -556,7 +673,10 @@ mod tests {
         let c = OtlpGrpcConfig {
             endpoint: String::new(),
             timeout: Duration::ZERO,
-            sending_queue: QueueConfig { queue_size: 0 },
+            sending_queue: QueueConfig {
+                queue_size: 0,
+                storage: None,
+            },
             headers: BTreeMap::from([
                 ("bad name".to_string(), "v".to_string()),
                 ("x-ok".to_string(), "sekret\nvalue".to_string()),

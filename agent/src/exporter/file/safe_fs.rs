@@ -42,7 +42,7 @@ const NEW_FILE_MODE: u32 = 0o600;
 const NEW_DIR_MODE: libc::mode_t = 0o700;
 
 /// A directory reached from `/` without following a link.
-pub(super) struct Dir {
+pub(crate) struct Dir {
     fd: OwnedFd,
     /// Its path, for error messages.
     path: PathBuf,
@@ -72,6 +72,15 @@ pub(super) fn rotate(path: &Path, backups: u32) -> io::Result<()> {
         dir.rename(&backup_name(&name, i), &backup_name(&name, i + 1))?;
     }
     dir.rename(&name, &backup_name(&name, 1))
+}
+
+/// Open (creating, 0700, if missing) the directory `path`, walked from `/`
+/// like an export file's parent: the OTLP exporters' disk queue lives there.
+pub(crate) fn open_dir(path: &Path) -> io::Result<Dir> {
+    let (parent, name) = Dir::parent_of(path, true)?;
+    let dir = parent.child(&name, true)?;
+    dir.refuse_kernel_fs()?;
+    Ok(dir)
 }
 
 pub(super) fn backup_name(name: &OsStr, n: u32) -> OsString {
@@ -266,9 +275,91 @@ impl Dir {
         Ok(())
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Take an exclusive `flock` on the directory, held while this `Dir`
+    /// is open; false when another holder has it.
+    pub(crate) fn try_lock(&self) -> io::Result<bool> {
+        // SAFETY: the descriptor is open for the lifetime of `self`.
+        if unsafe { libc::flock(self.fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+            e => Err(e),
+        }
+    }
+
+    /// The names in this directory. Listed by path (std has no listing of
+    /// a descriptor), so every name is then opened relative to `self`,
+    /// never followed through a link.
+    pub(crate) fn names(&self) -> io::Result<Vec<OsString>> {
+        std::fs::read_dir(&self.path)?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect()
+    }
+
+    /// A new file `name`, 0600; fails if anything is there already.
+    pub(crate) fn create_new(&self, name: &OsStr) -> io::Result<File> {
+        let c_name = c_string(name)?;
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NOCTTY;
+        openat(self.fd.as_fd(), &c_name, flags, NEW_FILE_MODE)
+            .map(File::from)
+            .map_err(|e| self.explain(&c_name, &self.path.join(name), "directory", e))
+    }
+
+    /// `name` opened for reading if it is a regular file (`None` when it
+    /// is gone). Non-blocking open: a FIFO planted there cannot hang us.
+    pub(crate) fn open_regular(&self, name: &OsStr) -> io::Result<Option<File>> {
+        let c_name = c_string(name)?;
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK;
+        let file = match openat(self.fd.as_fd(), &c_name, flags, 0) {
+            Ok(fd) => File::from(fd),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.explain(&c_name, &self.path.join(name), "directory", e)),
+        };
+        if !file.metadata()?.is_file() {
+            return Err(refused(format!(
+                "{} is not a regular file",
+                self.path.join(name).display()
+            )));
+        }
+        Ok(Some(file))
+    }
+
+    /// `unlinkat` of a file; one already gone is not an error.
+    pub(crate) fn remove(&self, name: &OsStr) -> io::Result<()> {
+        let c_name = c_string(name)?;
+        // SAFETY: `c_name` is NUL-terminated and outlives the call; the
+        // directory descriptor is open.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c_name.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            e => Err(io::Error::new(
+                e.kind(),
+                format!("{}: remove: {e}", self.path.join(name).display()),
+            )),
+        }
+    }
+
+    /// Make renames and removals in this directory durable.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        // SAFETY: the descriptor is open for the lifetime of `self`.
+        if unsafe { libc::fsync(self.fd.as_raw_fd()) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// `renameat` within this directory; a missing `from` is not an error
     /// (that backup was never made).
-    fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+    pub(crate) fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
         let (c_from, c_to) = (c_string(from)?, c_string(to)?);
         // SAFETY: both names are NUL-terminated and outlive the call; the
         // directory descriptor is open.

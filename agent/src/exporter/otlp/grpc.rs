@@ -14,7 +14,6 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use phoenix_processors::Problem;
-use phoenix_processors::model::Batch;
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::tokio_stream::Stream;
@@ -78,7 +77,7 @@ pub fn build(c: &OtlpGrpcConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn E
         transport,
         ctx,
         "grpc",
-        c.sending_queue.queue_size,
+        &c.sending_queue,
         c.retry_on_failure.clone(),
     )
 }
@@ -94,10 +93,9 @@ impl Transport for GrpcTransport {
     /// re-sends the same bytes (a refcount, not a copy of the message).
     type Payload = Bytes;
 
-    fn prepare(&self, batch: &Batch) -> Result<Bytes, String> {
-        let mut body = Vec::new();
-        super::encode::encode_request(batch, &mut body);
-        Ok(body.into())
+    fn prepare(&self, request: Vec<u8>) -> Result<Bytes, String> {
+        // gRPC compresses in the channel: the request goes as it is.
+        Ok(request.into())
     }
 
     fn send<'a>(&'a self, payload: &'a Bytes) -> BoxFuture<'a, Result<Accepted, SendError>> {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use phoenix_processors::Problem;
-use phoenix_processors::model::Batch;
 use prost::Message;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
@@ -78,7 +79,7 @@ pub fn build(c: &OtlpHttpConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn E
         transport,
         ctx,
         "http",
-        c.sending_queue.queue_size,
+        &c.sending_queue,
         c.retry_on_failure.clone(),
     )
 }
@@ -96,17 +97,18 @@ impl Transport for HttpTransport {
     /// The request body, encoded and compressed once; retries re-send it.
     type Payload = Bytes;
 
-    fn prepare(&self, batch: &Batch) -> Result<Bytes, String> {
+    fn prepare(&self, request: Vec<u8>) -> Result<Bytes, String> {
         let body = match self.encoding {
-            Encoding::Proto => {
-                let mut body = Vec::new();
-                super::encode::encode_request(batch, &mut body);
-                body
-            }
+            Encoding::Proto => request,
             // opentelemetry-proto's serde derives implement the OTLP/JSON
             // mapping (camelCase, 64-bit integers as strings, enums as ints).
+            // Decoding the request again costs about what building it from
+            // the batch did, and keeps one input for fresh and replayed
+            // batches alike.
             Encoding::Json => {
-                serde_json::to_vec(&super::encode::to_request(batch)).map_err(|e| e.to_string())?
+                let request = ExportMetricsServiceRequest::decode(request.as_slice())
+                    .map_err(|e| format!("not an OTLP request: {e}"))?;
+                serde_json::to_vec(&request).map_err(|e| e.to_string())?
             }
         };
         Ok(match self.compression {

@@ -9,6 +9,8 @@
 //! Their configs (keys following the Collector's `otlp` / `otlphttp`
 //! exporters) are in `phoenix_config::exporter::otlp`.
 
+mod disk;
+mod durable;
 pub mod encode;
 pub mod grpc;
 pub mod http;

@@ -10,16 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use phoenix_processors::model::Batch;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::durable::DiskQueue;
 use super::queue::{BatchQueue, Pushed};
 use super::retry::{Backoff, SendError, XorShift};
 use crate::exporter::{
     BoxFuture, BuildContext, ExportBatch, Exporter, ExporterMetrics, ShutdownReport,
 };
 use phoenix_config::exporter::RetryConfig;
+use phoenix_config::exporter::otlp::QueueConfig;
 use phoenix_telemetry::registry::Counter;
 
 /// What the server said about an accepted request.
@@ -33,11 +34,13 @@ pub(crate) struct Accepted {
 
 /// One wire protocol: how a batch becomes a request and how it is sent.
 pub(crate) trait Transport: Send + Sync + 'static {
-    /// The encoded (and compressed) request, built once per batch so that
+    /// The request as it goes on the wire, built once per batch so that
     /// retries do not encode again.
     type Payload: Send + Sync;
 
-    fn prepare(&self, batch: &Batch) -> Result<Self::Payload, String>;
+    /// The payload for `request`, a protobuf `ExportMetricsServiceRequest`
+    /// (fresh, or replayed from the disk queue).
+    fn prepare(&self, request: Vec<u8>) -> Result<Self::Payload, String>;
 
     /// One attempt. Must give up by itself within the configured timeout.
     fn send<'a>(&'a self, payload: &'a Self::Payload)
@@ -87,19 +90,23 @@ impl LogLimiter {
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// State shared by the exporter handle and its sending task.
-struct Shared {
-    id: String,
+pub(super) struct Shared {
+    pub(super) id: String,
     kind: &'static str,
-    queue: BatchQueue,
+    pub(super) queue: BatchQueue,
+    /// `sending_queue.storage`: the memory queue then only hands batches
+    /// over to it.
+    pub(super) disk: Option<Arc<DiskQueue>>,
     metrics: ExporterMetrics,
     rejected_points: Arc<Counter>,
     retry: RetryConfig,
     /// `Some(deadline)` once shutdown started: drain until then.
     drain_until: watch::Sender<Option<Instant>>,
-    /// A batch popped but not yet delivered or dropped. Whoever clears it
-    /// (the task on an outcome, or shutdown after aborting the task) counts
-    /// it, so it is counted exactly once.
-    in_flight: AtomicBool,
+    /// A batch popped but not yet delivered or dropped (or, with a disk
+    /// queue, not yet on disk). Whoever clears it (the task on an outcome,
+    /// or shutdown after aborting the task) counts it, so it is counted
+    /// exactly once.
+    pub(super) in_flight: AtomicBool,
     /// Outcomes since shutdown began, for its report.
     flushed_at_shutdown: AtomicU64,
     dropped_at_shutdown: AtomicU64,
@@ -110,11 +117,11 @@ struct Shared {
 }
 
 impl Shared {
-    fn draining(&self) -> bool {
+    pub(super) fn draining(&self) -> bool {
         self.drain_until.borrow().is_some()
     }
 
-    fn count_dropped(&self, n: u64) {
+    pub(super) fn count_dropped(&self, n: u64) {
         if n == 0 {
             return;
         }
@@ -125,23 +132,32 @@ impl Shared {
     }
 
     /// Settles the in-flight batch once: true when this call did.
-    fn settle(&self) -> bool {
+    pub(super) fn settle(&self) -> bool {
         self.in_flight.swap(false, Ordering::AcqRel)
     }
 
     fn delivered(&self) {
         if self.settle() {
-            self.metrics.sent.inc();
-            if self.draining() {
-                self.flushed_at_shutdown.fetch_add(1, Ordering::Relaxed);
-            }
+            self.record_delivered();
         }
     }
 
-    fn given_up(&self, why: &str, detail: &str) {
-        if !self.settle() {
-            return;
+    /// Counts a delivery; the in-memory path settles first.
+    pub(super) fn record_delivered(&self) {
+        self.metrics.sent.inc();
+        if self.draining() {
+            self.flushed_at_shutdown.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub(super) fn given_up(&self, why: &str, detail: &str) {
+        if self.settle() {
+            self.record_given_up(why, detail);
+        }
+    }
+
+    /// Counts and logs a batch given up; the in-memory path settles first.
+    pub(super) fn record_given_up(&self, why: &str, detail: &str) {
         self.count_dropped(1);
         self.warn_failure.maybe(|suppressed| {
             tracing::warn!(
@@ -180,10 +196,18 @@ pub(crate) fn start<T: Transport>(
     transport: T,
     ctx: &BuildContext,
     kind: &'static str,
-    queue_size: usize,
+    queue: &QueueConfig,
     retry: RetryConfig,
 ) -> anyhow::Result<Arc<dyn Exporter>> {
     let metrics = ExporterMetrics::new(ctx);
+    // Opened (and created) now, so that a bad directory fails the build;
+    // locked and read by the task, which may have to wait for a previous
+    // exporter on the same directory to let go (a reload).
+    let disk = queue
+        .storage
+        .as_ref()
+        .map(|storage| DiskQueue::open_dir(storage, ctx, &metrics))
+        .transpose()?;
     let rejected_points = ctx.registry.counter(
         "phoenix_exporter_rejected_points_total",
         "Data points a backend refused in an OTLP partial success response.",
@@ -193,7 +217,8 @@ pub(crate) fn start<T: Transport>(
     let shared = Arc::new(Shared {
         id: ctx.id.clone(),
         kind,
-        queue: BatchQueue::new(queue_size, metrics.clone()),
+        queue: BatchQueue::new(queue.queue_size, metrics.clone()),
+        disk: disk.as_ref().map(|(d, _)| d.clone()),
         metrics,
         rejected_points,
         retry,
@@ -212,7 +237,10 @@ pub(crate) fn start<T: Transport>(
         deadline: shared.drain_until.subscribe(),
         rng: XorShift::from_entropy(),
     };
-    let task = runtime.spawn(worker.run());
+    let task = match disk {
+        Some((queue, dir)) => runtime.spawn(worker.run_durable(queue, dir)),
+        None => runtime.spawn(worker.run()),
+    };
     Ok(Arc::new(QueuedExporter {
         shared,
         task: Mutex::new(Some(task)),
@@ -278,6 +306,9 @@ impl Exporter for QueuedExporter {
             if s.settle() {
                 s.count_dropped(1);
             }
+            if let Some(disk) = &s.disk {
+                disk.close(&s.id);
+            }
             let report = ShutdownReport {
                 flushed: s.flushed_at_shutdown.load(Ordering::Relaxed),
                 dropped: s.dropped_at_shutdown.load(Ordering::Relaxed),
@@ -309,38 +340,60 @@ impl Drop for QueuedExporter {
                 self.shared.count_dropped(1);
             }
         }
+        if let Some(disk) = &self.shared.disk {
+            disk.close(&self.shared.id);
+        }
     }
 }
 
-struct Worker<T> {
-    transport: T,
-    shared: Arc<Shared>,
-    deadline: watch::Receiver<Option<Instant>>,
+pub(super) struct Worker<T> {
+    pub(super) transport: T,
+    pub(super) shared: Arc<Shared>,
+    pub(super) deadline: watch::Receiver<Option<Instant>>,
     rng: XorShift,
 }
 
+/// How sending one batch ended.
+pub(super) enum Outcome {
+    Delivered,
+    /// Will not be retried: the reason and the last error.
+    GivenUp(&'static str, String),
+    /// The shutdown deadline cut the retries short.
+    Interrupted(String),
+}
+
+const DEADLINE_REACHED: &str = "shutdown deadline reached";
+
 impl<T: Transport> Worker<T> {
-    async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         while let Some(batch) = self.shared.queue.pop(&self.shared.in_flight).await {
             if self.deadline_passed() {
-                self.shared
-                    .given_up("shutdown deadline reached", "batch still queued");
+                self.shared.given_up(DEADLINE_REACHED, "batch still queued");
                 continue;
             }
-            self.deliver(&batch).await;
+            let mut request = Vec::new();
+            super::encode::encode_request(&batch, &mut request);
+            match self.send_request(request).await {
+                Outcome::Delivered => self.shared.delivered(),
+                Outcome::GivenUp(why, detail) => self.shared.given_up(why, &detail),
+                Outcome::Interrupted(detail) => self.shared.given_up(DEADLINE_REACHED, &detail),
+            }
         }
     }
 
-    fn deadline_passed(&self) -> bool {
+    pub(super) fn deadline_passed(&self) -> bool {
         self.deadline.borrow().is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Send one batch, retrying as configured; records the outcome.
-    async fn deliver(&mut self, batch: &Batch) {
-        let payload = match self.transport.prepare(batch) {
-            Ok(p) => p,
-            Err(e) => return self.shared.given_up("cannot encode the batch", &e),
-        };
+    /// Send one encoded request, retrying as configured.
+    pub(super) async fn send_request(&mut self, request: Vec<u8>) -> Outcome {
+        match self.transport.prepare(request) {
+            Ok(payload) => self.deliver(&payload).await,
+            Err(e) => Outcome::GivenUp("cannot encode the batch", e),
+        }
+    }
+
+    async fn deliver(&mut self, payload: &T::Payload) -> Outcome {
         let retry = self.shared.retry.clone();
         let started = Instant::now();
         let mut backoff = Backoff::new(&retry);
@@ -350,20 +403,18 @@ impl<T: Transport> Worker<T> {
                 self.shared.metrics.retried.inc();
             }
             attempt += 1;
-            let send = self.transport.send(&payload);
+            let send = self.transport.send(payload);
             let result = match until_deadline(&mut self.deadline, send).await {
                 Some(r) => r,
                 None => {
                     self.shared.metrics.failed.inc();
-                    return self
-                        .shared
-                        .given_up("shutdown deadline reached", "attempt cut short");
+                    return Outcome::Interrupted("attempt cut short".into());
                 }
             };
             let error = match result {
                 Ok(accepted) => {
                     self.partial_success(&accepted);
-                    return self.shared.delivered();
+                    return Outcome::Delivered;
                 }
                 Err(e) => e,
             };
@@ -376,12 +427,10 @@ impl<T: Transport> Worker<T> {
                 "OTLP export attempt failed"
             );
             if !error.retryable {
-                return self
-                    .shared
-                    .given_up("permanent error (not retried)", &error.reason);
+                return Outcome::GivenUp("permanent error (not retried)", error.reason);
             }
             if !retry.enabled {
-                return self.shared.given_up("retries disabled", &error.reason);
+                return Outcome::GivenUp("retries disabled", error.reason);
             }
             let backoff_delay = backoff.next_delay(&mut self.rng);
             // The server knows best when it will take data again, within
@@ -393,9 +442,9 @@ impl<T: Transport> Worker<T> {
             if !retry.max_elapsed_time.is_zero()
                 && started.elapsed().saturating_add(delay) > retry.max_elapsed_time
             {
-                return self.shared.given_up(
+                return Outcome::GivenUp(
                     "retries exhausted (retry_on_failure.max_elapsed_time)",
-                    &error.reason,
+                    error.reason,
                 );
             }
             // No point sleeping into a shutdown deadline we cannot retry before.
@@ -405,17 +454,13 @@ impl<T: Transport> Worker<T> {
                 .borrow()
                 .is_some_and(|d| now.checked_add(delay).is_none_or(|t| t >= d))
             {
-                return self
-                    .shared
-                    .given_up("shutdown deadline reached", &error.reason);
+                return Outcome::Interrupted(error.reason);
             }
             if until_deadline(&mut self.deadline, tokio::time::sleep(delay))
                 .await
                 .is_none()
             {
-                return self
-                    .shared
-                    .given_up("shutdown deadline reached", &error.reason);
+                return Outcome::Interrupted(error.reason);
             }
         }
     }
@@ -441,7 +486,7 @@ impl<T: Transport> Worker<T> {
 
 /// Runs `fut` unless the shutdown deadline passes first (`None`). The
 /// deadline may be set while `fut` runs, so it is watched, not read once.
-async fn until_deadline<F: Future>(
+pub(super) async fn until_deadline<F: Future>(
     deadline_rx: &mut watch::Receiver<Option<Instant>>,
     fut: F,
 ) -> Option<F::Output> {
