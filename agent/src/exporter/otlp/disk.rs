@@ -44,6 +44,9 @@ pub(crate) struct DiskLog {
     /// The batch handed out by [`oldest`](Self::oldest) and not yet
     /// removed: the byte cap never evicts a batch while it is being sent.
     reading: Option<u64>,
+    /// Batches lost since [`take_lost`](Self::take_lost), kept here so that
+    /// a call failing half-way still reports what it already deleted.
+    lost: Lost,
 }
 
 /// A batch read back from disk.
@@ -70,9 +73,9 @@ impl Lost {
 
 /// What [`DiskLog::open`] found.
 pub(crate) enum Opened {
-    /// The log, and the batches lost while reading it (leftovers of a
-    /// torn write, or over a smaller `max_bytes`).
-    Ready(DiskLog, Lost),
+    /// The log; its [`take_lost`](DiskLog::take_lost) has what opening
+    /// dropped (leftovers of a torn write, or over a smaller `max_bytes`).
+    Ready(DiskLog),
     /// Another holder (a previous exporter still shutting down, another
     /// agent) has the directory: the directory back, to try again.
     Locked(Dir),
@@ -113,10 +116,11 @@ impl DiskLog {
             files: files.into(),
             next_seq,
             reading: None,
+            lost,
         };
         // `max_megabytes` may have shrunk since the files were written.
-        lost.disk_full += log.make_room(0)?;
-        Ok(Opened::Ready(log, lost))
+        log.make_room(0)?;
+        Ok(Opened::Ready(log))
     }
 
     /// Batches on disk.
@@ -129,21 +133,25 @@ impl DiskLog {
         self.bytes
     }
 
+    /// The batches lost since the last call.
+    pub(crate) fn take_lost(&mut self) -> Lost {
+        std::mem::take(&mut self.lost)
+    }
+
     /// Store `payload` durably after the others, evicting the oldest batches
     /// when it would not fit within `max_bytes`. A payload larger than the
     /// cap by itself (or than the record format allows) is refused and
     /// counted as `disk_full`.
-    pub(crate) fn append(&mut self, payload: &[u8]) -> io::Result<Lost> {
-        let mut lost = Lost::default();
+    pub(crate) fn append(&mut self, payload: &[u8]) -> io::Result<()> {
         let size = RECORD_HEADER + payload.len() as u64;
         let Ok(len) = u32::try_from(payload.len()) else {
-            lost.disk_full = 1;
-            return Ok(lost);
+            self.lost.disk_full += 1;
+            return Ok(());
         };
-        lost.disk_full = self.make_room(size)?;
+        self.make_room(size)?;
         if self.bytes + size > self.max_bytes {
-            lost.disk_full += 1;
-            return Ok(lost);
+            self.lost.disk_full += 1;
+            return Ok(());
         }
         let seq = self.next_seq;
         let temp = file_name(seq, TEMP_SUFFIX);
@@ -159,7 +167,7 @@ impl DiskLog {
         self.next_seq += 1;
         self.files.push_back((seq, size));
         self.bytes += size;
-        Ok(lost)
+        Ok(())
     }
 
     fn write_record(&self, name: &OsStr, len: u32, payload: &[u8]) -> io::Result<()> {
@@ -173,9 +181,8 @@ impl DiskLog {
     }
 
     /// Evict the oldest batches (never the one being sent) until `incoming`
-    /// more bytes fit; how many went.
-    fn make_room(&mut self, incoming: u64) -> io::Result<u64> {
-        let mut evicted = 0;
+    /// more bytes fit.
+    fn make_room(&mut self, incoming: u64) -> io::Result<()> {
         while self.bytes + incoming > self.max_bytes {
             let Some(i) = self
                 .files
@@ -185,29 +192,28 @@ impl DiskLog {
                 break;
             };
             let (seq, _) = self.files[i];
+            self.lost.disk_full += 1;
             self.forget(i, seq)?;
-            evicted += 1;
         }
-        Ok(evicted)
+        Ok(())
     }
 
     /// The oldest intact batch, removing (and counting) damaged ones in
     /// front of it. It stays on disk until [`remove`](Self::remove).
-    pub(crate) fn oldest(&mut self) -> io::Result<(Option<Record>, Lost)> {
-        let mut lost = Lost::default();
+    pub(crate) fn oldest(&mut self) -> io::Result<Option<Record>> {
         while let Some(&(seq, _)) = self.files.front() {
             match self.read(seq)? {
                 OnDisk::Intact(payload) => {
                     self.reading = Some(seq);
-                    return Ok((Some(Record { seq, payload }), lost));
+                    return Ok(Some(Record { seq, payload }));
                 }
-                OnDisk::Corrupt => lost.corrupt += 1,
+                OnDisk::Corrupt => self.lost.corrupt += 1,
                 // Removed from under us (an operator cleaning up).
                 OnDisk::Gone => {}
             }
             self.forget(0, seq)?;
         }
-        Ok((None, lost))
+        Ok(None)
     }
 
     fn read(&self, seq: u64) -> io::Result<OnDisk> {
@@ -298,7 +304,10 @@ mod tests {
 
     fn open_with(path: &Path, max_bytes: u64) -> (DiskLog, Lost) {
         match DiskLog::open(open_dir(path).unwrap(), max_bytes).unwrap() {
-            Opened::Ready(log, lost) => (log, lost),
+            Opened::Ready(mut log) => {
+                let lost = log.take_lost();
+                (log, lost)
+            }
             Opened::Locked(_) => panic!("locked"),
         }
     }
@@ -384,8 +393,8 @@ mod tests {
         /// The oldest batch, checked: exactly as appended, never damaged,
         /// after everything acked before it.
         fn read_oldest(&mut self, log: &mut DiskLog) -> Option<(u64, u64)> {
-            let (record, l) = log.oldest().unwrap();
-            self.note(l);
+            let record = log.oldest().unwrap();
+            self.note(log.take_lost());
             let record = record?;
             let id = u64::from_le_bytes(record.payload[..8].try_into().unwrap());
             assert_eq!(
@@ -429,7 +438,8 @@ mod tests {
                     Op::Append(len) => {
                         let id = m.appended.len() as u64;
                         let p = payload(id, len);
-                        m.note(log.append(&p).unwrap());
+                        log.append(&p).unwrap();
+                        m.note(log.take_lost());
                         m.appended.insert(id, p);
                     }
                     Op::Peek => {
@@ -512,7 +522,7 @@ mod tests {
         drop(log);
         let (mut log, lost) = open(tmp.path());
         assert!(lost.is_empty());
-        assert_eq!(log.oldest().unwrap().0.unwrap().payload, b"one");
+        assert_eq!(log.oldest().unwrap().unwrap().payload, b"one");
     }
 
     #[test]
@@ -532,6 +542,6 @@ mod tests {
                 corrupt: 0
             }
         );
-        assert_eq!(log.oldest().unwrap().0.unwrap().payload, payload(2, 1000));
+        assert_eq!(log.oldest().unwrap().unwrap().payload, payload(2, 1000));
     }
 }

@@ -92,26 +92,31 @@ impl DiskQueue {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Run `f` on the log on a blocking thread: every call may fsync.
+    /// Run `f` on the log on a blocking thread (every call may fsync),
+    /// then count what it lost, even when it failed half-way.
     async fn with_log<R: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut DiskLog) -> io::Result<(R, Lost)> + Send + 'static,
+        f: impl FnOnce(&mut DiskLog) -> io::Result<R> + Send + 'static,
     ) -> io::Result<R> {
         let me = self.clone();
-        let (r, lost) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut guard = me.lock();
             let log = guard
                 .as_mut()
                 .ok_or_else(|| io::Error::other("the disk queue is closed"))?;
             let result = f(log);
-            me.batches.set(log.len() as f64);
-            me.bytes.set(log.bytes() as f64);
+            me.update(log);
             result
         })
         .await
-        .map_err(io::Error::other)??;
-        self.count_lost(lost);
-        Ok(r)
+        .map_err(io::Error::other)?
+    }
+
+    /// Gauges and loss counters after the log changed.
+    fn update(&self, log: &mut DiskLog) {
+        self.batches.set(log.len() as f64);
+        self.bytes.set(log.bytes() as f64);
+        self.count_lost(log.take_lost());
     }
 
     fn count_lost(&self, lost: Lost) {
@@ -156,9 +161,7 @@ impl Shared {
         while let Some(batch) = self.queue.pop(&self.in_flight).await {
             let mut request = Vec::new();
             super::encode::encode_request(&batch, &mut request);
-            let appended = disk
-                .with_log(move |log| log.append(&request).map(|lost| ((), lost)))
-                .await;
+            let appended = disk.with_log(move |log| log.append(&request)).await;
             match appended {
                 Ok(()) => {
                     self.settle();
@@ -174,20 +177,19 @@ impl Shared {
 
 impl<T: Transport> Worker<T> {
     pub(super) async fn run_durable(mut self, disk: Arc<DiskQueue>, dir: Dir) {
-        let Some(lost) = self.open_log(&disk, dir).await else {
+        if !self.open_log(&disk, dir).await {
             // Past the deadline this drops (and counts) what is queued.
             return self.run().await;
-        };
-        disk.count_lost(lost);
+        }
         let shared = self.shared.clone();
         tokio::join!(shared.persist(&disk), self.send_from_disk(&disk));
         disk.close(&shared.id);
     }
 
     /// Lock and read the directory, waiting while a previous exporter on
-    /// it shuts down. `None` when the shutdown deadline came first, or the
+    /// it shuts down. False when the shutdown deadline came first, or the
     /// disk failed: the exporter then sends from memory only.
-    async fn open_log(&self, disk: &Arc<DiskQueue>, mut dir: Dir) -> Option<Lost> {
+    async fn open_log(&self, disk: &Arc<DiskQueue>, mut dir: Dir) -> bool {
         let mut waiting_logged = false;
         loop {
             let max_bytes = disk.max_bytes;
@@ -196,9 +198,8 @@ impl<T: Transport> Worker<T> {
                 .map_err(io::Error::other)
                 .and_then(|r| r);
             match opened {
-                Ok(Opened::Ready(log, lost)) => {
-                    disk.batches.set(log.len() as f64);
-                    disk.bytes.set(log.bytes() as f64);
+                Ok(Opened::Ready(mut log)) => {
+                    disk.update(&mut log);
                     if log.len() > 0 {
                         tracing::info!(
                             exporter = %self.shared.id,
@@ -207,7 +208,7 @@ impl<T: Transport> Worker<T> {
                         );
                     }
                     *disk.lock() = Some(log);
-                    return Some(lost);
+                    return true;
                 }
                 Ok(Opened::Locked(d)) => {
                     if !waiting_logged {
@@ -227,11 +228,16 @@ impl<T: Transport> Worker<T> {
                         error = %e,
                         "OTLP disk queue cannot be opened; sending from the memory queue only"
                     );
-                    return None;
+                    return false;
                 }
             }
             let mut deadline = self.deadline.clone();
-            until_deadline(&mut deadline, tokio::time::sleep(RETRY_DISK)).await?;
+            if until_deadline(&mut deadline, tokio::time::sleep(RETRY_DISK))
+                .await
+                .is_none()
+            {
+                return false;
+            }
         }
     }
 
@@ -277,10 +283,7 @@ impl<T: Transport> Worker<T> {
                 Outcome::Interrupted(_) => return,
             }
             let seq = record.seq;
-            if let Err(e) = disk
-                .with_log(move |log| log.remove(seq).map(|()| ((), Lost::default())))
-                .await
-            {
+            if let Err(e) = disk.with_log(move |log| log.remove(seq)).await {
                 tracing::warn!(
                     exporter = %sender.shared.id,
                     error = %e,
