@@ -844,3 +844,71 @@ fn build_outside_a_runtime_is_an_error_not_a_panic() {
         assert!(exporter::build(&config, &ctx).is_err(), "{kind}");
     }
 }
+
+// ------------------------------------------------------ the disk queue
+
+/// The batch time a request carries (its first data point's).
+fn batch_time(request: &ExportMetricsServiceRequest) -> u64 {
+    let metric = &request.resource_metrics[0].scope_metrics[0].metrics[0];
+    match &metric.data {
+        Some(metric::Data::Sum(sum)) => sum.data_points[0].time_unix_nano,
+        other => panic!("the sample's first metric is a Sum: {other:?}"),
+    }
+}
+
+fn batch_at(time: u64) -> Arc<Batch> {
+    Arc::new(Batch {
+        time_unix_nano: time,
+        ..sample_batch()
+    })
+}
+
+/// A reload rebuilds an exporter while the old one still runs: the new one
+/// waits for the directory, the old one's shutdown keeps (not drops) what
+/// it could not send, and the new one sends that first, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_queue_survives_shutdown_and_a_successor_replays_it_first() {
+    let dir = phoenix_tests::TempDir::new("otlp-disk-queue");
+    let storage = format!(
+        "sending_queue: {{ queue_size: 2, storage: {{ directory: {} }} }}",
+        dir.path().join("q").display()
+    );
+    let old = build("otlp_grpc", &grpc_yaml(dead_endpoint(), &storage));
+    for t in 1..=5 {
+        old.exporter.submit(batch_at(t));
+        // One at a time, so the small memory queue never overflows.
+        eventually("the batch left the memory queue", || {
+            old.metrics.queue_length.get() == 0.0
+        })
+        .await;
+    }
+    eventually("five batches on disk", || {
+        phoenix_tests::files_with_extension(&dir.path().join("q"), "batch").len() == 5
+    })
+    .await;
+
+    let (addr, _collector, mut rx) = start_grpc(&[], None).await;
+    let new = build("otlp_grpc", &grpc_yaml(addr, &storage));
+    new.exporter.submit(batch_at(6));
+    let report = old.exporter.shutdown(Duration::from_millis(200)).await;
+    assert_eq!((report.flushed, report.dropped), (0, 0), "kept on disk");
+    assert_eq!(old.metrics.dropped.get(), 0);
+
+    let mut times = Vec::new();
+    for _ in 1..=6 {
+        times.push(batch_time(&recv(&mut rx).await.1));
+    }
+    assert_eq!(
+        times,
+        [1, 2, 3, 4, 5, 6],
+        "the old batches first, once each"
+    );
+    eventually("all acked", || new.metrics.sent.get() == 6).await;
+    eventually("the disk is empty", || {
+        phoenix_tests::files_with_extension(&dir.path().join("q"), "batch").is_empty()
+    })
+    .await;
+    let report = new.exporter.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(report.dropped, 0);
+    assert!(rx.try_recv().is_err(), "nothing sent twice");
+}

@@ -122,13 +122,7 @@ fn metric(telemetry: u16, series: &str) -> Option<f64> {
 }
 
 fn batch_files(queue: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(queue)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "batch"))
-        .collect();
-    files.sort();
-    files
+    phoenix_tests::files_with_extension(queue, "batch")
 }
 
 /// Run the agent against a dead endpoint until `at_least` batches are on

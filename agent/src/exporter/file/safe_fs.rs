@@ -335,16 +335,8 @@ impl Dir {
         let c_name = c_string(name)?;
         // SAFETY: `c_name` is NUL-terminated and outlives the call; the
         // directory descriptor is open.
-        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c_name.as_ptr(), 0) } == 0 {
-            return Ok(());
-        }
-        match io::Error::last_os_error() {
-            e if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            e => Err(io::Error::new(
-                e.kind(),
-                format!("{}: remove: {e}", self.path.join(name).display()),
-            )),
-        }
+        let rc = unsafe { libc::unlinkat(self.fd.as_raw_fd(), c_name.as_ptr(), 0) };
+        unless_missing(rc, || format!("{}: remove", self.path.join(name).display()))
     }
 
     /// Make renames and removals in this directory durable.
@@ -371,16 +363,22 @@ impl Dir {
                 c_to.as_ptr(),
             )
         };
-        if rc == 0 {
-            return Ok(());
-        }
-        match io::Error::last_os_error() {
-            e if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            e => Err(io::Error::new(
-                e.kind(),
-                format!("{}: rename to {to:?}: {e}", self.path.join(from).display()),
-            )),
-        }
+        unless_missing(rc, || {
+            format!("{}: rename to {to:?}", self.path.join(from).display())
+        })
+    }
+}
+
+/// The outcome of a call on a name that returned `rc`: a name that is not
+/// there is not an error (nothing to move or remove); other errors say
+/// `what` was being done.
+fn unless_missing(rc: libc::c_int, what: impl FnOnce() -> String) -> io::Result<()> {
+    if rc == 0 {
+        return Ok(());
+    }
+    match io::Error::last_os_error() {
+        e if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        e => Err(io::Error::new(e.kind(), format!("{}: {e}", what()))),
     }
 }
 

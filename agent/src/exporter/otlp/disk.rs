@@ -94,17 +94,17 @@ impl DiskLog {
                 continue; // Not ours: left alone.
             };
             if suffix == TEMP_SUFFIX {
-                dir.remove(&name)?;
-                lost.corrupt += 1;
+                // A directory or the like under our name stays; one bad
+                // entry must not keep the queue from opening.
+                if dir.remove(&name).is_ok() {
+                    lost.corrupt += 1;
+                }
                 continue;
             }
-            match dir.open_regular(&name) {
-                Ok(Some(file)) => files.push((seq, file.metadata()?.len())),
-                Ok(None) => {}
-                // Something not a regular file under our name: skipped
-                // here and never read; it costs nothing.
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
-                Err(e) => return Err(e),
+            // Anything that is not a readable regular file under our name
+            // (a link, a FIFO, a socket) is skipped here and never read.
+            if let Ok(Some(meta)) = dir.open_regular(&name).map(|f| f.map(|f| f.metadata())) {
+                files.push((seq, meta?.len()));
             }
         }
         files.sort_unstable();
@@ -320,13 +320,7 @@ mod tests {
     }
 
     fn batch_files(path: &Path) -> Vec<std::path::PathBuf> {
-        let mut files: Vec<_> = std::fs::read_dir(path)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "batch"))
-            .collect();
-        files.sort();
-        files
+        phoenix_tests::files_with_extension(path, "batch")
     }
 
     const GARBAGE: &[u8] = b"garbage";
@@ -523,6 +517,26 @@ mod tests {
         let (mut log, lost) = open(tmp.path());
         assert!(lost.is_empty());
         assert_eq!(log.oldest().unwrap().unwrap().payload, b"one");
+    }
+
+    #[test]
+    fn strange_entries_under_our_names_are_skipped_not_fatal() {
+        let tmp = TempDir::new("disk-log-strange");
+        let (mut log, _) = open(tmp.path());
+        log.append(b"kept").unwrap();
+        drop(log);
+        let name = |n: u64, suffix: &str| tmp.path().join(format!("{n:020}{suffix}"));
+        std::fs::create_dir(name(7, ".tmp")).unwrap();
+        std::fs::create_dir(name(8, ".batch")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", name(9, ".batch")).unwrap();
+        std::fs::write(tmp.path().join("notes.txt"), b"an operator's").unwrap();
+        let (mut log, lost) = open(tmp.path());
+        assert!(lost.is_empty(), "{lost:?}");
+        assert_eq!(log.oldest().unwrap().unwrap().payload, b"kept");
+        assert!(
+            tmp.path().join("notes.txt").exists(),
+            "not ours: left alone"
+        );
     }
 
     #[test]
