@@ -19,7 +19,7 @@ use phoenix_config::exporter::otlp::StorageConfig;
 use phoenix_telemetry::registry::{Counter, Gauge};
 
 use super::disk::{DiskLog, Lost, Opened};
-use super::sender::{LogLimiter, Outcome, Shared, Transport, Worker, until_deadline};
+use super::sender::{LOG_EVERY, LogLimiter, Outcome, Shared, Transport, Worker, until_deadline};
 use crate::exporter::BuildContext;
 use crate::exporter::ExporterMetrics;
 use crate::exporter::file::safe_fs::{self, Dir};
@@ -29,6 +29,8 @@ use crate::exporter::file::safe_fs::{self, Dir};
 const RETRY_DISK: Duration = Duration::from_millis(500);
 
 pub(crate) struct DiskQueue {
+    /// The exporter's id, for logs.
+    exporter: String,
     max_bytes: u64,
     /// `None` until the task has locked and read the directory, and again
     /// once it is done with it (releasing the lock for a successor).
@@ -42,6 +44,8 @@ pub(crate) struct DiskQueue {
     batches: Arc<Gauge>,
     bytes: Arc<Gauge>,
     warn_lost: LogLimiter,
+    /// A failing disk would otherwise log at every retry.
+    warn_io: LogLimiter,
 }
 
 impl DiskQueue {
@@ -66,6 +70,7 @@ impl DiskQueue {
         let gauge =
             |name: &str, help: &str| ctx.registry.gauge(name, help, &["exporter"], &[&ctx.id]);
         let queue = DiskQueue {
+            exporter: ctx.id.clone(),
             max_bytes: storage.max_bytes(),
             log: Mutex::new(None),
             ready: tokio::sync::Notify::new(),
@@ -81,7 +86,8 @@ impl DiskQueue {
                 "phoenix_exporter_disk_queue_bytes",
                 "Bytes of an exporter's disk queue.",
             ),
-            warn_lost: LogLimiter::new(Duration::from_secs(60)),
+            warn_lost: LogLimiter::new(LOG_EVERY),
+            warn_io: LogLimiter::new(LOG_EVERY),
         };
         Ok((Arc::new(queue), dir))
     }
@@ -128,6 +134,7 @@ impl DiskQueue {
         self.metrics.dropped.add(lost.disk_full + lost.corrupt);
         self.warn_lost.maybe(|suppressed| {
             tracing::warn!(
+                exporter = %self.exporter,
                 disk_full = lost.disk_full,
                 corrupt = lost.corrupt,
                 similar_not_logged = suppressed,
@@ -137,14 +144,25 @@ impl DiskQueue {
         });
     }
 
+    fn warn_io(&self, what: &str, error: &io::Error) {
+        self.warn_io.maybe(|suppressed| {
+            tracing::warn!(
+                exporter = %self.exporter,
+                error = %error,
+                similar_not_logged = suppressed,
+                "OTLP disk queue: {what}"
+            );
+        });
+    }
+
     /// Let go of the directory (and its lock); says what stays on disk.
-    pub(crate) fn close(&self, exporter: &str) {
+    pub(crate) fn close(&self) {
         if let Some(log) = self.lock().take()
             && log.len() > 0
         {
             {
                 tracing::info!(
-                    exporter,
+                    exporter = %self.exporter,
                     batches = log.len(),
                     bytes = log.bytes(),
                     "OTLP disk queue kept unsent batches for the next start"
@@ -183,7 +201,7 @@ impl<T: Transport> Worker<T> {
         }
         let shared = self.shared.clone();
         tokio::join!(shared.persist(&disk), self.send_from_disk(&disk));
-        disk.close(&shared.id);
+        disk.close();
     }
 
     /// Lock and read the directory, waiting while a previous exporter on
@@ -231,63 +249,51 @@ impl<T: Transport> Worker<T> {
                     return false;
                 }
             }
-            let mut deadline = self.deadline.clone();
-            if until_deadline(&mut deadline, tokio::time::sleep(RETRY_DISK))
-                .await
-                .is_none()
-            {
+            if !self.before_deadline(tokio::time::sleep(RETRY_DISK)).await {
                 return false;
             }
         }
+    }
+
+    /// Wait for `fut` unless the shutdown deadline passes first (false).
+    async fn before_deadline(&self, fut: impl std::future::Future) -> bool {
+        let mut deadline = self.deadline.clone();
+        until_deadline(&mut deadline, fut).await.is_some()
     }
 
     /// Send the oldest batch on disk until the disk is empty and the
     /// memory side is done, or the shutdown deadline passes (what is left
     /// stays on disk).
     async fn send_from_disk(&mut self, disk: &Arc<DiskQueue>) {
-        let sender = self;
-        loop {
-            if sender.deadline_passed() {
-                return;
-            }
-            let oldest = disk.with_log(|log| log.oldest()).await;
-            let record = match oldest {
+        while !self.deadline_passed() {
+            let record = match disk.with_log(|log| log.oldest()).await {
                 Ok(Some(record)) => record,
                 Ok(None) if disk.input_done.load(Ordering::Acquire) => return,
                 Ok(None) => {
-                    let mut deadline = sender.deadline.clone();
-                    if until_deadline(&mut deadline, disk.ready.notified())
-                        .await
-                        .is_none()
-                    {
+                    if !self.before_deadline(disk.ready.notified()).await {
                         return;
                     }
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(exporter = %sender.shared.id, error = %e, "OTLP disk queue read failed; trying again");
-                    let mut deadline = sender.deadline.clone();
-                    if until_deadline(&mut deadline, tokio::time::sleep(RETRY_DISK))
-                        .await
-                        .is_none()
-                    {
+                    disk.warn_io("read failed; trying again", &e);
+                    if !self.before_deadline(tokio::time::sleep(RETRY_DISK)).await {
                         return;
                     }
                     continue;
                 }
             };
-            match sender.send_request(record.payload).await {
-                Outcome::Delivered => sender.shared.record_delivered(),
-                Outcome::GivenUp(why, detail) => sender.shared.record_given_up(why, &detail),
+            match self.send_request(record.payload).await {
+                Outcome::Delivered => self.shared.record_delivered(),
+                Outcome::GivenUp(why, detail) => self.shared.record_given_up(why, &detail),
                 // Still on disk: sent after the next start.
                 Outcome::Interrupted(_) => return,
             }
             let seq = record.seq;
             if let Err(e) = disk.with_log(move |log| log.remove(seq)).await {
-                tracing::warn!(
-                    exporter = %sender.shared.id,
-                    error = %e,
-                    "OTLP disk queue could not delete a sent batch; it is sent again after a restart"
+                disk.warn_io(
+                    "could not delete a sent batch; it is sent again after a restart",
+                    &e,
                 );
             }
         }

@@ -5,6 +5,8 @@
 //! ([`queue::BatchQueue`], the oldest batch goes when it is full) and a
 //! sending task ([`sender`]) encodes, sends and retries with exponential
 //! backoff ([`retry`]). Only the wire differs ([`grpc`], [`http`]).
+//! With `sending_queue.storage` the memory queue hands batches to a disk
+//! queue ([`disk`], driven by [`durable`]) that outlives restarts.
 //!
 //! Their configs (keys following the Collector's `otlp` / `otlphttp`
 //! exporters) are in `phoenix_config::exporter::otlp`.

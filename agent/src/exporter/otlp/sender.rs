@@ -87,7 +87,7 @@ impl LogLimiter {
     }
 }
 
-const LOG_EVERY: Duration = Duration::from_secs(60);
+pub(super) const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// State shared by the exporter handle and its sending task.
 pub(super) struct Shared {
@@ -307,7 +307,7 @@ impl Exporter for QueuedExporter {
                 s.count_dropped(1);
             }
             if let Some(disk) = &s.disk {
-                disk.close(&s.id);
+                disk.close();
             }
             let report = ShutdownReport {
                 flushed: s.flushed_at_shutdown.load(Ordering::Relaxed),
@@ -341,7 +341,7 @@ impl Drop for QueuedExporter {
             }
         }
         if let Some(disk) = &self.shared.disk {
-            disk.close(&self.shared.id);
+            disk.close();
         }
     }
 }
