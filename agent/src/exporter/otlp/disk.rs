@@ -89,10 +89,14 @@ impl DiskLog {
         }
         let mut lost = Lost::default();
         let mut files = Vec::new();
+        // New batches number after every name of ours, skipped ones too, so
+        // that no write ever lands on a name something else holds.
+        let mut next_seq = 0;
         for name in dir.names()? {
             let Some((seq, suffix)) = parse_name(&name) else {
                 continue; // Not ours: left alone.
             };
+            next_seq = next_seq.max(seq + 1);
             if suffix == TEMP_SUFFIX {
                 // A directory or the like under our name stays; one bad
                 // entry must not keep the queue from opening.
@@ -108,7 +112,6 @@ impl DiskLog {
             }
         }
         files.sort_unstable();
-        let next_seq = files.last().map_or(0, |&(seq, _)| seq.saturating_add(1));
         let mut log = DiskLog {
             dir,
             max_bytes,
@@ -154,6 +157,9 @@ impl DiskLog {
             return Ok(());
         }
         let seq = self.next_seq;
+        // Taken even if the write fails: a name that cannot be written must
+        // not fail every later batch too.
+        self.next_seq = seq + 1;
         let temp = file_name(seq, TEMP_SUFFIX);
         let written = self.write_record(&temp, len, payload).and_then(|()| {
             self.dir.rename(&temp, &file_name(seq, BATCH_SUFFIX))?;
@@ -164,7 +170,6 @@ impl DiskLog {
             let _ = self.dir.remove(&temp);
             return Err(e);
         }
-        self.next_seq += 1;
         self.files.push_back((seq, size));
         self.bytes += size;
         Ok(())
@@ -277,13 +282,22 @@ fn file_name(seq: u64, suffix: &str) -> OsString {
     format!("{seq:020}{suffix}").into()
 }
 
+/// Sequence numbers this log ever uses: far more than it will ever write,
+/// and far enough from `u64::MAX` that a planted name cannot make the next
+/// number wrap or repeat.
+const MAX_SEQ: u64 = u64::MAX / 2;
+
 /// The sequence number and suffix of a name this log writes.
 fn parse_name(name: &OsStr) -> Option<(u64, &'static str)> {
     let name = name.to_str()?;
     [BATCH_SUFFIX, TEMP_SUFFIX].into_iter().find_map(|suffix| {
         let digits = name.strip_suffix(suffix)?;
         let all_digits = digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit());
-        Some((digits.parse().ok().filter(|_| all_digits)?, suffix))
+        let seq = digits
+            .parse()
+            .ok()
+            .filter(|&s| all_digits && s <= MAX_SEQ)?;
+        Some((seq, suffix))
     })
 }
 
@@ -331,14 +345,16 @@ mod tests {
         /// Read the oldest without acking it (a send in progress).
         Peek,
         Ack,
-        Reopen,
+        /// A restart, perhaps after a crash between writing a batch and
+        /// renaming it (which leaves a `.tmp`).
+        Reopen {
+            crashed_mid_write: bool,
+        },
         /// Cut a batch file at a fraction of its length.
         Truncate(usize, f64),
         Flip(usize, f64),
         /// Garbage after a batch's record.
         Extend(usize),
-        /// A crash between writing a batch and renaming it.
-        LeftoverTemp,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -346,11 +362,10 @@ mod tests {
             6 => (0usize..3000).prop_map(Op::Append),
             1 => Just(Op::Peek),
             4 => Just(Op::Ack),
-            1 => Just(Op::Reopen),
+            2 => any::<bool>().prop_map(|crashed_mid_write| Op::Reopen { crashed_mid_write }),
             1 => (any::<usize>(), 0.0..1.0).prop_map(|(i, f)| Op::Truncate(i, f)),
             1 => (any::<usize>(), 0.0..1.0).prop_map(|(i, f)| Op::Flip(i, f)),
             1 => any::<usize>().prop_map(Op::Extend),
-            1 => Just(Op::LeftoverTemp),
         ]
     }
 
@@ -450,8 +465,13 @@ mod tests {
                         }
                         peeked = None;
                     }
-                    Op::Reopen => {
+                    Op::Reopen { crashed_mid_write } => {
                         drop(log);
+                        if crashed_mid_write {
+                            let name = format!("{:020}.tmp", m.leftover_temps);
+                            std::fs::write(tmp.path().join(name), b"torn").unwrap();
+                            m.leftover_temps += 1;
+                        }
                         let (l, opened) = open(tmp.path());
                         log = l;
                         m.note(opened);
@@ -464,8 +484,11 @@ mod tests {
                     }
                     Op::Flip(i, f) => {
                         m.damaged.extend(damage(tmp.path(), i, |d| {
-                            let at = ((d.len() as f64 * f) as usize).min(d.len() - 1);
-                            d[at] ^= 0x5a;
+                            // An empty file (truncated before) has no byte to flip.
+                            if let Some(last) = d.len().checked_sub(1) {
+                                let at = ((d.len() as f64 * f) as usize).min(last);
+                                d[at] ^= 0x5a;
+                            }
                         }));
                         peeked = None;
                     }
@@ -477,11 +500,7 @@ mod tests {
                         m.damaged.extend(id);
                         peeked = None;
                     }
-                    Op::LeftoverTemp => {
-                        let name = format!("{:020}.tmp", 10u64.pow(19) + m.leftover_temps);
-                        std::fs::write(tmp.path().join(name), b"torn").unwrap();
-                        m.leftover_temps += 1;
-                    }
+
                 }
                 prop_assert!(log.bytes() <= MAX, "index over the cap");
                 let on_disk: u64 = batch_files(tmp.path()).iter().map(|f| f.metadata().unwrap().len()).sum();
@@ -530,11 +549,18 @@ mod tests {
         std::fs::create_dir(name(8, ".batch")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", name(9, ".batch")).unwrap();
         std::fs::write(tmp.path().join("notes.txt"), b"an operator's").unwrap();
+        // A number near the end of u64 would make the next one wrap.
+        std::fs::write(name(u64::MAX, ".batch"), b"planted").unwrap();
         let (mut log, lost) = open(tmp.path());
         assert!(lost.is_empty(), "{lost:?}");
+        // New batches are numbered past the strange names, never onto them.
+        for _ in 0..12 {
+            log.append(b"new").unwrap();
+        }
+        assert_eq!(log.len(), 13);
         assert_eq!(log.oldest().unwrap().unwrap().payload, b"kept");
         assert!(
-            tmp.path().join("notes.txt").exists(),
+            tmp.path().join("notes.txt").exists() && name(u64::MAX, ".batch").exists(),
             "not ours: left alone"
         );
     }
