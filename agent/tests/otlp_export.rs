@@ -912,3 +912,33 @@ async fn disk_queue_survives_shutdown_and_a_successor_replays_it_first() {
     assert_eq!(report.dropped, 0);
     assert!(rx.try_recv().is_err(), "nothing sent twice");
 }
+
+/// A permanent error gives a batch up from the disk too: counted, deleted,
+/// and the next one goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_queue_drops_a_batch_the_backend_refuses_for_good() {
+    let dir = phoenix_tests::TempDir::new("otlp-disk-queue-refused");
+    let (addr, _collector, mut rx) = start_grpc(&[tonic::Code::InvalidArgument], None).await;
+    let b = build(
+        "otlp_grpc",
+        &grpc_yaml(
+            addr,
+            &format!(
+                "sending_queue: {{ storage: {{ directory: {} }} }}",
+                dir.path().display()
+            ),
+        ),
+    );
+    b.exporter.submit(batch_at(1));
+    b.exporter.submit(batch_at(2));
+    assert_eq!(batch_time(&recv(&mut rx).await.1), 2);
+    eventually("one dropped, one sent", || {
+        b.metrics.dropped.get() == 1 && b.metrics.sent.get() == 1
+    })
+    .await;
+    eventually("the disk is empty", || {
+        phoenix_tests::files_with_extension(dir.path(), "batch").is_empty()
+    })
+    .await;
+    b.exporter.shutdown(Duration::from_secs(1)).await;
+}
