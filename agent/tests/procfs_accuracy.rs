@@ -3,14 +3,18 @@
 //! scraped from `/proc`, and what the receiver reports is checked against
 //! independent sources: the child's own `getrusage`, `ps` (procps, which
 //! reads `/proc/PID/status` for RSS), `std::fs::read_dir` of its fd table,
-//! and the wall clock at spawn time.
+//! and the wall clock at spawn time. A second child checks the optional
+//! metrics against `psutil`, `ps` and `vmstat`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+
 use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver, Toggle};
+use phoenix_config::receiver::procfs::METRICS;
 use phoenix_processors::{Batch, Number, Resource, Value};
 use phoenix_telemetry::registry::Registry;
 use phoenix_tests::tools::{missing_tool, on_path};
@@ -52,9 +56,9 @@ struct ChildGuard {
 }
 
 impl ChildGuard {
-    fn spawn(python: &str) -> ChildGuard {
+    fn spawn(python: &str, script: &str) -> ChildGuard {
         let mut child = Command::new(python)
-            .args(["-c", CHILD])
+            .args(["-c", script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -210,7 +214,7 @@ fn receiver_matches_the_kernel_for_a_known_child() {
     }
     let python = real_python();
     let spawned_at = unix_nanos_now();
-    let mut child = ChildGuard::spawn(&python);
+    let mut child = ChildGuard::spawn(&python, CHILD);
     let ready = child.line("ready");
     let cpu_ready: f64 = ready[1].parse().expect("cpu seconds");
     let exe_path = ready[2..].join(" ");
@@ -374,4 +378,272 @@ fn count_cpus(list: &str) -> Option<f64> {
         }
     }
     Some(n)
+}
+
+// The optional metrics against independent readers: a child with known
+// state (7 extra descriptors, a soft descriptor limit of 200, two blocked
+// signals pending, 32 MiB of private memory, 1,000 reads and 500 writes, a
+// zombie child and a stopped one) is scraped, and each metric is compared
+// with what `psutil` and `ps`/`vmstat` (procps) say.
+
+/// Forks first (a child sharing the 32 MiB copy-on-write would make them
+/// shared, not unique), sets up the state, prints `ready <zombie pid> <stopped pid>`, then
+/// blocks on stdin without touching anything the test measures.
+const OPTIONAL_CHILD: &str = r#"
+import os, resource, signal, sys
+
+# The children first: pages touched after the fork stay private.
+zombie = os.fork()
+if zombie == 0:
+    os._exit(0)
+stopped = os.fork()
+if stopped == 0:
+    os.kill(os.getpid(), signal.SIGSTOP)
+    os._exit(0)
+os.waitid(os.P_PID, zombie, os.WEXITED | os.WNOWAIT)
+os.waitid(os.P_PID, stopped, os.WSTOPPED | os.WNOWAIT)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard))
+files = [open("/dev/null") for _ in range(7)]
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
+os.kill(os.getpid(), signal.SIGUSR1)
+os.kill(os.getpid(), signal.SIGUSR2)
+os.kill(os.getpid(), signal.SIGUSR1)  # one bit per signal: still 2
+memory = bytearray(32 << 20)
+for i in range(0, len(memory), 4096):
+    memory[i] = 1
+zero = os.open("/dev/zero", os.O_RDONLY)
+null = os.open("/dev/null", os.O_WRONLY)
+for _ in range(1000):
+    os.read(zero, 1)
+for _ in range(500):
+    os.write(null, b"x")
+print("ready", zombie, stopped, flush=True)
+sys.stdin.readline()
+os.kill(stopped, signal.SIGKILL)
+"#;
+
+/// psutil's view of one process, as `key value` lines.
+const PSUTIL: &str = r#"
+import sys, psutil
+p = psutil.Process(int(sys.argv[1]))
+m = p.memory_full_info()
+io = p.io_counters()
+print("uss", m.uss)
+print("pss", m.pss)
+print("swap", m.swap)
+print("fds", p.num_fds())
+print("nofile", p.rlimit(psutil.RLIMIT_NOFILE)[0])
+print("read_count", io.read_count)
+print("write_count", io.write_count)
+print("iowait", p.cpu_times().iowait)
+print("memory_percent", p.memory_percent())
+print("status", p.status())
+"#;
+
+/// The child's own children, killed however the test ends (the stopped
+/// one would otherwise outlive it).
+struct KillOnDrop(Vec<i64>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if let Ok(pid) = i32::try_from(pid) {
+                // SAFETY: kill(2) has no memory effects; a reaped pid is an error at worst.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn psutil(pid: i64) -> BTreeMap<String, String> {
+    let out = Command::new("python3")
+        .args(["-c", PSUTIL, &pid.to_string()])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "psutil: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn has_psutil() -> bool {
+    Command::new("python3")
+        .args(["-c", "import psutil"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().expect(program);
+    assert!(out.status.success(), "{program} {args:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn everything_on() -> ProcfsConfig {
+    let mut config = ProcfsConfig {
+        cpu_wait: Some(true),
+        ..ProcfsConfig::default()
+    };
+    for m in METRICS {
+        config
+            .metrics
+            .insert(m.name.into(), Toggle { enabled: true });
+    }
+    config
+}
+
+fn forks_since_boot() -> f64 {
+    let text = command_output("vmstat", &["-f"]);
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("vmstat -f: {text}"))
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[test]
+fn optional_metrics_match_psutil_and_procps() {
+    for (tool, install) in [
+        ("ps", "apt-get install procps"),
+        ("vmstat", "apt-get install procps"),
+    ] {
+        if !on_path(tool) {
+            missing_tool(tool, install);
+            return;
+        }
+    }
+    if !has_psutil() {
+        missing_tool("psutil", "python3 -m pip install psutil");
+        return;
+    }
+    let child = ChildGuard::spawn(&real_python(), OPTIONAL_CHILD);
+    let ready = child.line("ready");
+    let pids: Vec<i64> = ready[1..].iter().map(|p| p.parse().expect("pid")).collect();
+    let _grandchildren = KillOnDrop(pids.clone());
+    let (zombie, stopped) = (pids[0], pids[1]);
+
+    let mut receiver =
+        ProcfsReceiver::new(&everything_on(), &Registry::new()).expect("receiver on /proc");
+    let forks_before = forks_since_boot();
+    let batch = receiver.scrape();
+    let forks_after = forks_since_boot();
+    let ps_states = command_output("ps", &["-e", "-o", "stat="]);
+    let py = psutil(child.pid());
+    let num = |k: &str| -> f64 { py[k].parse().unwrap_or_else(|_| panic!("psutil {k}")) };
+    let r = find(&batch, child.pid());
+
+    // Descriptors: psutil counts the fd directory; the soft limit.
+    assert_eq!(
+        value(r, "process.unix.file_descriptor.count", None),
+        num("fds")
+    );
+    assert_eq!(value(r, "process.unix.file_descriptor.limit", None), 200.0);
+    assert_eq!(num("nofile"), 200.0);
+
+    // Signals: SIGUSR1 and SIGUSR2, blocked and pending; ps's process-wide mask agrees.
+    assert_eq!(value(r, "process.signals_pending", None), 2.0);
+    let mask = command_output("ps", &["-o", "pending=", "-p", &child.pid().to_string()]);
+    let mask = u64::from_str_radix(mask.trim(), 16).expect("hex mask");
+    assert_eq!(mask.count_ones(), 2, "ps pending {mask:x}");
+
+    // Read and write calls: the child is idle in a read that has not returned.
+    let reads = value(
+        r,
+        "process.disk.operations",
+        Some(("disk.io.direction", "read")),
+    );
+    let writes = value(
+        r,
+        "process.disk.operations",
+        Some(("disk.io.direction", "write")),
+    );
+    assert_eq!(reads, num("read_count"));
+    assert_eq!(writes, num("write_count"));
+    assert!(
+        reads >= 1000.0 && writes >= 500.0,
+        "{reads} reads, {writes} writes"
+    );
+
+    // Memory from smaps_rollup. psutil's own interpreter maps the same
+    // libraries while it reads, which moves shared pages between PSS and
+    // USS of the child: allow a few MiB. The 32 MiB are private either way.
+    let (uss, pss) = (
+        value(r, "process.memory.uss", None),
+        value(r, "process.memory.pss", None),
+    );
+    assert!(
+        (uss - num("uss")).abs() <= 4.0 * MIB,
+        "uss {uss} vs {}",
+        num("uss")
+    );
+    assert!(
+        (pss - num("pss")).abs() <= 4.0 * MIB,
+        "pss {pss} vs {}",
+        num("pss")
+    );
+    assert!(uss >= 32.0 * MIB && pss >= uss, "uss {uss}, pss {pss}");
+    assert_eq!(value(r, "process.memory.swap", None), num("swap"));
+
+    // Utilization: RSS over MemTotal, as a share (psutil says percent).
+    let util = value(r, "process.memory.utilization", None);
+    assert!(
+        (util * 100.0 - num("memory_percent")).abs() <= 0.05,
+        "{util} vs {}%",
+        num("memory_percent")
+    );
+
+    // Block I/O wait: the same field psutil reads, in seconds.
+    let wait = value(r, "process.cpu.time", Some(("cpu.mode", "wait")));
+    assert!(
+        (wait - num("iowait")).abs() <= 0.011,
+        "{wait} vs {}",
+        num("iowait")
+    );
+    assert_eq!(py["status"], "sleeping");
+
+    // Host counts: the zombie and the stopped child, and the totals of
+    // `ps -e` (a shared machine: other processes come and go meanwhile).
+    let host = batch
+        .resources
+        .iter()
+        .find(|r| r.identity.is_none())
+        .expect("the host resource");
+    assert!(host.attributes.is_empty());
+    let count = |state: &str| value(host, "system.process.count", Some(("process.state", state)));
+    let ps_count = |letters: &str| {
+        ps_states
+            .lines()
+            .filter(|l| l.trim().chars().next().is_some_and(|c| letters.contains(c)))
+            .count() as f64
+    };
+    assert!(count("defunct") >= 1.0, "the zombie {zombie}");
+    assert!(count("stopped") >= 1.0, "the stopped child {stopped}");
+    assert!((count("defunct") - ps_count("ZX")).abs() <= 2.0);
+    assert!((count("stopped") - ps_count("Tt")).abs() <= 2.0);
+    let total: f64 = host.metrics[0]
+        .points
+        .iter()
+        .map(|p| match p.value {
+            Number::Int(v) => v as f64,
+            Number::Double(v) => v,
+        })
+        .sum();
+    let ps_total = ps_states.lines().count() as f64;
+    assert!(
+        (total - ps_total).abs() <= (ps_total * 0.1).max(10.0),
+        "{total} processes counted, ps -e lists {ps_total}"
+    );
+    let created = value(host, "system.process.created", None);
+    assert!(
+        forks_before <= created && created <= forks_after,
+        "{forks_before} <= {created} <= {forks_after}"
+    );
 }

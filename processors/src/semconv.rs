@@ -13,11 +13,27 @@ pub const PROCESS_UNIX_FILE_DESCRIPTOR_COUNT: &str = "process.unix.file_descript
 pub const PROCESS_CONTEXT_SWITCHES: &str = "process.context_switches";
 pub const PROCESS_PAGING_FAULTS: &str = "process.paging.faults";
 pub const PROCESS_UPTIME: &str = "process.uptime";
+pub const PROCESS_MEMORY_UTILIZATION: &str = "process.memory.utilization";
+pub const PROCESS_DISK_OPERATIONS: &str = "process.disk.operations";
+/// Signals pending for the process (the Collector's name; semconv has none).
+pub const PROCESS_SIGNALS_PENDING: &str = "process.signals_pending";
+/// Phoenix's: the soft `RLIMIT_NOFILE`, beside the descriptor count.
+pub const PROCESS_UNIX_FILE_DESCRIPTOR_LIMIT: &str = "process.unix.file_descriptor.limit";
+/// Phoenix's: proportional, unique and swapped memory from `smaps_rollup`.
+pub const PROCESS_MEMORY_PSS: &str = "process.memory.pss";
+pub const PROCESS_MEMORY_USS: &str = "process.memory.uss";
+pub const PROCESS_MEMORY_SWAP: &str = "process.memory.swap";
+
+// Host metrics the procfs receiver counts in the same pass.
+pub const SYSTEM_PROCESS_COUNT: &str = "system.process.count";
+pub const SYSTEM_PROCESS_CREATED: &str = "system.process.created";
 
 // Data-point attributes and their values.
 pub const CPU_MODE: &str = "cpu.mode";
 pub const CPU_MODE_USER: &str = "user";
 pub const CPU_MODE_SYSTEM: &str = "system";
+/// Time waiting for block I/O (delay accounting), `cpu.mode=wait`.
+pub const CPU_MODE_WAIT: &str = "wait";
 pub const DISK_IO_DIRECTION: &str = "disk.io.direction";
 pub const DISK_IO_DIRECTION_READ: &str = "read";
 pub const DISK_IO_DIRECTION_WRITE: &str = "write";
@@ -27,6 +43,8 @@ pub const CONTEXT_SWITCH_INVOLUNTARY: &str = "involuntary";
 pub const SYSTEM_PAGING_FAULT_TYPE: &str = "system.paging.fault.type";
 pub const PAGING_FAULT_MAJOR: &str = "major";
 pub const PAGING_FAULT_MINOR: &str = "minor";
+/// The state of a process in `system.process.count`.
+pub const PROCESS_STATE: &str = "process.state";
 
 // Resource attributes.
 pub const PROCESS_PID: &str = "process.pid";

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use phoenix_processors::model::{Batch, KeyValue, Value};
 use phoenix_processors::processors::{K8sAttributes, K8sAttributesConfig};
-use phoenix_processors::{Processor, ProcessorConfig, semconv};
+use phoenix_processors::{Processor, ProcessorConfig, Resource, semconv};
 
 use super::accounting::{self, Accountant, Assessment, Comparator, IntervalReport, PipelineStats};
 use super::gauges::PipelineGauges;
@@ -82,10 +82,19 @@ impl Pipeline {
     /// Run the processors on one snapshot and measure the output.
     fn process(&self, snapshot: &Batch) -> (Arc<Batch>, PipelineStats) {
         let started = accounting::thread_cpu_time();
+        // Processors act on processes. A receiver resource without a process
+        // identity describes the host (`system.process.count`): no filter,
+        // top-k or rollup may drop or fold it, so it goes around them.
+        let of_host = |r: &&Resource| r.identity.is_none();
         let mut batch = Batch {
             time_unix_nano: snapshot.time_unix_nano,
             common_attributes: snapshot.common_attributes.with_all(&self.stamp),
-            resources: snapshot.resources.clone(),
+            resources: snapshot
+                .resources
+                .iter()
+                .filter(|r| !of_host(r))
+                .cloned()
+                .collect(),
         };
         {
             let mut processors = self
@@ -97,6 +106,9 @@ impl Pipeline {
                 p.process(&mut batch);
             }
         }
+        batch
+            .resources
+            .extend(snapshot.resources.iter().filter(of_host).cloned());
         let cpu = accounting::thread_cpu_time().saturating_sub(started);
         let stats = self
             .state
@@ -589,6 +601,48 @@ service:
                     assert_eq!((c.critical_visible, c.critical_total), (0, 1));
                 }
             }
+        }
+    }
+
+    /// The host's resource (`system.process.count`, no process identity)
+    /// comes out of every pipeline as it went in: an aggregate would make
+    /// it a group of one, a top-k fold it into `others`.
+    #[test]
+    fn host_resources_go_around_the_processors() {
+        let text = "receivers:
+  procfs: {}
+processors:
+  aggregate: {}
+  topk: { k: 1, by: process.memory.usage }
+exporters:
+  console: {}
+service:
+  pipelines:
+    metrics/agg: { receivers: [procfs], processors: [aggregate], exporters: [console] }
+    metrics/top: { receivers: [procfs], processors: [topk], exporters: [console] }
+";
+        let config = AgentConfig::load(text).expect("valid");
+        let (topology, _) = Topology::build(&config, None, &Registry::new()).expect("builds");
+        let host = Resource {
+            attributes: phoenix_processors::Attributes::empty(),
+            metrics: workers_and_postgres().resources[0].metrics.clone(),
+            identity: None,
+        };
+        let mut snapshot = workers_and_postgres();
+        snapshot.resources.insert(1, host.clone());
+        for pipeline in &topology.pipelines {
+            let (output, _) = pipeline.process(&snapshot);
+            let hosts: Vec<&Resource> = output
+                .resources
+                .iter()
+                .filter(|r| r.attributes.is_empty())
+                .collect();
+            assert_eq!(hosts, [&host], "{}: {output:?}", pipeline.name());
+            assert!(
+                output.resources.len() < snapshot.resources.len(),
+                "{} reduced the processes",
+                pipeline.name()
+            );
         }
     }
 

@@ -67,7 +67,8 @@ pub struct AttrKeys {
 
 impl AttrKeys {
     pub fn new(config: &ProcfsConfig) -> AttrKeys {
-        let key = |name: &str| config.attribute_enabled(name).then(|| Str::from(name));
+        // The key in the configured naming (`process.cgroup` for the Collector).
+        let key = |name: &str| config.attribute_key(name).map(Str::from);
         AttrKeys {
             pid: key(semconv::PROCESS_PID),
             parent_pid: key(semconv::PROCESS_PARENT_PID),
@@ -146,6 +147,8 @@ impl AttrKeys {
 pub struct CpuSample {
     pub utime: u64,
     pub stime: u64,
+    /// Block I/O wait ticks (0 when not read).
+    pub blkio: u64,
     pub at: Instant,
 }
 

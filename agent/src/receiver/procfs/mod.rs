@@ -40,9 +40,9 @@ use phoenix_telemetry::registry::{Counter, DURATION_BUCKETS, Gauge, Histogram, R
 
 use cache::{AttrKeys, CachedProcess, Container, CpuSample, Identity, ProcessCache};
 use metrics::{Descs, PointAttrs};
-use parse::{ContextSwitches, Io, Stat};
+use parse::{ContextSwitches, Io, Rollup, Stat};
 /// The receiver's config lives in the config crate, beside the others.
-pub use phoenix_config::receiver::procfs::{ProcfsConfig, Toggle};
+pub use phoenix_config::receiver::procfs::{Naming, ProcfsConfig, Toggle};
 pub(crate) use sys::hostname;
 use sys::{Dir, PidPath, ReadError};
 use users::Users;
@@ -273,19 +273,10 @@ impl IdentityReader {
         path: &mut PidPath,
         stats: &mut ScrapeStats,
     ) -> Result<Container, Gone> {
-        let read = match dir.read_at(path.file(c"cgroup"), &mut self.scratch) {
-            // ENOENT while the process's directory is still there: this /proc
-            // has no cgroup files (a kernel without cgroups, a fixture tree),
-            // which means no container, not an exited process.
-            Err(e)
-                if e.raw_os_error() == Some(libc::ENOENT)
-                    && dir.stat_at(path.file(c"")).is_ok() =>
-            {
-                return Ok(Container::default());
-            }
-            read => read,
-        };
-        if optional(read, stats)?.is_none() {
+        // A kernel without cgroups has no such file: no container.
+        let read = dir.read_at(path.file(c"cgroup"), &mut self.scratch);
+        let read = absent_if_missing(dir, path, read);
+        if optional(read, stats)?.flatten().is_none() {
             return Ok(Container::default());
         }
         let Some(cg) = cgroup::parse_cgroup(&self.scratch) else {
@@ -326,6 +317,8 @@ fn intern_lossy(interner: &mut Interner, bytes: &[u8]) -> Str {
 /// buffer can be reused for the next file.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
+    /// Block I/O wait, when the wait point is on and the kernel writes it.
+    blkio_ticks: Option<u64>,
     minflt: u64,
     majflt: u64,
     utime: u64,
@@ -335,9 +328,10 @@ struct Sample {
     rss: i64,
 }
 
-impl From<&Stat<'_>> for Sample {
-    fn from(s: &Stat<'_>) -> Sample {
+impl Sample {
+    fn new(s: &Stat<'_>, with_wait: bool) -> Sample {
         Sample {
+            blkio_ticks: if with_wait { s.blkio_ticks() } else { None },
             minflt: s.minflt,
             majflt: s.majflt,
             utime: s.utime,
@@ -354,7 +348,11 @@ impl From<&Stat<'_>> for Sample {
 struct Extras {
     io: Option<Io>,
     context_switches: Option<ContextSwitches>,
+    signals_pending: Option<u64>,
     fds: Option<u64>,
+    /// `Some(None)`: read, and unlimited.
+    fd_limit: Option<Option<u64>>,
+    rollup: Option<Rollup>,
 }
 
 /// The procfs receiver. See the module documentation for what it reads when.
@@ -372,6 +370,8 @@ pub struct ProcfsReceiver {
     buf: Vec<u8>,
     path: PidPath,
     pids: Vec<u32>,
+    /// Processes of the current scrape per state slot (`system.process.count`).
+    states: Vec<u64>,
     self_metrics: SelfMetrics,
     last: ScrapeStats,
 }
@@ -418,14 +418,30 @@ impl ProcfsReceiver {
         } else {
             Attributes::empty()
         };
+        if config.cpu_wait_enabled() && config.metric_enabled(semconv::PROCESS_CPU_TIME) {
+            let mut flag = Vec::new();
+            // Absent on kernels before 5.14, where the boot parameter decides.
+            if proc_dir
+                .read_at(c"sys/kernel/task_delayacct", &mut flag)
+                .is_ok()
+                && flag.trim_ascii() == b"0"
+            {
+                tracing::warn!(
+                    "process.cpu.time wait will read 0: the kernel's delay accounting is off \
+                     (sysctl kernel.task_delayacct=1 turns it on)"
+                );
+            }
+        }
         Ok(ProcfsReceiver {
             proc_is_procfs: proc_dir.is_procfs(),
             proc_dir,
             include_kernel_threads: config.include_kernel_threads,
             builder: MetricBuilder {
                 descs: Descs::new(config),
-                points: PointAttrs::default(),
+                points: PointAttrs::new(config),
                 machine,
+                memory_percent: config.naming == Naming::Hostmetrics,
+                mem_total: None,
             },
             common_attributes,
             cache: ProcessCache::default(),
@@ -438,6 +454,7 @@ impl ProcfsReceiver {
             buf,
             path: PidPath::default(),
             pids: Vec::new(),
+            states: Vec::new(),
             self_metrics: SelfMetrics::register(registry),
             last: ScrapeStats::default(),
         })
@@ -452,6 +469,11 @@ impl ProcfsReceiver {
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let mut stats = ScrapeStats::default();
         self.cache.begin_scrape();
+        self.states.clear();
+        self.states.resize(self.builder.points.states.len(), 0);
+        if self.builder.descs.memory_utilization.is_some() {
+            self.builder.mem_total = self.read_host_file(c"meminfo", parse::parse_mem_total);
+        }
 
         let mut pids = std::mem::take(&mut self.pids);
         if let Err(e) = self
@@ -468,6 +490,13 @@ impl ProcfsReceiver {
             }
         }
         self.pids = pids;
+        if self.builder.descs.has_host_metrics() {
+            let created = match self.builder.descs.process_created {
+                Some(_) => self.read_host_file(c"stat", parse::parse_processes_created),
+                None => None,
+            };
+            resources.push(self.builder.host(&self.states, created));
+        }
 
         if self.cache.evict_unseen() > 0 {
             // Command lines of exited processes are held by nothing else now.
@@ -498,6 +527,26 @@ impl ProcfsReceiver {
         self.last
     }
 
+    /// A host-wide file of `/proc` (`meminfo`, `stat`), parsed; a failure
+    /// is logged (once per scrape at most: one file) and leaves the metric out.
+    fn read_host_file<T>(
+        &mut self,
+        name: &std::ffi::CStr,
+        parse: impl Fn(&[u8]) -> Result<T, parse::ParseError>,
+    ) -> Option<T> {
+        let read = self.proc_dir.read_at(name, &mut self.buf);
+        match read
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(parse(&self.buf)?))
+        {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(file = ?name, error = %e, "procfs receiver cannot read a host file");
+                None
+            }
+        }
+    }
+
     fn scrape_process(
         &mut self,
         pid: u32,
@@ -516,6 +565,7 @@ impl ProcfsReceiver {
             identities,
             buf,
             path,
+            states,
             ..
         } = self;
 
@@ -528,6 +578,9 @@ impl ProcfsReceiver {
             stats.parse_errors += 1;
             return None;
         };
+        if let Some(count) = states.get_mut(builder.points.state_slot(stat.state)) {
+            *count += 1;
+        }
         if stat.is_kernel_thread() && !*include_kernel_threads {
             stats.kernel_threads_skipped += 1;
             return None;
@@ -554,20 +607,42 @@ impl ProcfsReceiver {
         } else if process.identity.ppid != stat.ppid {
             process.set_parent(stat.ppid, &identities.keys);
         }
-        let sample = Sample::from(&stat);
+        let sample = Sample::new(&stat, builder.points.cpu_wait.is_some());
 
         let mut extras = Extras::default();
-        if descs.disk_io.is_some() {
+        if descs.needs_io() {
             // Denied for another user's process when not root: emit the rest.
             let read = proc_dir.read_at(path.file(c"io"), buf);
             if optional(read, stats).ok()?.is_some() {
                 extras.io = parsed(parse::parse_io(buf), stats);
             }
         }
-        if descs.context_switches.is_some() {
+        if descs.needs_status() {
             let read = proc_dir.read_at(path.file(c"status"), buf);
             if optional(read, stats).ok()?.is_some() {
-                extras.context_switches = parsed(parse::parse_status_context_switches(buf), stats);
+                if descs.context_switches.is_some() {
+                    extras.context_switches =
+                        parsed(parse::parse_status_context_switches(buf), stats);
+                }
+                if descs.signals_pending.is_some() {
+                    extras.signals_pending =
+                        parsed(parse::parse_status_signals_pending(buf), stats);
+                }
+            }
+        }
+        if descs.fd_limit.is_some() {
+            let read = proc_dir.read_at(path.file(c"limits"), buf);
+            if optional(read, stats).ok()?.is_some() {
+                extras.fd_limit = parsed(parse::parse_limits_nofile(buf), stats);
+            }
+        }
+        if descs.needs_smaps_rollup() {
+            // Walks every mapping of the process under its memory map lock:
+            // the costly file (docs/BENCHMARKS.md), read only when asked for.
+            let read = proc_dir.read_at(path.file(c"smaps_rollup"), buf);
+            let read = absent_if_missing(proc_dir, path, read);
+            if optional(read, stats).ok()?.flatten().is_some() {
+                extras.rollup = parsed(parse::parse_smaps_rollup(buf), stats);
             }
         }
         if descs.fd_count.is_some() {
@@ -606,6 +681,24 @@ fn optional<T>(read: std::io::Result<T>, stats: &mut ScrapeStats) -> Result<Opti
     }
 }
 
+/// A read of a file some kernels or processes lack: ENOENT while the
+/// process's directory is still there means the file is absent (a kernel
+/// without it, a fixture tree, `smaps_rollup` of some processes), not that
+/// the process exited.
+fn absent_if_missing<T>(
+    dir: &Dir,
+    path: &mut PidPath,
+    read: std::io::Result<T>,
+) -> std::io::Result<Option<T>> {
+    match read {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && dir.stat_at(path.file(c"")).is_ok() => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A parse result, with a failure counted.
 fn parsed<T>(result: Result<T, parse::ParseError>, stats: &mut ScrapeStats) -> Option<T> {
     result.map_err(|_| stats.parse_errors += 1).ok()
@@ -634,6 +727,10 @@ struct MetricBuilder {
     descs: Descs,
     points: PointAttrs,
     machine: Machine,
+    /// `process.memory.utilization` as 0-100, as the Collector reports it.
+    memory_percent: bool,
+    /// The host's memory, read each scrape while memory utilization is on.
+    mem_total: Option<u64>,
 }
 
 impl MetricBuilder {
@@ -650,6 +747,8 @@ impl MetricBuilder {
             descs,
             points,
             machine,
+            memory_percent,
+            mem_total,
         } = self;
         let start = process.creation_unix_nano;
         let mut out = Vec::with_capacity(descs.enabled_count());
@@ -667,26 +766,30 @@ impl MetricBuilder {
             }
         };
 
+        // The wait point, where it is on and the kernel gives it.
+        let wait = points.cpu_wait.as_ref().zip(s.blkio_ticks);
         if descs.cpu_time.is_some() {
-            push(
-                &descs.cpu_time,
-                smallvec![
-                    point(
-                        &points.cpu_user,
-                        start,
-                        Number::Double(machine.seconds(s.utime))
-                    ),
-                    point(
-                        &points.cpu_system,
-                        start,
-                        Number::Double(machine.seconds(s.stime))
-                    ),
-                ],
-            );
+            let mut pts: SmallVec<[Point; 2]> = smallvec![
+                point(
+                    &points.cpu_user,
+                    start,
+                    Number::Double(machine.seconds(s.utime))
+                ),
+                point(
+                    &points.cpu_system,
+                    start,
+                    Number::Double(machine.seconds(s.stime))
+                ),
+            ];
+            if let Some((attrs, ticks)) = wait {
+                pts.push(point(attrs, start, Number::Double(machine.seconds(ticks))));
+            }
+            push(&descs.cpu_time, pts);
         }
         let cpu_now = CpuSample {
             utime: s.utime,
             stime: s.stime,
+            blkio: s.blkio_ticks.unwrap_or(0),
             at: now,
         };
         if descs.cpu_utilization.is_some()
@@ -696,30 +799,31 @@ impl MetricBuilder {
             if elapsed > 0.0 {
                 let capacity = elapsed * machine.ncpus as f64;
                 let share = |ticks: u64| Number::Double(machine.seconds(ticks) / capacity);
-                push(
-                    &descs.cpu_utilization,
-                    smallvec![
-                        point(
-                            &points.cpu_user,
-                            0,
-                            share(s.utime.saturating_sub(prev.utime))
-                        ),
-                        point(
-                            &points.cpu_system,
-                            0,
-                            share(s.stime.saturating_sub(prev.stime))
-                        ),
-                    ],
-                );
+                let mut pts: SmallVec<[Point; 2]> = smallvec![
+                    point(
+                        &points.cpu_user,
+                        0,
+                        share(s.utime.saturating_sub(prev.utime))
+                    ),
+                    point(
+                        &points.cpu_system,
+                        0,
+                        share(s.stime.saturating_sub(prev.stime))
+                    ),
+                ];
+                if let Some((attrs, ticks)) = wait {
+                    pts.push(point(attrs, 0, share(ticks.saturating_sub(prev.blkio))));
+                }
+                push(&descs.cpu_utilization, pts);
             }
         }
         process.prev_cpu = Some(cpu_now);
 
         let none = &points.none;
+        let rss_bytes = u64::try_from(s.rss)
+            .unwrap_or(0)
+            .saturating_mul(machine.page_size);
         if descs.memory_usage.is_some() {
-            let rss_bytes = u64::try_from(s.rss)
-                .unwrap_or(0)
-                .saturating_mul(machine.page_size);
             push(
                 &descs.memory_usage,
                 smallvec![point(none, start, int(rss_bytes))],
@@ -731,6 +835,16 @@ impl MetricBuilder {
                 smallvec![point(none, start, int(s.vsize))],
             );
         }
+        if descs.memory_utilization.is_some()
+            && let Some(total) = mem_total.filter(|&t| t > 0)
+        {
+            let scale = if *memory_percent { 100.0 } else { 1.0 };
+            let share = rss_bytes as f64 / total as f64 * scale;
+            push(
+                &descs.memory_utilization,
+                smallvec![point(none, 0, Number::Double(share))],
+            );
+        }
         if let Some(io) = extras.io {
             push(
                 &descs.disk_io,
@@ -739,6 +853,15 @@ impl MetricBuilder {
                     point(&points.io_write, start, int(io.write_bytes)),
                 ],
             );
+            if let (Some(reads), Some(writes)) = (io.read_ops, io.write_ops) {
+                push(
+                    &descs.disk_operations,
+                    smallvec![
+                        point(&points.io_read, start, int(reads)),
+                        point(&points.io_write, start, int(writes)),
+                    ],
+                );
+            }
         }
         if descs.thread_count.is_some() {
             push(
@@ -748,6 +871,9 @@ impl MetricBuilder {
         }
         if let Some(fds) = extras.fds {
             push(&descs.fd_count, smallvec![point(none, start, int(fds))]);
+        }
+        if let Some(Some(limit)) = extras.fd_limit {
+            push(&descs.fd_limit, smallvec![point(none, start, int(limit))]);
         }
         if let Some(cs) = extras.context_switches {
             push(
@@ -767,6 +893,26 @@ impl MetricBuilder {
                 ],
             );
         }
+        if let Some(pending) = extras.signals_pending {
+            push(
+                &descs.signals_pending,
+                smallvec![point(none, start, int(pending))],
+            );
+        }
+        if let Some(rollup) = extras.rollup {
+            push(
+                &descs.memory_pss,
+                smallvec![point(none, start, int(rollup.pss))],
+            );
+            push(
+                &descs.memory_uss,
+                smallvec![point(none, start, int(rollup.uss))],
+            );
+            push(
+                &descs.memory_swap,
+                smallvec![point(none, start, int(rollup.swap))],
+            );
+        }
         if descs.uptime.is_some() {
             let uptime = now_unix_nano.saturating_sub(start) as f64 / 1e9;
             push(
@@ -775,6 +921,48 @@ impl MetricBuilder {
             );
         }
         out
+    }
+}
+
+impl MetricBuilder {
+    /// The host's resource: processes per state (every state the naming
+    /// has, zeros too, so the series do not come and go) and processes
+    /// created since boot. No attributes of its own (`host.name` is common)
+    /// and no process identity: the pipeline runs it past the processors.
+    fn host(&self, states: &[u64], created: Option<u64>) -> Resource {
+        let boot = self.machine.boot_time_unix_nano;
+        let mut metrics = Vec::with_capacity(2);
+        if let Some(desc) = &self.descs.process_count {
+            metrics.push(Metric {
+                desc: desc.clone(),
+                points: self
+                    .points
+                    .states
+                    .iter()
+                    .zip(states)
+                    .map(|(attributes, &n)| Point {
+                        attributes: attributes.clone(),
+                        start_time_unix_nano: boot,
+                        value: int(n),
+                    })
+                    .collect(),
+            });
+        }
+        if let (Some(desc), Some(created)) = (&self.descs.process_created, created) {
+            metrics.push(Metric {
+                desc: desc.clone(),
+                points: smallvec![Point {
+                    attributes: self.points.none.clone(),
+                    start_time_unix_nano: boot,
+                    value: int(created),
+                }],
+            });
+        }
+        Resource {
+            attributes: Attributes::empty(),
+            metrics,
+            identity: None,
+        }
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Stat<'a> {
     pub pid: u32,
     /// The command name, as the kernel keeps it (up to 15 bytes, any byte but NUL).
     pub comm: &'a [u8],
+    /// The one-letter state (`R`, `S`, `D`, `Z`, ...).
+    pub state: u8,
     pub ppid: u32,
     pub flags: u32,
     pub minflt: u64,
@@ -38,6 +40,8 @@ pub struct Stat<'a> {
     pub vsize: u64,
     /// Resident set size, in pages (the kernel prints it signed).
     pub rss: i64,
+    /// The fields after `rss` (25 on), parsed only on demand.
+    rest: &'a [u8],
 }
 
 /// `PF_KTHREAD` in the stat `flags` field: the task is a kernel thread.
@@ -46,6 +50,14 @@ pub const PF_KTHREAD: u32 = 0x0020_0000;
 impl Stat<'_> {
     pub fn is_kernel_thread(&self) -> bool {
         self.flags & PF_KTHREAD != 0
+    }
+
+    /// Field 42, `delayacct_blkio_ticks`: clock ticks spent waiting for
+    /// block I/O (0 unless the kernel's delay accounting is on); `None` on
+    /// a kernel that does not write it.
+    pub fn blkio_ticks(&self) -> Option<u64> {
+        let mut fields = Fields::new(self.rest);
+        field_u64(&mut fields, 17, "delayacct_blkio_ticks").ok()
     }
 }
 
@@ -73,11 +85,11 @@ pub fn parse_stat(buf: &[u8]) -> Result<Stat<'_>, ParseError> {
     // Fields after comm, numbered from 0 = field 3 (state) of proc_pid_stat(5).
     let mut fields = Fields::new(&buf[close + 1..]);
     // The one-letter state: checked, so that a shifted record is caught here.
-    match fields.next() {
-        Some([_state]) => {}
+    let state = match fields.next() {
+        Some([state]) => *state,
         Some(_) => return Err(ParseError::Invalid("state")),
         None => return Err(ParseError::Truncated("state")),
-    }
+    };
     let ppid = field_u64(&mut fields, 0, "ppid")?; // field 4
     let ppid = u32::try_from(ppid).map_err(|_| ParseError::Invalid("ppid"))?;
     let flags = field_u64(&mut fields, 4, "flags")?; // field 9, skipping pgrp..tpgid
@@ -96,6 +108,7 @@ pub fn parse_stat(buf: &[u8]) -> Result<Stat<'_>, ParseError> {
     Ok(Stat {
         pid,
         comm,
+        state,
         ppid,
         flags,
         minflt,
@@ -106,6 +119,7 @@ pub fn parse_stat(buf: &[u8]) -> Result<Stat<'_>, ParseError> {
         starttime,
         vsize,
         rss,
+        rest: fields.rest,
     })
 }
 
@@ -152,6 +166,10 @@ impl<'a> Iterator for Fields<'a> {
 pub struct Io {
     pub read_bytes: u64,
     pub write_bytes: u64,
+    /// Read and write system calls (`syscr`, `syscw`): what the Collector
+    /// reports as disk operations. `None` where the file lacks them.
+    pub read_ops: Option<u64>,
+    pub write_ops: Option<u64>,
 }
 
 /// Parse `/proc/PID/io`.
@@ -159,6 +177,8 @@ pub fn parse_io(buf: &[u8]) -> Result<Io, ParseError> {
     Ok(Io {
         read_bytes: keyed_u64(buf, b"read_bytes", "read_bytes")?,
         write_bytes: keyed_u64(buf, b"write_bytes", "write_bytes")?,
+        read_ops: keyed_u64(buf, b"syscr", "syscr").ok(),
+        write_ops: keyed_u64(buf, b"syscw", "syscw").ok(),
     })
 }
 
@@ -181,28 +201,131 @@ pub fn parse_status_context_switches(buf: &[u8]) -> Result<ContextSwitches, Pars
     })
 }
 
-/// The boot time (`btime`, seconds since the epoch) from `/proc/stat`.
-pub fn parse_boot_time(buf: &[u8]) -> Result<u64, ParseError> {
+/// How many distinct signals are pending for a process: the union of the
+/// thread-directed (`SigPnd`) and process-wide (`ShdPnd`) masks of
+/// `/proc/PID/status`, one bit per signal.
+pub fn parse_status_signals_pending(buf: &[u8]) -> Result<u64, ParseError> {
+    let mask = |key: &[u8], name| {
+        let value = keyed(buf, key).ok_or(ParseError::Truncated(name))?;
+        parse_hex(value).ok_or(ParseError::Invalid(name))
+    };
+    let pending = mask(b"SigPnd", "SigPnd")? | mask(b"ShdPnd", "ShdPnd")?;
+    Ok(u64::from(pending.count_ones()))
+}
+
+/// What `/proc/PID/smaps_rollup` sums over every mapping, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rollup {
+    pub pss: u64,
+    /// `Private_Clean + Private_Dirty + Private_Hugetlb`: what exiting frees.
+    pub uss: u64,
+    pub swap: u64,
+}
+
+/// Parse `/proc/PID/smaps_rollup` (`Key:   123 kB` lines). A process
+/// without memory (a kernel thread, a zombie) has an empty file: zeros.
+pub fn parse_smaps_rollup(buf: &[u8]) -> Result<Rollup, ParseError> {
+    let mut rollup = Rollup::default();
     for line in buf.split(|&b| b == b'\n') {
-        let mut fields = Fields::new(line);
-        if fields.next() == Some(b"btime".as_slice()) {
-            let value = fields.next().ok_or(ParseError::Truncated("btime"))?;
-            return parse_u64(value).ok_or(ParseError::Invalid("btime"));
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (key, rest) = (&line[..colon], &line[colon + 1..]);
+        let slot = match key {
+            b"Pss" => &mut rollup.pss,
+            b"Swap" => &mut rollup.swap,
+            b"Private_Clean" | b"Private_Dirty" | b"Private_Hugetlb" => &mut rollup.uss,
+            _ => continue,
+        };
+        let kib = kib_value(rest).ok_or(ParseError::Invalid("smaps_rollup"))?;
+        *slot = slot.saturating_add(kib.saturating_mul(1024));
+    }
+    Ok(rollup)
+}
+
+/// The soft limit of `Max open files` in `/proc/PID/limits`; `Ok(None)`
+/// when it is `unlimited`.
+pub fn parse_limits_nofile(buf: &[u8]) -> Result<Option<u64>, ParseError> {
+    const NAME: &str = "Max open files";
+    for line in buf.split(|&b| b == b'\n') {
+        if let Some(rest) = line.strip_prefix(b"Max open files") {
+            let soft = Fields::new(rest)
+                .next()
+                .ok_or(ParseError::Truncated(NAME))?;
+            if soft == b"unlimited" {
+                return Ok(None);
+            }
+            return parse_u64(soft).map(Some).ok_or(ParseError::Invalid(NAME));
         }
     }
-    Err(ParseError::Truncated("btime"))
+    Err(ParseError::Truncated(NAME))
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+pub fn parse_mem_total(buf: &[u8]) -> Result<u64, ParseError> {
+    let value = keyed(buf, b"MemTotal").ok_or(ParseError::Truncated("MemTotal"))?;
+    let kib = kib_value(value).ok_or(ParseError::Invalid("MemTotal"))?;
+    Ok(kib.saturating_mul(1024))
+}
+
+/// `processes` of `/proc/stat`: forks since boot.
+pub fn parse_processes_created(buf: &[u8]) -> Result<u64, ParseError> {
+    stat_line_u64(buf, b"processes", "processes")
+}
+
+/// `123 kB` (or a bare number) to its number.
+fn kib_value(s: &[u8]) -> Option<u64> {
+    let mut fields = Fields::new(s);
+    let number = parse_u64(fields.next()?)?;
+    match fields.next() {
+        None | Some(b"kB") => Some(number),
+        Some(_) => None,
+    }
+}
+
+/// Hexadecimal digits (a signal mask) to a u64.
+fn parse_hex(s: &[u8]) -> Option<u64> {
+    let s = trim(s);
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        let digit = char::from(b).to_digit(16)?;
+        v = (v << 4) | u64::from(digit);
+    }
+    Some(v)
+}
+
+/// The boot time (`btime`, seconds since the epoch) from `/proc/stat`.
+pub fn parse_boot_time(buf: &[u8]) -> Result<u64, ParseError> {
+    stat_line_u64(buf, b"btime", "btime")
+}
+
+/// The number of the `/proc/stat` line `key N`.
+fn stat_line_u64(buf: &[u8], key: &[u8], name: &'static str) -> Result<u64, ParseError> {
+    for line in buf.split(|&b| b == b'\n') {
+        let mut fields = Fields::new(line);
+        if fields.next() == Some(key) {
+            let value = fields.next().ok_or(ParseError::Truncated(name))?;
+            return parse_u64(value).ok_or(ParseError::Invalid(name));
+        }
+    }
+    Err(ParseError::Truncated(name))
 }
 
 /// The value of the `key: value` line (io, status) whose key is `key`.
 fn keyed_u64(buf: &[u8], key: &[u8], name: &'static str) -> Result<u64, ParseError> {
-    for line in buf.split(|&b| b == b'\n') {
-        if let Some(rest) = line.strip_prefix(key)
-            && let Some(value) = rest.strip_prefix(b":")
-        {
-            return parse_u64(trim(value)).ok_or(ParseError::Invalid(name));
-        }
-    }
-    Err(ParseError::Truncated(name))
+    let value = keyed(buf, key).ok_or(ParseError::Truncated(name))?;
+    parse_u64(trim(value)).ok_or(ParseError::Invalid(name))
+}
+
+/// What follows `key:` on its line, untrimmed.
+fn keyed<'a>(buf: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    buf.split(|&b| b == b'\n').find_map(|line| {
+        line.strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix(b":"))
+    })
 }
 
 /// The arguments of `/proc/PID/cmdline`: NUL-separated, with a final NUL.
@@ -422,7 +545,9 @@ mod tests {
             parse_io(io),
             Ok(Io {
                 read_bytes: 4096,
-                write_bytes: 8192
+                write_bytes: 8192,
+                read_ops: Some(3),
+                write_ops: Some(4),
             })
         );
         assert_eq!(
@@ -527,6 +652,104 @@ mod tests {
         assert_eq!(parse_pid(b""), None);
     }
 
+    #[test]
+    fn stat_state_and_blkio_ticks() {
+        let s = parse_stat(SD_PAM).expect("real line");
+        assert_eq!(s.state, b'S');
+        assert_eq!(s.blkio_ticks(), Some(0));
+        // Field 42 set, the fields after it present as the kernel writes them.
+        let mut fields: Vec<String> = (1..=52).map(|n| n.to_string()).collect();
+        fields[1] = "(x)".into();
+        fields[2] = "D".into();
+        fields[41] = "314".into();
+        let line = fields.join(" ");
+        let s = parse_stat(line.as_bytes()).expect("synthetic line");
+        assert_eq!(s.state, b'D');
+        assert_eq!(s.blkio_ticks(), Some(314));
+        // An old kernel's shorter record: no field 42, no wait point.
+        let short = &fields[..41].join(" ");
+        assert_eq!(
+            parse_stat(short.as_bytes()).expect("short").blkio_ticks(),
+            None
+        );
+    }
+
+    #[test]
+    fn io_operations_are_optional() {
+        let full = b"rchar: 1\nwchar: 2\nsyscr: 30\nsyscw: 40\nread_bytes: 5\nwrite_bytes: 6\ncancelled_write_bytes: 0\n";
+        let io = parse_io(full).expect("full");
+        assert_eq!((io.read_ops, io.write_ops), (Some(30), Some(40)));
+        let io = parse_io(b"read_bytes: 5\nwrite_bytes: 6\n").expect("bytes only");
+        assert_eq!((io.read_bytes, io.read_ops), (5, None));
+    }
+
+    #[test]
+    fn pending_signals_count_the_union_of_both_masks() {
+        let status = |sig: &str, shd: &str| {
+            format!(
+                "Name:\tx\nSigQ:\t2/63\nSigPnd:\t{sig}\nShdPnd:\t{shd}\nSigBlk:\tffffffffffffffff\n"
+            )
+        };
+        let count = |sig, shd| parse_status_signals_pending(status(sig, shd).as_bytes());
+        assert_eq!(count("0000000000000000", "0000000000000000"), Ok(0));
+        // SIGTERM (15) process-wide, SIGUSR1 (10) on a thread and process-wide.
+        assert_eq!(count("0000000000000200", "0000000000004200"), Ok(2));
+        assert_eq!(count("ffffffffffffffff", "0"), Ok(64));
+        assert!(count("xyz", "0").is_err());
+        assert!(count("10000000000000000", "0").is_err(), "17 digits");
+        assert!(parse_status_signals_pending(b"Name:\tx\n").is_err());
+    }
+
+    #[test]
+    fn smaps_rollup_sums_private_memory() {
+        let text =
+            b"55d0c1a5e000-7ffd8a3f2000 ---p 00000000 00:00 0                          [rollup]\n\
+Rss:                4096 kB\nPss:                2048 kB\nPss_Anon:           1024 kB\n\
+Shared_Clean:       1024 kB\nPrivate_Clean:       512 kB\nPrivate_Dirty:      1536 kB\n\
+Private_Hugetlb:       0 kB\nSwap:                 64 kB\nSwapPss:              32 kB\n";
+        assert_eq!(
+            parse_smaps_rollup(text),
+            Ok(Rollup {
+                pss: 2048 * 1024,
+                uss: 2048 * 1024,
+                swap: 64 * 1024
+            })
+        );
+        assert_eq!(parse_smaps_rollup(b""), Ok(Rollup::default()));
+        assert!(parse_smaps_rollup(b"Pss: lots kB\n").is_err());
+        assert!(parse_smaps_rollup(b"Pss: 1 MB\n").is_err());
+    }
+
+    #[test]
+    fn nofile_soft_limit() {
+        let limits =
+            b"Limit                     Soft Limit           Hard Limit           Units     \n\
+Max processes             63321                63321                processes \n\
+Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_limits_nofile(limits), Ok(Some(1024)));
+        assert_eq!(
+            parse_limits_nofile(
+                b"Max open files            unlimited            unlimited            files\n"
+            ),
+            Ok(None)
+        );
+        assert!(parse_limits_nofile(b"Max processes 1 1 processes\n").is_err());
+        assert!(parse_limits_nofile(b"Max open files            many   2 files\n").is_err());
+    }
+
+    #[test]
+    fn host_files() {
+        assert_eq!(
+            parse_mem_total(b"MemTotal:       24576000 kB\nMemFree: 1 kB\n"),
+            Ok(24_576_000 * 1024)
+        );
+        assert!(parse_mem_total(b"MemFree: 1 kB\n").is_err());
+        let stat = b"cpu  1 2 3\nctxt 99\nbtime 1700000000\nprocesses 123456\nprocs_running 2\n";
+        assert_eq!(parse_processes_created(stat), Ok(123_456));
+        assert_eq!(parse_boot_time(stat), Ok(1_700_000_000));
+        assert!(parse_processes_created(b"cpu 1\n").is_err());
+    }
+
     proptest! {
         #[test]
         fn no_parser_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -534,6 +757,14 @@ mod tests {
             let _ = parse_io(&bytes);
             let _ = parse_status_context_switches(&bytes);
             let _ = parse_boot_time(&bytes);
+            let _ = parse_status_signals_pending(&bytes);
+            let _ = parse_smaps_rollup(&bytes);
+            let _ = parse_limits_nofile(&bytes);
+            let _ = parse_mem_total(&bytes);
+            let _ = parse_processes_created(&bytes);
+            if let Ok(s) = parse_stat(&bytes) {
+                let _ = s.blkio_ticks();
+            }
             let _ = cmdline_args(&bytes).count();
             let _ = passwd_entries(&bytes).count();
             let _ = dirent_names(&bytes).filter_map(parse_pid).count();
