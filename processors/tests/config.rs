@@ -129,7 +129,7 @@ fn units_and_enums_parse() {
     else {
         panic!("not aggregate");
     };
-    assert_eq!(a.group_by, ["process.executable.name"]);
+    assert_eq!(a.group_by_keys(), ["process.executable.name"]);
     assert_eq!(a.functions["process.uptime"], AggregateFunction::Min);
 
     let Ok(ProcessorConfig::Attributes(a)) = one(
@@ -164,7 +164,7 @@ fn aggregate_protect_parses() {
     else {
         panic!("not aggregate");
     };
-    assert_eq!(a.group_by, ["process.executable.name"]);
+    assert_eq!(a.group_by_keys(), ["process.executable.name"]);
     assert_eq!(a.protect, [Priority::High]);
     let config = ProcessorConfig::Aggregate(a);
     assert_eq!(config.validate(), Vec::<Problem>::new());
