@@ -33,6 +33,7 @@
 //!   and it carries `phoenix.process.count` (1 + what was folded; a folded
 //!   rollup brings its own count). It does so even with no member this
 //!   interval, so its series do not come and go with short-lived children.
+//!   It becomes a rollup (no process identity; see `process` for why).
 //! - Protection: a protected process (critical, or a priority in
 //!   `protect`) is never folded nor changed. A protected root receives no
 //!   members: its group stays individual.
@@ -42,8 +43,9 @@
 //! find, so they visit every resource at most once per batch (their depth
 //! is bounded by the batch size), and a parent loop ends them. A loop of
 //! non-matching processes has no ancestor; same-named matching processes
-//! in a loop each root their own group; nothing is its own ancestor. When
-//! two resources claim one pid, the first is the parent.
+//! in a loop each root their own group; nothing is its own ancestor. A pid
+//! two resources claim is nobody's parent (which one would be is a guess,
+//! and the answer must not depend on the order of the batch).
 
 use std::sync::Arc;
 
@@ -158,7 +160,8 @@ pub(super) struct Children {
     rules: Vec<Rule>,
     verdicts: IdMap<Verdict>,
     generation: u64,
-    /// `process.pid` → index of the first resource with it.
+    /// `process.pid` → index of the resource with it (`NO_PARENT` when
+    /// several claim it).
     by_pid: IdMap<u32>,
     /// Per resource: index of its parent's resource or `NO_PARENT`.
     parent: Vec<u32>,
@@ -333,7 +336,10 @@ impl Children {
             self.matches.push(matched);
             self.protected.push(protection.covers(resource));
             if let Some(pid) = int_attr(resource, semconv::PROCESS_PID) {
-                self.by_pid.entry(pid as u64).or_insert(i as u32);
+                self.by_pid
+                    .entry(pid as u64)
+                    .and_modify(|first| *first = NO_PARENT)
+                    .or_insert(i as u32);
             }
         }
         for resource in &batch.resources {
