@@ -11,7 +11,9 @@
 //! ```
 //!
 //! With `track_children` instead of `group_by`, a process is folded into
-//! its nearest ancestor that matches a rule (see [`children`]):
+//! its nearest ancestor that matches a rule, and a matching process into
+//! a matching ancestor of the same name (nginx workers into their master;
+//! see [`children`]):
 //!
 //! ```yaml
 //! aggregate/workers:
