@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use phoenix_processors::model::{Batch, Number, Value};
+use phoenix_processors::model::{Batch, Number, Resource, Value};
 use phoenix_processors::processors::{
     Aggregate, AggregateConfig, AttributeActions, AttributesConfig, Budget, BudgetConfig, Filter,
     FilterConfig, PriorityConfig, PriorityTagger, Sample, SampleConfig, TopK, TopKConfig,
@@ -721,6 +721,339 @@ fn rollups_of_rollups_keep_process_counts() {
     topk.process(&mut b);
     assert_eq!(b.resources.len(), 2);
     assert_eq!(process_count(&b), 10);
+}
+
+// ---------------------------------------------------------------- aggregate: track_children
+
+/// A process with usage that differs by pid, so sums show who was folded.
+fn busy(pid: i64, name: usize) -> Proc {
+    let v = pid as u32;
+    Proc {
+        name,
+        cpu: (v * 1024 + 3, v * 512 + 1),
+        util: (v as u16 * 3, v as u16),
+        memory: v * 1000,
+        io: (v * 7, v * 11),
+        threads: (v % 50) as u8 + 1,
+        age: v * 10,
+        ..quiet(pid)
+    }
+}
+
+fn with_pid(batch: &Batch, pid: i64) -> Option<&Resource> {
+    batch
+        .resources
+        .iter()
+        .find(|r| r.attributes.get(semconv::PROCESS_PID) == Some(&Value::Int(pid)))
+}
+
+/// `phoenix.process.count` of the resource of `pid`; None when it is an
+/// individual process (no count).
+fn count_of(batch: &Batch, pid: i64) -> Option<i64> {
+    let m = with_pid(batch, pid)?.metric(semconv::PHOENIX_PROCESS_COUNT)?;
+    Some(m.total() as i64)
+}
+
+fn children(yaml_text: &str) -> Aggregate {
+    Aggregate::new(&yaml::<AggregateConfig>(yaml_text)).unwrap()
+}
+
+const NGINX: usize = 0;
+const POSTGRES: usize = 1;
+const JAVA: usize = 2;
+const PYTHON: usize = 3;
+const BASH: usize = 4;
+const SSHD: usize = 5;
+
+#[test]
+fn track_children_folds_nginx_workers_into_their_master() {
+    let mut aggregate = children("{ track_children: [{ executable_name: '^(nginx|postgres)$' }] }");
+    let input = with_parents(
+        batch(&[
+            busy(11, NGINX),
+            busy(10, NGINX),
+            busy(20, SSHD),
+            busy(12, NGINX),
+            busy(13, NGINX),
+        ]),
+        &[(10, 1), (11, 10), (12, 10), (13, 10), (20, 1)],
+    );
+    let out = run(&mut aggregate, input.clone());
+
+    assert_eq!(out.resources.len(), 2, "{out:#?}");
+    // The master stays where it was (after its first worker, which went).
+    let master = &out.resources[0];
+    assert_eq!(master.attributes, input.resources[1].attributes);
+    assert_eq!(master.identity, None, "a folded root is a rollup");
+    assert_eq!(count_of(&out, 10), Some(4));
+    assert_eq!(
+        master
+            .metric(semconv::PROCESS_MEMORY_USAGE)
+            .unwrap()
+            .total(),
+        f64::from(10_000 + 11_000 + 12_000 + 13_000)
+    );
+    assert_eq!(
+        master.metric(semconv::PROCESS_UPTIME).unwrap().total(),
+        130.0,
+        "uptime is the oldest member's"
+    );
+    // Counters keep the earliest start of their members.
+    let start = master.metric(semconv::PROCESS_CPU_TIME).unwrap().points[0].start_time_unix_nano;
+    assert_eq!(start, T0 - 130 * SEC);
+    assert_eq!(
+        out.resources[1], input.resources[2],
+        "sshd has no matching ancestor"
+    );
+    assert_eq!(totals(&out), totals(&input));
+    assert_eq!(process_count(&out), 5);
+
+    // Workers gone: the master is still its group's root (count 1), so its
+    // series and key do not flap with short-lived children.
+    let alone = run(
+        &mut aggregate,
+        with_parents(batch(&[busy(10, NGINX)]), &[(10, 1)]),
+    );
+    assert_eq!(alone.resources.len(), 1);
+    assert_eq!(alone.resources[0].identity, None);
+    assert_eq!(count_of(&alone, 10), Some(1));
+    assert_eq!(totals(&alone), totals(&batch(&[busy(10, NGINX)])));
+}
+
+/// bash /opt/run.sh (100) ─┬─ python3 (101) ── java (102)
+///                         ├─ bash -c (106) ── python3 (107)
+///                         └─ postgres (103) ─┬─ postgres (104) ── sshd (105)
+///                                            └─ java (108)
+#[test]
+fn track_children_folds_grandchildren_into_the_nearest_matching_ancestor() {
+    let mut aggregate = children(
+        r#"
+        track_children:
+          - { executable_name: "^(nginx|postgres)$" }
+          - { command_line: "^/usr/bin/bash --worker 100$" }
+        "#,
+    );
+    let procs = [
+        busy(100, BASH),
+        busy(101, PYTHON),
+        busy(102, JAVA),
+        busy(103, POSTGRES),
+        busy(104, POSTGRES),
+        busy(105, SSHD),
+        busy(106, BASH),
+        busy(107, PYTHON),
+        busy(108, JAVA),
+        busy(200, JAVA),
+    ];
+    let input = with_parents(
+        batch(&procs),
+        &[
+            (100, 1),
+            (101, 100),
+            (102, 101),
+            (103, 100),
+            (104, 103),
+            (105, 104),
+            (106, 100),
+            (107, 106),
+            (108, 103),
+            (200, 1),
+        ],
+    );
+    let out = run(&mut aggregate, input.clone());
+    assert_eq!(out.resources.len(), 3, "{out:#?}");
+    // The script and what it runs, but postgres starts its own group: a
+    // matching process under a differently named root is a root.
+    assert_eq!(count_of(&out, 100), Some(5));
+    assert_eq!(count_of(&out, 103), Some(4));
+    assert_eq!(with_pid(&out, 200), Some(&input.resources[9]));
+    let memory = |pid| {
+        with_pid(&out, pid)
+            .unwrap()
+            .metric(semconv::PROCESS_MEMORY_USAGE)
+            .unwrap()
+            .total()
+    };
+    assert_eq!(memory(100), f64::from(100 + 101 + 102 + 106 + 107) * 1000.0);
+    assert_eq!(memory(103), f64::from(103 + 104 + 105 + 108) * 1000.0);
+    assert_eq!(totals(&out), totals(&input));
+    assert_eq!(process_count(&out), process_count(&input));
+}
+
+#[test]
+fn track_children_leaves_processes_without_a_matching_ancestor_alone() {
+    let mut aggregate = children("{ track_children: [{ executable_name: '^nginx$' }] }");
+    // A tree of non-matching processes, one whose parent is not in the
+    // batch, one without parent_pid, and one with a string parent_pid.
+    let mut input = with_parents(
+        batch(&[
+            busy(1, BASH),
+            busy(2, JAVA),
+            busy(3, PYTHON),
+            busy(4, SSHD),
+            busy(5, JAVA),
+        ]),
+        &[(2, 1), (3, 2), (4, 999)],
+    );
+    input.resources[4].attributes = input.resources[4]
+        .attributes
+        .with(semconv::PROCESS_PARENT_PID.into(), Value::Str("1".into()));
+    let out = run(&mut aggregate, input.clone());
+    assert_eq!(out, input);
+}
+
+/// Parent links from hostile /proc data: self-parents, loops of
+/// non-matching processes, loops of matching ones, a loop through a root,
+/// duplicate pids, and a chain far deeper than any real tree.
+#[test]
+fn track_children_survives_parent_loops_and_self_parents() {
+    let mut aggregate = children("{ track_children: [{ executable_name: '^nginx$' }] }");
+    let mut procs = vec![
+        busy(1, BASH), // its own parent
+        busy(2, JAVA), // 2 → 3 → 4 → 2
+        busy(3, JAVA),
+        busy(4, JAVA),
+        busy(5, NGINX), // its own parent
+        busy(6, NGINX), // 6 ↔ 7, both nginx
+        busy(7, NGINX),
+        busy(8, SSHD),  // under 6
+        busy(9, NGINX), // 9 → 10 → 9
+        busy(10, BASH),
+        busy(11, NGINX), // parent 12 → 6: joins 6's loop group
+        busy(12, PYTHON),
+    ];
+    let mut links = vec![
+        (1, 1),
+        (2, 3),
+        (3, 4),
+        (4, 2),
+        (5, 5),
+        (6, 7),
+        (7, 6),
+        (8, 6),
+        (9, 10),
+        (10, 9),
+        (11, 12),
+        (12, 6),
+    ];
+    // A chain of 20 000 under nginx 5.
+    for pid in 1000..21_000 {
+        procs.push(quiet(pid));
+        links.push((pid, if pid == 1000 { 5 } else { pid - 1 }));
+    }
+    // Two resources claiming pid 30 (a pid reused between two reads): the
+    // parent of 31 is ambiguous, so it has none.
+    procs.extend([busy(30, NGINX), busy(30, JAVA), busy(31, SSHD)]);
+    links.extend([(30, 1), (31, 30)]);
+    let input = with_parents(batch(&procs), &links);
+    let out = run(&mut aggregate, input.clone());
+
+    assert_eq!(totals(&out), totals(&input));
+    assert_eq!(process_count(&out), process_count(&input));
+    for pid in 1..=4 {
+        assert_eq!(with_pid(&out, pid), with_pid(&input, pid), "pid {pid}");
+    }
+    assert_eq!(count_of(&out, 5), Some(1 + 20_000));
+    // Same-named matching processes in a loop each root their own group.
+    assert_eq!(count_of(&out, 6), Some(1 + 3), "itself, 8, 11 and 12");
+    assert_eq!(count_of(&out, 7), Some(1));
+    // A root is not its own ancestor, even through a loop.
+    assert_eq!(count_of(&out, 9), Some(2));
+    assert_eq!(count_of(&out, 30), Some(1));
+    assert_eq!(with_pid(&out, 31), with_pid(&input, 31));
+    // The same answer whichever way the batch is ordered.
+    let mut reversed = input.clone();
+    reversed.resources.reverse();
+    let mut back = run(&mut aggregate, reversed);
+    back.resources.reverse();
+    assert!(back == out, "the order of the batch changed the outcome");
+}
+
+#[test]
+fn track_children_never_folds_a_protected_child() {
+    let mut aggregate =
+        children("{ track_children: [{ executable_name: '^nginx$' }], protect: [high] }");
+    let tagged = |pid, name, priority| Proc {
+        priority: Some(priority),
+        ..busy(pid, name)
+    };
+    // PRIORITIES: 0 critical, 1 high, 2 medium, 3 low.
+    let input = with_parents(
+        batch(&[
+            busy(10, NGINX),
+            tagged(11, NGINX, 0),
+            tagged(12, NGINX, 1),
+            tagged(13, NGINX, 3),
+            tagged(14, JAVA, 0),
+            busy(15, PYTHON),
+        ]),
+        &[(10, 1), (11, 10), (12, 10), (13, 10), (14, 10), (15, 14)],
+    );
+    let out = run(&mut aggregate, input.clone());
+    for (pid, i) in [(11, 1), (12, 2), (14, 4)] {
+        assert_eq!(with_pid(&out, pid), Some(&input.resources[i]), "pid {pid}");
+    }
+    // The low worker and the child of the critical java fold into the master.
+    assert_eq!(count_of(&out, 10), Some(3));
+    assert_eq!(out.resources.len(), 4);
+    assert_eq!(totals(&out), totals(&input));
+    assert_eq!(process_count(&out), process_count(&input));
+}
+
+#[test]
+fn track_children_folds_nothing_into_a_protected_root() {
+    let mut aggregate = children("{ track_children: [{ executable_name: '^nginx$' }] }");
+    let mut master = busy(10, NGINX);
+    master.priority = Some(0);
+    let input = with_parents(
+        batch(&[master, busy(11, NGINX), busy(12, NGINX), busy(13, JAVA)]),
+        &[(10, 1), (11, 10), (12, 10), (13, 12)],
+    );
+    assert_eq!(run(&mut aggregate, input.clone()), input);
+}
+
+/// A descendant that already stands for several processes (an earlier
+/// track_children stage) brings its count.
+#[test]
+fn track_children_adds_the_count_of_a_folded_rollup() {
+    let mut workers = children("{ track_children: [{ executable_name: '^nginx$' }] }");
+    let mut script =
+        children("{ track_children: [{ command_line: '^/usr/bin/bash --worker 1$' }] }");
+    let input = with_parents(
+        batch(&[
+            busy(1, BASH),
+            busy(2, NGINX),
+            busy(3, NGINX),
+            busy(4, NGINX),
+        ]),
+        &[(1, 0), (2, 1), (3, 2), (4, 2)],
+    );
+    let mut b = input.clone();
+    workers.process(&mut b);
+    assert_eq!(count_of(&b, 2), Some(3));
+    assert_eq!(count_of(&b, 1), None, "bash is not nginx");
+    script.process(&mut b);
+    assert_eq!(b.resources.len(), 1);
+    assert_eq!(count_of(&b, 1), Some(4));
+    assert_eq!(totals(&b), totals(&input));
+}
+
+/// The cached regex verdict follows an `exec` (same identity, new name).
+#[test]
+fn track_children_notices_an_exec() {
+    let mut aggregate = children("{ track_children: [{ executable_name: '^nginx$' }] }");
+    let links = [(10, 1), (11, 10)];
+    let before = run(
+        &mut aggregate,
+        with_parents(batch(&[busy(10, BASH), busy(11, JAVA)]), &links),
+    );
+    assert_eq!(before.resources.len(), 2);
+    let after = run(
+        &mut aggregate,
+        with_parents(batch(&[busy(10, NGINX), busy(11, JAVA)]), &links),
+    );
+    assert_eq!(after.resources.len(), 1);
+    assert_eq!(count_of(&after, 10), Some(2));
 }
 
 // ---------------------------------------------------------------- sample

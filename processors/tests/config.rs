@@ -73,6 +73,10 @@ fn readme_examples_parse_validate_and_build() {
         aggregate/by_name:
           group_by: [process.executable.name]
           functions: { process.memory.usage: max }
+        aggregate/workers:
+          track_children:
+            - { executable_name: "^(nginx|gunicorn|postgres)$" }
+            - { command_line: "^/bin/bash /opt/run\\.sh" }
         topk/cpu: { k: 10, by: process.cpu.utilization }
         topk/mixed:
           k: 20
@@ -85,7 +89,7 @@ fn readme_examples_parse_validate_and_build() {
           min_hold_intervals: 6
         "#,
     );
-    assert_eq!(configs.len(), 8);
+    assert_eq!(configs.len(), 9);
     for (id, config) in configs {
         let config = config.unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_eq!(config.validate(), Vec::<Problem>::new(), "{id}");
@@ -129,7 +133,7 @@ fn units_and_enums_parse() {
     else {
         panic!("not aggregate");
     };
-    assert_eq!(a.group_by, ["process.executable.name"]);
+    assert_eq!(a.group_by_keys(), ["process.executable.name"]);
     assert_eq!(a.functions["process.uptime"], AggregateFunction::Min);
 
     let Ok(ProcessorConfig::Attributes(a)) = one(
@@ -164,7 +168,7 @@ fn aggregate_protect_parses() {
     else {
         panic!("not aggregate");
     };
-    assert_eq!(a.group_by, ["process.executable.name"]);
+    assert_eq!(a.group_by_keys(), ["process.executable.name"]);
     assert_eq!(a.protect, [Priority::High]);
     let config = ProcessorConfig::Aggregate(a);
     assert_eq!(config.validate(), Vec::<Problem>::new());
@@ -321,6 +325,30 @@ fn bad_configs_are_rejected_with_messages_naming_the_problem() {
         (
             "aggregate: { group_by: [a, a] }",
             &["group_by lists \"a\" twice"],
+        ),
+        (
+            "aggregate: { track_children: [{ executable_name: '^nginx$' }, {}] }",
+            &["track_children[1] has no condition"],
+        ),
+        (
+            "aggregate: { track_children: [{ executable_name: '(nginx' }] }",
+            &["track_children[0].executable_name: invalid regex \"(nginx\""],
+        ),
+        (
+            "aggregate: { track_children: [{ executable_name: x, command_line: '[' }] }",
+            &["track_children[0].command_line: invalid regex"],
+        ),
+        (
+            "aggregate: { track_children: [] }",
+            &["track_children is empty"],
+        ),
+        (
+            "aggregate: { group_by: [process.owner], track_children: [{ executable_name: x }] }",
+            &["`group_by`", "`track_children`", "not both"],
+        ),
+        (
+            "aggregate: { track_children: [{ name: x }] }",
+            &["unknown field `name`"],
         ),
         (
             "aggregate: { protect: [urgent] }",

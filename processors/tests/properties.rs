@@ -68,6 +68,10 @@ const LOSSY: &[(&str, &str)] = &[
         "aggregate",
         "{ group_by: [process.owner, host.name], functions: { process.memory.usage: max } }",
     ),
+    (
+        "aggregate",
+        "{ track_children: [{ executable_name: '^(nginx|postgres|bash)$' }] }",
+    ),
     ("topk", "{ k: 1, by: process.memory.usage }"),
     (
         "topk",
@@ -85,10 +89,25 @@ const LOSSY: &[(&str, &str)] = &[
     ),
 ];
 
+/// A parent for most processes, among those before it: a forest, so that
+/// `track_children` has trees to fold.
+fn forest(procs: &[Proc]) -> Vec<(i64, i64)> {
+    procs
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter_map(|(i, p)| {
+            let h = (p.pid as usize).wrapping_mul(2_654_435_761) >> 7;
+            (!h.is_multiple_of(4)).then(|| (p.pid, procs[h % i].pid))
+        })
+        .collect()
+}
+
 /// Three consecutive intervals of the same processes with values moving,
 /// so stateful processors (rates, hysteresis, budget's k) are exercised.
 fn intervals(procs: &[Proc]) -> Vec<Batch> {
     let shape = Shape::default();
+    let links = forest(procs);
     (0..3u64)
         .map(|i| {
             let moved: Vec<Proc> = procs
@@ -105,7 +124,7 @@ fn intervals(procs: &[Proc]) -> Vec<Batch> {
                     p
                 })
                 .collect();
-            shape.batch(&moved, T0 + i * 10 * SEC)
+            with_parents(shape.batch(&moved, T0 + i * 10 * SEC), &links)
         })
         .collect()
 }
@@ -125,6 +144,59 @@ proptest! {
         p.process(&mut out);
         prop_assert_eq!(totals(&out), totals(&input));
         prop_assert_eq!(process_count(&out), process_count(&input));
+    }
+
+    /// Whatever the parent links (a forest, or anything: loops, self-parents,
+    /// links to pids not in the batch), track_children conserves every total
+    /// and the process count, leaves protected processes as they were, and
+    /// what it emits is either an input resource untouched or a root with
+    /// its attributes.
+    #[test]
+    fn track_children_conserves_totals_on_any_parent_graph(
+        procs in procs_strategy(80),
+        parents in prop::collection::vec(prop::option::of(any::<prop::sample::Index>()), 80),
+        only_forests in any::<bool>(),
+        protect in prop::sample::subsequence(PRIORITIES.to_vec(), 0..=PRIORITIES.len()),
+    ) {
+        let links: Vec<(i64, i64)> = procs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let parent = parents[i]?;
+                let j = match only_forests {
+                    true if i == 0 => return None,
+                    true => parent.index(i),
+                    false => parent.index(procs.len()),
+                };
+                Some((p.pid, procs[j].pid))
+            })
+            .collect();
+        let text = "{ track_children: [{ executable_name: '^(nginx|postgres)$' }, { command_line: '^/usr/bin/bash --worker [0-9]*[02468]$' }] }";
+        let mut p = build_value("aggregate", with_protect(text, &protect));
+        let input = with_parents(batch(&procs), &links);
+        let mut out = input.clone();
+        p.process(&mut out);
+        prop_assert_eq!(totals(&out), totals(&input));
+        prop_assert_eq!(process_count(&out), process_count(&input));
+        let mut protected = protect.clone();
+        protected.push("critical");
+        let is_protected = |r: &&Resource| {
+            r.attributes
+                .get_str(semconv::PHOENIX_PRIORITY)
+                .is_some_and(|tag| protected.contains(&tag))
+        };
+        let protected_in: Vec<_> = input.resources.iter().filter(is_protected).collect();
+        let protected_out: Vec<_> = out.resources.iter().filter(is_protected).collect();
+        prop_assert_eq!(protected_in, protected_out);
+        for r in &out.resources {
+            match r.identity {
+                Some(_) => prop_assert!(input.resources.contains(r)),
+                None => {
+                    prop_assert!(input.resources.iter().any(|i| i.attributes == r.attributes));
+                    prop_assert!(r.metric(semconv::PHOENIX_PROCESS_COUNT).is_some_and(|m| m.total() >= 1.0));
+                }
+            }
+        }
     }
 
     #[test]
@@ -255,8 +327,10 @@ mod hostile {
                 ),
                 0..6,
             ),
+            // Few pids, so loops, self-parents and duplicates are common.
+            (prop::option::of(-1i64..6), prop::option::of(-1i64..6)),
         )
-            .prop_map(move |(identity, priority, created, metrics)| {
+            .prop_map(move |(identity, priority, created, metrics, (pid, ppid))| {
                 let mut attrs = vec![KeyValue::new(
                     semconv::PROCESS_EXECUTABLE_NAME.into(),
                     Value::Str(NAMES[identity.unwrap_or(0) as usize % NAMES.len()].into()),
@@ -272,6 +346,14 @@ mod hostile {
                         semconv::PROCESS_CREATION_TIME.into(),
                         Value::Str(c.into()),
                     ));
+                }
+                for (key, value) in [
+                    (semconv::PROCESS_PID, pid),
+                    (semconv::PROCESS_PARENT_PID, ppid),
+                ] {
+                    if let Some(v) = value {
+                        attrs.push(KeyValue::new(key.into(), Value::Int(v)));
+                    }
                 }
                 Resource {
                     attributes: Attributes::new(attrs),
@@ -307,6 +389,7 @@ mod hostile {
             all.push(("topk", "{ k: 2, score: { process.cpu.time: 1, process.disk.io: 1, process.uptime: 1 } }"));
             all.push(("budget", "{ max_series: 5, min_hold_intervals: 0, k_hysteresis: 0 }"));
             all.push(("aggregate", "{ protect: [high, low] }"));
+            all.push(("aggregate", "{ track_children: [{ executable_name: '^(nginx|bash)$' }], protect: [high] }"));
             all.push(("budget", "{ max_series: 5, min_hold_intervals: 0, protect: [high] }"));
             for (kind, text) in all {
                 let mut p = build(kind, text);

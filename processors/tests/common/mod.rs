@@ -305,3 +305,20 @@ pub fn by_name<'a>(batch: &'a Batch, name: &str) -> Option<&'a Resource> {
         .iter()
         .find(|r| r.attributes.get_str(semconv::PROCESS_EXECUTABLE_NAME) == Some(name))
 }
+
+/// Sets `process.parent_pid` on the resources of the given `(pid, parent)`
+/// pairs (every resource with that pid), as the procfs receiver reports it.
+pub fn with_parents(mut batch: Batch, links: &[(i64, i64)]) -> Batch {
+    let parents: std::collections::HashMap<i64, i64> = links.iter().copied().collect();
+    for r in &mut batch.resources {
+        let Some(Value::Int(pid)) = r.attributes.get(semconv::PROCESS_PID) else {
+            continue;
+        };
+        if let Some(&parent) = parents.get(pid) {
+            r.attributes = r
+                .attributes
+                .with(semconv::PROCESS_PARENT_PID.into(), Value::Int(parent));
+        }
+    }
+    batch
+}

@@ -9,6 +9,18 @@
 //!   functions: { process.memory.usage: max }
 //!   protect: [high]        # critical and high stay individual
 //! ```
+//!
+//! With `track_children` instead of `group_by`, a process is folded into
+//! its nearest ancestor that matches a rule, and a matching process into
+//! a matching ancestor of the same name (nginx workers into their master;
+//! see [`children`]):
+//!
+//! ```yaml
+//! aggregate/workers:
+//!   track_children:
+//!     - { executable_name: "^(nginx|gunicorn|postgres)$" }
+//!     - { command_line: "^/bin/bash /opt/run\\.sh" }
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +36,10 @@ use crate::model::{Attributes, Batch, KeyValue, MetricDesc, Str, Value};
 use crate::problem::Problem;
 use crate::processor::Processor;
 use crate::semconv;
+use children::Children;
+pub use children::ChildrenRule;
+
+pub mod children;
 
 /// How the points of one metric are combined across a group's members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -47,15 +63,16 @@ impl AggregateFunction {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
-    /// Attribute keys whose values define a group. Default
+    /// Attribute keys whose values define a group. Default (`None`)
     /// `[process.executable.name]`. A key may name a common attribute
     /// (`host.name`). Members lacking a key form their own group, without
-    /// that attribute.
-    #[serde(default = "default_group_by")]
-    pub group_by: Vec<String>,
+    /// that attribute. An `Option` so that giving it together with
+    /// `track_children` can be told from leaving it out.
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
     /// Per-metric combining function; metrics not listed use
     /// [`AggregateFunction::default_for`].
     #[serde(default)]
@@ -64,29 +81,38 @@ pub struct AggregateConfig {
     /// protected whether listed or not (see [`Protection`]).
     #[serde(default)]
     pub protect: Vec<Priority>,
+    /// Instead of `group_by`: fold every process into its nearest ancestor
+    /// matching one of these rules (see [`children`]).
+    #[serde(default)]
+    pub track_children: Option<Vec<ChildrenRule>>,
 }
 
-fn default_group_by() -> Vec<String> {
-    vec![semconv::PROCESS_EXECUTABLE_NAME.to_owned()]
-}
-
-impl Default for AggregateConfig {
-    fn default() -> Self {
-        AggregateConfig {
-            group_by: default_group_by(),
-            functions: BTreeMap::new(),
-            protect: Vec::new(),
-        }
-    }
-}
+const DEFAULT_GROUP_BY: &[&str] = &[semconv::PROCESS_EXECUTABLE_NAME];
 
 impl AggregateConfig {
+    /// The keys `group_by` mode groups by: the given ones or the default.
+    pub fn group_by_keys(&self) -> Vec<&str> {
+        match &self.group_by {
+            Some(keys) => keys.iter().map(String::as_str).collect(),
+            None => DEFAULT_GROUP_BY.to_vec(),
+        }
+    }
+
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        for (i, key) in self.group_by.iter().enumerate() {
+        if self.group_by.is_some() && self.track_children.is_some() {
+            problems.push(Problem::component(
+                "give either `group_by` or `track_children`, not both",
+            ));
+        }
+        if let Some(rules) = &self.track_children {
+            children::compile(rules, &mut problems);
+        }
+        let group_by = self.group_by.as_deref().unwrap_or_default();
+        for (i, key) in group_by.iter().enumerate() {
             if key.is_empty() {
                 problems.push(Problem::sentence(format!("group_by[{i}]"), "is empty"));
-            } else if self.group_by[..i].contains(key) {
+            } else if group_by[..i].contains(key) {
                 problems.push(Problem::sentence(
                     "group_by",
                     format!("lists {key:?} twice"),
@@ -129,18 +155,20 @@ pub struct Aggregate {
     live: usize,
     /// Hash of a group's values → indices into `groups` with that hash.
     index: IdMap<SmallVec<[u32; 1]>>,
+    /// Set in `track_children` mode, which then replaces `group_by`.
+    children: Option<Children>,
 }
 
 impl Aggregate {
     pub fn new(config: &AggregateConfig) -> Result<Aggregate, String> {
         let problems = config.validate();
+        let children = config
+            .track_children
+            .as_deref()
+            .map(|rules| Children::new(children::compile(rules, &mut Vec::new())));
         let aggregate = Aggregate {
             protection: Protection::new(&config.protect),
-            keys: config
-                .group_by
-                .iter()
-                .map(|k| Str::from(k.as_str()))
-                .collect(),
+            keys: config.group_by_keys().into_iter().map(Str::from).collect(),
             functions: config
                 .functions
                 .iter()
@@ -150,6 +178,7 @@ impl Aggregate {
             groups: Vec::new(),
             live: 0,
             index: IdMap::default(),
+            children,
         };
         into_result(aggregate, problems)
     }
@@ -179,6 +208,12 @@ fn same_values<'a>(
 
 impl Processor for Aggregate {
     fn process(&mut self, batch: &mut Batch) {
+        if let Some(children) = &mut self.children {
+            let functions = &self.functions;
+            let function = |desc: &MetricDesc| Self::function_for(functions, desc);
+            children.process(batch, &self.protection, &function, &self.count_desc);
+            return;
+        }
         self.live = 0;
         self.index.clear();
         let common = batch.common_attributes.clone();
