@@ -24,6 +24,11 @@
 //! receiver's first scrape, which reads each process's identity files,
 //! `cgroup` included: what a new process costs once in its life).
 //!
+//! The optional metrics (issue 18) are measured on 1,000 real sleepers: the
+//! floor, the defaults, every metric on but the `smaps_rollup` ones (PSS,
+//! USS, swap), and every metric on, so that the cost of `smaps_rollup` shows
+//! on its own.
+//!
 //! Run: cargo bench -p phoenix-benches --bench scrape -- --warm-up-time 1 --measurement-time 5
 
 use std::hint::black_box;
@@ -35,6 +40,7 @@ use phoenix_agent::receiver::procfs::{ProcfsConfig, ProcfsReceiver, Toggle};
 use phoenix_benches::floor::Floor;
 use phoenix_benches::sleepers::Sleepers;
 use phoenix_benches::synthetic::{SynthConfig, SyntheticTree};
+use phoenix_config::receiver::procfs::METRICS;
 use phoenix_processors::semconv;
 use phoenix_telemetry::registry::Registry;
 
@@ -151,6 +157,80 @@ fn container_attribution(criterion: &mut Criterion) -> Interleaved {
     medians
 }
 
+/// The metrics read from `smaps_rollup`.
+const SMAPS_ROLLUP_METRICS: [&str; 3] = [
+    semconv::PROCESS_MEMORY_PSS,
+    semconv::PROCESS_MEMORY_USS,
+    semconv::PROCESS_MEMORY_SWAP,
+];
+
+/// Floor, defaults, everything but `smaps_rollup`, everything, over the
+/// real `/proc` with 1,000 sleepers; the interleaved medians (receivers in
+/// that order).
+fn optional_metrics(criterion: &mut Criterion) -> Interleaved {
+    let sleepers = Sleepers::spawn(1000);
+    let mut floor = Floor::new(Path::new("/proc")).expect("/proc");
+    let mut all = ProcfsConfig {
+        cpu_wait: Some(true),
+        ..ProcfsConfig::default()
+    };
+    for m in METRICS {
+        all.metrics.insert(m.name.into(), Toggle { enabled: true });
+    }
+    let mut all_but_smaps = all.clone();
+    for name in SMAPS_ROLLUP_METRICS {
+        all_but_smaps
+            .metrics
+            .insert(name.into(), Toggle { enabled: false });
+    }
+    let configs = [ProcfsConfig::default(), all_but_smaps, all];
+    let names = ["defaults", "all_but_smaps_rollup", "all"];
+    let mut receivers = configs.each_ref().map(warm_receiver);
+    let processes = floor.pass().expect("floor pass").processes;
+
+    let mut group = criterion.benchmark_group("scrape_1000_sleepers_optional_metrics");
+    group.throughput(Throughput::Elements(processes as u64));
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(30);
+    group.bench_function("floor", |b| b.iter(|| floor.pass().expect("floor pass")));
+    for (name, receiver) in names.into_iter().zip(&mut receivers) {
+        group.bench_function(name, |b| b.iter(|| receiver.scrape()));
+    }
+    group.finish();
+    let medians = interleaved(&mut floor, &mut receivers, 50);
+
+    // What each optional metric adds to the defaults on its own (no
+    // criterion run: interleaved medians, every receiver in each round).
+    let mut singles = vec![("(defaults)".to_string(), ProcfsConfig::default())];
+    singles.push((
+        "cpu_wait".to_string(),
+        ProcfsConfig {
+            cpu_wait: Some(true),
+            ..ProcfsConfig::default()
+        },
+    ));
+    for m in METRICS.iter().filter(|m| !m.enabled_by_default) {
+        let mut config = ProcfsConfig::default();
+        config
+            .metrics
+            .insert(m.name.into(), Toggle { enabled: true });
+        singles.push((m.name.to_string(), config));
+    }
+    let mut receivers: Vec<ProcfsReceiver> =
+        singles.iter().map(|(_, c)| warm_receiver(c)).collect();
+    let each = interleaved(&mut floor, &mut receivers, 30);
+    let base = each.receivers_us[0];
+    println!(
+        "\neach optional metric alone on top of the defaults, {} processes (medians of 30 interleaved passes):",
+        each.processes
+    );
+    for ((name, _), us) in singles.iter().zip(&each.receivers_us) {
+        println!("  {name:<38} {us:>6.2} µs/process ({:+.2})", us - base);
+    }
+    drop(sleepers);
+    medians
+}
+
 fn main() {
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -188,6 +268,7 @@ fn main() {
         drop(sleepers);
     }
     let containers = container_attribution(&mut criterion);
+    let optional = optional_metrics(&mut criterion);
     criterion.final_summary();
 
     println!("\nprocfs receiver vs floor (medians of 50 interleaved passes, warm cache)");
@@ -210,5 +291,18 @@ fn main() {
         off / containers.floor_us,
         on / containers.floor_us,
         on / off
+    );
+
+    let floor = optional.floor_us;
+    let [defaults, but_smaps, all] = optional.receivers_us[..] else {
+        unreachable!("three receivers")
+    };
+    println!(
+        "  optional metrics, {} processes: floor {floor:.2} µs/process; defaults {defaults:.2} ({:.2}x); all but smaps_rollup {but_smaps:.2} ({:.2}x); all {all:.2} ({:.2}x); smaps_rollup alone adds {:.2} µs/process",
+        optional.processes,
+        defaults / floor,
+        but_smaps / floor,
+        all / floor,
+        all - but_smaps
     );
 }

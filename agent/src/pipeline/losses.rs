@@ -8,11 +8,12 @@
 //! from what the candidate exported:
 //! - a process whose executable name a rollup of the candidate carries
 //!   (aggregated by name) is folded;
-//! - without any unnamed rollup (`others`), every other missing process was
-//!   dropped;
-//! - with one, the candidate's deficit against the baseline's totals is
-//!   what was dropped: it is given to the missing processes from the
-//!   busiest down, as long as it covers them, and the rest were folded.
+//! - without any rollup, every other missing process was dropped;
+//! - with one (`others`, a group by another attribute, or a process that
+//!   `track_children` folded differently named children into), the
+//!   candidate's deficit against the baseline's totals is what was
+//!   dropped: it is given to the missing processes from the busiest down,
+//!   as long as it covers them, and the rest were folded.
 //!
 //! Computed once per candidate and interval, on the pipeline outputs the
 //! accounting already holds; nothing on the per-datapoint path.
@@ -62,6 +63,12 @@ fn usage(r: &Resource, utilization: bool) -> (f64, f64) {
     (cpu.max(0.0), memory.max(0.0))
 }
 
+/// A resource standing for several processes: no process identity and a
+/// process count (the host's own resource has neither attributes nor count).
+fn is_rollup(r: &Resource) -> bool {
+    r.identity.is_none() && r.metric(semconv::PHOENIX_PROCESS_COUNT).is_some()
+}
+
 fn executable(r: &Resource) -> Option<&Str> {
     match r.attributes.get(semconv::PROCESS_EXECUTABLE_NAME) {
         Some(Value::Str(s)) => Some(s),
@@ -95,15 +102,12 @@ pub fn losses(
     if missing.is_empty() {
         return Vec::new();
     }
-    let rollups = candidate.resources.iter().filter(|r| r.identity.is_none());
     let mut folded_names: HashSet<&str> = HashSet::new();
-    let mut unnamed_rollup = false;
-    for r in rollups {
-        match executable(r) {
-            Some(name) => {
-                folded_names.insert(name);
-            }
-            None => unnamed_rollup = true,
+    let mut any_rollup = false;
+    for r in candidate.resources.iter().filter(|r| is_rollup(r)) {
+        any_rollup = true;
+        if let Some(name) = executable(r) {
+            folded_names.insert(name);
         }
     }
     let mut cpu_deficit = (base_totals.0 - cand_totals.0).max(0.0);
@@ -111,7 +115,7 @@ pub fn losses(
     // The deficit goes to the busiest first; ties by memory, then name, so
     // the split is stable. Without a deficit to share the order does not
     // matter, and thousands of idle processes are not sorted for nothing.
-    if unnamed_rollup && (cpu_deficit > 0.0 || memory_deficit > 0.0) {
+    if any_rollup && (cpu_deficit > 0.0 || memory_deficit > 0.0) {
         missing.sort_unstable_by(|a, b| {
             b.0.total_cmp(&a.0)
                 .then(b.1.total_cmp(&a.1))
@@ -123,7 +127,7 @@ pub fn losses(
     for (cpu, memory, name) in missing {
         let folded = if folded_names.contains(&**name) {
             true
-        } else if !unnamed_rollup {
+        } else if !any_rollup {
             false
         } else {
             // The deficit covers it (half is enough: the totals of two
@@ -184,12 +188,26 @@ mod tests {
         batch.resources.iter().filter_map(|r| r.identity).collect()
     }
 
+    /// A rollup as processors make one: no identity, a process count.
     fn rollup(name: Option<&str>, cpu: f64, memory: i64) -> Resource {
         let mut r = process(0, name.unwrap_or("-"), cpu, memory);
         r.identity = None;
         if name.is_none() {
             r.attributes = phoenix_processors::model::Attributes::empty();
         }
+        r.metrics.push(phoenix_processors::model::Metric {
+            desc: std::sync::Arc::new(phoenix_processors::model::MetricDesc {
+                name: semconv::PHOENIX_PROCESS_COUNT.into(),
+                description: "".into(),
+                unit: "{process}".into(),
+                kind: phoenix_processors::model::MetricKind::UP_DOWN_COUNTER,
+            }),
+            points: smallvec::smallvec![phoenix_processors::model::Point {
+                attributes: phoenix_processors::model::Attributes::empty(),
+                start_time_unix_nano: 0,
+                value: phoenix_processors::model::Number::Int(2),
+            }],
+        });
         r
     }
 
@@ -253,6 +271,37 @@ mod tests {
         assert_eq!(found(&l, "busy", false), Some((1, 0.6, 0.1)));
         assert_eq!(found(&l, "idle", true), Some((2, 0.1, 0.5)));
         assert_eq!(found(&l, "idle", false), None);
+
+        // track_children: the workers (another name) folded into their
+        // parent's rollup, totals conserved: folded, not dropped.
+        let children = batch(vec![
+            process(1, "busy", 0.6, 100),
+            rollup(Some("web"), 0.4, 900),
+        ]);
+        let l = losses(
+            &base,
+            &children,
+            &ids(&children),
+            (1.0, 1000.0),
+            (1.0, 1000.0),
+        );
+        assert_eq!(found(&l, "idle", true), Some((2, 0.1, 0.5)));
+        assert!(l.iter().all(|l| l.folded), "{l:?}");
+
+        // The host's resource (no identity, no count) is no rollup.
+        let mut with_host = filtered.clone();
+        let mut host = process(0, "-", 0.0, 0);
+        host.identity = None;
+        host.attributes = phoenix_processors::model::Attributes::empty();
+        with_host.resources.push(host);
+        let l = losses(
+            &base,
+            &with_host,
+            &ids(&with_host),
+            (1.0, 1000.0),
+            (0.4, 900.0),
+        );
+        assert_eq!(found(&l, "busy", false), Some((1, 0.6, 0.1)));
     }
 
     #[test]
