@@ -617,6 +617,11 @@ fn optional_metrics_match_psutil_and_procps() {
         .find(|r| r.identity.is_none())
         .expect("the host resource");
     assert!(host.attributes.is_empty());
+    assert_eq!(
+        receiver.last_scrape().processes,
+        batch.resources.len() - 1,
+        "the host's resource is no process"
+    );
     let count = |state: &str| value(host, "system.process.count", Some(("process.state", state)));
     let ps_count = |letters: &str| {
         ps_states

@@ -490,6 +490,7 @@ impl ProcfsReceiver {
             }
         }
         self.pids = pids;
+        stats.processes = resources.len();
         if self.builder.descs.has_host_metrics() {
             let created = match self.builder.descs.process_created {
                 Some(_) => self.read_host_file(c"stat", parse::parse_processes_created),
@@ -502,7 +503,6 @@ impl ProcfsReceiver {
             // Command lines of exited processes are held by nothing else now.
             self.identities.interner.purge_unused();
         }
-        stats.processes = resources.len();
         stats.duration = started.elapsed();
         self.self_metrics.record(&stats, self.cache.len());
         tracing::debug!(
