@@ -276,9 +276,9 @@ fn bytes_on_disk(queue: &Path) -> u64 {
 fn a_full_disk_queue_drops_the_oldest_and_the_newest_arrive_in_order() {
     const CAP: f64 = (1u64 << 20) as f64;
     let dir = TempDir::new("disk-queue-full");
-    // 200 synthetic processes: ~0.14 MB a batch on disk, so the 1 MiB cap
-    // (the smallest max_megabytes) holds about seven, whatever this
-    // machine runs.
+    // 200 synthetic processes: ~0.2 MB a batch on disk, so the 1 MiB cap
+    // (the smallest max_megabytes) holds about five, whatever this machine
+    // runs.
     let root = dir.path().join("root");
     SyntheticTree::create(
         &root,
