@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Checks every deployment asset under deploy/ (CI runs it from .ci/run):
 #
-#   1. kustomize renders every overlay in deploy/k8s/overlays;
+#   1. kustomize renders every overlay in deploy/k8s/overlays, and each of
+#      them with every opt-in component of deploy/k8s/components added;
 #   2. the Helm chart lints clean (strict) and renders with its default values,
 #      every deploy/helm/phoenix/ci/*-values.yaml and three variants that take
 #      the other branches, and its values schema refuses a misspelt key
 #      (helm-python-sdk: Helm's own Go code, no helm binary);
 #   3. every agent config those manifests carry validates with the real
-#      `phoenix-agent validate` (built if missing);
+#      `phoenix-agent validate` (built if missing), and every disk queue
+#      directory it names is on a writable hostPath mount of the agent;
 #   4. every rendered object passes Kubernetes' own schemas, strictly (unknown
 #      fields are errors), for each version in KUBE_VERSIONS (kubernetes-validate);
 #   5. the Prometheus rules pass `promtool check rules` and their unit tests
@@ -69,7 +71,30 @@ for overlay in deploy/k8s/overlays/*/; do
     else
         fail "deploy/k8s/overlays/$name: $(cat "$work/err")"
     fi
+    # Each opt-in component on top of the overlay, as a user would add it.
+    for component in deploy/k8s/components/*/; do
+        [ -e "$component/kustomization.yaml" ] || continue
+        cname=$(basename "$component")
+        with="$work/with-$name-$cname"
+        mkdir -p "$with"
+        printf 'resources: [%s]\ncomponents: [%s]\n' \
+            "$(realpath --relative-to="$with" "$overlay")" \
+            "$(realpath --relative-to="$with" "$component")" >"$with/kustomization.yaml"
+        if kubectl kustomize "$with" >"$work/kustomize-$name+$cname.yaml" 2>"$work/err"; then
+            pass "deploy/k8s/overlays/$name + components/$cname ($(grep -c '^kind:' "$work/kustomize-$name+$cname.yaml") objects)"
+        else
+            fail "deploy/k8s/overlays/$name + components/$cname: $(cat "$work/err")"
+        fi
+    done
 done
+# The disk-queue component carries a copy of configs/agent.yaml (kustomize
+# reads files only below a kustomization): the storage line on, nothing else.
+if diff <(sed 's|^      # storage: |      storage: |' configs/agent.yaml) \
+    deploy/k8s/components/disk-queue/agent.yaml >"$work/err"; then
+    pass "components/disk-queue/agent.yaml is configs/agent.yaml with sending_queue.storage on"
+else
+    fail "components/disk-queue/agent.yaml drifted from configs/agent.yaml: $(cat "$work/err")"
+fi
 
 # -----------------------------------------------------------------------------
 step "helm: the chart lints and renders (helm-python-sdk)"
@@ -98,7 +123,21 @@ cases += [
      {"controller": {"tls": {"enabled": True, "secretName": "tls", "caConfigMap": "ca"},
       "persistence": {"enabled": False}, "backup": {"enabled": False}, "templatesConfigMap": "mine",
       "serviceMonitor": {"enabled": True}}}),
+    ("variant: disk queue, the shipped config", "disk-queue",
+     {"agent": {"diskQueue": {"enabled": True}}}),
 ]
+# The disk queue on a config given as a value (production's), with a named
+# exporter (a directory of its own) and one with a storage of its own (kept).
+with open(f"{chart}/ci/production-values.yaml") as f:
+    production = yaml.safe_load(f)
+production["agent"]["diskQueue"] = {"enabled": True, "hostPath": "/mnt/phoenix-queue", "maxMegabytes": 512}
+exporters = production["agent"]["config"]["exporters"]
+exporters["otlp_http/backup"] = {"endpoint": "https://backup.example.com:4318"}
+exporters["otlp_grpc/archive"] = {"endpoint": "https://archive.example.com:4317", "sending_queue":
+                                  {"storage": {"directory": "/var/lib/phoenix/queue/kept", "max_megabytes": 64}}}
+production["agent"]["config"]["service"]["pipelines"]["metrics/standard"]["exporters"] += [
+    "otlp_http/backup", "otlp_grpc/archive"]
+cases.append(("variant: production with a disk queue", "production-disk-queue", production))
 with helm.Chart.load(chart) as c:
     for label, name, values in cases:
         report = helm.lint(chart, values, strict=True, kube_version=f"v{kube}")
@@ -161,6 +200,46 @@ for path in sorted(glob.glob(f"{work}/kustomize-*.yaml") + glob.glob(f"{work}/he
                     out.write(obj["data"]["agent.yaml"])
 if n == 0:
     sys.exit("no agent ConfigMap found in the rendered manifests")
+PY
+# A disk queue must be on the node (a hostPath the agent may write), or a
+# restart loses it as it would the memory queue.
+if python3 - "$work" <<'PY'; then :; else fail "disk queue directories (above)"; fi
+import glob, posixpath, sys
+import yaml
+
+ok = True
+for path in sorted(glob.glob(f"{sys.argv[1]}/kustomize-*.yaml") + glob.glob(f"{sys.argv[1]}/helm-*.yaml")):
+    source = path.rsplit("/", 1)[1][: -len(".yaml")]
+    with open(path) as f:
+        objects = [o for o in yaml.safe_load_all(f) if o]
+    for cm in objects:
+        if cm["kind"] != "ConfigMap" or "agent.yaml" not in cm.get("data", {}):
+            continue
+        config = yaml.safe_load(cm["data"]["agent.yaml"])
+        dirs = {id: e["sending_queue"]["storage"]["directory"]
+                for id, e in (config.get("exporters") or {}).items()
+                if isinstance(e, dict) and (e.get("sending_queue") or {}).get("storage")}
+        if not dirs:
+            continue
+        # The DaemonSet that mounts this ConfigMap.
+        for ds in objects:
+            if ds["kind"] != "DaemonSet":
+                continue
+            spec = ds["spec"]["template"]["spec"]
+            volumes = {v["name"]: v for v in spec.get("volumes", [])}
+            if not any(v.get("configMap", {}).get("name") == cm["metadata"]["name"] for v in volumes.values()):
+                continue
+            mounts = [m for m in spec["containers"][0].get("volumeMounts", [])
+                      if not m.get("readOnly") and "hostPath" in volumes.get(m["name"], {})]
+            for id, d in sorted(dirs.items()):
+                under = [m for m in mounts if posixpath.commonpath([d, m["mountPath"]]) == m["mountPath"]]
+                if under:
+                    node = volumes[under[0]["name"]]["hostPath"]["path"]
+                    print(f"   ok    {source}: {id} queues in {d} (the node's {node})")
+                else:
+                    ok = False
+                    print(f"   FAIL  {source}: {id} queues in {d}, on no writable hostPath mount of the agent")
+sys.exit(0 if ok else 1)
 PY
 for config in "$work"/config-*.agent; do
     label=$(basename "$config" .agent)

@@ -1,7 +1,8 @@
 //! The OTLP exporter's disk queue with the real `phoenix-agent`: batches
 //! written during a backend outage survive a SIGKILL and arrive exactly
 //! once, in order, when the backend is back; damaged queue files are
-//! skipped and counted, never sent.
+//! skipped and counted, never sent; past `max_megabytes` the oldest batches
+//! are dropped and counted, and the newest arrive.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use phoenix_benches::synthetic::{SynthConfig, SyntheticTree};
 use phoenix_tests::{Running, TempDir, binary, free_port, http_get, sample, wait_for};
 
 /// The scrape timestamp of every request received, in arrival order.
@@ -225,4 +227,150 @@ fn batches_survive_an_outage_and_a_sigkill_and_arrive_exactly_once() {
     );
     assert_eq!(corrupt, Some(2.0), "both damaged batches counted");
     drop(agent);
+}
+
+/// The disk exporter next to one that always reaches its backend, on one
+/// pipeline (so both get every batch): what the second receives is every
+/// batch the pipeline made.
+fn full_disk_config(root: &Path, queue: &Path, endpoint: u16, all: u16, telemetry: u16) -> String {
+    format!(
+        "receivers:
+  procfs: {{ collection_interval: 1s, root_path: {root} }}
+exporters:
+  otlp_http:
+    endpoint: http://127.0.0.1:{endpoint}
+    encoding: json
+    compression: none
+    timeout: 5s
+    retry_on_failure: {{ initial_interval: 100ms, max_interval: 300ms, max_elapsed_time: 0s }}
+    sending_queue:
+      queue_size: 20
+      storage: {{ directory: {queue}, max_megabytes: 1 }}
+  otlp_http/all:
+    endpoint: http://127.0.0.1:{all}
+    encoding: json
+    compression: none
+    timeout: 5s
+    sending_queue: {{ queue_size: 100 }}
+service:
+  pipelines:
+    metrics/a: {{ receivers: [procfs], exporters: [otlp_http, otlp_http/all] }}
+  telemetry: {{ address: 127.0.0.1:{telemetry} }}
+",
+        root = root.display(),
+        queue = queue.display()
+    )
+}
+
+/// Bytes of the batch files in `queue` (a file deleted while listing
+/// counts nothing).
+fn bytes_on_disk(queue: &Path) -> u64 {
+    batch_files(queue)
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn a_full_disk_queue_drops_the_oldest_and_the_newest_arrive_in_order() {
+    const CAP: f64 = (1u64 << 20) as f64;
+    let dir = TempDir::new("disk-queue-full");
+    // 200 synthetic processes: ~0.2 MB a batch on disk, so the 1 MiB cap
+    // (the smallest max_megabytes) holds about five, whatever this machine
+    // runs.
+    let root = dir.path().join("root");
+    SyntheticTree::create(
+        &root,
+        SynthConfig {
+            processes: 200,
+            ..SynthConfig::default()
+        },
+    )
+    .expect("a synthetic /proc");
+    let queue = dir.path().join("queue");
+    let (endpoint, telemetry) = (free_port(), free_port());
+    let all_port = free_port();
+    let all = start_backend(all_port);
+    let path = dir.path().join("agent.yaml");
+    std::fs::write(
+        &path,
+        full_disk_config(&root, &queue, endpoint, all_port, telemetry),
+    )
+    .unwrap();
+    let _agent = Running::start(
+        &binary("phoenix-agent"),
+        &["--config", path.to_str().unwrap()],
+    );
+
+    let series = |name: &str| format!("{name}{{exporter=\"otlp_http\"}}");
+    let disk_full = "phoenix_exporter_disk_queue_dropped_batches_total\
+                     {exporter=\"otlp_http\",reason=\"disk_full\"}";
+    // The cap holds on every look, in the gauge and on disk.
+    let within_cap = |page: &str| {
+        let bytes = sample(page, &series("phoenix_exporter_disk_queue_bytes"));
+        assert!(
+            bytes.is_none_or(|b| b <= CAP),
+            "disk queue gauge {bytes:?} over the cap"
+        );
+        let on_disk = bytes_on_disk(&queue);
+        assert!(
+            on_disk as f64 <= CAP,
+            "{on_disk} bytes of batches on disk, over the cap"
+        );
+    };
+    // The backend is down until the oldest batches have been dropped.
+    wait_for(Duration::from_secs(120), || {
+        let (_, page) = http_get(telemetry, "/metrics")?;
+        within_cap(&page);
+        (sample(&page, disk_full)? >= 3.0).then_some(())
+    })
+    .expect("batches dropped as disk_full during the outage");
+
+    let got = start_backend(endpoint);
+    let back_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // Drained, and a batch made after the backend came back has arrived at
+    // both backends (so every older one has reached the second).
+    wait_for(Duration::from_secs(60), || {
+        let (_, page) = http_get(telemetry, "/metrics")?;
+        within_cap(&page);
+        let drained = sample(&page, &series("phoenix_exporter_disk_queue_batches"))? == 0.0;
+        let last = *got.lock().unwrap().last()?;
+        (drained && last > back_at && all.lock().unwrap().contains(&last)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the queue drains: {:?}", got.lock().unwrap()));
+    let dropped = metric(telemetry, disk_full).expect("the disk_full counter");
+    let got = got.lock().unwrap().clone();
+    let last = *got.last().unwrap();
+    let made: Vec<u64> = all
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|&t| t <= last)
+        .collect();
+    assert!(
+        made.windows(2).all(|w| w[0] < w[1]),
+        "one scrape per batch, each once: {made:?}"
+    );
+
+    // The batch in flight when the outage began is never evicted (its send
+    // is retried until the backend answers); after it, the newest batches,
+    // in order, each once. What is missing is exactly what was counted.
+    let in_flight = usize::from(got[0] == made[0]);
+    let newest = &got[in_flight..];
+    assert_eq!(
+        newest,
+        &made[made.len() - newest.len()..],
+        "the newest batches, in order, each once (made: {made:?})"
+    );
+    assert_eq!(
+        (made.len() - got.len()) as f64,
+        dropped,
+        "every batch that did not arrive was counted as disk_full (got {got:?}, made {made:?})"
+    );
+    assert!(dropped >= 3.0);
 }

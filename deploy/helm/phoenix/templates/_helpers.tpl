@@ -83,14 +83,34 @@ app.kubernetes.io/component: backup
 {{- if and .Values.agent.controller.enabled (or .Values.controller.enabled .Values.agent.controller.url) -}}true{{- end -}}
 {{- end -}}
 
-{{/* The agent's config file: the value given, or configs/agent.yaml. */}}
+{{/* The agent's config file: the value given, or configs/agent.yaml;
+with agent.diskQueue.enabled, every OTLP exporter without a storage of its
+own gets one under the mounted queue directory. */}}
 {{- define "phoenix.agent.config" -}}
+{{- $text := .Files.Get "files/agent.yaml" -}}
 {{- if .Values.agent.config -}}
-{{- toYaml .Values.agent.config -}}
+{{- $text = toYaml .Values.agent.config -}}
+{{- end -}}
+{{- if .Values.agent.diskQueue.enabled -}}
+{{- $config := fromYaml $text -}}
+{{- range $id, $exporter := $config.exporters -}}
+{{- $type := first (splitList "/" $id) -}}
+{{- if and (has $type (list "otlp_grpc" "otlp_http")) (kindIs "map" $exporter) -}}
+{{- $queue := $exporter.sending_queue | default (dict) -}}
+{{- if not $queue.storage -}}
+{{- $_ := set $queue "storage" (dict "directory" (printf "%s/%s" (include "phoenix.agent.queueMountPath" $) (replace "/" "_" $id)) "max_megabytes" $.Values.agent.diskQueue.maxMegabytes) -}}
+{{- end -}}
+{{- $_ := set $exporter "sending_queue" $queue -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $config -}}
 {{- else -}}
-{{- .Files.Get "files/agent.yaml" -}}
+{{- $text -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Where the node's queue directory is mounted in the agent container. */}}
+{{- define "phoenix.agent.queueMountPath" -}}/var/lib/phoenix/queue{{- end -}}
 
 {{- define "phoenix.priorityClassName" -}}
 {{- default (include "phoenix.agent.fullname" .) .Values.agent.priorityClass.name -}}
