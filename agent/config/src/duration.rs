@@ -22,3 +22,9 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
             .map_err(|_| serde::de::Error::custom(format!("invalid duration {s}: out of range"))),
     }
 }
+
+/// `#[serde(default, deserialize_with = "duration::deserialize_some")]` for
+/// `Option<Duration>` fields whose absence means something of its own.
+pub fn deserialize_some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    deserialize(d).map(Some)
+}

@@ -60,8 +60,10 @@ pub struct RetryConfig {
     pub max_interval: Duration,
     /// Give a batch up once it has been retried for this long; `0` retries
     /// forever (the queue still bounds memory by dropping the oldest).
-    #[serde(deserialize_with = "duration::deserialize")]
-    pub max_elapsed_time: Duration,
+    /// Unset: 5 minutes, or forever with a disk queue (see
+    /// [`RetryConfig::give_up_after`]).
+    #[serde(default, deserialize_with = "duration::deserialize_some")]
+    pub max_elapsed_time: Option<Duration>,
     /// Growth of the wait after each failed attempt.
     pub multiplier: f64,
     /// Each wait is drawn from `interval × [1 - f, 1 + f]` so that a fleet of
@@ -75,9 +77,24 @@ impl Default for RetryConfig {
             enabled: true,
             initial_interval: Duration::from_secs(1),
             max_interval: Duration::from_secs(30),
-            max_elapsed_time: Duration::from_secs(300),
+            max_elapsed_time: None,
             multiplier: 1.5,
             randomization_factor: 0.5,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// How long a batch is retried before it is given up (`ZERO`: never).
+    /// Without a setting: 5 minutes, as in the Collector, with the memory
+    /// queue; with a disk queue, forever, because giving up the batch at
+    /// the front every few minutes of an outage is the loss the disk queue
+    /// is there to prevent (its byte cap decides what goes, oldest first).
+    pub fn give_up_after(&self, disk_queue: bool) -> Duration {
+        match self.max_elapsed_time {
+            Some(d) => d,
+            None if disk_queue => Duration::ZERO,
+            None => Duration::from_secs(300),
         }
     }
 }
@@ -579,10 +596,13 @@ mod tests {
         assert!(c.retry_on_failure.enabled);
         assert_eq!(c.retry_on_failure.initial_interval, Duration::from_secs(1));
         assert_eq!(c.retry_on_failure.max_interval, Duration::from_secs(30));
+        assert_eq!(c.retry_on_failure.max_elapsed_time, None);
         assert_eq!(
-            c.retry_on_failure.max_elapsed_time,
+            c.retry_on_failure.give_up_after(false),
             Duration::from_secs(300)
         );
+        // With a disk queue the byte cap decides, not the clock.
+        assert_eq!(c.retry_on_failure.give_up_after(true), Duration::ZERO);
         assert_eq!(c.sending_queue.queue_size, 100);
         assert!(c.validate().is_empty(), "{:?}", c.validate());
         let h = http("endpoint: http://localhost:4318").unwrap();
@@ -607,6 +627,14 @@ mod tests {
         assert_eq!(c.headers["x-api-key"], "secret");
         assert!(!c.retry_on_failure.enabled);
         assert_eq!(c.retry_on_failure.multiplier, 2.0);
+        // Said explicitly, it holds with a disk queue too.
+        assert_eq!(c.retry_on_failure.give_up_after(true), Duration::ZERO);
+        let minute =
+            http("endpoint: http://localhost:4318\nretry: { max_elapsed_time: 1m }").unwrap();
+        assert_eq!(
+            minute.retry_on_failure.give_up_after(true),
+            Duration::from_secs(60)
+        );
         assert_eq!(c.sending_queue.queue_size, 7);
         assert!(c.validate().is_empty(), "{:?}", c.validate());
         assert!(

@@ -439,9 +439,8 @@ impl<T: Transport> Worker<T> {
             let delay = error
                 .retry_after
                 .map_or(backoff_delay, |d| d.min(retry.max_interval));
-            if !retry.max_elapsed_time.is_zero()
-                && started.elapsed().saturating_add(delay) > retry.max_elapsed_time
-            {
+            let give_up_after = retry.give_up_after(self.shared.disk.is_some());
+            if !give_up_after.is_zero() && started.elapsed().saturating_add(delay) > give_up_after {
                 return Outcome::GivenUp(
                     "retries exhausted (retry_on_failure.max_elapsed_time)",
                     error.reason,
