@@ -235,7 +235,7 @@ fn dashboards_and_alerts_use_only_what_the_binaries_expose() {
 
     // Everything that has metrics of its own: an experiment (baseline and a
     // shadow candidate, for phoenix_experiment_ratio), a network exporter
-    // with its queue (its backend is a closed port: failures are what the
+    // with its queue, on disk (its backend is a closed port: failures are what the
     // alerts are about), the Prometheus exporter, and the controller session.
     let telemetry = free_port();
     let config = dir.path().join("agent.yaml");
@@ -247,7 +247,10 @@ fn dashboards_and_alerts_use_only_what_the_binaries_expose() {
 processors:
   topk/cpu: {{ k: 3, by: process.cpu.time }}
 exporters:
-  otlp_grpc: {{ endpoint: \"http://127.0.0.1:{closed}\", timeout: 1s }}
+  otlp_grpc:
+    endpoint: \"http://127.0.0.1:{closed}\"
+    timeout: 1s
+    sending_queue: {{ storage: {{ directory: \"{queue}\" }} }}
   prometheus: {{ endpoint: \"127.0.0.1:{prom}\" }}
 service:
   pipelines:
@@ -260,6 +263,7 @@ experiment:
   critical_processes: [\"^phoenix-agent$\"]
 ",
             closed = free_port(),
+            queue = dir.path().join("queue").display(),
             prom = free_port(),
         ),
     )
