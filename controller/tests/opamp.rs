@@ -299,3 +299,65 @@ async fn a_revoked_opamp_agent_is_refused() {
     assert_eq!(detail.agent.status, AgentStatus::Offline);
     c.stop().await;
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// HTTPS on the OpAMP port (HTTP/1.1 over the controller's certificate),
+/// and with `--client-ca` the client certificate's Common Name must be the
+/// instance uid: the fixture's `test-agent` is not, so it is refused.
+#[tokio::test]
+async fn opamp_over_tls_with_the_client_certificate_rule() {
+    let ca = std::fs::read(fixture("ca.pem")).unwrap();
+    let post_tls = |port: u16, identity: Option<reqwest::Identity>| {
+        let ca = ca.clone();
+        async move {
+            let mut client = reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .http1_only();
+            if let Some(i) = identity {
+                client = client.identity(i);
+            }
+            client
+                .build()
+                .unwrap()
+                .post(format!("https://localhost:{port}/v1/opamp"))
+                .header("content-type", "application/x-protobuf")
+                .header("authorization", format!("Bearer {AGENT_TOKEN}"))
+                .body(full_state(0).encode_to_vec())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    };
+    for client_ca in [None, Some(fixture("ca.pem"))] {
+        let dir = temp_dir("opamp-tls");
+        let mut s = settings(&dir);
+        s.opamp_listen = Some("127.0.0.1:0".parse().unwrap());
+        let mutual = client_ca.is_some();
+        s.tls = Some(
+            phoenix_controller::tls::TlsMaterial::load(&phoenix_controller::tls::TlsFiles {
+                cert: fixture("server.pem"),
+                key: fixture("server.key"),
+                client_ca,
+            })
+            .unwrap(),
+        );
+        let c = TestController::start(s).await;
+        let port = c.running.opamp_addr.unwrap().port();
+        if mutual {
+            // No certificate: no handshake.
+            assert!(post_tls(port, None).await.is_err());
+            let mut pem = std::fs::read(fixture("agent.pem")).unwrap();
+            pem.extend(std::fs::read(fixture("agent.key")).unwrap());
+            let identity = reqwest::Identity::from_pem(&pem).unwrap();
+            assert_eq!(post_tls(port, Some(identity)).await.unwrap(), 403);
+        } else {
+            assert_eq!(post_tls(port, None).await.unwrap(), 200);
+        }
+        c.stop().await;
+    }
+}
