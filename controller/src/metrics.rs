@@ -51,6 +51,10 @@ pub struct Metrics {
     pub audit_export_errors: Arc<Counter>,
     /// Audit entries deleted past `--audit-retention`.
     pub audit_pruned: Arc<Counter>,
+    /// OpAMP requests by the HTTP status answered.
+    opamp_requests: Vec<(u16, Arc<Counter>)>,
+    /// OpAMP answers with the ReportFullState flag.
+    pub opamp_full_state_requested: Arc<Counter>,
 }
 
 impl Default for Metrics {
@@ -112,7 +116,28 @@ impl Metrics {
             )
         })
         .collect();
+        let opamp_requests = [200, 400, 401, 403, 409, 413, 415, 503]
+            .into_iter()
+            .map(|code: u16| {
+                (
+                    code,
+                    r.counter(
+                        "phoenix_controller_opamp_requests_total",
+                        "OpAMP requests (HTTP transport) by the status answered: 200 recorded, 400 malformed (BadRequest), 401/403 refused (also in sessions_refused_total), 409 a Phoenix agent's id, 413 too large, 415 not protobuf or gzip, 503 store unavailable.",
+                        &["code"],
+                        &[&code.to_string()],
+                    ),
+                )
+            })
+            .collect();
         Metrics {
+            opamp_requests,
+            opamp_full_state_requested: r.counter(
+                "phoenix_controller_opamp_full_state_requested_total",
+                "OpAMP answers that asked the agent for its full state (no state for its uid, or a sequence gap).",
+                &[],
+                &[],
+            ),
             agents_online: agents("online"),
             agents_offline: agents("offline"),
             open_streams: r.gauge(
@@ -286,6 +311,18 @@ impl Metrics {
     }
 
     /// The Prometheus text: the registry, then the process's own usage.
+    /// Count an OpAMP answer by its status (another status counts as 400).
+    pub fn opamp_response(&self, code: u16) {
+        let counter = self
+            .opamp_requests
+            .iter()
+            .find(|(c, _)| *c == code)
+            .or_else(|| self.opamp_requests.iter().find(|(c, _)| *c == 400));
+        if let Some((_, counter)) = counter {
+            counter.inc();
+        }
+    }
+
     pub fn render(&self, online: u64, offline: u64, open_streams: usize) -> String {
         self.agents_online.set(online as f64);
         self.agents_offline.set(offline as f64);

@@ -272,6 +272,21 @@ async fn bad_and_unauthenticated_requests_are_refused_and_change_nothing() {
     assert_eq!(status, 200);
     assert_eq!(body["agents"], json!([]), "{body}");
 
+    // Counted by status.
+    let metrics = reqwest::get(format!("http://{}/metrics", c.running.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "phoenix_controller_opamp_requests_total{code=\"401\"} 3",
+        "phoenix_controller_opamp_requests_total{code=\"413\"} 2",
+        "phoenix_controller_opamp_requests_total{code=\"415\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+
     // A gzipped report is read like a plain one.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&good).unwrap();

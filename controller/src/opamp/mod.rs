@@ -40,8 +40,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -152,10 +151,7 @@ pub fn serve(
 
 /// The OpAMP routes (also for tests that serve them in-process).
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(PATH, post(receive))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(shared)
+    Router::new().route(PATH, post(receive)).with_state(shared)
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -273,10 +269,17 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, (StatusC
 async fn receive(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
-    // Who, before the body is even parsed.
+    let response = handle(&shared, &peer, request).await;
+    shared.metrics.opamp_response(response.status().as_u16());
+    response
+}
+
+async fn handle(shared: &Arc<Shared>, peer: &Peer, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    // Who, before the body is even read.
     let enrollment_token = shared.settings.agent_token.matches_bearer(
         headers
             .get(header::AUTHORIZATION)
@@ -285,13 +288,19 @@ async fn receive(
     let presented = headers
         .get(identity::CREDENTIAL_METADATA)
         .map(|v| identity::credential_hash(v.as_bytes()));
-    let admission = match crate::grpc::admit(&shared, enrollment_token, presented).await {
+    let admission = match crate::grpc::admit(shared, enrollment_token, presented).await {
         Ok(a) => a,
-        Err(AdmitError::Refused(r)) => return refused(&shared, r, None, &peer),
+        Err(AdmitError::Refused(r)) => return refused(shared, r, None, peer),
         Err(AdmitError::Unavailable) => return unavailable(Vec::new()),
     };
 
-    let bytes = match decode_body(&headers, &body) {
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY_BYTES} bytes (or was cut short)"),
+        );
+    };
+    let bytes = match decode_body(headers, &body) {
         Ok(b) => b,
         Err((StatusCode::BAD_REQUEST, message)) => return bad_request(Vec::new(), message),
         Err((status, message)) => return text(status, message),
@@ -320,15 +329,15 @@ async fn receive(
         .is_some_and(|t| t.requires_client_cert())
         && peer.common_name.as_deref() != Some(id.as_str())
     {
-        return refused(&shared, Refusal::CertificateMismatch, Some(&id), &peer);
+        return refused(shared, Refusal::CertificateMismatch, Some(&id), peer);
     }
     match admission {
         Admission::Credential { id: owner, .. } if owner != id => {
-            return refused(&shared, Refusal::OtherCredential, Some(&id), &peer);
+            return refused(shared, Refusal::OtherCredential, Some(&id), peer);
         }
         Admission::Credential { hash, pending, .. } => {
             if pending {
-                crate::grpc::confirm(&shared, &id, hash).await;
+                crate::grpc::confirm(shared, &id, hash).await;
             }
         }
         Admission::Enrollment => {
@@ -336,10 +345,10 @@ async fn receive(
             let lookup = id.clone();
             match blocking(move || store.credential_state(&lookup)).await {
                 Ok(Ok(Some(CredentialState::Enrolled))) => {
-                    return refused(&shared, Refusal::Claimed, Some(&id), &peer);
+                    return refused(shared, Refusal::Claimed, Some(&id), peer);
                 }
                 Ok(Ok(Some(CredentialState::Revoked))) => {
-                    return refused(&shared, Refusal::Revoked, Some(&id), &peer);
+                    return refused(shared, Refusal::Revoked, Some(&id), peer);
                 }
                 Ok(Ok(_)) => {}
                 _ => {
@@ -375,6 +384,9 @@ async fn receive(
     let previous = online.and(shared.opamp.swap(&id, message.sequence_num));
     let full_state =
         convert::needs_full_state(previous, message.sequence_num, report.description.is_some());
+    if full_state {
+        shared.metrics.opamp_full_state_requested.inc();
+    }
     if message.agent_disconnect.is_some() {
         shared.fleet.forget(&id);
         shared.opamp.forget(&id);
