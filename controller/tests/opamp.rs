@@ -376,3 +376,49 @@ async fn opamp_over_tls_with_the_client_certificate_rule() {
         c.stop().await;
     }
 }
+
+/// An OpAMP report never takes over a Phoenix agent's id: refused with 409
+/// while its credential is pending, with 403 (as a native session
+/// without the credential would be) once it is enrolled.
+#[tokio::test]
+async fn a_phoenix_agents_id_is_not_an_opamp_agents() {
+    let c = start().await;
+    let _native = FakeAgent::connect(c.grpc_addr(), FakeAgentSpec::new(UID_STRING, &[]))
+        .await
+        .unwrap();
+    let (status, body) = post_raw(&c, Some(AGENT_TOKEN), &[], full_state(0).encode_to_vec()).await;
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    let detail: AgentDetail = c.http.get_as(&format!("/api/v1/agents/{UID_STRING}")).await;
+    assert_eq!(detail.agent.kind, AgentKind::Phoenix);
+    assert!(detail.agent.opamp.is_none());
+
+    // Enrolled with its own credential: the token alone is refused as a
+    // native session would be.
+    let enrolled_id = "01933e2a-7b4c-7d10-8e01-000000000001";
+    let mut spec = FakeAgentSpec::new(enrolled_id, &[]);
+    spec.keep_credential = true;
+    let _enrolled = FakeAgent::connect(c.grpc_addr(), spec).await.unwrap();
+    let path = format!("/api/v1/agents/{enrolled_id}");
+    let mut enrolled = false;
+    for _ in 0..100 {
+        let detail: AgentDetail = c.http.get_as(&path).await;
+        if detail.agent.enrollment == phoenix_api::AgentEnrollment::Enrolled {
+            enrolled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(enrolled);
+    let mut claim = full_state(0);
+    claim.instance_uid = uuid_bytes(enrolled_id);
+    let (status, body) = post_raw(&c, Some(AGENT_TOKEN), &[], claim.encode_to_vec()).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    c.stop().await;
+}
+
+fn uuid_bytes(uuid: &str) -> Vec<u8> {
+    let hex: String = uuid.chars().filter(|c| *c != '-').collect();
+    (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
