@@ -187,15 +187,7 @@ impl Store {
                      status = 'online', last_seen = ?5, connected_at = ?6, policy = ?7",
                 params![hello.id, hello.host_name, hello.version, capabilities, now, connected_at, policy],
             )?;
-            tx.execute("DELETE FROM agent_labels WHERE agent_id = ?1", [&hello.id])?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO agent_labels (agent_id, key, value) VALUES (?1, ?2, ?3)",
-                )?;
-                for (k, v) in &hello.labels {
-                    insert.execute(params![hello.id, k, v])?;
-                }
-            }
+            replace_labels(tx, &hello.id, &hello.labels)?;
             let changes = match &hello.status {
                 Some(report) => apply_status(tx, &hello.id, report, now)?,
                 None => Vec::new(),
@@ -804,6 +796,21 @@ fn labels_clause<'a>(
         args.push(v);
     }
     sql
+}
+
+/// The agent's labels are `labels` from now on.
+fn replace_labels(
+    tx: &Transaction<'_>,
+    agent_id: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), rusqlite::Error> {
+    tx.execute("DELETE FROM agent_labels WHERE agent_id = ?1", [agent_id])?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO agent_labels (agent_id, key, value) VALUES (?1, ?2, ?3)")?;
+    for (k, v) in labels {
+        insert.execute(params![agent_id, k, v])?;
+    }
+    Ok(())
 }
 
 /// Ids of agents carrying every label in `labels` and, when given, with

@@ -85,13 +85,7 @@ impl Store {
                 ],
             )?;
             if let Some(d) = &report.description {
-                tx.execute("DELETE FROM agent_labels WHERE agent_id = ?1", [&report.id])?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO agent_labels (agent_id, key, value) VALUES (?1, ?2, ?3)",
-                )?;
-                for (k, v) in &d.labels {
-                    insert.execute(params![report.id, k, v])?;
-                }
+                super::replace_labels(tx, &report.id, &d.labels)?;
             }
             Ok(Ok(()))
         })
