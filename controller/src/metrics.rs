@@ -28,6 +28,8 @@ pub struct Metrics {
     pub sessions_revoked: Arc<Counter>,
     /// With `--client-ca`: the client certificate names another agent.
     pub sessions_certificate_mismatch: Arc<Counter>,
+    /// The instance id is an agent's of the other protocol.
+    pub sessions_other_kind: Arc<Counter>,
     /// Credentials issued to agents on first contact.
     pub credentials_issued: Arc<Counter>,
     pub agent_messages_hello: Arc<Counter>,
@@ -85,7 +87,7 @@ impl Metrics {
         let refused = |reason: &str| {
             r.counter(
                 "phoenix_controller_sessions_refused_total",
-                "Agent sessions refused, by reason: unauthenticated (no or a wrong enrollment token, an unknown credential), invalid_argument (no valid Hello), wrong_credential (an enrolled instance id without its credential, or another id's credential), revoked, certificate_mismatch (the client certificate names another instance id).",
+                "Agent sessions refused, by reason: unauthenticated (no or a wrong enrollment token, an unknown credential), invalid_argument (no valid Hello), wrong_credential (an enrolled instance id without its credential, or another id's credential), revoked, certificate_mismatch (the client certificate names another instance id), other_kind (an id of an agent of the other protocol, Phoenix or OpAMP; OpAMP requests count here too).",
                 &["reason"],
                 &[reason],
             )
@@ -116,14 +118,14 @@ impl Metrics {
             )
         })
         .collect();
-        let opamp_requests = [200, 400, 401, 403, 409, 413, 415, 503]
+        let opamp_requests = [200, 400, 401, 403, 413, 415, 503]
             .into_iter()
             .map(|code: u16| {
                 (
                     code,
                     r.counter(
                         "phoenix_controller_opamp_requests_total",
-                        "OpAMP requests (HTTP transport) by the status answered: 200 recorded, 400 malformed (BadRequest), 401/403 refused (also in sessions_refused_total), 409 a Phoenix agent's id, 413 too large, 415 not protobuf or gzip, 503 store unavailable.",
+                        "OpAMP requests (HTTP transport) by the status answered: 200 recorded, 400 malformed (BadRequest), 401/403 refused (also in sessions_refused_total), 413 too large, 415 not protobuf or gzip, 503 store unavailable.",
                         &["code"],
                         &[&code.to_string()],
                     ),
@@ -164,6 +166,7 @@ impl Metrics {
             sessions_wrong_credential: refused("wrong_credential"),
             sessions_revoked: refused("revoked"),
             sessions_certificate_mismatch: refused("certificate_mismatch"),
+            sessions_other_kind: refused("other_kind"),
             credentials_issued: r.counter(
                 "phoenix_controller_agent_credentials_issued_total",
                 "Credentials issued to agents admitted by the enrollment token (first contact, or a pending credential issued again).",

@@ -377,9 +377,9 @@ async fn opamp_over_tls_with_the_client_certificate_rule() {
     }
 }
 
-/// An OpAMP report never takes over a Phoenix agent's id: refused with 409
-/// while its credential is pending, with 403 (as a native session
-/// without the credential would be) once it is enrolled.
+/// An OpAMP report never takes over a Phoenix agent's id (403, whether its
+/// credential is pending or enrolled), nor a Hello an OpAMP agent's.
+/// Nothing changes either way.
 #[tokio::test]
 async fn a_phoenix_agents_id_is_not_an_opamp_agents() {
     let c = start().await;
@@ -387,7 +387,8 @@ async fn a_phoenix_agents_id_is_not_an_opamp_agents() {
         .await
         .unwrap();
     let (status, body) = post_raw(&c, Some(AGENT_TOKEN), &[], full_state(0).encode_to_vec()).await;
-    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("other protocol"));
     let detail: AgentDetail = c.http.get_as(&format!("/api/v1/agents/{UID_STRING}")).await;
     assert_eq!(detail.agent.kind, AgentKind::Phoenix);
     assert!(detail.agent.opamp.is_none());
@@ -413,6 +414,19 @@ async fn a_phoenix_agents_id_is_not_an_opamp_agents() {
     claim.instance_uid = uuid_bytes(enrolled_id);
     let (status, body) = post_raw(&c, Some(AGENT_TOKEN), &[], claim.encode_to_vec()).await;
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+
+    // The other way round: a Hello for an OpAMP agent's id.
+    let opamp_id = "01933e2a-7b4c-7d10-8e01-000000000002";
+    let mut report = full_state(0);
+    report.instance_uid = uuid_bytes(opamp_id);
+    post(&c, &report).await;
+    let refused = FakeAgent::connect(c.grpc_addr(), FakeAgentSpec::new(opamp_id, &[]))
+        .await
+        .err()
+        .expect("a Hello for an OpAMP agent's id is refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+    let detail: AgentDetail = c.http.get_as(&format!("/api/v1/agents/{opamp_id}")).await;
+    assert_eq!(detail.agent.kind, AgentKind::Opamp);
     c.stop().await;
 }
 

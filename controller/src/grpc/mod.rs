@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::fleet::rollout;
 use crate::fleet::{OUTBOUND_CAPACITY, SessionHandle};
-use crate::store::{CredentialState, Issue};
+use crate::store::{AgentKind, CredentialState, Issue};
 use crate::{Shared, StartError, blocking, now_ms};
 
 pub use convert::{hello_from_proto, stats_to_json, status_from_proto};
@@ -162,6 +162,20 @@ impl AgentControl for AgentControlService {
                 peer,
             ));
         }
+        let store = shared.store.clone();
+        let lookup = agent_id.clone();
+        match blocking(move || store.agent_kind(&lookup)).await {
+            Ok(Ok(None | Some(AgentKind::Phoenix))) => {}
+            Ok(Ok(Some(_))) => {
+                return Err(refuse(shared, Refusal::OtherKind, Some(&agent_id), peer));
+            }
+            _ => {
+                shared.metrics.store_errors.inc();
+                return Err(Status::unavailable(
+                    "the controller cannot check the instance id now; retry",
+                ));
+            }
+        }
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let issued = match admission {
             Admission::Credential { id, .. } if id != agent_id => {
@@ -287,6 +301,9 @@ pub(crate) enum Refusal {
     OtherCredential,
     Revoked,
     CertificateMismatch,
+    /// The instance id is an agent's of the other protocol (a Phoenix
+    /// agent's for an OpAMP report, an OpAMP agent's for a Hello).
+    OtherKind,
 }
 
 impl Refusal {
@@ -353,6 +370,13 @@ pub(crate) fn note_refusal(
         Refusal::CertificateMismatch => (
             &m.sessions_certificate_mismatch,
             format!("the client certificate's Common Name is not the instance id {id:?}"),
+        ),
+        Refusal::OtherKind => (
+            &m.sessions_other_kind,
+            format!(
+                "instance id {id:?} belongs to an agent that speaks the other protocol \
+                 (Phoenix or OpAMP): each agent needs an id of its own"
+            ),
         ),
     };
     counter.inc();

@@ -21,7 +21,8 @@
 //! is not built yet).
 //!
 //! What a bad request gets, and it changes nothing:
-//! - no token or credential: 401; a credential or id it may not use: 403;
+//! - no token or credential: 401; a credential or id it may not use
+//!   (another's, enrolled, revoked, a Phoenix agent's): 403;
 //! - a body over [`MAX_BODY_BYTES`] (or over [`MAX_DECODED_BYTES`] once
 //!   gunzipped): 413; a content type or encoding other than protobuf and
 //!   gzip/identity: 415 (plain-text message);
@@ -368,11 +369,7 @@ async fn handle(shared: &Arc<Shared>, peer: &Peer, request: axum::extract::Reque
     match blocking(move || store.opamp_report(&stored, connected, now)).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(OpampRefusal::OtherKind))) => {
-            tracing::warn!(agent = %id, peer = %peer.addr, "OpAMP report for a Phoenix agent's id refused");
-            return text(
-                StatusCode::CONFLICT,
-                format!("instance id {id} is a Phoenix agent's; an OpAMP agent needs its own"),
-            );
+            return refused(shared, Refusal::OtherKind, Some(&id), peer);
         }
         _ => {
             shared.metrics.store_errors.inc();
