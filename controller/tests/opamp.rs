@@ -436,3 +436,32 @@ fn uuid_bytes(uuid: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
         .collect()
 }
+
+/// After a controller restart the agent is offline until it polls again,
+/// keeps what it reported, and is asked for its full state.
+#[tokio::test]
+async fn after_a_restart_the_agent_is_asked_for_its_full_state() {
+    let dir = temp_dir("opamp-restart");
+    let start_on = |dir: std::path::PathBuf| async move {
+        let mut s = settings(&dir);
+        s.opamp_listen = Some("127.0.0.1:0".parse().unwrap());
+        TestController::start(s).await
+    };
+    let c = start_on(dir.clone()).await;
+    post(&c, &full_state(0)).await;
+    assert_eq!(post(&c, &heartbeat(1)).await.flags & FULL, 0);
+    c.stop().await;
+
+    let c = start_on(dir).await;
+    let path = format!("/api/v1/agents/{UID_STRING}");
+    let before: AgentDetail = c.http.get_as(&path).await;
+    assert_eq!(before.agent.status, AgentStatus::Offline);
+    assert_eq!(post(&c, &heartbeat(2)).await.flags & FULL, FULL);
+    let after: AgentDetail = c.http.get_as(&path).await;
+    assert_eq!(after.agent.status, AgentStatus::Online);
+    // What it reported before the restart is still shown.
+    assert_eq!(after.agent.labels["env"], "staging");
+    assert!(after.agent.opamp.unwrap().effective_config.is_some());
+    assert_eq!(post(&c, &full_state(3)).await.flags & FULL, 0);
+    c.stop().await;
+}
