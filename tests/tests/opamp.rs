@@ -49,6 +49,10 @@ fn the_python_opamp_client_shows_in_the_fleet() {
         .arg(&script)
         .arg(format!("http://{opamp_listen}/v1/opamp"))
         .arg(AGENT_TOKEN)
+        // The controller is on loopback: no proxy in between.
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env("NO_PROXY", "127.0.0.1,localhost")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
