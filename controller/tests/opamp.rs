@@ -108,6 +108,11 @@ fn full_state(seq: u64) -> pb::AgentToServer {
                 .into(),
             }),
         }),
+        remote_config_status: Some(pb::RemoteConfigStatus {
+            last_remote_config_hash: vec![0xab, 0xcd],
+            status: pb::RemoteConfigStatuses::Failed as i32,
+            error_message: "unknown receiver".into(),
+        }),
         ..Default::default()
     }
 }
@@ -155,6 +160,15 @@ async fn an_opamp_agent_appears_in_the_fleet_with_everything_it_reported() {
     let file = &o.effective_config.as_ref().unwrap().files["collector.yaml"];
     assert_eq!(file.body, "receivers:\n  hostmetrics: {}\n");
     assert_eq!(file.content_type, "text/yaml");
+    let remote = o.remote_config_status.as_ref().unwrap();
+    assert_eq!(
+        (
+            remote.last_remote_config_hash.as_str(),
+            remote.status.as_str(),
+            remote.error_message.as_str()
+        ),
+        ("abcd", "failed", "unknown receiver")
+    );
 
     // Heartbeats in order keep what was reported.
     assert_eq!(post(&c, &heartbeat(1)).await.flags & FULL, 0);
