@@ -1,10 +1,14 @@
-//! Generates the protocol's Rust code from `phoenix/agent/v1/agent.proto`
-//! with protox (a protobuf compiler in Rust), so no system `protoc` is needed.
+//! Generates Rust code from the protocol files with protox (a protobuf
+//! compiler in Rust), so no system `protoc` is needed:
+//! `phoenix/agent/v1/agent.proto` (the native protocol, with its gRPC
+//! service) and `opamp/opamp.proto` (OpAMP's messages, no service).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "phoenix/agent/v1/agent.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([proto], ["."])?;
+    let protos = ["phoenix/agent/v1/agent.proto", "opamp/opamp.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(protos, ["."])?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
     Ok(())
 }

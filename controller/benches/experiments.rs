@@ -439,6 +439,8 @@ fn main() {
     let settings = Settings {
         grpc_listen: "127.0.0.1:0".parse().expect("address"),
         http_listen: "127.0.0.1:0".parse().expect("address"),
+        opamp_listen: None,
+        opamp_timeout: phoenix_controller::DEFAULT_OPAMP_TIMEOUT,
         data_dir: dir.clone(),
         templates_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/templates"),
         api_auth: AuthSource::SingleToken(Token::new(API_TOKEN).expect("token")),

@@ -20,6 +20,7 @@ pub mod experiment;
 pub mod fleet;
 pub mod grpc;
 pub mod metrics;
+pub mod opamp;
 pub mod store;
 pub mod templates;
 pub mod tls;
@@ -47,6 +48,8 @@ pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4320";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 /// 3 × the agent's 10 s heartbeat.
 pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// 3 × the 30 s polling interval OpAMP agents use by default.
+pub const DEFAULT_OPAMP_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Measurements of finished experiments are kept this long.
 pub const DEFAULT_EXPERIMENT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
@@ -56,6 +59,10 @@ pub const DEFAULT_EXPERIMENT_RETENTION: Duration = Duration::from_secs(30 * 86_4
 pub struct Settings {
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    /// OpAMP's HTTP transport, when set.
+    pub opamp_listen: Option<SocketAddr>,
+    /// An OpAMP agent silent for this long is offline.
+    pub opamp_timeout: Duration,
     /// Holds `controller.db`.
     pub data_dir: PathBuf,
     /// `*.yaml` files, pushable by name (the file stem).
@@ -92,6 +99,8 @@ pub struct Shared {
     pub live: experiment::LiveSet,
     /// Recent interim reports of running experiments.
     pub interim: experiment::InterimReports,
+    /// What the OpAMP server remembers of each agent between requests.
+    pub opamp: opamp::Sequences,
     /// Wakes the experiment scheduler before its next tick.
     pub scheduler_wake: tokio::sync::Notify,
     /// Something an API reader may show changed (live updates).
@@ -144,6 +153,8 @@ pub enum StartError {
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Set when OpAMP is served.
+    pub opamp_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -184,6 +195,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     };
     let grpc_listener = bind("agents (gRPC)", settings.grpc_listen).await?;
     let http_listener = bind("the API (HTTP)", settings.http_listen).await?;
+    let opamp_listener = match settings.opamp_listen {
+        Some(addr) => Some(bind("OpAMP (HTTP)", addr).await?),
+        None => None,
+    };
+    let opamp_addr = opamp_listener.as_ref().and_then(|l| l.local_addr().ok());
     let grpc_addr = grpc_listener
         .local_addr()
         .map_err(|error| StartError::Bind {
@@ -213,6 +229,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         auth,
         live: experiment::LiveSet::default(),
         interim: experiment::InterimReports::default(),
+        opamp: opamp::Sequences::default(),
         scheduler_wake: tokio::sync::Notify::new(),
         changes: Changes::default(),
         reconnect_grace_until,
@@ -224,6 +241,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         fleet::rollout::spawn_reaper(shared.clone(), stop_rx.clone()),
         experiment::scheduler::spawn(shared.clone(), stop_rx.clone()),
     ];
+    if let Some(listener) = opamp_listener {
+        tasks.push(opamp::serve(shared.clone(), listener, stop_rx.clone()));
+    }
     tasks.extend(
         [
             auth::reload::spawn(shared.clone(), stop_rx.clone()),
@@ -236,6 +256,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
+        opamp = ?opamp_addr,
         tls = shared.settings.tls.is_some(),
         data_dir = %shared.settings.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"),
@@ -244,6 +265,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     Ok(Running {
         grpc_addr,
         http_addr,
+        opamp_addr,
         shared,
         stop,
         tasks,

@@ -40,6 +40,17 @@ struct Cli {
     #[arg(long, env = "PHOENIX_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN, value_name = "ADDR")]
     grpc_listen: SocketAddr,
 
+    /// Serve OpAMP's HTTP transport (`POST /v1/opamp`) here, for OpAMP
+    /// agents (a Collector's OpAMP extension, ...); off unless given. Same
+    /// TLS, agent token and credentials as the gRPC port.
+    #[arg(long, env = "PHOENIX_OPAMP_LISTEN", value_name = "ADDR")]
+    opamp_listen: Option<SocketAddr>,
+
+    /// An OpAMP agent that sends no request for this long is offline
+    /// (3 × the 30 s polling interval OpAMP agents use by default).
+    #[arg(long, default_value = "90s", value_parser = duration, value_name = "DURATION")]
+    opamp_timeout: Duration,
+
     /// Where the API, /metrics, /healthz and /readyz are served (HTTP).
     #[arg(long, env = "PHOENIX_HTTP_LISTEN", default_value = DEFAULT_HTTP_LISTEN, value_name = "ADDR")]
     http_listen: SocketAddr,
@@ -307,10 +318,14 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
         _ => None,
     };
     if tls.is_none() {
+        let opamp = cli.opamp_listen.map(|a| ("--opamp-listen", a));
         for (what, addr) in [
             ("--grpc-listen", cli.grpc_listen),
             ("--http-listen", cli.http_listen),
-        ] {
+        ]
+        .into_iter()
+        .chain(opamp)
+        {
             if addr.ip().is_loopback() {
                 continue;
             }
@@ -335,6 +350,8 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
     Ok(Settings {
         grpc_listen: cli.grpc_listen,
         http_listen: cli.http_listen,
+        opamp_listen: cli.opamp_listen,
+        opamp_timeout: cli.opamp_timeout,
         data_dir: cli.data_dir.clone(),
         templates_dir: cli.templates_dir.clone(),
         api_auth,

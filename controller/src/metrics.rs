@@ -28,6 +28,8 @@ pub struct Metrics {
     pub sessions_revoked: Arc<Counter>,
     /// With `--client-ca`: the client certificate names another agent.
     pub sessions_certificate_mismatch: Arc<Counter>,
+    /// The instance id is an agent's of the other protocol.
+    pub sessions_other_kind: Arc<Counter>,
     /// Credentials issued to agents on first contact.
     pub credentials_issued: Arc<Counter>,
     pub agent_messages_hello: Arc<Counter>,
@@ -51,6 +53,10 @@ pub struct Metrics {
     pub audit_export_errors: Arc<Counter>,
     /// Audit entries deleted past `--audit-retention`.
     pub audit_pruned: Arc<Counter>,
+    /// OpAMP requests by the HTTP status answered.
+    opamp_requests: Vec<(u16, Arc<Counter>)>,
+    /// OpAMP answers with the ReportFullState flag.
+    pub opamp_full_state_requested: Arc<Counter>,
 }
 
 impl Default for Metrics {
@@ -81,7 +87,7 @@ impl Metrics {
         let refused = |reason: &str| {
             r.counter(
                 "phoenix_controller_sessions_refused_total",
-                "Agent sessions refused, by reason: unauthenticated (no or a wrong enrollment token, an unknown credential), invalid_argument (no valid Hello), wrong_credential (an enrolled instance id without its credential, or another id's credential), revoked, certificate_mismatch (the client certificate names another instance id).",
+                "Agent sessions refused, by reason: unauthenticated (no or a wrong enrollment token, an unknown credential), invalid_argument (no valid Hello), wrong_credential (an enrolled instance id without its credential, or another id's credential), revoked, certificate_mismatch (the client certificate names another instance id), other_kind (an id of an agent of the other protocol, Phoenix or OpAMP; OpAMP requests count here too).",
                 &["reason"],
                 &[reason],
             )
@@ -112,7 +118,28 @@ impl Metrics {
             )
         })
         .collect();
+        let opamp_requests = [200, 400, 401, 403, 413, 415, 503]
+            .into_iter()
+            .map(|code: u16| {
+                (
+                    code,
+                    r.counter(
+                        "phoenix_controller_opamp_requests_total",
+                        "OpAMP requests (HTTP transport) by the status answered: 200 recorded, 400 malformed (BadRequest), 401/403 refused (also in sessions_refused_total), 413 too large, 415 not protobuf or gzip, 503 store unavailable.",
+                        &["code"],
+                        &[&code.to_string()],
+                    ),
+                )
+            })
+            .collect();
         Metrics {
+            opamp_requests,
+            opamp_full_state_requested: r.counter(
+                "phoenix_controller_opamp_full_state_requested_total",
+                "OpAMP answers that asked the agent for its full state (no state for its uid, or a sequence gap).",
+                &[],
+                &[],
+            ),
             agents_online: agents("online"),
             agents_offline: agents("offline"),
             open_streams: r.gauge(
@@ -139,6 +166,7 @@ impl Metrics {
             sessions_wrong_credential: refused("wrong_credential"),
             sessions_revoked: refused("revoked"),
             sessions_certificate_mismatch: refused("certificate_mismatch"),
+            sessions_other_kind: refused("other_kind"),
             credentials_issued: r.counter(
                 "phoenix_controller_agent_credentials_issued_total",
                 "Credentials issued to agents admitted by the enrollment token (first contact, or a pending credential issued again).",
@@ -286,6 +314,18 @@ impl Metrics {
     }
 
     /// The Prometheus text: the registry, then the process's own usage.
+    /// Count an OpAMP answer by its status (another status counts as 400).
+    pub fn opamp_response(&self, code: u16) {
+        let counter = self
+            .opamp_requests
+            .iter()
+            .find(|(c, _)| *c == code)
+            .or_else(|| self.opamp_requests.iter().find(|(c, _)| *c == 400));
+        if let Some((_, counter)) = counter {
+            counter.inc();
+        }
+    }
+
     pub fn render(&self, online: u64, offline: u64, open_streams: usize) -> String {
         self.agents_online.set(online as f64);
         self.agents_offline.set(offline as f64);

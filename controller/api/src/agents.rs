@@ -40,7 +40,11 @@ pub struct AgentList {
 /// An agent as listed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agent {
+    /// For an OpAMP agent, its instance uid as a UUID string.
     pub id: String,
+    /// Which protocol the agent speaks.
+    #[serde(default)]
+    pub kind: AgentKind,
     pub host_name: String,
     pub version: String,
     pub labels: BTreeMap<String, String>,
@@ -59,6 +63,98 @@ pub struct Agent {
     pub enrollment: AgentEnrollment,
     /// Set once revoked: no session for this instance id is admitted again.
     pub revoked_at: Option<String>,
+    /// What an OpAMP agent reported (kind `opamp` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opamp: Option<OpampAgent>,
+}
+
+/// The protocol an agent speaks to the controller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    /// A `phoenix-agent` on the native gRPC protocol.
+    #[default]
+    Phoenix,
+    /// Any agent speaking OpAMP (an OpenTelemetry Collector with its OpAMP
+    /// extension, a supervisor, an SDK's OpAMP client).
+    Opamp,
+}
+
+impl AgentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Phoenix => "phoenix",
+            AgentKind::Opamp => "opamp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AgentKind> {
+        [AgentKind::Phoenix, AgentKind::Opamp]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// The state an OpAMP agent reported, each part as of its latest report
+/// (OpAMP agents leave out what did not change; null: never reported).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpampAgent {
+    /// `AgentToServer.capabilities` as sent; `capabilities` on the agent
+    /// lists the bits by name.
+    pub capability_bits: u64,
+    pub description: Option<OpampDescription>,
+    pub health: Option<ComponentHealth>,
+    pub effective_config: Option<EffectiveConfig>,
+    pub remote_config_status: Option<RemoteConfigStatus>,
+}
+
+/// `AgentDescription`: every attribute with its value as a string (the
+/// agent's labels are made from these, see docs/CONTROLLER.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpampDescription {
+    pub identifying: BTreeMap<String, String>,
+    pub non_identifying: BTreeMap<String, String>,
+}
+
+/// `ComponentHealth`: the agent's (top level) and its components' (nested).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentHealth {
+    pub healthy: bool,
+    pub status: String,
+    pub last_error: String,
+    /// Null when the component is not running.
+    pub start_time: Option<String>,
+    pub status_time: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, ComponentHealth>,
+}
+
+/// `EffectiveConfig`: the config files the agent runs, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EffectiveConfig {
+    pub files: BTreeMap<String, ConfigFile>,
+}
+
+/// One config file (or section) as the agent reported it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigFile {
+    /// As the agent labelled it (`text/yaml`, ...); may be empty.
+    pub content_type: String,
+    /// The body: as text when it is UTF-8, else base64.
+    pub body: String,
+    /// `utf-8` or `base64`: how `body` holds the bytes.
+    pub encoding: String,
+}
+
+/// `RemoteConfigStatus`: where the agent stands with the last remote
+/// config it was offered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RemoteConfigStatus {
+    /// Hex.
+    pub last_remote_config_hash: String,
+    /// `unset`, `applied`, `applying` or `failed`.
+    pub status: String,
+    pub error_message: String,
 }
 
 /// Where an agent's own credential stands.

@@ -19,8 +19,9 @@ mod pushes;
 mod templates;
 
 pub use agents::{
-    Agent, AgentConfig, AgentDetail, AgentEnrollment, AgentList, AgentResources, AgentRevoked,
-    AgentStatus, DesiredConfig, RevokeAgentRequest,
+    Agent, AgentConfig, AgentDetail, AgentEnrollment, AgentKind, AgentList, AgentResources,
+    AgentRevoked, AgentStatus, ComponentHealth, ConfigFile, DesiredConfig, EffectiveConfig,
+    OpampAgent, OpampDescription, RemoteConfigStatus, RevokeAgentRequest,
 };
 pub use audit::{AuditEntry, AuditLog, AuditVerification, BrokenEntry};
 pub use auth::{ScopeView, WhoAmI};

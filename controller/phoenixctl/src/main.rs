@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use phoenix_api::{
     Agent, AgentDetail, AgentEnrollment, AgentList, AgentRevoked, AuditEntry, AuditLog,
-    AuditVerification, ConfigValidation, CreatePushRequest, ErrorBody, ExperimentState, Push,
-    PushCreated, PushList, PushSelector, PushStatus, PushTargetState, RevokeAgentRequest, Template,
-    TemplateList, ValidateConfigRequest, WhoAmI, parse_labels,
+    AuditVerification, ComponentHealth, ConfigValidation, CreatePushRequest, ErrorBody,
+    ExperimentState, OpampAgent, Push, PushCreated, PushList, PushSelector, PushStatus,
+    PushTargetState, RevokeAgentRequest, Template, TemplateList, ValidateConfigRequest, WhoAmI,
+    parse_labels,
 };
 use phoenix_processors::hash::short_hash as short;
 use serde::Serialize;
@@ -578,11 +579,21 @@ fn agents_table<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> String {
 
 fn agent_text(a: &AgentDetail) -> String {
     let mut t = agents_table([&a.agent]);
+    t.push_str(&format!("\nkind: {}", a.agent.kind.as_str()));
     t.push_str(&format!("\nenrollment: {}", a.agent.enrollment.as_str()));
     if let Some(at) = &a.agent.revoked_at {
         t.push_str(&format!(" at {at}"));
     }
     t.push('\n');
+    if !a.agent.capabilities.is_empty() {
+        t.push_str(&format!(
+            "capabilities: {}\n",
+            a.agent.capabilities.join(", ")
+        ));
+    }
+    if let Some(o) = &a.agent.opamp {
+        t.push_str(&opamp_text(o));
+    }
     if let Some(d) = &a.agent.desired {
         t.push_str(&format!(
             "\ndesired: push {} hash {} ({})\n",
@@ -629,6 +640,79 @@ fn agent_text(a: &AgentDetail) -> String {
         ));
     }
     t
+}
+
+/// What an OpAMP agent reported: description, health, remote config
+/// status and every effective config file's body.
+fn opamp_text(o: &OpampAgent) -> String {
+    let mut t = String::new();
+    if let Some(d) = &o.description {
+        for (title, attributes) in [
+            ("identifying", &d.identifying),
+            ("non-identifying", &d.non_identifying),
+        ] {
+            t.push_str(&format!("\n{title} attributes:\n"));
+            for (k, v) in attributes {
+                t.push_str(&format!("  {k} = {v}\n"));
+            }
+        }
+    }
+    if let Some(h) = &o.health {
+        t.push_str("\nhealth:\n");
+        health_text(&mut t, "agent", h, 1);
+    }
+    if let Some(r) = &o.remote_config_status {
+        t.push_str(&format!(
+            "\nremote config: {} (hash {}){}\n",
+            r.status,
+            if r.last_remote_config_hash.is_empty() {
+                "-"
+            } else {
+                short(&r.last_remote_config_hash)
+            },
+            if r.error_message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.error_message)
+            }
+        ));
+    }
+    if let Some(c) = &o.effective_config {
+        for (name, file) in &c.files {
+            let name = if name.is_empty() { "(unnamed)" } else { name };
+            let kind = if file.content_type.is_empty() {
+                file.encoding.clone()
+            } else {
+                format!("{}, {}", file.content_type, file.encoding)
+            };
+            t.push_str(&format!(
+                "\neffective config {name} ({kind}):\n  {}\n",
+                file.body.trim_end().replace('\n', "\n  ")
+            ));
+        }
+    }
+    t
+}
+
+fn health_text(t: &mut String, name: &str, h: &ComponentHealth, depth: usize) {
+    let indent = "  ".repeat(depth);
+    t.push_str(&format!(
+        "{indent}{name}: {}{}{}\n",
+        if h.healthy { "healthy" } else { "unhealthy" },
+        if h.status.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", h.status)
+        },
+        if h.last_error.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", h.last_error)
+        }
+    ));
+    for (child, c) in &h.components {
+        health_text(t, child, c, depth + 1);
+    }
 }
 
 fn push_text(p: &Push) -> String {

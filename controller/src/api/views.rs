@@ -18,6 +18,7 @@ pub(super) fn opt_time(ms: Option<i64>) -> Option<String> {
 pub fn agent(a: &AgentRecord) -> Agent {
     Agent {
         id: a.id.clone(),
+        kind: a.kind,
         host_name: a.host_name.clone(),
         version: a.version.clone(),
         labels: a.labels.clone(),
@@ -43,6 +44,7 @@ pub fn agent(a: &AgentRecord) -> Agent {
         },
         enrollment: CredentialState::enrollment(a.credential),
         revoked_at: opt_time(a.revoked_at),
+        opamp: a.opamp.clone(),
     }
 }
 

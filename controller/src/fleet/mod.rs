@@ -33,6 +33,8 @@ struct Session {
     connected_ms: i64,
     /// Tells the session's reader to stop (replaced, timed out, shutdown).
     close: Arc<Notify>,
+    /// Silent for longer than this: offline.
+    timeout: Duration,
 }
 
 /// A registered session: its id and the signal that ends it.
@@ -96,6 +98,7 @@ impl Fleet {
                 last_seen: Instant::now(),
                 connected_ms,
                 close: close.clone(),
+                timeout: self.timeout,
             },
         );
         if let Some(old) = old {
@@ -110,6 +113,45 @@ impl Fleet {
             connected_ms,
             close,
         }
+    }
+
+    /// A request of an agent that polls (OpAMP over HTTP): it is online
+    /// from its first request until it is silent for `timeout`. Touches its
+    /// session, or opens one connected at `now_ms`; returns the session's
+    /// connect time and whether it is new. Nothing is ever sent on such a
+    /// session: [`Fleet::send`] finds it closed.
+    pub fn poll(&self, agent_id: &str, now_ms: i64, timeout: Duration) -> (i64, bool) {
+        let mut sessions = self.sessions();
+        if let Some(s) = sessions.get_mut(agent_id) {
+            s.last_seen = Instant::now();
+            s.timeout = timeout;
+            return (s.connected_ms, false);
+        }
+        let (tx, _) = mpsc::channel(1);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        sessions.insert(
+            agent_id.to_string(),
+            Session {
+                id,
+                tx,
+                last_seen: Instant::now(),
+                connected_ms: now_ms,
+                close: Arc::new(Notify::new()),
+                timeout,
+            },
+        );
+        (now_ms, true)
+    }
+
+    /// The connect time of the agent's session, if it has one.
+    pub fn connected_ms(&self, agent_id: &str) -> Option<i64> {
+        self.sessions().get(agent_id).map(|s| s.connected_ms)
+    }
+
+    /// Forget the agent's session whatever it is (an OpAMP agent said it
+    /// disconnects); returns its connect time if it had one.
+    pub fn forget(&self, agent_id: &str) -> Option<i64> {
+        self.sessions().remove(agent_id).map(|s| s.connected_ms)
     }
 
     /// A message arrived on session `session_id`.
@@ -175,14 +217,14 @@ impl Fleet {
         let mut sessions = self.sessions();
         let expired: Vec<(String, i64)> = sessions
             .iter()
-            .filter(|(_, s)| now.saturating_duration_since(s.last_seen) > self.timeout)
+            .filter(|(_, s)| now.saturating_duration_since(s.last_seen) > s.timeout)
             .map(|(id, s)| (id.clone(), s.connected_ms))
             .collect();
         for (id, _) in &expired {
             if let Some(s) = sessions.remove(id) {
+                let timeout = s.timeout;
                 s.end(Status::unavailable(format!(
-                    "no message from the agent for {:?}: session closed, reconnect",
-                    self.timeout
+                    "no message from the agent for {timeout:?}: session closed, reconnect"
                 )));
             }
         }
@@ -257,5 +299,23 @@ mod tests {
         let later = Instant::now() + Duration::from_millis(50);
         assert_eq!(fleet.expire(later), vec![("quiet".to_string(), 7)]);
         assert!(fleet.is_empty());
+    }
+
+    #[test]
+    fn a_polling_agent_is_online_while_it_polls_with_its_own_timeout() {
+        let fleet = Fleet::new(Duration::from_millis(10));
+        assert_eq!(fleet.poll("p", 5, Duration::from_secs(60)), (5, true));
+        assert_eq!(fleet.poll("p", 9, Duration::from_secs(60)), (5, false));
+        assert_eq!(fleet.connected_ms("p"), Some(5));
+        // Nothing can be sent to it.
+        assert_eq!(fleet.send("p", message()), Err(SendError::Closed));
+        // The fleet's 10 ms do not apply to it; its own 60 s do.
+        let later = Instant::now() + Duration::from_millis(50);
+        assert!(fleet.expire(later).is_empty());
+        let much_later = Instant::now() + Duration::from_secs(61);
+        assert_eq!(fleet.expire(much_later), vec![("p".to_string(), 5)]);
+        assert_eq!(fleet.poll("p", 70, Duration::from_secs(60)), (70, true));
+        assert_eq!(fleet.forget("p"), Some(70));
+        assert!(!fleet.is_online("p"));
     }
 }

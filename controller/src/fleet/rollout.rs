@@ -255,7 +255,11 @@ pub async fn create_push(
     let (targets, superseded) = match result {
         Ok(t) => t,
         Err(CreatePushError::NoMatch(m)) => return Err(PushError::NoTarget(m)),
-        Err(e @ (CreatePushError::UnknownAgents(_) | CreatePushError::RevokedAgents(_))) => {
+        Err(
+            e @ (CreatePushError::UnknownAgents(_)
+            | CreatePushError::RevokedAgents(_)
+            | CreatePushError::NotPhoenix(_)),
+        ) => {
             return Err(PushError::NoTarget(e.to_string()));
         }
         Err(CreatePushError::Policy(errors)) => return Err(PushError::Policy(errors)),

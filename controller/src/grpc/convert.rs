@@ -37,7 +37,8 @@ fn text(field: &str, s: String, max: usize) -> Result<String, String> {
     Ok(s)
 }
 
-fn truncate(mut s: String, max: usize) -> String {
+/// `s` cut to at most `max` bytes (on a character boundary), marked as cut.
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {
@@ -47,6 +48,14 @@ fn truncate(mut s: String, max: usize) -> String {
         s.push_str(" …(truncated)");
     }
     s
+}
+
+/// Whether `k` may be a label key: 1-128 characters of `A-Z a-z 0-9 . _ - /`.
+pub(crate) fn valid_label_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= MAX_LABEL_KEY
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
 }
 
 /// Check and convert a Hello.
@@ -60,11 +69,7 @@ pub fn hello_from_proto(h: Hello) -> Result<AgentHello, String> {
     }
     let mut labels = BTreeMap::new();
     for (k, v) in h.labels {
-        let valid_key = !k.is_empty()
-            && k.len() <= MAX_LABEL_KEY
-            && k.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
-        if !valid_key {
+        if !valid_label_key(&k) {
             return Err(format!(
                 "label key {:?} must be 1-{MAX_LABEL_KEY} characters of A-Z a-z 0-9 . _ - /",
                 truncate(k, 64)

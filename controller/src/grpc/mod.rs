@@ -35,10 +35,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::fleet::rollout;
 use crate::fleet::{OUTBOUND_CAPACITY, SessionHandle};
-use crate::store::{CredentialState, Issue};
+use crate::store::{AgentKind, CredentialState, Issue};
 use crate::{Shared, StartError, blocking, now_ms};
 
 pub use convert::{hello_from_proto, stats_to_json, status_from_proto};
+pub(crate) use convert::{truncate, valid_label_key};
 
 /// The Hello must come this soon after the stream opens.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,35 +113,14 @@ impl AgentControl for AgentControlService {
 
         // Who the credential says this is, decided before the Hello is read
         // so that nobody without a credential or the token gets that far.
-        let admission = match presented {
-            Some(Some(hash)) => {
-                let store = shared.store.clone();
-                let lookup = hash.clone();
-                match blocking(move || store.credential_owner(&lookup)).await {
-                    Ok(Ok(Some((_, CredentialState::Revoked)))) => {
-                        return Err(refuse(shared, Refusal::Revoked, None, peer));
-                    }
-                    Ok(Ok(Some((id, state)))) => Admission::Credential {
-                        id,
-                        hash,
-                        pending: state == CredentialState::Pending,
-                    },
-                    // A credential this controller never issued (its store
-                    // was replaced, say): the token may enroll afresh.
-                    Ok(Ok(None)) if enrollment_token => Admission::Enrollment,
-                    Ok(Ok(None)) => return Err(refuse(shared, Refusal::Unknown, None, peer)),
-                    _ => {
-                        shared.metrics.store_errors.inc();
-                        return Err(Status::unavailable(
-                            "the controller cannot check the credential now; retry",
-                        ));
-                    }
-                }
+        let admission = match admit(shared, enrollment_token, presented).await {
+            Ok(a) => a,
+            Err(AdmitError::Refused(r)) => return Err(refuse(shared, r, None, peer)),
+            Err(AdmitError::Unavailable) => {
+                return Err(Status::unavailable(
+                    "the controller cannot check the credential now; retry",
+                ));
             }
-            Some(None) if enrollment_token => Admission::Enrollment,
-            None if enrollment_token => Admission::Enrollment,
-            Some(None) => return Err(refuse(shared, Refusal::Unknown, None, peer)),
-            None => return Err(refuse(shared, Refusal::Unauthenticated, None, peer)),
         };
 
         let mut inbound = request.into_inner();
@@ -181,6 +161,20 @@ impl AgentControl for AgentControlService {
                 Some(&agent_id),
                 peer,
             ));
+        }
+        let store = shared.store.clone();
+        let lookup = agent_id.clone();
+        match blocking(move || store.agent_kind(&lookup)).await {
+            Ok(Ok(None | Some(AgentKind::Phoenix))) => {}
+            Ok(Ok(Some(_))) => {
+                return Err(refuse(shared, Refusal::OtherKind, Some(&agent_id), peer));
+            }
+            _ => {
+                shared.metrics.store_errors.inc();
+                return Err(Status::unavailable(
+                    "the controller cannot check the instance id now; retry",
+                ));
+            }
         }
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let issued = match admission {
@@ -236,8 +230,54 @@ impl AgentControl for AgentControlService {
     }
 }
 
+/// Why [`admit`] let nothing in.
+pub(crate) enum AdmitError {
+    Refused(Refusal),
+    /// The store could not be asked; the agent should retry.
+    Unavailable,
+}
+
+/// Who the presented secrets say the caller is, before its instance id is
+/// known: `enrollment_token` tells whether `authorization` carried the
+/// enrollment token, `presented` is the hash of the agent credential it
+/// sent (`Some(None)`: a value no credential can be). The same rules for
+/// the native protocol and OpAMP.
+pub(crate) async fn admit(
+    shared: &Arc<Shared>,
+    enrollment_token: bool,
+    presented: Option<Option<String>>,
+) -> Result<Admission, AdmitError> {
+    match presented {
+        Some(Some(hash)) => {
+            let store = shared.store.clone();
+            let lookup = hash.clone();
+            match blocking(move || store.credential_owner(&lookup)).await {
+                Ok(Ok(Some((_, CredentialState::Revoked)))) => {
+                    Err(AdmitError::Refused(Refusal::Revoked))
+                }
+                Ok(Ok(Some((id, state)))) => Ok(Admission::Credential {
+                    id,
+                    hash,
+                    pending: state == CredentialState::Pending,
+                }),
+                // A credential this controller never issued (its store
+                // was replaced, say): the token may enroll afresh.
+                Ok(Ok(None)) if enrollment_token => Ok(Admission::Enrollment),
+                Ok(Ok(None)) => Err(AdmitError::Refused(Refusal::Unknown)),
+                _ => {
+                    shared.metrics.store_errors.inc();
+                    Err(AdmitError::Unavailable)
+                }
+            }
+        }
+        Some(None) | None if enrollment_token => Ok(Admission::Enrollment),
+        Some(None) => Err(AdmitError::Refused(Refusal::Unknown)),
+        None => Err(AdmitError::Refused(Refusal::Unauthenticated)),
+    }
+}
+
 /// How a session got past the metadata check.
-enum Admission {
+pub(crate) enum Admission {
     /// A credential issued to the instance id `id` (by its hash).
     Credential {
         id: String,
@@ -249,8 +289,8 @@ enum Admission {
 }
 
 /// Why a session was refused.
-#[derive(Debug, Clone, Copy)]
-enum Refusal {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
     /// Neither the enrollment token nor a credential.
     Unauthenticated,
     /// A credential the controller does not know, without the token.
@@ -261,6 +301,17 @@ enum Refusal {
     OtherCredential,
     Revoked,
     CertificateMismatch,
+    /// The instance id is an agent's of the other protocol (a Phoenix
+    /// agent's for an OpAMP report, an OpAMP agent's for a Hello).
+    OtherKind,
+}
+
+impl Refusal {
+    /// Whether the caller proved no identity at all (as opposed to one
+    /// that may not have this instance id).
+    pub(crate) fn unauthenticated(self) -> bool {
+        matches!(self, Refusal::Unauthenticated | Refusal::Unknown)
+    }
 }
 
 /// Count and log a refusal (never with a credential), and the status the
@@ -271,47 +322,61 @@ fn refuse(
     claimed: Option<&str>,
     peer: Option<std::net::SocketAddr>,
 ) -> Status {
+    let message = note_refusal(shared, refusal, claimed, peer);
+    if refusal.unauthenticated() {
+        Status::unauthenticated(message)
+    } else {
+        Status::permission_denied(message)
+    }
+}
+
+/// Count and log a refusal (never with a credential); what the agent is
+/// told.
+pub(crate) fn note_refusal(
+    shared: &Shared,
+    refusal: Refusal,
+    claimed: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
+) -> String {
     let m = &shared.metrics;
     let id = claimed.unwrap_or("");
-    let (counter, status) = match refusal {
+    let (counter, message) = match refusal {
         Refusal::Unauthenticated => (
             &m.sessions_unauthenticated,
-            Status::unauthenticated(
-                "missing or wrong agent token (send `authorization: Bearer <token>`)",
-            ),
+            "missing or wrong agent token (send `authorization: Bearer <token>`)".to_string(),
         ),
         Refusal::Unknown => (
             &m.sessions_unauthenticated,
-            Status::unauthenticated(
-                "unknown agent credential, and no valid enrollment token to enroll again",
-            ),
+            "unknown agent credential, and no valid enrollment token to enroll again".to_string(),
         ),
         Refusal::Claimed => (
             &m.sessions_wrong_credential,
-            Status::permission_denied(format!(
+            format!(
                 "instance id {id:?} is enrolled with its own credential and this session did not \
                  present it: another agent uses this id. An agent that lost its credential needs \
                  a new instance id (clear its --state-dir)"
-            )),
+            ),
         ),
         Refusal::OtherCredential => (
             &m.sessions_wrong_credential,
-            Status::permission_denied(format!(
-                "the credential presented belongs to another instance id than {id:?}"
-            )),
+            format!("the credential presented belongs to another instance id than {id:?}"),
         ),
         Refusal::Revoked => (
             &m.sessions_revoked,
-            Status::permission_denied(
-                "this agent was revoked: it needs a new instance id (clear its --state-dir) \
-                 to enroll again",
-            ),
+            "this agent was revoked: it needs a new instance id (clear its --state-dir) \
+             to enroll again"
+                .to_string(),
         ),
         Refusal::CertificateMismatch => (
             &m.sessions_certificate_mismatch,
-            Status::permission_denied(format!(
-                "the client certificate's Common Name is not the instance id {id:?}"
-            )),
+            format!("the client certificate's Common Name is not the instance id {id:?}"),
+        ),
+        Refusal::OtherKind => (
+            &m.sessions_other_kind,
+            format!(
+                "instance id {id:?} belongs to an agent that speaks the other protocol \
+                 (Phoenix or OpAMP): each agent needs an id of its own"
+            ),
         ),
     };
     counter.inc();
@@ -321,7 +386,7 @@ fn refuse(
         reason = ?refusal,
         "agent session refused"
     );
-    status
+    message
 }
 
 /// Issue a credential for `agent_id`: the credential for the agent, and the
@@ -357,7 +422,7 @@ async fn enroll(
 }
 
 /// The agent kept its credential: it is required from now on.
-async fn confirm(shared: &Arc<Shared>, agent_id: &str, hash: String) {
+pub(crate) async fn confirm(shared: &Arc<Shared>, agent_id: &str, hash: String) {
     let store = shared.store.clone();
     let id = agent_id.to_string();
     match blocking(move || store.confirm_credential(&id, &hash, now_ms())).await {

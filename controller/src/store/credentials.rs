@@ -79,6 +79,31 @@ impl Store {
         Ok(row.and_then(|(id, state)| Some((id, CredentialState::parse(&state)?))))
     }
 
+    /// The kind of the agent known by `agent_id`, if any.
+    pub fn agent_kind(&self, agent_id: &str) -> Result<Option<super::AgentKind>, StoreError> {
+        let conn = self.conn();
+        let kind: Option<String> = conn
+            .query_row("SELECT kind FROM agents WHERE id = ?1", [agent_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(kind.and_then(|k| super::AgentKind::parse(&k)))
+    }
+
+    /// The state of `agent_id`'s credential; `None` when none was ever
+    /// issued.
+    pub fn credential_state(&self, agent_id: &str) -> Result<Option<CredentialState>, StoreError> {
+        let conn = self.conn();
+        let state: Option<String> = conn
+            .query_row(
+                "SELECT state FROM agent_credentials WHERE agent_id = ?1",
+                [agent_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(state.and_then(|s| CredentialState::parse(&s)))
+    }
+
     /// Store the hash of a new credential for `agent_id`, unless the id is
     /// enrolled or revoked. A pending credential is replaced: its agent
     /// never said it kept it. One statement, so two sessions enrolling the

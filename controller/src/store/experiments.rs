@@ -504,10 +504,16 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         if hosts.is_empty() {
-            return Ok(agents_matching(&conn, labels, Some(AgentStatus::Online))?);
+            return Ok(agents_matching(
+                &conn,
+                labels,
+                Some(AgentStatus::Online),
+                Some(super::AgentKind::Phoenix),
+            )?);
         }
         let mut stmt = conn.prepare_cached(
-            "SELECT id FROM agents WHERE status = 'online' AND host_name = ?1 ORDER BY id",
+            "SELECT id FROM agents WHERE status = 'online' AND kind = 'phoenix' AND host_name = ?1
+             ORDER BY id",
         )?;
         let mut out = Vec::new();
         for h in hosts {

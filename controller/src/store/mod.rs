@@ -12,6 +12,7 @@ pub mod backup;
 pub mod credentials;
 pub mod experiments;
 mod migrate;
+pub mod opamp;
 pub mod promotions;
 mod records;
 
@@ -29,6 +30,7 @@ pub use experiments::{
     TransitionError, TransitionRecord,
 };
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+pub use opamp::OpampRefusal;
 pub use records::*;
 
 /// Why the store failed.
@@ -60,6 +62,12 @@ pub enum CreatePushError {
     UnknownAgents(Vec<String>),
     #[error("revoked agent id(s): {}", .0.join(", "))]
     RevokedAgents(Vec<String>),
+    /// Pushes reach Phoenix agents only (no remote config for OpAMP agents yet).
+    #[error(
+        "not Phoenix agent(s): {} (OpAMP agents receive no pushes yet)",
+        .0.join(", ")
+    )]
+    NotPhoenix(Vec<String>),
     /// The config breaks the policy of some targets: every problem, each
     /// naming its agent.
     #[error("the config breaks the policy of some targets")]
@@ -179,15 +187,7 @@ impl Store {
                      status = 'online', last_seen = ?5, connected_at = ?6, policy = ?7",
                 params![hello.id, hello.host_name, hello.version, capabilities, now, connected_at, policy],
             )?;
-            tx.execute("DELETE FROM agent_labels WHERE agent_id = ?1", [&hello.id])?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO agent_labels (agent_id, key, value) VALUES (?1, ?2, ?3)",
-                )?;
-                for (k, v) in &hello.labels {
-                    insert.execute(params![hello.id, k, v])?;
-                }
-            }
+            replace_labels(tx, &hello.id, &hello.labels)?;
             let changes = match &hello.status {
                 Some(report) => apply_status(tx, &hello.id, report, now)?,
                 None => Vec::new(),
@@ -292,7 +292,7 @@ impl Store {
                 // only time out.
                 let mut revoked = tx.prepare_cached(REVOKED)?;
                 let mut ids = Vec::new();
-                for id in agents_matching(&tx, labels, None)? {
+                for id in agents_matching(&tx, labels, None, Some(AgentKind::Phoenix))? {
                     if !revoked.exists([&id])? {
                         ids.push(id);
                     }
@@ -300,7 +300,7 @@ impl Store {
                 drop(revoked);
                 if ids.is_empty() {
                     return Err(CreatePushError::NoMatch(format!(
-                        "no known agent has the labels {}",
+                        "no known Phoenix agent has the labels {}",
                         format_labels(labels)
                     )));
                 }
@@ -309,25 +309,29 @@ impl Store {
             Selector::Agents(ids) => {
                 let mut unknown = Vec::new();
                 let mut revoked_ids = Vec::new();
+                let mut other_kind = Vec::new();
                 let mut known = Vec::new();
-                let mut exists = tx.prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?;
+                let mut kind = tx.prepare_cached("SELECT kind FROM agents WHERE id = ?1")?;
                 let mut revoked = tx.prepare_cached(REVOKED)?;
                 for id in ids {
                     if known.contains(id) {
                         continue;
                     }
-                    if !exists.exists([id])? {
-                        unknown.push(id.clone());
-                    } else if revoked.exists([id])? {
-                        revoked_ids.push(id.clone());
-                    } else {
-                        known.push(id.clone());
+                    let found: Option<String> = kind.query_row([id], |r| r.get(0)).optional()?;
+                    match found {
+                        None => unknown.push(id.clone()),
+                        Some(_) if revoked.exists([id])? => revoked_ids.push(id.clone()),
+                        Some(k) if k != AgentKind::Phoenix.as_str() => other_kind.push(id.clone()),
+                        Some(_) => known.push(id.clone()),
                     }
                 }
-                drop(exists);
+                drop(kind);
                 drop(revoked);
                 if !unknown.is_empty() {
                     return Err(CreatePushError::UnknownAgents(unknown));
+                }
+                if !other_kind.is_empty() {
+                    return Err(CreatePushError::NotPhoenix(other_kind));
                 }
                 if !revoked_ids.is_empty() {
                     return Err(CreatePushError::RevokedAgents(revoked_ids));
@@ -342,7 +346,9 @@ impl Store {
         };
         if let Some(within) = &push.within {
             let inside: std::collections::HashSet<String> =
-                agents_matching(&tx, within, None)?.into_iter().collect();
+                agents_matching(&tx, within, None, None)?
+                    .into_iter()
+                    .collect();
             let outside: Vec<String> = targets
                 .iter()
                 .filter(|id| !inside.contains(*id))
@@ -492,7 +498,7 @@ impl Store {
         status: Option<AgentStatus>,
     ) -> Result<Vec<AgentRecord>, StoreError> {
         let conn = self.conn();
-        let ids = agents_matching(&conn, labels, status)?;
+        let ids = agents_matching(&conn, labels, status, None)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(a) = load_agent(&conn, &id)? {
@@ -765,7 +771,7 @@ impl Store {
         let conn = self.conn();
         let mut row = conn.prepare_cached("SELECT host_name, policy FROM agents WHERE id = ?1")?;
         let mut out = Vec::new();
-        for id in agents_matching(&conn, labels, None)? {
+        for id in agents_matching(&conn, labels, None, Some(AgentKind::Phoenix))? {
             let (host, policy): (String, Option<String>) =
                 row.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             out.push((id, host, policy));
@@ -792,11 +798,28 @@ fn labels_clause<'a>(
     sql
 }
 
-/// Ids of agents carrying every label in `labels`, sorted.
+/// The agent's labels are `labels` from now on.
+fn replace_labels(
+    tx: &Transaction<'_>,
+    agent_id: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), rusqlite::Error> {
+    tx.execute("DELETE FROM agent_labels WHERE agent_id = ?1", [agent_id])?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO agent_labels (agent_id, key, value) VALUES (?1, ?2, ?3)")?;
+    for (k, v) in labels {
+        insert.execute(params![agent_id, k, v])?;
+    }
+    Ok(())
+}
+
+/// Ids of agents carrying every label in `labels` and, when given, with
+/// this status and of this kind, sorted.
 fn agents_matching(
     conn: &Connection,
     labels: &BTreeMap<String, String>,
     status: Option<AgentStatus>,
+    kind: Option<AgentKind>,
 ) -> Result<Vec<String>, rusqlite::Error> {
     let mut sql = String::from("SELECT a.id FROM agents a WHERE 1 = 1");
     let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
@@ -804,6 +827,11 @@ fn agents_matching(
     if let Some(s) = &status_str {
         sql.push_str(" AND a.status = ?");
         args.push(s);
+    }
+    let kind_str = kind.map(|k| k.as_str());
+    if let Some(k) = &kind_str {
+        sql.push_str(" AND a.kind = ?");
+        args.push(k);
     }
     sql.push_str(&labels_clause("a.id", labels, &mut args));
     sql.push_str(" ORDER BY a.id");
@@ -822,7 +850,8 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
                     p.config_hash, a.first_seen, a.last_seen, a.connected_at,
                     a.cpu_seconds_total, a.resident_memory_bytes,
                     (SELECT state FROM push_targets t WHERE t.push_id = a.desired_push_id AND t.agent_id = a.id),
-                    c.state, c.revoked_at
+                    c.state, c.revoked_at, a.kind, a.opamp_capabilities, a.opamp_description,
+                    a.opamp_health, a.opamp_effective_config, a.opamp_remote_config_status
              FROM agents a LEFT JOIN pushes p ON p.id = a.desired_push_id
                  LEFT JOIN agent_credentials c ON c.agent_id = a.id
              WHERE a.id = ?1",
@@ -856,6 +885,8 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
                         _ => Some(named(r, 17, CredentialState::parse)?),
                     },
                     revoked_at: r.get(18)?,
+                    kind: named(r, 19, AgentKind::parse)?,
+                    opamp: opamp::from_columns(r, 20)?,
                 })
             },
         )

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 // The states and counts the API shows are the API's types.
-pub use phoenix_api::{AgentStatus, PushCounts as TargetCounts, PushTargetState as TargetState};
+pub use phoenix_api::{
+    AgentKind, AgentStatus, PushCounts as TargetCounts, PushTargetState as TargetState,
+};
 
 /// The state an agent reports for a config (the proto's ConfigState).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +178,7 @@ pub struct NewPush {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRecord {
     pub id: String,
+    pub kind: AgentKind,
     pub host_name: String,
     pub version: String,
     pub labels: BTreeMap<String, String>,
@@ -197,6 +200,34 @@ pub struct AgentRecord {
     /// `None` before any credential was issued.
     pub credential: Option<super::CredentialState>,
     pub revoked_at: Option<i64>,
+    /// What an OpAMP agent reported (kind `opamp` only).
+    pub opamp: Option<phoenix_api::OpampAgent>,
+}
+
+/// One OpAMP status report, checked and converted. `None` parts were left
+/// out by the agent (unchanged since its previous report).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpampReport {
+    /// The instance uid as a UUID string.
+    pub id: String,
+    pub capability_bits: u64,
+    /// The bits by name.
+    pub capabilities: Vec<String>,
+    pub description: Option<OpampDescribed>,
+    pub health: Option<phoenix_api::ComponentHealth>,
+    pub effective_config: Option<phoenix_api::EffectiveConfig>,
+    pub remote_config_status: Option<phoenix_api::RemoteConfigStatus>,
+}
+
+/// An `AgentDescription` and what the fleet makes of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpampDescribed {
+    pub description: phoenix_api::OpampDescription,
+    /// From `host.name`.
+    pub host_name: String,
+    /// From `service.version`.
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The latest IntervalStats of an agent.

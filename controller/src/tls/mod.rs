@@ -1,5 +1,6 @@
-//! TLS (rustls, ring provider) for both ports: tonic's own server TLS for
-//! the agents' gRPC port, and a handshaking listener for the HTTP API.
+//! TLS (rustls, ring provider) for every port: tonic's own server TLS for
+//! the agents' gRPC port, and a handshaking listener for the HTTP API and
+//! for OpAMP.
 //! Certificates are read and parsed at startup, so a wrong path or a key
 //! that does not match fails there with a clear message, not at the first
 //! connection.
@@ -38,6 +39,9 @@ pub struct TlsMaterial {
     key_pem: Vec<u8>,
     client_ca_pem: Option<Vec<u8>>,
     http: Arc<rustls::ServerConfig>,
+    /// The OpAMP port: HTTP/1.1 like the API, and the agents' client
+    /// certificate rule (`--client-ca`) like the gRPC port.
+    opamp: Arc<rustls::ServerConfig>,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -70,7 +74,8 @@ impl TlsMaterial {
         let certs = certificates(&cert_pem, &files.cert)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|e| format!("{}: no usable private key: {e}", files.key.display()))?;
-        let client_ca_pem = match &files.client_ca {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (client_ca_pem, client_verifier) = match &files.client_ca {
             Some(p) => {
                 let pem = read(p, "client CA")?;
                 let cas = certificates(&pem, p)?;
@@ -80,30 +85,47 @@ impl TlsMaterial {
                         .add(ca)
                         .map_err(|e| format!("{}: unusable CA certificate: {e}", p.display()))?;
                 }
-                Some(pem)
-            }
-            None => None,
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut http = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| {
-                format!(
-                    "{} and {} do not make a usable certificate and key: {e}",
-                    files.cert.display(),
-                    files.key.display()
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider.clone(),
                 )
-            })?;
+                .build()
+                .map_err(|e| format!("{}: unusable client CA: {e}", p.display()))?;
+                (Some(pem), Some(verifier))
+            }
+            None => (None, None),
+        };
+        let unusable = |e: rustls::Error| {
+            format!(
+                "{} and {} do not make a usable certificate and key: {e}",
+                files.cert.display(),
+                files.key.display()
+            )
+        };
+        let builder = || {
+            rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())
+        };
+        let mut http = builder()?
+            .with_no_client_auth()
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(unusable)?;
         // The API speaks HTTP/1.1 only.
         http.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut opamp = match client_verifier {
+            Some(v) => builder()?.with_client_cert_verifier(v),
+            None => builder()?.with_no_client_auth(),
+        }
+        .with_single_cert(certs, key)
+        .map_err(unusable)?;
+        opamp.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsMaterial {
             cert_pem,
             key_pem,
             client_ca_pem,
             http: Arc::new(http),
+            opamp: Arc::new(opamp),
         })
     }
 
@@ -128,6 +150,12 @@ impl TlsMaterial {
     /// handshake is done.
     pub fn http_listener(&self, tcp: TcpListener, stop: watch::Receiver<bool>) -> TlsListener {
         TlsListener::spawn(tcp, TlsAcceptor::from(self.http.clone()), stop)
+    }
+
+    /// The same for the OpAMP port, which asks for client certificates
+    /// when `--client-ca` is set.
+    pub fn opamp_listener(&self, tcp: TcpListener, stop: watch::Receiver<bool>) -> TlsListener {
+        TlsListener::spawn(tcp, TlsAcceptor::from(self.opamp.clone()), stop)
     }
 }
 

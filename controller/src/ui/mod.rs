@@ -248,6 +248,8 @@ mod tests {
         Settings {
             grpc_listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
+            opamp_listen: None,
+            opamp_timeout: crate::DEFAULT_OPAMP_TIMEOUT,
             data_dir: dir.to_path_buf(),
             templates_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../configs/templates"),

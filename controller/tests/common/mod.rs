@@ -68,6 +68,8 @@ pub fn settings(data_dir: &Path) -> Settings {
     Settings {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        opamp_listen: None,
+        opamp_timeout: phoenix_controller::DEFAULT_OPAMP_TIMEOUT,
         data_dir: data_dir.to_path_buf(),
         templates_dir: templates_dir(),
         api_auth: AuthSource::SingleToken(Token::new(API_TOKEN).unwrap()),

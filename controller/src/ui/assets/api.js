@@ -9,6 +9,7 @@
  * An agent, as `GET /agents` lists it.
  * @typedef {object} Agent
  * @property {string} id
+ * @property {"phoenix" | "opamp"} [kind] the protocol it speaks
  * @property {string} host_name
  * @property {string} [version]
  * @property {"online" | "offline"} status

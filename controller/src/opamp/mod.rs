@@ -1,0 +1,421 @@
+//! The controller as an OpAMP server, HTTP transport: an OpAMP agent
+//! (a Collector's OpAMP extension, a supervisor, an SDK's client) `POST`s
+//! an `AgentToServer` to `/v1/opamp` on `--opamp-listen` and gets a
+//! `ServerToAgent` back; it polls, so it is online while its requests keep
+//! coming (`--opamp-timeout`). Its reports land in the same `agents` table
+//! as Phoenix agents (`kind = opamp`), see [`convert`] for the mapping.
+//!
+//! Why a port of its own: the gRPC port is tonic's HTTP/2 server with
+//! tonic's TLS, which offers only `h2` in ALPN; OpAMP's HTTP clients speak
+//! HTTP/1.1 (a TLS client offering `http/1.1` alone would fail the
+//! handshake there). This port has the same certificate, key and
+//! `--client-ca` rule, with HTTP/1.1.
+//!
+//! Authentication is the native protocol's ([`crate::grpc::admit`]): the
+//! enrollment token in `authorization: Bearer <token>` or an agent
+//! credential in `x-phoenix-agent-credential`, checked before the body is
+//! read; then the same per-instance rules (an enrolled id needs its own
+//! credential, a revoked id is refused, with `--client-ca` the certificate's
+//! Common Name must be the instance id). No credential is issued to an
+//! OpAMP agent (OpAMP's way to hand one over, connection settings offers,
+//! is not built yet).
+//!
+//! What a bad request gets, and it changes nothing:
+//! - no token or credential: 401; a credential or id it may not use
+//!   (another's, enrolled, revoked, a Phoenix agent's): 403;
+//! - a body over [`MAX_BODY_BYTES`] (or over [`MAX_DECODED_BYTES`] once
+//!   gunzipped): 413; a content type or encoding other than protobuf and
+//!   gzip/identity: 415 (plain-text message);
+//! - a body that is not an `AgentToServer`, or one whose uid is not 16
+//!   bytes or whose parts break the limits: 400 with a `ServerToAgent`
+//!   carrying a `ServerErrorResponse` of type `BadRequest` (OpAMP's way to
+//!   say "malformed, do not retry");
+//! - the store unavailable: 503 with `Retry-After` and an `Unavailable`
+//!   `ServerErrorResponse`.
+
+pub mod convert;
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use phoenix_proto::opamp as pb;
+use prost::Message as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::grpc::{Admission, AdmitError, Refusal, identity};
+use crate::store::{CredentialState, OpampRefusal};
+use crate::tls::TlsListener;
+use crate::{Shared, blocking, now_ms};
+
+/// Where OpAMP agents post (the path OpAMP's examples and the Collector's
+/// extension use).
+pub const PATH: &str = "/v1/opamp";
+/// Largest body accepted as sent. A status report is a few KiB; the
+/// effective config is the large part.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Largest body once gunzipped.
+pub const MAX_DECODED_BYTES: usize = 4 << 20;
+const PROTOBUF: &str = "application/x-protobuf";
+/// What this server does, as `ServerCapabilities` bits.
+pub const SERVER_CAPABILITIES: u64 = pb::ServerCapabilities::AcceptsStatus as u64
+    | pb::ServerCapabilities::AcceptsEffectiveConfig as u64;
+
+/// The sequence number of each agent's last message, while it is online:
+/// what tells a missed message (or a restarted controller) apart.
+#[derive(Default)]
+pub struct Sequences(Mutex<HashMap<String, u64>>);
+
+impl Sequences {
+    /// Remember `seq` for `id`; returns the one before, if known.
+    fn swap(&self, id: &str, seq: u64) -> Option<u64> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(id.to_string(), seq)
+    }
+
+    fn forget(&self, id: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(id);
+    }
+}
+
+/// The connecting client: its address and, when client certificates are
+/// required, the Common Name of the one it presented (verified by the
+/// handshake).
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub common_name: Option<String>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Peer {
+            addr: *stream.remote_addr(),
+            common_name: None,
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        let (_, session) = stream.io().get_ref();
+        Peer {
+            addr: *stream.remote_addr(),
+            common_name: session
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|der| identity::certificate_common_name(der)),
+        }
+    }
+}
+
+/// Serve OpAMP on `listener` until `stop` turns true.
+pub fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<anyhow::Result<()>> {
+    let tls = shared.settings.tls.clone();
+    let app = router(shared);
+    let stopped = {
+        let mut stop = stop.clone();
+        async move { crate::stopped(&mut stop).await }
+    };
+    tokio::spawn(async move {
+        let result = match tls {
+            Some(tls) => {
+                axum::serve(
+                    tls.opamp_listener(listener, stop),
+                    app.into_make_service_with_connect_info::<Peer>(),
+                )
+                .with_graceful_shutdown(stopped)
+                .await
+            }
+            None => {
+                axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+        };
+        result.map_err(|e| anyhow::anyhow!("OpAMP server: {e}"))
+    })
+}
+
+/// The OpAMP routes (also for tests that serve them in-process).
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().route(PATH, post(receive)).with_state(shared)
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut message = message.into();
+    message.push('\n');
+    (status, message).into_response()
+}
+
+fn answer(status: StatusCode, message: &pb::ServerToAgent) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF))],
+        message.encode_to_vec(),
+    )
+        .into_response()
+}
+
+/// OpAMP's "malformed: do not retry".
+fn bad_request(uid: Vec<u8>, message: String) -> Response {
+    answer(
+        StatusCode::BAD_REQUEST,
+        &pb::ServerToAgent {
+            instance_uid: uid,
+            error_response: Some(pb::ServerErrorResponse {
+                r#type: pb::ServerErrorResponseType::BadRequest as i32,
+                error_message: message,
+                details: None,
+            }),
+            ..Default::default()
+        },
+    )
+}
+
+/// OpAMP's "retry later".
+fn unavailable(uid: Vec<u8>) -> Response {
+    const RETRY_AFTER_S: u64 = 5;
+    let mut response = answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &pb::ServerToAgent {
+            instance_uid: uid,
+            error_response: Some(pb::ServerErrorResponse {
+                r#type: pb::ServerErrorResponseType::Unavailable as i32,
+                error_message: "the controller cannot record the report now; retry".into(),
+                details: Some(pb::server_error_response::Details::RetryInfo(
+                    pb::RetryInfo {
+                        retry_after_nanoseconds: RETRY_AFTER_S * 1_000_000_000,
+                    },
+                )),
+            }),
+            ..Default::default()
+        },
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+    response
+}
+
+fn refused(shared: &Shared, refusal: Refusal, id: Option<&str>, peer: &Peer) -> Response {
+    let message = crate::grpc::note_refusal(shared, refusal, id, Some(peer.addr));
+    let status = if refusal.unauthenticated() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    text(status, message)
+}
+
+/// The body as an `AgentToServer`'s bytes: unzipped if it says gzip, and
+/// bounded either way.
+pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, (StatusCode, String)> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if media.as_deref() != Some(PROTOBUF) {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("OpAMP over HTTP takes Content-Type: {PROTOBUF}"),
+        ));
+    }
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("" | "identity") => Ok(body.to_vec()),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            let limit = u64::try_from(MAX_DECODED_BYTES).unwrap_or(u64::MAX) + 1;
+            flate2::read::GzDecoder::new(body)
+                .take(limit)
+                .read_to_end(&mut out)
+                .map_err(|e| {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("the body is not valid gzip: {e}"),
+                    )
+                })?;
+            if out.len() > MAX_DECODED_BYTES {
+                return Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {MAX_DECODED_BYTES} bytes once gunzipped"),
+                ));
+            }
+            Ok(out)
+        }
+        Some(other) => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding {other:?} is not supported (gzip or none)"),
+        )),
+    }
+}
+
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    request: axum::extract::Request,
+) -> Response {
+    let response = handle(&shared, &peer, request).await;
+    shared.metrics.opamp_response(response.status().as_u16());
+    response
+}
+
+async fn handle(shared: &Arc<Shared>, peer: &Peer, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    // Who, before the body is even read.
+    let enrollment_token = shared.settings.agent_token.matches_bearer(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    );
+    let presented = headers
+        .get(identity::CREDENTIAL_METADATA)
+        .map(|v| identity::credential_hash(v.as_bytes()));
+    let admission = match crate::grpc::admit(shared, enrollment_token, presented).await {
+        Ok(a) => a,
+        Err(AdmitError::Refused(r)) => return refused(shared, r, None, peer),
+        Err(AdmitError::Unavailable) => return unavailable(Vec::new()),
+    };
+
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY_BYTES} bytes (or was cut short)"),
+        );
+    };
+    let bytes = match decode_body(headers, &body) {
+        Ok(b) => b,
+        Err((StatusCode::BAD_REQUEST, message)) => return bad_request(Vec::new(), message),
+        Err((status, message)) => return text(status, message),
+    };
+    let message = match pb::AgentToServer::decode(bytes.as_slice()) {
+        Ok(m) => m,
+        Err(e) => {
+            return bad_request(
+                Vec::new(),
+                format!("the body is not an OpAMP AgentToServer message: {e}"),
+            );
+        }
+    };
+    let uid = message.instance_uid.clone();
+    let report = match convert::report(&message) {
+        Ok(r) => r,
+        Err(e) => return bad_request(uid, format!("invalid AgentToServer: {e}")),
+    };
+    let id = report.id.clone();
+
+    // May this caller speak for this instance id?
+    if shared
+        .settings
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.requires_client_cert())
+        && peer.common_name.as_deref() != Some(id.as_str())
+    {
+        return refused(shared, Refusal::CertificateMismatch, Some(&id), peer);
+    }
+    match admission {
+        Admission::Credential { id: owner, .. } if owner != id => {
+            return refused(shared, Refusal::OtherCredential, Some(&id), peer);
+        }
+        Admission::Credential { hash, pending, .. } => {
+            if pending {
+                crate::grpc::confirm(shared, &id, hash).await;
+            }
+        }
+        Admission::Enrollment => {
+            let store = shared.store.clone();
+            let lookup = id.clone();
+            match blocking(move || store.credential_state(&lookup)).await {
+                Ok(Ok(Some(CredentialState::Enrolled))) => {
+                    return refused(shared, Refusal::Claimed, Some(&id), peer);
+                }
+                Ok(Ok(Some(CredentialState::Revoked))) => {
+                    return refused(shared, Refusal::Revoked, Some(&id), peer);
+                }
+                Ok(Ok(_)) => {}
+                _ => {
+                    shared.metrics.store_errors.inc();
+                    return unavailable(uid);
+                }
+            }
+        }
+    }
+
+    // Record it: the agent is online while it polls.
+    let now = now_ms();
+    let online = shared.fleet.connected_ms(&id);
+    let connected = online.unwrap_or(now);
+    let store = shared.store.clone();
+    let stored = report.clone();
+    match blocking(move || store.opamp_report(&stored, connected, now)).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(OpampRefusal::OtherKind))) => {
+            return refused(shared, Refusal::OtherKind, Some(&id), peer);
+        }
+        _ => {
+            shared.metrics.store_errors.inc();
+            return unavailable(uid);
+        }
+    }
+    // What was remembered of an agent that went offline meanwhile is no
+    // state to build on.
+    let previous = online.and(shared.opamp.swap(&id, message.sequence_num));
+    let full_state =
+        convert::needs_full_state(previous, message.sequence_num, report.description.is_some());
+    if full_state {
+        shared.metrics.opamp_full_state_requested.inc();
+    }
+    if message.agent_disconnect.is_some() {
+        shared.fleet.forget(&id);
+        shared.opamp.forget(&id);
+        let store = shared.store.clone();
+        let offline = id.clone();
+        if !matches!(
+            blocking(move || store.set_offline(&offline, connected)).await,
+            Ok(Ok(()))
+        ) {
+            shared.metrics.store_errors.inc();
+        }
+        tracing::info!(agent = %id, "OpAMP agent disconnected");
+    } else {
+        let (_, new) = shared
+            .fleet
+            .poll(&id, connected, shared.settings.opamp_timeout);
+        if new {
+            tracing::info!(agent = %id, peer = %peer.addr, "OpAMP agent online");
+        }
+    }
+    shared.changes.bump();
+    answer(
+        StatusCode::OK,
+        &pb::ServerToAgent {
+            instance_uid: uid,
+            flags: if full_state {
+                pb::ServerToAgentFlags::ReportFullState as u64
+            } else {
+                0
+            },
+            capabilities: SERVER_CAPABILITIES,
+            ..Default::default()
+        },
+    )
+}
