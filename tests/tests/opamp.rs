@@ -1,11 +1,18 @@
-//! Interoperability: a third-party OpAMP client, the OpenTelemetry Python
-//! OpAMP client (`opentelemetry-opamp-client` from PyPI), driven by
-//! `tests/scripts/opamp_agent.py`, against the real `phoenix-controller`
-//! binary's OpAMP server (HTTP transport). What the client reports (its
-//! description, health, capabilities and effective config) shows in the
-//! API and in `phoenixctl agents get`; the server's ReportFullState after
-//! a missed sequence number makes the client send its full state again;
-//! its AgentDisconnect takes it offline.
+//! Interoperability: third-party OpAMP clients against the real
+//! `phoenix-controller` binary's OpAMP server (HTTP transport).
+//!
+//! - The OpenTelemetry Python OpAMP client (`opentelemetry-opamp-client`
+//!   from PyPI), driven by `tests/scripts/opamp_agent.py`: what it reports
+//!   (its description, health, capabilities and effective config) shows in
+//!   the API and in `phoenixctl agents get`; the server's ReportFullState
+//!   after a missed sequence number makes the client send its full state
+//!   again; its AgentDisconnect takes it offline.
+//! - Elastic's Node.js OpAMP client (`@elastic/opamp-client-node` from npm,
+//!   pinned in `tests/scripts/package.json`), driven by
+//!   `tests/scripts/opamp_agent.mjs`: its description, capabilities and
+//!   remote config status show the same way (it has no API for health or
+//!   effective config); its heartbeats keep it online, and as it sends no
+//!   AgentDisconnect when it stops, it goes offline at `--opamp-timeout`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -253,6 +260,108 @@ fn the_python_opamp_client_shows_in_the_fleet() {
     assert!(
         goes_offline(http, &uid, Duration::from_secs(10)),
         "still online after AgentDisconnect"
+    );
+    drop(controller);
+}
+
+/// Whether `node` runs and finds the Node OpAMP client from
+/// tests/scripts/node_modules.
+fn node_client_installed() -> bool {
+    Command::new("node")
+        .args(["-e", "require.resolve('@elastic/opamp-client-node')"])
+        .current_dir(workspace_root().join("tests/scripts"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn the_node_opamp_client_shows_in_the_fleet() {
+    if !node_client_installed() {
+        missing_tool(
+            "node with @elastic/opamp-client-node",
+            "npm ci --prefix tests/scripts",
+        );
+        return;
+    }
+    let data = TempDir::new("opamp-node-interop");
+    // The client heartbeats every 0.5 s and sends no AgentDisconnect when it
+    // stops: a short timeout shows both.
+    let (controller, endpoint) = start_opamp_controller(data.path(), &["--opamp-timeout", "2s"]);
+    let http = controller.http;
+    let script = workspace_root().join("tests/scripts/opamp_agent.mjs");
+    let client = OpampClient::start("node", &[script.to_str().unwrap()], &endpoint);
+    let uid = client.uid();
+
+    let agent = opamp_agent(http, &uid);
+    assert_eq!(agent["host_name"], "interop-node-host", "{agent}");
+    assert_eq!(agent["version"], "4.5.6");
+    let labels = &agent["labels"];
+    assert_eq!(labels["service.name"], "interop.node.agent", "{agent}");
+    assert_eq!(labels["deployment.environment"], "test");
+    // A JS BigInt travels as an int, a number as a double.
+    assert_eq!(labels["replicas"], "3");
+    assert_eq!(labels["ratio"], "0.5");
+    assert_eq!(labels["canary"], "true");
+    // What the client sent, and what the controller made of it.
+    let sent = client.summary["capabilities"].as_str().unwrap();
+    let sent: u64 = sent.parse().unwrap();
+    // ReportsStatus, AcceptsRemoteConfig, ReportsRemoteConfig, ReportsHeartbeat.
+    assert_eq!(sent, 0x1 | 0x2 | 0x1000 | 0x2000, "{}", client.summary);
+    assert_capabilities(
+        &agent,
+        &[
+            "ReportsStatus",
+            "AcceptsRemoteConfig",
+            "ReportsRemoteConfig",
+            "ReportsHeartbeat",
+        ],
+    );
+    let opamp = &agent["opamp"];
+    assert_eq!(
+        opamp["description"]["identifying"]["service.version"],
+        "4.5.6"
+    );
+    assert_eq!(
+        opamp["description"]["non_identifying"]["deployment.environment"], "test",
+        "{opamp}"
+    );
+    // The client reports neither health nor effective config.
+    let capabilities = agent["capabilities"].to_string();
+    assert!(!capabilities.contains("ReportsHealth"), "{capabilities}");
+    assert!(opamp["health"].is_null(), "{opamp}");
+    assert!(opamp["effective_config"].is_null(), "{opamp}");
+    let remote = &opamp["remote_config_status"];
+    assert_eq!(remote["status"], "applied", "{opamp}");
+    // SHA-256 of the config the script says it applied.
+    assert_eq!(
+        remote["last_remote_config_hash"],
+        "51c2bd038b78f23f6927489abf4cbb031e3a903bc0cf6cb9c2db348e6df62f18"
+    );
+
+    assert_listed_and_shown(
+        http,
+        &uid,
+        "interop.node.agent",
+        &[
+            "kind: opamp",
+            "ReportsRemoteConfig",
+            "service.name = interop.node.agent",
+            "host.name = interop-node-host",
+            "remote config: applied",
+        ],
+    );
+
+    // Its heartbeats keep it online past the timeout.
+    std::thread::sleep(Duration::from_secs(3));
+    opamp_agent(http, &uid);
+
+    // Stopped, it only stops polling: offline once the timeout passed.
+    client.stop();
+    assert!(
+        goes_offline(http, &uid, Duration::from_secs(15)),
+        "still online after the client stopped polling"
     );
     drop(controller);
 }
