@@ -281,15 +281,7 @@ async fn handle(shared: &Arc<Shared>, peer: &Peer, request: axum::extract::Reque
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     // Who, before the body is even read.
-    let enrollment_token = shared.settings.agent_token.matches_bearer(
-        headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    );
-    let presented = headers
-        .get(identity::CREDENTIAL_METADATA)
-        .map(|v| identity::credential_hash(v.as_bytes()));
-    let admission = match crate::grpc::admit(shared, enrollment_token, presented).await {
+    let admission = match admit(shared, headers).await {
         Ok(a) => a,
         Err(AdmitError::Refused(r)) => return refused(shared, r, None, peer),
         Err(AdmitError::Unavailable) => return unavailable(Vec::new()),
@@ -315,10 +307,60 @@ async fn handle(shared: &Arc<Shared>, peer: &Peer, request: axum::extract::Reque
             );
         }
     };
+    match exchange(shared, peer, &admission, message).await {
+        Ok(reply) => answer(StatusCode::OK, &reply),
+        Err(Failure::BadRequest(uid, message)) => bad_request(uid, message),
+        Err(Failure::Refused(refusal, id)) => refused(shared, refusal, id.as_deref(), peer),
+        Err(Failure::Unavailable(uid)) => unavailable(uid),
+    }
+}
+
+/// Who is calling, from the request's headers (the upgrade request's, for
+/// a WebSocket): the enrollment token or an agent credential.
+pub(crate) async fn admit(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+) -> Result<Admission, AdmitError> {
+    let enrollment_token = shared.settings.agent_token.matches_bearer(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    );
+    let presented = headers
+        .get(identity::CREDENTIAL_METADATA)
+        .map(|v| identity::credential_hash(v.as_bytes()));
+    crate::grpc::admit(shared, enrollment_token, presented).await
+}
+
+/// Why an `AgentToServer` was not processed; nothing was recorded.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Malformed: do not retry (the uid, when it was read, and why).
+    BadRequest(Vec<u8>, String),
+    /// The caller may not speak for this instance (and its id, if known).
+    Refused(Refusal, Option<String>),
+    /// The store failed: retry later.
+    Unavailable(Vec<u8>),
+}
+
+/// Process one `AgentToServer` of an admitted caller, whatever carried it:
+/// check that the caller may speak for its instance uid, record the
+/// report, and build the answer.
+pub(crate) async fn exchange(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    admission: &Admission,
+    message: pb::AgentToServer,
+) -> Result<pb::ServerToAgent, Failure> {
     let uid = message.instance_uid.clone();
     let report = match convert::report(&message) {
         Ok(r) => r,
-        Err(e) => return bad_request(uid, format!("invalid AgentToServer: {e}")),
+        Err(e) => {
+            return Err(Failure::BadRequest(
+                uid,
+                format!("invalid AgentToServer: {e}"),
+            ));
+        }
     };
     let id = report.id.clone();
 
@@ -330,15 +372,15 @@ async fn handle(shared: &Arc<Shared>, peer: &Peer, request: axum::extract::Reque
         .is_some_and(|t| t.requires_client_cert())
         && peer.common_name.as_deref() != Some(id.as_str())
     {
-        return refused(shared, Refusal::CertificateMismatch, Some(&id), peer);
+        return Err(Failure::Refused(Refusal::CertificateMismatch, Some(id)));
     }
     match admission {
-        Admission::Credential { id: owner, .. } if owner != id => {
-            return refused(shared, Refusal::OtherCredential, Some(&id), peer);
+        Admission::Credential { id: owner, .. } if *owner != id => {
+            return Err(Failure::Refused(Refusal::OtherCredential, Some(id)));
         }
         Admission::Credential { hash, pending, .. } => {
-            if pending {
-                crate::grpc::confirm(shared, &id, hash).await;
+            if *pending {
+                crate::grpc::confirm(shared, &id, hash.clone()).await;
             }
         }
         Admission::Enrollment => {
@@ -346,15 +388,15 @@ async fn handle(shared: &Arc<Shared>, peer: &Peer, request: axum::extract::Reque
             let lookup = id.clone();
             match blocking(move || store.credential_state(&lookup)).await {
                 Ok(Ok(Some(CredentialState::Enrolled))) => {
-                    return refused(shared, Refusal::Claimed, Some(&id), peer);
+                    return Err(Failure::Refused(Refusal::Claimed, Some(id)));
                 }
                 Ok(Ok(Some(CredentialState::Revoked))) => {
-                    return refused(shared, Refusal::Revoked, Some(&id), peer);
+                    return Err(Failure::Refused(Refusal::Revoked, Some(id)));
                 }
                 Ok(Ok(_)) => {}
                 _ => {
                     shared.metrics.store_errors.inc();
-                    return unavailable(uid);
+                    return Err(Failure::Unavailable(uid));
                 }
             }
         }
@@ -369,11 +411,11 @@ async fn handle(shared: &Arc<Shared>, peer: &Peer, request: axum::extract::Reque
     match blocking(move || store.opamp_report(&stored, connected, now)).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(OpampRefusal::OtherKind))) => {
-            return refused(shared, Refusal::OtherKind, Some(&id), peer);
+            return Err(Failure::Refused(Refusal::OtherKind, Some(id)));
         }
         _ => {
             shared.metrics.store_errors.inc();
-            return unavailable(uid);
+            return Err(Failure::Unavailable(uid));
         }
     }
     // What was remembered of an agent that went offline meanwhile is no
@@ -405,17 +447,14 @@ async fn handle(shared: &Arc<Shared>, peer: &Peer, request: axum::extract::Reque
         }
     }
     shared.changes.bump();
-    answer(
-        StatusCode::OK,
-        &pb::ServerToAgent {
-            instance_uid: uid,
-            flags: if full_state {
-                pb::ServerToAgentFlags::ReportFullState as u64
-            } else {
-                0
-            },
-            capabilities: SERVER_CAPABILITIES,
-            ..Default::default()
+    Ok(pb::ServerToAgent {
+        instance_uid: uid,
+        flags: if full_state {
+            pb::ServerToAgentFlags::ReportFullState as u64
+        } else {
+            0
         },
-    )
+        capabilities: SERVER_CAPABILITIES,
+        ..Default::default()
+    })
 }
