@@ -101,6 +101,8 @@ pub struct Shared {
     pub interim: experiment::InterimReports,
     /// What the OpAMP server remembers of each agent between requests.
     pub opamp: opamp::Sequences,
+    /// The OpAMP agents' open WebSocket connections.
+    pub opamp_sockets: opamp::websocket::Sockets,
     /// Wakes the experiment scheduler before its next tick.
     pub scheduler_wake: tokio::sync::Notify,
     /// Something an API reader may show changed (live updates).
@@ -230,6 +232,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         live: experiment::LiveSet::default(),
         interim: experiment::InterimReports::default(),
         opamp: opamp::Sequences::default(),
+        opamp_sockets: Default::default(),
         scheduler_wake: tokio::sync::Notify::new(),
         changes: Changes::default(),
         reconnect_grace_until,

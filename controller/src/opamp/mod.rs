@@ -1,4 +1,5 @@
-//! The controller as an OpAMP server, HTTP transport: an OpAMP agent
+//! The controller as an OpAMP server. HTTP transport here (the WebSocket
+//! one is [`websocket`], through the same [`exchange`]): an OpAMP agent
 //! (a Collector's OpAMP extension, a supervisor, an SDK's client) `POST`s
 //! an `AgentToServer` to `/v1/opamp` on `--opamp-listen` and gets a
 //! `ServerToAgent` back; it polls, so it is online while its requests keep
@@ -34,6 +35,7 @@
 //!   `ServerErrorResponse`.
 
 pub mod convert;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -125,7 +127,7 @@ pub fn serve(
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<anyhow::Result<()>> {
     let tls = shared.settings.tls.clone();
-    let app = router(shared);
+    let app = router(shared, stop.clone());
     let stopped = {
         let mut stop = stop.clone();
         async move { crate::stopped(&mut stop).await }
@@ -150,9 +152,13 @@ pub fn serve(
     })
 }
 
-/// The OpAMP routes (also for tests that serve them in-process).
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().route(PATH, post(receive)).with_state(shared)
+/// The OpAMP routes: `POST` for the HTTP transport, `GET` with an upgrade
+/// for the WebSocket one (whose connections end when `stop` turns true).
+pub fn router(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route(PATH, post(receive).get(websocket::upgrade))
+        .layer(axum::Extension(stop))
+        .with_state(shared)
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -171,40 +177,44 @@ fn answer(status: StatusCode, message: &pb::ServerToAgent) -> Response {
 }
 
 /// OpAMP's "malformed: do not retry".
-fn bad_request(uid: Vec<u8>, message: String) -> Response {
-    answer(
-        StatusCode::BAD_REQUEST,
-        &pb::ServerToAgent {
-            instance_uid: uid,
-            error_response: Some(pb::ServerErrorResponse {
-                r#type: pb::ServerErrorResponseType::BadRequest as i32,
-                error_message: message,
-                details: None,
-            }),
-            ..Default::default()
-        },
-    )
+fn bad_request_message(uid: Vec<u8>, message: String) -> pb::ServerToAgent {
+    pb::ServerToAgent {
+        instance_uid: uid,
+        error_response: Some(pb::ServerErrorResponse {
+            r#type: pb::ServerErrorResponseType::BadRequest as i32,
+            error_message: message,
+            details: None,
+        }),
+        ..Default::default()
+    }
 }
 
+fn bad_request(uid: Vec<u8>, message: String) -> Response {
+    answer(StatusCode::BAD_REQUEST, &bad_request_message(uid, message))
+}
+
+/// How long an agent told to retry later should wait.
+const RETRY_AFTER_S: u64 = 5;
+
 /// OpAMP's "retry later".
+fn unavailable_message(uid: Vec<u8>) -> pb::ServerToAgent {
+    pb::ServerToAgent {
+        instance_uid: uid,
+        error_response: Some(pb::ServerErrorResponse {
+            r#type: pb::ServerErrorResponseType::Unavailable as i32,
+            error_message: "the controller cannot record the report now; retry".into(),
+            details: Some(pb::server_error_response::Details::RetryInfo(
+                pb::RetryInfo {
+                    retry_after_nanoseconds: RETRY_AFTER_S * 1_000_000_000,
+                },
+            )),
+        }),
+        ..Default::default()
+    }
+}
+
 fn unavailable(uid: Vec<u8>) -> Response {
-    const RETRY_AFTER_S: u64 = 5;
-    let mut response = answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &pb::ServerToAgent {
-            instance_uid: uid,
-            error_response: Some(pb::ServerErrorResponse {
-                r#type: pb::ServerErrorResponseType::Unavailable as i32,
-                error_message: "the controller cannot record the report now; retry".into(),
-                details: Some(pb::server_error_response::Details::RetryInfo(
-                    pb::RetryInfo {
-                        retry_after_nanoseconds: RETRY_AFTER_S * 1_000_000_000,
-                    },
-                )),
-            }),
-            ..Default::default()
-        },
-    );
+    let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, &unavailable_message(uid));
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
