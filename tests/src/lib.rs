@@ -191,24 +191,27 @@ pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(
     http_request_with(port, method, path, "", body)
 }
 
-/// [`http_request`] with extra header lines (each ending in `\r\n`).
+/// [`http_request`] with extra header lines (each ending in `\r\n`) and a
+/// body of any bytes (a protobuf message); the answer is read as text.
 pub fn http_request_with(
     port: u16,
     method: &str,
     path: &str,
     headers: &str,
-    body: &str,
+    body: impl AsRef<[u8]>,
 ) -> Option<(u16, String)> {
+    let body = body.as_ref();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .ok()?;
+    stream.write_all(body).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw);

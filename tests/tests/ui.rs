@@ -662,3 +662,148 @@ fn the_dashboard_shows_the_principal_and_disables_what_its_role_may_not_do() {
     drop(s);
     drop(controller);
 }
+
+/// What an OpenTelemetry Collector's OpAMP extension would report, as the
+/// bytes it would `POST`.
+fn collector_report(uid: &[u8; 16]) -> Vec<u8> {
+    use phoenix_proto::opamp as pb;
+    use prost::Message as _;
+    let attribute = |key: &str, value: &str| pb::KeyValue {
+        key: key.into(),
+        value: Some(pb::AnyValue {
+            value: Some(pb::any_value::Value::StringValue(value.into())),
+        }),
+    };
+    pb::AgentToServer {
+        instance_uid: uid.to_vec(),
+        capabilities: 0x1 | 0x4 | 0x800,
+        agent_description: Some(pb::AgentDescription {
+            identifying_attributes: vec![
+                attribute("service.name", "io.opentelemetry.collector"),
+                attribute("service.version", "0.120.0"),
+            ],
+            non_identifying_attributes: vec![attribute("host.name", "node-ui")],
+        }),
+        health: Some(pb::ComponentHealth {
+            healthy: false,
+            status: "StatusRecoverableError".into(),
+            component_health_map: [(
+                "pipeline:metrics".to_string(),
+                pb::ComponentHealth {
+                    healthy: false,
+                    last_error: "exporter unreachable".into(),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        }),
+        effective_config: Some(pb::EffectiveConfig {
+            config_map: Some(pb::AgentConfigMap {
+                config_map: [(
+                    "collector.yaml".to_string(),
+                    pb::AgentConfigFile {
+                        body: b"receivers:\n  hostmetrics: {}\n".to_vec(),
+                        content_type: "text/yaml".into(),
+                    },
+                )]
+                .into(),
+            }),
+        }),
+        remote_config_status: Some(pb::RemoteConfigStatus {
+            last_remote_config_hash: vec![0xab, 0xcd],
+            status: pb::RemoteConfigStatuses::Failed as i32,
+            error_message: "unknown receiver \"hostmetricz\"".into(),
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn an_opamp_agents_page_shows_its_description_health_and_effective_config() {
+    if let Err(missing) = find_browser() {
+        missing_tool(missing, INSTALL_BROWSER);
+        return;
+    }
+    let driver = ChromeDriver::start().expect("chromedriver starts");
+    let dir = TempDir::new("ui-opamp");
+    let opamp = free_port();
+    let opamp_listen = format!("127.0.0.1:{opamp}");
+    let controller = start_controller_with(
+        &dir.path().join("data"),
+        free_port(),
+        free_port(),
+        &["--api-token", API_TOKEN, "--opamp-listen", &opamp_listen],
+    );
+    let uid = [
+        0x01, 0x93, 0x3e, 0x2a, 0x7b, 0x4c, 0x7d, 0x10, 0x8e, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+        0x77,
+    ];
+    let id = "01933e2a-7b4c-7d10-8e01-23456789ab77";
+    let (status, body) = phoenix_tests::http_request_with(
+        opamp,
+        "POST",
+        "/v1/opamp",
+        &format!(
+            "Content-Type: application/x-protobuf\r\nAuthorization: Bearer {}\r\n",
+            phoenix_tests::fleet::AGENT_TOKEN
+        ),
+        collector_report(&uid),
+    )
+    .expect("the OpAMP port answers");
+    assert_eq!(status, 200, "{body}");
+
+    let s = Session::new(&driver, 1440, 900).expect("a headless chromium session");
+    s.goto(&format!("http://127.0.0.1:{}/", controller.http));
+    sign_in(&s, API_TOKEN);
+    // From the fleet, the agent's id leads to its page.
+    s.wait(&format!("#fleet-table a[href='#/agents/{id}']"))
+        .click();
+    wait_js(
+        &s,
+        "the OpAMP agent's page",
+        "return document.querySelector('#agent-kind')?.textContent === 'OpAMP' \
+         && !!document.querySelector('#agent-effective pre')",
+    );
+    let effective = text_of(&s, "#agent-effective");
+    assert!(effective.contains("collector.yaml"), "{effective}");
+    assert!(effective.contains("hostmetrics: {}"), "{effective}");
+    assert!(effective.contains("text/yaml"), "{effective}");
+    let health = text_of(&s, "#agent-health [data-component='pipeline:metrics']");
+    assert!(health.contains("unhealthy"), "{health}");
+    assert!(health.contains("exporter unreachable"), "{health}");
+    assert!(
+        text_of(&s, "#agent-health").contains("StatusRecoverableError"),
+        "the top-level status shows"
+    );
+    assert_eq!(text_of(&s, "#agent-remote-status"), "failed");
+    assert!(text_of(&s, "#agent-remote").contains("unknown receiver \"hostmetricz\""));
+    let description = text_of(&s, "#agent-description");
+    assert!(
+        description.contains("io.opentelemetry.collector"),
+        "{description}"
+    );
+    assert!(description.contains("node-ui"), "{description}");
+    let capabilities = text_of(&s, "#agent-capabilities");
+    assert!(
+        capabilities.contains("ReportsEffectiveConfig"),
+        "{capabilities}"
+    );
+    assert!(text_of(&s, "#agent-labels").contains("service.name=io.opentelemetry.collector"));
+
+    // An unknown id says so instead of an empty page.
+    show(&s, "#/agents/no-such-agent");
+    wait_js(
+        &s,
+        "the unknown agent's message",
+        "return document.querySelector('#agent-error')?.textContent.includes('No agent no-such-agent')",
+    );
+    let errors: Vec<String> = console_errors(&s)
+        .into_iter()
+        .filter(|e| !e.contains("404"))
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    drop(s);
+    drop(controller);
+}

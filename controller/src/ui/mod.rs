@@ -82,6 +82,7 @@ const ASSETS: &[Asset] = &[
     asset!("yaml.js", JS),
     asset!("views/signin.js", JS),
     asset!("views/fleet.js", JS),
+    asset!("views/agent.js", JS),
     asset!("views/experiments.js", JS),
     asset!("views/experiment.js", JS),
     asset!("views/create.js", JS),

@@ -10,14 +10,60 @@
  * @typedef {object} Agent
  * @property {string} id
  * @property {"phoenix" | "opamp"} [kind] the protocol it speaks
+ * @property {"phoenix" | "opaque"} [config_kind] which configs it takes
  * @property {string} host_name
  * @property {string} [version]
  * @property {"online" | "offline"} status
  * @property {Record<string, string>} [labels]
+ * @property {string[]} [capabilities]
+ * @property {string} [first_seen]
  * @property {string} last_seen
+ * @property {string | null} [connected_at]
+ * @property {string} [enrollment] none, pending, enrolled, revoked
+ * @property {string | null} [revoked_at]
  * @property {{ effective_hash?: string, state?: string, error?: string, applied_at?: string }} [config]
  * @property {Push | null} [desired] the last push sent to it
  * @property {{ cpu_seconds_total?: number, resident_memory_bytes?: number }} [resources]
+ * @property {OpampParts} [opamp] what an OpAMP agent reported
+ */
+
+/**
+ * An OpAMP agent's reports, each part as of its latest one.
+ * @typedef {object} OpampParts
+ * @property {number} capability_bits
+ * @property {OpampDescription | null} [description]
+ * @property {Health | null} [health]
+ * @property {EffectiveConfig | null} [effective_config]
+ * @property {RemoteConfigStatus | null} [remote_config_status]
+ */
+
+/**
+ * @typedef {object} OpampDescription
+ * @property {Record<string, string>} identifying
+ * @property {Record<string, string>} non_identifying
+ */
+
+/**
+ * An OpAMP component's health, nested.
+ * @typedef {object} Health
+ * @property {boolean} healthy
+ * @property {string} status
+ * @property {string} last_error
+ * @property {string | null} [start_time]
+ * @property {string | null} [status_time]
+ * @property {Record<string, Health>} [components]
+ */
+
+/**
+ * @typedef {object} EffectiveConfig
+ * @property {Record<string, { content_type: string, body: string, encoding: string }>} files
+ */
+
+/**
+ * @typedef {object} RemoteConfigStatus
+ * @property {string} last_remote_config_hash hex
+ * @property {string} status unset, applied, applying, failed
+ * @property {string} error_message
  */
 
 /**

@@ -1,6 +1,6 @@
 // @ts-check
 // The dashboard's shell: sign-in, who is signed in with which role, a hash
-// router (#/fleet, #/experiments, #/experiments/<id>, #/new, #/templates),
+// router (#/fleet, #/agents/<id>, #/experiments, #/experiments/<id>, #/new, #/templates),
 // the live-update connection, and the refresh of whatever page is shown
 // when the controller says something changed.
 
@@ -10,6 +10,7 @@ import { h, replace, sleep } from "/ui/dom.js";
 import { Live } from "/ui/live.js";
 import * as signin from "/ui/views/signin.js";
 import * as fleet from "/ui/views/fleet.js";
+import * as agent from "/ui/views/agent.js";
 import * as experiments from "/ui/views/experiments.js";
 import * as experiment from "/ui/views/experiment.js";
 import * as create from "/ui/views/create.js";
@@ -39,6 +40,7 @@ import * as templates from "/ui/views/templates.js";
 /** @type {{ re: RegExp, view: View, nav: string, title: string }[]} */
 const routes = [
   { re: /^#\/fleet$/, view: fleet, nav: "fleet", title: "Fleet" },
+  { re: /^#\/agents\/([^/?]+)$/, view: agent, nav: "fleet", title: "Agent" },
   { re: /^#\/experiments$/, view: experiments, nav: "experiments", title: "Experiments" },
   { re: /^#\/experiments\/([^/?]+)$/, view: experiment, nav: "experiments", title: "Experiment" },
   { re: /^#\/new(?:\?(.*))?$/, view: create, nav: "new", title: "New experiment" },

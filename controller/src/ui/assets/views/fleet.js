@@ -163,7 +163,7 @@ export function mount(root) {
       return h(
         "tr",
         { "data-agent": a.id, "data-status": a.status },
-        h("td", null, h("span", { class: "mono" }, a.id), h("span", { class: "sub" }, a.host_name, a.version ? ` · v${a.version}` : "", a.kind === "opamp" ? " · OpAMP" : "")),
+        h("td", null, h("a", { class: "mono", href: "#/agents/" + enc(a.id), "data-key": "agent/" + a.id }, a.id), h("span", { class: "sub" }, a.host_name, a.version ? ` · v${a.version}` : "", a.kind === "opamp" ? " · OpAMP" : "")),
         h("td", null, h("span", { class: `badge ${tone(a.status)}` }, a.status)),
         h(
           "td",
