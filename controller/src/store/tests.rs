@@ -30,6 +30,9 @@ fn push(id: &str, hash: &str, selector: Selector) -> NewPush {
         revert_to_local: false,
         experiment_id: None,
         within: None,
+        config_kind: ConfigKind::Phoenix,
+        content_type: "text/yaml".into(),
+        file: String::new(),
     }
 }
 
