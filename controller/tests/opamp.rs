@@ -520,6 +520,13 @@ fn reporting(
     }
 }
 
+/// Create a push that is accepted (202).
+async fn create_push(c: &TestController, request: serde_json::Value) -> PushCreated {
+    let (status, created) = c.http.post("/api/v1/pushes", request).await;
+    assert_eq!(status, 202, "{created}");
+    serde_json::from_value(created).unwrap()
+}
+
 async fn push_state(c: &TestController, id: &str) -> Push {
     c.http.get_as(&format!("/api/v1/pushes/{id}")).await
 }
@@ -557,21 +564,17 @@ async fn an_opaque_push_is_offered_on_the_next_poll_and_its_statuses_move_the_ta
     )
     .await;
     let body = "receivers:\n  hostmetrics: {}\n";
-    let (status, created) = c
-        .http
-        .post(
-            "/api/v1/pushes",
-            json!({
-                "selector": {"labels": {"env": "staging"}},
-                "yaml": body,
-                "config_kind": "opaque",
-                "content_type": "application/x-collector+yaml",
-                "file": "collector.yaml",
-            }),
-        )
-        .await;
-    assert_eq!(status, 202, "{created}");
-    let created: PushCreated = serde_json::from_value(created).unwrap();
+    let created = create_push(
+        &c,
+        json!({
+            "selector": {"labels": {"env": "staging"}},
+            "yaml": body,
+            "config_kind": "opaque",
+            "content_type": "application/x-collector+yaml",
+            "file": "collector.yaml",
+        }),
+    )
+    .await;
     // An HTTP agent is not connected: it gets the push when it polls.
     assert_eq!(created.targets[0].state, PushTargetState::Pending);
     let hash = unhex(&created.hash);
@@ -638,15 +641,11 @@ async fn an_opaque_push_is_offered_on_the_next_poll_and_its_statuses_move_the_ta
     );
 
     // A second push the agent refuses: failed with its error, once.
-    let (status, second) = c
-        .http
-        .post(
-            "/api/v1/pushes",
-            json!({"selector": {"agents": [COLLECTOR]}, "yaml": "bad: [", "config_kind": "opaque"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{second}");
-    let second: PushCreated = serde_json::from_value(second).unwrap();
+    let second = create_push(
+        &c,
+        json!({"selector": {"agents": [COLLECTOR]}, "yaml": "bad: [", "config_kind": "opaque"}),
+    )
+    .await;
     let answer = post(
         &c,
         &reporting(COLLECTOR, 7, &hash, pb::RemoteConfigStatuses::Applied, ""),
@@ -717,15 +716,11 @@ async fn a_phoenix_agent_over_opamp_takes_phoenix_pushes() {
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("take phoenix configs"), "{body}");
     // A template is, validated as for a native agent.
-    let (status, created) = c
-        .http
-        .post(
-            "/api/v1/pushes",
-            json!({"selector": {"agents": [uid]}, "template": "process-basic-v1"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{created}");
-    let created: PushCreated = serde_json::from_value(created).unwrap();
+    let created = create_push(
+        &c,
+        json!({"selector": {"agents": [uid]}, "template": "process-basic-v1"}),
+    )
+    .await;
     let answer = post(&c, &heartbeat_of(uid, 1)).await;
     let offer = answer.remote_config.expect("offered");
     assert_eq!(offer.config_hash, unhex(&created.hash));
