@@ -678,6 +678,20 @@ async fn an_opaque_push_is_offered_on_the_next_poll_and_its_statuses_move_the_ta
     assert!(answer.remote_config.is_none());
     // The first push was superseded; the later statuses did not touch it.
     assert_eq!(push_state(&c, &created.id).await.counts.applied, 1);
+
+    // An agent that stopped declaring AcceptsRemoteConfig is offered
+    // nothing until it declares it again.
+    let third = create_push(
+        &c,
+        json!({"selector": {"agents": [COLLECTOR]}, "yaml": "third", "config_kind": "opaque"}),
+    )
+    .await;
+    let mut deaf = heartbeat_of(COLLECTOR, 11);
+    deaf.capabilities = 0x1;
+    assert!(post(&c, &deaf).await.remote_config.is_none());
+    assert_eq!(push_state(&c, &third.id).await.counts.pending, 1);
+    let offer = post(&c, &heartbeat_of(COLLECTOR, 12)).await.remote_config;
+    assert_eq!(offer.unwrap().config_hash, unhex(&third.hash));
     c.stop().await;
 }
 

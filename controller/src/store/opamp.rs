@@ -106,9 +106,21 @@ impl Store {
     /// The desired config to offer an OpAMP agent now, if its last
     /// reported remote config is not it (the same rule as a reconnecting
     /// Phoenix agent's, see [`super::desired_to_resend`]); a target never
-    /// offered before becomes `applying`.
+    /// offered before becomes `applying`. Nothing for an agent that no
+    /// longer declares `AcceptsRemoteConfig` (a push checked it when it
+    /// was created; the agent may have changed since).
     pub fn opamp_offer(&self, agent_id: &str, now: i64) -> Result<Option<Desired>, StoreError> {
-        self.write(|tx| super::desired_to_resend(tx, agent_id, now))
+        self.write(|tx| {
+            let bits: Option<i64> = tx
+                .prepare_cached("SELECT opamp_capabilities FROM agents WHERE id = ?1")?
+                .query_row([agent_id], |r| r.get(0))
+                .optional()?
+                .flatten();
+            if bits.unwrap_or(0) & super::ACCEPTS_REMOTE_CONFIG == 0 {
+                return Ok(None);
+            }
+            super::desired_to_resend(tx, agent_id, now)
+        })
     }
 }
 
