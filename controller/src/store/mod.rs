@@ -351,7 +351,6 @@ impl Store {
                 known
             }
         };
-        check_config_kind(&tx, &targets, push.config_kind)?;
         if let Some(within) = &push.within {
             let inside: std::collections::HashSet<String> =
                 agents_matching(&tx, within, None, None)?
@@ -366,6 +365,8 @@ impl Store {
                 return Err(CreatePushError::OutOfScope(outside));
             }
         }
+        // After the scope: a caller learns nothing of agents it may not see.
+        check_config_kind(&tx, &targets, push.config_kind)?;
         {
             let mut policy = tx.prepare_cached("SELECT policy FROM agents WHERE id = ?1")?;
             let mut with_policies = Vec::with_capacity(targets.len());
