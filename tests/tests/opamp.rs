@@ -14,8 +14,9 @@
 //!   pinned in `tests/scripts/package.json`), driven by
 //!   `tests/scripts/opamp_agent.mjs`: its description, capabilities and
 //!   remote config status show the same way (it has no API for health or
-//!   effective config); an opaque push reaches it through its `onMessage`
-//!   and its APPLIED answer settles the push target; its heartbeats keep
+//!   effective config); an opaque push (`phoenixctl config push
+//!   --config-kind opaque`) reaches it through its `onMessage` and its
+//!   APPLIED answer settles the push target; its heartbeats keep
 //!   it online, and as it sends no AgentDisconnect when it stops, it goes
 //!   offline at `--opamp-timeout`.
 
@@ -408,7 +409,38 @@ fn the_node_opamp_client_shows_in_the_fleet() {
         ],
     );
 
-    let pushed = push_settled(http, &uid, r#"{"logging": {"level": "debug"}}"#);
+    // Pushed with phoenixctl this time: `--wait` returns once it settled.
+    let config = data.path().join("node-agent.json");
+    std::fs::write(&config, r#"{"logging": {"level": "debug"}}"#).unwrap();
+    let out = phoenixctl(
+        http,
+        &[
+            "-o",
+            "json",
+            "config",
+            "push",
+            "--agent",
+            &uid,
+            "--config-kind",
+            "opaque",
+            "--content-type",
+            "application/json",
+            "-f",
+            config.to_str().unwrap(),
+            "--wait",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pushed["config_kind"], "opaque", "{pushed}");
+    assert_eq!(pushed["content_type"], "application/json", "{pushed}");
     assert_settled(http, &uid, &pushed, "applied");
 
     // Its heartbeats keep it online past the timeout.
