@@ -561,15 +561,7 @@ const COLLECTOR: &str = "01933e2a-7b4c-7d10-8e01-00000000c011";
 #[tokio::test]
 async fn an_opaque_push_is_offered_on_the_next_poll_and_its_statuses_move_the_target() {
     let c = start().await;
-    post(
-        &c,
-        &described(
-            COLLECTOR,
-            "io.opentelemetry.collector",
-            ACCEPTS_REMOTE_CONFIG | REPORTS_REMOTE_CONFIG,
-        ),
-    )
-    .await;
+    collector_reports(&c).await;
     let body = "receivers:\n  hostmetrics: {}\n";
     let created = create_push(
         &c,
@@ -700,6 +692,57 @@ async fn an_opaque_push_is_offered_on_the_next_poll_and_its_statuses_move_the_ta
     let offer = post(&c, &heartbeat_of(COLLECTOR, 12)).await.remote_config;
     assert_eq!(offer.unwrap().config_hash, unhex(&third.hash));
     c.stop().await;
+}
+
+/// The reaper times out an OpAMP target as a native one, and a late
+/// answer still settles it.
+#[tokio::test]
+async fn an_unanswered_opaque_push_times_out_and_a_late_answer_settles_it() {
+    let dir = temp_dir("opamp-timeout");
+    let mut settings = settings(&dir);
+    settings.opamp_listen = Some("127.0.0.1:0".parse().unwrap());
+    settings.push_timeout = Duration::from_millis(200);
+    let c = TestController::start(settings).await;
+    collector_reports(&c).await;
+    let created = create_push(
+        &c,
+        json!({"selector": {"agents": [COLLECTOR]}, "yaml": "late", "config_kind": "opaque"}),
+    )
+    .await;
+    let mut timed_out = false;
+    for _ in 0..100 {
+        if push_state(&c, &created.id).await.counts.timeout == 1 {
+            timed_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(timed_out, "the target never timed out");
+    // The desired config stands: offered at the next poll, and applied.
+    let offer = post(&c, &heartbeat_of(COLLECTOR, 1)).await.remote_config;
+    let hash = unhex(&created.hash);
+    assert_eq!(offer.unwrap().config_hash, hash);
+    post(
+        &c,
+        &reporting(COLLECTOR, 2, &hash, pb::RemoteConfigStatuses::Applied, ""),
+    )
+    .await;
+    assert_eq!(push_state(&c, &created.id).await.counts.applied, 1);
+    c.stop().await;
+}
+
+/// A Collector (`COLLECTOR`) that takes remote configs and reports on them
+/// introduces itself.
+async fn collector_reports(c: &TestController) {
+    post(
+        c,
+        &described(
+            COLLECTOR,
+            "io.opentelemetry.collector",
+            ACCEPTS_REMOTE_CONFIG | REPORTS_REMOTE_CONFIG,
+        ),
+    )
+    .await;
 }
 
 fn heartbeat_of(uid: &str, seq: u64) -> pb::AgentToServer {
