@@ -107,13 +107,18 @@ pub struct Shared {
     pub scheduler_wake: tokio::sync::Notify,
     /// Something an API reader may show changed (live updates).
     pub changes: Changes,
+    /// A push was created: OpAMP agents on a WebSocket are offered it at
+    /// once rather than at their next heartbeat.
+    pub pushes: Changes,
     /// After a restart with agents connected: until then, due experiments
     /// wait for the agents to reconnect before resolving their targets.
     pub reconnect_grace_until: Option<std::time::Instant>,
 }
 
-/// A counter bumped whenever the fleet, a push or an experiment changes,
-/// so that live views know when to look again (they debounce it).
+/// A counter bumped whenever something changes, so that whoever watches it
+/// knows when to look again: live views (the fleet, a push or an
+/// experiment changed; they debounce it), OpAMP WebSocket connections (a
+/// push was created).
 pub struct Changes(watch::Sender<u64>);
 
 impl Default for Changes {
@@ -233,6 +238,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         interim: experiment::InterimReports::default(),
         opamp: opamp::Sequences::default(),
         opamp_sockets: Default::default(),
+        pushes: Changes::default(),
         scheduler_wake: tokio::sync::Notify::new(),
         changes: Changes::default(),
         reconnect_grace_until,

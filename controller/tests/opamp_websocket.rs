@@ -67,11 +67,15 @@ fn frame(message: &pb::AgentToServer) -> Message {
     Message::Binary(bytes.into())
 }
 
+/// ReportsStatus, AcceptsRemoteConfig, ReportsEffectiveConfig,
+/// ReportsRemoteConfig.
+const CAPABILITIES: u64 = 0x1 | 0x2 | 0x4 | 0x1000;
+
 fn message(uid: &[u8], seq: u64) -> pb::AgentToServer {
     pb::AgentToServer {
         instance_uid: uid.to_vec(),
         sequence_num: seq,
-        capabilities: 0x1 | 0x4,
+        capabilities: CAPABILITIES,
         agent_description: (seq == 0).then(|| pb::AgentDescription {
             identifying_attributes: vec![pb::KeyValue {
                 key: "service.name".into(),
@@ -185,6 +189,70 @@ async fn a_websocket_agent_is_online_while_connected_and_offline_when_it_closes(
     // long before the poll timeout.
     drop(socket);
     wait_status(&c, UID_STRING, AgentStatus::Offline).await;
+    c.stop().await;
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_push_reaches_a_connected_agent_at_once_and_its_status_answers_it() {
+    let c = start().await;
+    let mut socket = connect_agent(&c).await;
+    answer(&mut socket, &message(&UID, 0)).await;
+
+    let body = "receivers:\n  hostmetrics: {}\n";
+    let (status, created) = c
+        .http
+        .post(
+            "/api/v1/pushes",
+            json!({
+                "selector": {"agents": [UID_STRING]},
+                "yaml": body,
+                "config_kind": "opaque",
+                "file": "collector.yaml",
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let hash = unhex(created["hash"].as_str().unwrap());
+    let push = created["id"].as_str().unwrap().to_string();
+
+    // Without a message from the agent: the server speaks first.
+    let Received::Answer(offer) = receive(&mut socket).await else {
+        panic!("closed instead of offered");
+    };
+    assert_eq!(offer.instance_uid, UID.to_vec());
+    let remote = offer.remote_config.expect("the push, unasked");
+    assert_eq!(remote.config_hash, hash);
+    assert_eq!(
+        remote.config.unwrap().config_map["collector.yaml"].body,
+        body.as_bytes()
+    );
+    let targets = c
+        .http
+        .wait_push(&push, |p| p["counts"]["applying"] == 1)
+        .await;
+    assert_eq!(targets["total"], 1, "{targets}");
+
+    // The agent's status answers it.
+    let mut applied = message(&UID, 1);
+    applied.remote_config_status = Some(pb::RemoteConfigStatus {
+        last_remote_config_hash: hash.clone(),
+        status: pb::RemoteConfigStatuses::Applied as i32,
+        error_message: String::new(),
+    });
+    let reply = answer(&mut socket, &applied).await;
+    assert!(
+        reply.remote_config.is_none(),
+        "not offered again once applied"
+    );
+    c.http
+        .wait_push(&push, |p| p["counts"]["applied"] == 1)
+        .await;
     c.stop().await;
 }
 

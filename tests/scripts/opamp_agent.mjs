@@ -15,6 +15,10 @@
 // prints the error and exits 1. It stops on SIGINT, SIGTERM, a line on
 // stdin or stdin's end: the client's shutdown sends no AgentDisconnect, it
 // only stops polling.
+//
+// A remote config the server offers (through the client's `onMessage`) is
+// reported APPLIED when every file is JSON, else FAILED with the parse
+// error, by the offer's hash.
 
 import {createHash} from 'node:crypto';
 import {subscribe} from 'node:diagnostics_channel';
@@ -51,6 +55,29 @@ const client = createOpAMPClient({
     headersTimeout: 5000,
     bodyTimeout: 5000,
     diagEnabled: true,
+    onMessage: ({remoteConfig}) => {
+        if (!remoteConfig) {
+            return;
+        }
+        const files = Object.entries(remoteConfig.config?.configMap ?? {});
+        const problems = [];
+        for (const [name, file] of files) {
+            try {
+                JSON.parse(Buffer.from(file.body).toString('utf8'));
+            } catch (err) {
+                problems.push(`${name || '(the only file)'}: ${err.message}`);
+            }
+        }
+        // The client sends only when the status changed.
+        client.setRemoteConfigStatus({
+            lastRemoteConfigHash: remoteConfig.configHash,
+            status:
+                problems.length === 0
+                    ? RemoteConfigStatuses.RemoteConfigStatuses_APPLIED
+                    : RemoteConfigStatuses.RemoteConfigStatuses_FAILED,
+            errorMessage: problems.join('; '),
+        });
+    },
 });
 client.setAgentDescription({
     identifyingAttributes: {

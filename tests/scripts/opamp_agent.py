@@ -12,6 +12,10 @@ asks for the full state (ReportFullState) and the client's agent loop
 sends it again. It then prints one JSON line (its instance uid, how many
 full states it sent, any error) and waits for a line on stdin before it
 stops, which sends AgentDisconnect.
+
+Meanwhile it takes remote configs: each one the server offers is decoded
+with the client's own decoder (JSON content types only) and reported
+APPLIED, or FAILED with the decoder's error, by its hash.
 """
 
 import json
@@ -23,6 +27,10 @@ import uuid
 from opentelemetry._opamp.agent import OpAMPAgent
 from opentelemetry._opamp.callbacks import OpAMPCallbacks
 from opentelemetry._opamp.client import OpAMPClient
+from opentelemetry._opamp.exceptions import (
+    OpAMPRemoteConfigDecodeException,
+    OpAMPRemoteConfigParseException,
+)
 from opentelemetry._opamp.proto import opamp_pb2
 
 CONFIG = "receivers:\n  hostmetrics:\n    collection_interval: 10s\n"
@@ -33,6 +41,8 @@ CAPABILITIES = (
     | caps.AgentCapabilities_ReportsEffectiveConfig
     | caps.AgentCapabilities_ReportsHealth
     | caps.AgentCapabilities_ReportsHeartbeat
+    | caps.AgentCapabilities_AcceptsRemoteConfig
+    | caps.AgentCapabilities_ReportsRemoteConfig
 )
 
 
@@ -59,6 +69,21 @@ class Callbacks(OpAMPCallbacks):
 
     def on_error(self, agent, client, error_response):
         self.errors.append(f"server error: {error_response.error_message}")
+
+    def on_message(self, agent, client, message):
+        offer = message.remote_config
+        if offer is None:
+            return
+        try:
+            dict(client.decode_remote_config(offer))
+            status, error = opamp_pb2.RemoteConfigStatuses_APPLIED, ""
+        except (OpAMPRemoteConfigDecodeException, OpAMPRemoteConfigParseException) as e:
+            status, error = opamp_pb2.RemoteConfigStatuses_FAILED, str(e)
+        # None when this hash was already answered (an offer repeated
+        # before the server saw the answer): nothing new to send.
+        changed = client.update_remote_config_status(offer.config_hash, status, error)
+        if changed is not None:
+            agent.send(payload=client.build_remote_config_status_response_message(changed))
 
 
 def main():

@@ -6,13 +6,19 @@
 //!   (its description, health, capabilities and effective config) shows in
 //!   the API and in `phoenixctl agents get`; the server's ReportFullState
 //!   after a missed sequence number makes the client send its full state
-//!   again; its AgentDisconnect takes it offline.
+//!   again; its AgentDisconnect takes it offline. It takes opaque pushes:
+//!   a JSON config it decodes is APPLIED, one its decoder refuses FAILED
+//!   with the decoder's error, and the push targets and its remote config
+//!   status show both.
 //! - Elastic's Node.js OpAMP client (`@elastic/opamp-client-node` from npm,
 //!   pinned in `tests/scripts/package.json`), driven by
 //!   `tests/scripts/opamp_agent.mjs`: its description, capabilities and
 //!   remote config status show the same way (it has no API for health or
-//!   effective config); its heartbeats keep it online, and as it sends no
-//!   AgentDisconnect when it stops, it goes offline at `--opamp-timeout`.
+//!   effective config); an opaque push (`phoenixctl config push
+//!   --config-kind opaque`) reaches it through its `onMessage` and its
+//!   APPLIED answer settles the push target; its heartbeats keep
+//!   it online, and as it sends no AgentDisconnect when it stops, it goes
+//!   offline at `--opamp-timeout`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -169,6 +175,48 @@ fn goes_offline(http: u16, uid: &str, timeout: Duration) -> bool {
     .is_some()
 }
 
+/// Push `config` to the agent `uid` as an opaque JSON config and wait
+/// until its target has a final state: the push as the API shows it.
+fn push_settled(http: u16, uid: &str, config: &str) -> serde_json::Value {
+    let request = serde_json::json!({
+        "selector": {"agents": [uid]},
+        "yaml": config,
+        "config_kind": "opaque",
+        "content_type": "application/json",
+    });
+    let (status, created) = api(http, "POST", "/api/v1/pushes", &request.to_string());
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    wait_for(Duration::from_secs(30), || {
+        let (_, push) = api(http, "GET", &format!("/api/v1/pushes/{id}"), "");
+        (push["complete"] == true).then_some(push)
+    })
+    .unwrap_or_else(|| panic!("push {id} did not finish"))
+}
+
+/// The push's only target is in `state`, the agent reports that state for
+/// the push's hash, and `phoenixctl config status` says so too.
+fn assert_settled(http: u16, uid: &str, push: &serde_json::Value, state: &str) {
+    let target = &push["targets"][0];
+    assert_eq!(
+        (target["agent_id"].as_str(), target["state"].as_str()),
+        (Some(uid), Some(state)),
+        "{push}"
+    );
+    let agent = opamp_agent(http, uid);
+    let remote = &agent["opamp"]["remote_config_status"];
+    assert_eq!(remote["status"], state, "{remote}");
+    assert_eq!(remote["last_remote_config_hash"], push["hash"], "{remote}");
+    let id = push["id"].as_str().unwrap();
+    let out = phoenixctl(http, &["config", "status", id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("opaque config") && text.contains(&format!("{uid}  {state}")),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn python_client_installed() -> bool {
     Command::new("python3")
         .args(["-c", "import opentelemetry._opamp.agent"])
@@ -253,6 +301,14 @@ fn the_python_opamp_client_shows_in_the_fleet() {
             "collection_interval: 10s",
         ],
     );
+
+    // A config its decoder takes, then one it refuses.
+    let applied = push_settled(http, &uid, r#"{"sampling": {"ratio": 0.25}}"#);
+    assert_settled(http, &uid, &applied, "applied");
+    let failed = push_settled(http, &uid, r#"{"sampling": "#);
+    assert_settled(http, &uid, &failed, "failed");
+    let error = failed["targets"][0]["error"].as_str().unwrap();
+    assert!(error.starts_with("Failed to decode"), "{error}");
 
     // Stopping sends AgentDisconnect: offline at once (well before the
     // default 90 s --opamp-timeout).
@@ -352,6 +408,40 @@ fn the_node_opamp_client_shows_in_the_fleet() {
             "remote config: applied",
         ],
     );
+
+    // Pushed with phoenixctl this time: `--wait` returns once it settled.
+    let config = data.path().join("node-agent.json");
+    std::fs::write(&config, r#"{"logging": {"level": "debug"}}"#).unwrap();
+    let out = phoenixctl(
+        http,
+        &[
+            "-o",
+            "json",
+            "config",
+            "push",
+            "--agent",
+            &uid,
+            "--config-kind",
+            "opaque",
+            "--content-type",
+            "application/json",
+            "-f",
+            config.to_str().unwrap(),
+            "--wait",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pushed["config_kind"], "opaque", "{pushed}");
+    assert_eq!(pushed["content_type"], "application/json", "{pushed}");
+    assert_settled(http, &uid, &pushed, "applied");
 
     // Its heartbeats keep it online past the timeout.
     std::thread::sleep(Duration::from_secs(3));

@@ -45,6 +45,9 @@ pub struct Agent {
     /// Which protocol the agent speaks.
     #[serde(default)]
     pub kind: AgentKind,
+    /// Which configs a push may send it (see [`ConfigKind`]).
+    #[serde(default)]
+    pub config_kind: ConfigKind,
     pub host_name: String,
     pub version: String,
     pub labels: BTreeMap<String, String>,
@@ -90,6 +93,42 @@ impl AgentKind {
 
     pub fn parse(s: &str) -> Option<AgentKind> {
         [AgentKind::Phoenix, AgentKind::Opamp]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// What kind of config an agent runs, and so which pushes reach it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigKind {
+    /// A Phoenix agent config: a native Phoenix agent, or a Phoenix agent
+    /// speaking OpAMP (identifying attribute `service.name` =
+    /// `phoenix-agent`). Pushes are validated with the agent's loader.
+    #[default]
+    Phoenix,
+    /// Any other OpAMP agent's config: the controller does not parse it.
+    Opaque,
+}
+
+impl ConfigKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigKind::Phoenix => "phoenix",
+            ConfigKind::Opaque => "opaque",
+        }
+    }
+
+    /// The one that is not this one.
+    pub fn other(self) -> ConfigKind {
+        match self {
+            ConfigKind::Phoenix => ConfigKind::Opaque,
+            ConfigKind::Opaque => ConfigKind::Phoenix,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConfigKind> {
+        [ConfigKind::Phoenix, ConfigKind::Opaque]
             .into_iter()
             .find(|k| k.as_str() == s)
     }

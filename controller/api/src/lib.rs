@@ -20,8 +20,8 @@ mod templates;
 
 pub use agents::{
     Agent, AgentConfig, AgentDetail, AgentEnrollment, AgentKind, AgentList, AgentResources,
-    AgentRevoked, AgentStatus, ComponentHealth, ConfigFile, DesiredConfig, EffectiveConfig,
-    OpampAgent, OpampDescription, RemoteConfigStatus, RevokeAgentRequest,
+    AgentRevoked, AgentStatus, ComponentHealth, ConfigFile, ConfigKind, DesiredConfig,
+    EffectiveConfig, OpampAgent, OpampDescription, RemoteConfigStatus, RevokeAgentRequest,
 };
 pub use audit::{AuditEntry, AuditLog, AuditVerification, BrokenEntry};
 pub use auth::{ScopeView, WhoAmI};
@@ -37,7 +37,7 @@ pub use experiments::{
 };
 pub use labels::parse_labels;
 pub use pushes::{
-    CreatePushRequest, CreatedTarget, Push, PushCounts, PushCreated, PushList, PushSelector,
-    PushStatus, PushTarget, PushTargetState,
+    CreatePushRequest, CreatedTarget, DEFAULT_CONTENT_TYPE, Push, PushCounts, PushCreated,
+    PushList, PushSelector, PushStatus, PushTarget, PushTargetState,
 };
 pub use templates::{Template, TemplateList};

@@ -5,6 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::agents::ConfigKind;
+
+/// The content type of a push that names none (OpAMP's
+/// `AgentConfigFile.content_type`).
+pub const DEFAULT_CONTENT_TYPE: &str = "text/yaml";
+
 /// Where one agent is in one push's rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,10 +77,23 @@ pub struct PushSelector {
 #[serde(deny_unknown_fields)]
 pub struct CreatePushRequest {
     pub selector: PushSelector,
+    /// The config's text (for an `opaque` push, whatever the agents take).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub yaml: Option<String>,
+    /// A template (a Phoenix config; `phoenix` pushes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// Which agents the config is for; every target must have this
+    /// config kind. Default `phoenix`.
+    #[serde(default)]
+    pub config_kind: ConfigKind,
+    /// OpAMP's content type of the config file; default `text/yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The config file's name in OpAMP's config map; default empty (the
+    /// agent's only config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// A free-text note for the audit log. Who pushes is the signed-in
     /// principal, never a body field (`author` is the old name of this).
     #[serde(default, alias = "author", skip_serializing_if = "Option::is_none")]
@@ -113,6 +132,14 @@ pub struct Push {
     /// As requested; null if the stored one cannot be read.
     pub selector: Option<PushSelector>,
     pub template: Option<String>,
+    #[serde(default)]
+    pub config_kind: ConfigKind,
+    /// What OpAMP agents receive the config as: its content type and
+    /// file name in the config map (empty: the agent's only file).
+    #[serde(default)]
+    pub content_type: String,
+    #[serde(default)]
+    pub file: String,
     pub author: String,
     pub created_at: String,
     pub deadline: String,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use phoenix_api::{
     Agent, AgentDetail, AgentEnrollment, AgentList, AgentRevoked, AuditEntry, AuditLog,
-    AuditVerification, ComponentHealth, ConfigValidation, CreatePushRequest, ErrorBody,
+    AuditVerification, ComponentHealth, ConfigKind, ConfigValidation, CreatePushRequest, ErrorBody,
     ExperimentState, OpampAgent, Push, PushCreated, PushList, PushSelector, PushStatus,
     PushTargetState, RevokeAgentRequest, Template, TemplateList, ValidateConfigRequest, WhoAmI,
     parse_labels,
@@ -180,6 +180,18 @@ enum ConfigCommand {
         /// A template name from the controller's templates directory.
         #[arg(long, value_name = "NAME")]
         template: Option<String>,
+        /// Which agents the config is for: `phoenix` (a Phoenix config,
+        /// validated) or `opaque` (any other OpAMP agent's config, sent
+        /// as it is; -f only). Every target must have this config kind.
+        #[arg(long, value_name = "KIND", default_value = "phoenix", value_parser = config_kind)]
+        config_kind: ConfigKind,
+        /// The content type OpAMP agents receive the config with.
+        #[arg(long, value_name = "TYPE")]
+        content_type: Option<String>,
+        /// The config's file name in OpAMP's config map (default: none,
+        /// the agent's only file).
+        #[arg(long, value_name = "NAME")]
+        file_name: Option<String>,
         /// A note for the audit log (who acts is the signed-in principal).
         #[arg(long, alias = "author", value_name = "TEXT")]
         note: Option<String>,
@@ -540,6 +552,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+fn config_kind(text: &str) -> Result<ConfigKind, String> {
+    ConfigKind::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a config kind (phoenix, opaque)"))
+}
+
 fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
     labels
         .iter()
@@ -561,6 +578,7 @@ fn agents_table<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> String {
                     a.status.as_str().to_string()
                 },
                 a.host_name.clone(),
+                a.config_kind.as_str().to_string(),
                 if hash.is_empty() {
                     "-".into()
                 } else {
@@ -572,7 +590,15 @@ fn agents_table<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> String {
         })
         .collect();
     table(
-        &["ID", "STATUS", "HOST", "CONFIG", "LABELS", "LAST SEEN"],
+        &[
+            "ID",
+            "STATUS",
+            "HOST",
+            "CONFIG KIND",
+            "CONFIG",
+            "LABELS",
+            "LAST SEEN",
+        ],
         &rows,
     )
 }
@@ -580,6 +606,7 @@ fn agents_table<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> String {
 fn agent_text(a: &AgentDetail) -> String {
     let mut t = agents_table([&a.agent]);
     t.push_str(&format!("\nkind: {}", a.agent.kind.as_str()));
+    t.push_str(&format!("\nconfig kind: {}", a.agent.config_kind.as_str()));
     t.push_str(&format!("\nenrollment: {}", a.agent.enrollment.as_str()));
     if let Some(at) = &a.agent.revoked_at {
         t.push_str(&format!(" at {at}"));
@@ -718,9 +745,10 @@ fn health_text(t: &mut String, name: &str, h: &ComponentHealth, depth: usize) {
 fn push_text(p: &Push) -> String {
     let counts = &p.counts;
     let mut out = format!(
-        "push {}  {}  hash {}  by {}  at {}\n",
+        "push {}  {}  {} config  hash {}  by {}  at {}\n",
         p.id,
         p.status.as_str(),
+        p.config_kind.as_str(),
         short(&p.hash),
         p.author,
         p.created_at,
@@ -851,6 +879,9 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
             agent,
             file,
             template,
+            config_kind,
+            content_type,
+            file_name,
             note,
             wait,
         }) => {
@@ -886,6 +917,9 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
                 selector,
                 yaml,
                 template,
+                config_kind: *config_kind,
+                content_type: content_type.clone(),
+                file: file_name.clone(),
                 note: note.clone(),
             };
             let created: Reply<PushCreated> = client.post("/api/v1/pushes", &request).await?;

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::experiment::ExperimentError;
-use crate::fleet::rollout::{self, ConfigSource, PushError, PushRequest};
+use crate::fleet::rollout::{self, ConfigSource, Delivery, PushError, PushRequest};
 use crate::store::{Selector, StoreError};
 use crate::{Shared, StartError, blocking, templates};
 use auth::Caller;
@@ -247,6 +247,7 @@ impl From<PushError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
             }
             PushError::OutOfScope(message) => ApiError::new(StatusCode::FORBIDDEN, message),
+            PushError::Unfit(message) => ApiError::bad_request(message),
             PushError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -551,6 +552,11 @@ async fn revoke_agent(
     )
 }
 
+/// Bounds of what OpAMP agents receive a push as (an `AgentConfigFile`'s
+/// content type, its key in the config map): names, not documents.
+const MAX_CONTENT_TYPE: usize = 256;
+const MAX_FILE_NAME: usize = 1024;
+
 fn push_request(body: CreatePushRequest, caller: &Caller) -> Result<PushRequest, ApiError> {
     // An empty list or map counts as not given.
     let labels = body.selector.labels.filter(|l| !l.is_empty());
@@ -613,9 +619,27 @@ fn push_request(body: CreatePushRequest, caller: &Caller) -> Result<PushRequest,
             return Err(ApiError::new(StatusCode::FORBIDDEN, message));
         }
     }
+    let defaults = Delivery::default();
+    for (field, value, max) in [
+        ("content_type", &body.content_type, MAX_CONTENT_TYPE),
+        ("file", &body.file, MAX_FILE_NAME),
+    ] {
+        if let Some(v) = value
+            && (v.len() > max || v.chars().any(char::is_control))
+        {
+            return Err(ApiError::bad_request(format!(
+                "\"{field}\" must be at most {max} bytes without control characters"
+            )));
+        }
+    }
     Ok(PushRequest {
         selector,
         source,
+        delivery: Delivery {
+            config_kind: body.config_kind,
+            content_type: body.content_type.unwrap_or(defaults.content_type),
+            file: body.file.unwrap_or(defaults.file),
+        },
         actor: caller.actor(body.note)?,
         experiment_id: None,
         timeout: None,

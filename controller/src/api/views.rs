@@ -19,6 +19,7 @@ pub fn agent(a: &AgentRecord) -> Agent {
     Agent {
         id: a.id.clone(),
         kind: a.kind,
+        config_kind: a.config_kind,
         host_name: a.host_name.clone(),
         version: a.version.clone(),
         labels: a.labels.clone(),
@@ -87,6 +88,9 @@ pub fn push(p: &PushRecord) -> Push {
         hash: p.hash.clone(),
         selector: serde_json::from_str(&p.selector).ok(),
         template: p.template.clone(),
+        config_kind: p.config_kind,
+        content_type: p.content_type.clone(),
+        file: p.file.clone(),
         author: p.author.clone(),
         created_at: rfc3339_ms(p.created_at),
         deadline: rfc3339_ms(p.deadline),

@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use phoenix_proto::v1::IntervalStats;
 
-use crate::fleet::rollout::{self, ConfigSource, InternalError, PushError, PushRequest};
+use crate::fleet::rollout::{self, ConfigSource, Delivery, InternalError, PushError, PushRequest};
 use crate::store::{
-    Actor, Disqualified, ExperimentRecord, NewExperiment, Selector, Stamp, TransitionError,
+    Actor, AgentKind, Disqualified, ExperimentRecord, NewExperiment, Selector, Stamp,
+    TransitionError,
 };
 use crate::{Shared, blocking, now_ms};
 use analysis::Measurement;
@@ -174,17 +175,41 @@ pub async fn check(
     let store = shared.store.clone();
     let labels = spec.targets.labels.clone();
     let hosts = spec.targets.hosts.clone();
-    let targets: Arc<Vec<(String, Option<String>)>> = Arc::new(
+    let matching: Vec<crate::store::AgentPolicyRow> =
         match blocking(move || store.policies_matching(&labels)).await {
             Ok(Ok(rows)) => rows
                 .into_iter()
-                .filter(|(_, host, _)| hosts.is_empty() || hosts.contains(host))
-                .map(|(id, _, policy)| (id, policy))
+                .filter(|a| hosts.is_empty() || hosts.contains(&a.host_name))
                 .collect(),
             _ => Vec::new(),
-        },
-    );
+        };
     let mut errors = Vec::new();
+    // An experiment compares its variants by the per-variant stats only a
+    // native Phoenix agent reports: an OpAMP target (even a Phoenix agent
+    // speaking OpAMP) could never be measured.
+    let opamp: Vec<String> = matching
+        .iter()
+        .filter(|a| a.kind != AgentKind::Phoenix)
+        .map(|a| a.id.clone())
+        .collect();
+    if !opamp.is_empty() {
+        errors.push(SpecError::new(
+            "targets",
+            format!(
+                "{} target(s) are not native Phoenix agents (OpAMP agents): {}; an experiment \
+                 needs each target's per-variant stats, which only the native protocol reports",
+                opamp.len(),
+                crate::store::few(&opamp)
+            ),
+        ));
+    }
+    let targets: Arc<Vec<(String, Option<String>)>> = Arc::new(
+        matching
+            .into_iter()
+            .filter(|a| a.kind == AgentKind::Phoenix)
+            .map(|a| (a.id, a.policy))
+            .collect(),
+    );
     let configs = std::iter::once(("composed config".to_string(), &composed.yaml)).chain(
         promotions
             .iter()
@@ -494,6 +519,7 @@ pub async fn restore(shared: &Arc<Shared>, record: &ExperimentRecord, actor: &Ac
         };
         let n = members.len();
         let request = PushRequest {
+            delivery: Delivery::default(),
             selector: Selector::Agents(members),
             source,
             actor: actor.clone(),
@@ -625,6 +651,7 @@ pub async fn push_promoted(
     rollout::create_push(
         shared,
         PushRequest {
+            delivery: Delivery::default(),
             selector: Selector::Agents(agents),
             source: ConfigSource::Yaml(yaml),
             actor,

@@ -26,7 +26,7 @@ use super::guardrails::{self, BreachNote};
 use super::spec::ExperimentSpec;
 use super::state::State;
 use super::{ExperimentError, compose, internal, live_of, restore, spec_of, transition};
-use crate::fleet::rollout::{self, ConfigSource, InternalError, PushRequest};
+use crate::fleet::rollout::{self, ConfigSource, Delivery, InternalError, PushRequest};
 use crate::store::{
     Actor, Disqualified, ExperimentRecord, Selector, Stamp, StoreError, TargetState,
 };
@@ -309,6 +309,7 @@ async fn deploy_when_due(
     let push = rollout::create_push(
         shared,
         PushRequest {
+            delivery: Delivery::default(),
             selector: Selector::Agents(targets),
             source: ConfigSource::Yaml(record.config.clone()),
             actor: experiment_actor(&record),
@@ -621,6 +622,7 @@ async fn push_without(
     let push = rollout::create_push(
         shared,
         PushRequest {
+            delivery: Delivery::default(),
             selector: Selector::Agents(super::target_ids(shared, &record.id).await?),
             source: ConfigSource::Yaml(reduced.yaml),
             actor: experiment_actor(record),

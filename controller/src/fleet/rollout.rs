@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::store::{
-    Actor, AgentHello, AgentPolicy, CreatePushError, Desired, NewPush, Selector, StatusReport,
-    StoreError, TargetChange, TargetState,
+    Actor, AgentHello, AgentPolicy, ConfigKind, CreatePushError, Desired, NewPush, Selector,
+    StatusReport, StoreError, TargetChange, TargetState,
 };
 use crate::{Shared, blocking, now_ms, templates};
 
@@ -28,11 +28,39 @@ pub enum ConfigSource {
     RevertToLocal(String),
 }
 
+/// Largest config an `opaque` push carries: a Phoenix config's bound
+/// (`phoenix_config::yaml::MAX_BYTES`, 1 MiB), so every push is bounded
+/// the same whether the controller parses it or not.
+pub const MAX_OPAQUE_BYTES: usize = phoenix_config::yaml::MAX_BYTES;
+
+/// Which agents a push's config is for, and how OpAMP agents receive it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub config_kind: ConfigKind,
+    /// `AgentConfigFile.content_type`.
+    pub content_type: String,
+    /// The key in OpAMP's `AgentConfigMap` (empty: the agent's only file,
+    /// as OpAMP recommends for single-file agents).
+    pub file: String,
+}
+
+impl Default for Delivery {
+    /// A Phoenix config, as a single YAML file.
+    fn default() -> Self {
+        Delivery {
+            config_kind: ConfigKind::Phoenix,
+            content_type: phoenix_api::DEFAULT_CONTENT_TYPE.to_string(),
+            file: String::new(),
+        }
+    }
+}
+
 /// A push as the API asks for it.
 #[derive(Debug, Clone)]
 pub struct PushRequest {
     pub selector: Selector,
     pub source: ConfigSource,
+    pub delivery: Delivery,
     /// Who asks: a principal, `experiment:<id>` or the controller.
     pub actor: Actor,
     /// Every target must carry these labels (the asking principal's scope).
@@ -72,6 +100,11 @@ pub enum PushError {
     /// Some targets lack the labels of the caller's scope.
     #[error("{0}")]
     OutOfScope(String),
+    /// The push cannot reach its targets as asked: they take the other
+    /// config kind or no remote config, or an opaque push asks for what
+    /// only a Phoenix config has (a template, a revert) or is too large.
+    #[error("{0}")]
+    Unfit(String),
     #[error(transparent)]
     Internal(#[from] InternalError),
 }
@@ -199,6 +232,9 @@ pub async fn create_push(
     shared: &Arc<Shared>,
     request: PushRequest,
 ) -> Result<PushCreated, PushError> {
+    if request.delivery.config_kind == ConfigKind::Opaque {
+        check_opaque(&request.source)?;
+    }
     let mut revert_hash = None;
     let (yaml, template) = match request.source {
         ConfigSource::Yaml(y) => (y, None),
@@ -218,7 +254,8 @@ pub async fn create_push(
             }
         }
     };
-    if revert_hash.is_none() {
+    // An opaque config is the agents' business: OpAMP defines no format.
+    if revert_hash.is_none() && request.delivery.config_kind == ConfigKind::Phoenix {
         validate(yaml.clone()).await.map_err(PushError::Invalid)?;
     }
 
@@ -238,11 +275,14 @@ pub async fn create_push(
         deadline,
         revert_to_local: revert_hash.is_some(),
         experiment_id: request.experiment_id,
+        config_kind: request.delivery.config_kind,
+        content_type: request.delivery.content_type,
+        file: request.delivery.file,
     };
     let store = shared.store.clone();
     let (push, result) = blocking(move || {
         let admit = |targets: &[(String, Option<String>)]| {
-            if push.revert_to_local {
+            if push.revert_to_local || push.config_kind == ConfigKind::Opaque {
                 return Ok(());
             }
             check_policies(&push.yaml, targets).map_err(CreatePushError::Policy)
@@ -255,12 +295,11 @@ pub async fn create_push(
     let (targets, superseded) = match result {
         Ok(t) => t,
         Err(CreatePushError::NoMatch(m)) => return Err(PushError::NoTarget(m)),
-        Err(
-            e @ (CreatePushError::UnknownAgents(_)
-            | CreatePushError::RevokedAgents(_)
-            | CreatePushError::NotPhoenix(_)),
-        ) => {
+        Err(e @ (CreatePushError::UnknownAgents(_) | CreatePushError::RevokedAgents(_))) => {
             return Err(PushError::NoTarget(e.to_string()));
+        }
+        Err(e @ (CreatePushError::OtherConfigKind { .. } | CreatePushError::NoRemoteConfig(_))) => {
+            return Err(PushError::Unfit(e.to_string()));
         }
         Err(CreatePushError::Policy(errors)) => return Err(PushError::Policy(errors)),
         Err(e @ CreatePushError::OutOfScope(_)) => {
@@ -273,6 +312,7 @@ pub async fn create_push(
     };
     shared.metrics.pushes_created.inc();
     shared.changes.bump();
+    shared.pushes.bump();
     for _ in 0..superseded {
         shared.metrics.outcome(TargetState::Superseded);
     }
@@ -285,6 +325,8 @@ pub async fn create_push(
         yaml: push.yaml,
         revert_to_local: push.revert_to_local,
         experiment_id: push.experiment_id.clone().unwrap_or_default(),
+        content_type: push.content_type,
+        file: push.file,
     };
     let message = config_push(&desired);
     let sent: Vec<String> = targets
@@ -328,7 +370,31 @@ pub async fn create_push(
     })
 }
 
-fn count_outcomes(shared: &Shared, changes: &[TargetChange]) {
+/// What an `opaque` push may not ask for; its text is not parsed, only
+/// bounded (the API takes it as a JSON string, so it is UTF-8 already).
+fn check_opaque(source: &ConfigSource) -> Result<(), PushError> {
+    match source {
+        ConfigSource::Yaml(text) if text.len() > MAX_OPAQUE_BYTES => Err(PushError::Unfit(
+            format!(
+                "the config is {} bytes; an opaque push carries at most {MAX_OPAQUE_BYTES}",
+                text.len()
+            ),
+        )),
+        ConfigSource::Yaml(_) => Ok(()),
+        ConfigSource::Template(name) => Err(PushError::Unfit(format!(
+            "templates are Phoenix configs: the template {name:?} cannot be an opaque push"
+        ))),
+        ConfigSource::RevertToLocal(_) => Err(PushError::Unfit(
+            "an opaque push cannot revert to the agents' local config: OpAMP has no way to \
+             tell an agent other than Phoenix to go back to its own config; push that config instead"
+                .into(),
+        )),
+    }
+}
+
+/// Count what moved: metrics, a log line per finished target, and a
+/// change for whoever watches the fleet.
+pub(crate) fn count_outcomes(shared: &Shared, changes: &[TargetChange]) {
     if !changes.is_empty() {
         shared.changes.bump();
     }
@@ -421,6 +487,21 @@ pub fn spawn_reaper(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_opaque_push_is_text_within_the_bound_and_nothing_phoenix_only() {
+        assert!(check_opaque(&ConfigSource::Yaml("anything: [".into())).is_ok());
+        let big = ConfigSource::Yaml("x".repeat(MAX_OPAQUE_BYTES + 1));
+        assert!(matches!(check_opaque(&big), Err(PushError::Unfit(m)) if m.contains("at most")));
+        let template = ConfigSource::Template("process-basic-v1".into());
+        assert!(
+            matches!(check_opaque(&template), Err(PushError::Unfit(m)) if m.contains("templates are Phoenix configs"))
+        );
+        let revert = ConfigSource::RevertToLocal("ab".into());
+        assert!(
+            matches!(check_opaque(&revert), Err(PushError::Unfit(m)) if m.contains("cannot revert"))
+        );
+    }
 
     #[test]
     fn a_refused_push_reads_as_before_and_keeps_its_cause() {

@@ -396,12 +396,27 @@ async fn enroll(
     agent_id: &str,
     peer: Option<std::net::SocketAddr>,
 ) -> Result<(String, String), Status> {
-    let unavailable = || Status::unavailable("the controller cannot enroll the agent now; retry");
+    issue(shared, agent_id).await.map_err(|e| match e {
+        AdmitError::Refused(r) => refuse(shared, r, Some(agent_id), peer),
+        AdmitError::Unavailable => {
+            Status::unavailable("the controller cannot enroll the agent now; retry")
+        }
+    })
+}
+
+/// A new credential for `agent_id`, stored as pending (replacing a pending
+/// one): the credential, to hand to the agent once, and its hash, which
+/// the agent's first use of it confirms. Whatever carries it (the native
+/// `Enrollment`, OpAMP's connection settings) calls this.
+pub(crate) async fn issue(
+    shared: &Arc<Shared>,
+    agent_id: &str,
+) -> Result<(String, String), AdmitError> {
     let credential = identity::new_credential().ok_or_else(|| {
         tracing::error!("no randomness from the OS: cannot issue an agent credential");
-        unavailable()
+        AdmitError::Unavailable
     })?;
-    let hash = identity::credential_hash(credential.as_bytes()).ok_or_else(unavailable)?;
+    let hash = identity::credential_hash(credential.as_bytes()).ok_or(AdmitError::Unavailable)?;
     let store = shared.store.clone();
     let (id, stored) = (agent_id.to_string(), hash.clone());
     match blocking(move || store.issue_credential(&id, &stored, now_ms())).await {
@@ -411,12 +426,12 @@ async fn enroll(
             Ok((credential, hash))
         }
         Ok(Ok(Issue::Refused(CredentialState::Revoked))) => {
-            Err(refuse(shared, Refusal::Revoked, Some(agent_id), peer))
+            Err(AdmitError::Refused(Refusal::Revoked))
         }
-        Ok(Ok(Issue::Refused(_))) => Err(refuse(shared, Refusal::Claimed, Some(agent_id), peer)),
+        Ok(Ok(Issue::Refused(_))) => Err(AdmitError::Refused(Refusal::Claimed)),
         _ => {
             shared.metrics.store_errors.inc();
-            Err(unavailable())
+            Err(AdmitError::Unavailable)
         }
     }
 }

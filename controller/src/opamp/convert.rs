@@ -13,13 +13,16 @@
 //!   key. An attribute whose key is not a valid label key or whose value is
 //!   too long for a label is kept in the description only;
 //! - `host.name` is the host name, `service.version` the version;
-//! - capability bits are listed by name (`ReportsStatus`, ...).
+//! - capability bits are listed by name (`ReportsStatus`, ...);
+//! - identifying `service.name` = `phoenix-agent` (what the Phoenix
+//!   agent's own OpAMP client reports) makes its config kind `phoenix`,
+//!   any other `opaque`.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use phoenix_api::{
-    ComponentHealth, ConfigFile, EffectiveConfig, OpampDescription, RemoteConfigStatus,
+    ComponentHealth, ConfigFile, ConfigKind, EffectiveConfig, OpampDescription, RemoteConfigStatus,
 };
 use phoenix_proto::opamp::{self as pb, any_value};
 use serde_json::Value;
@@ -39,6 +42,8 @@ const MAX_COMPONENTS: usize = 1024;
 /// Files in one effective config.
 const MAX_CONFIG_FILES: usize = 64;
 const MAX_FILE_NAME: usize = 1024;
+/// The identifying `service.name` of the Phoenix agent's OpAMP client.
+pub const PHOENIX_SERVICE_NAME: &str = "phoenix-agent";
 /// A remote config error is kept up to this size.
 const MAX_ERROR: usize = 64 * 1024;
 
@@ -239,11 +244,23 @@ pub fn describe(d: &pb::AgentDescription) -> Result<OpampDescribed, String> {
             .cloned()
             .unwrap_or_default()
     };
+    // Only an identifying attribute counts: it is what names the agent.
+    let config_kind = if description
+        .identifying
+        .get("service.name")
+        .map(String::as_str)
+        == Some(PHOENIX_SERVICE_NAME)
+    {
+        ConfigKind::Phoenix
+    } else {
+        ConfigKind::Opaque
+    };
     Ok(OpampDescribed {
         host_name: attribute("host.name"),
         version: attribute("service.version"),
         labels,
         description,
+        config_kind,
     })
 }
 
@@ -442,6 +459,27 @@ mod tests {
             out.description.identifying["service.name"],
             "io.opentelemetry.collector"
         );
+        assert_eq!(out.config_kind, ConfigKind::Opaque);
+    }
+
+    #[test]
+    fn only_an_identifying_phoenix_agent_name_takes_phoenix_configs() {
+        let named = |identifying: Vec<pb::KeyValue>, non_identifying: Vec<pb::KeyValue>| {
+            describe(&pb::AgentDescription {
+                identifying_attributes: identifying,
+                non_identifying_attributes: non_identifying,
+            })
+            .unwrap()
+            .config_kind
+        };
+        let phoenix = || kv("service.name", s(PHOENIX_SERVICE_NAME));
+        assert_eq!(named(vec![phoenix()], vec![]), ConfigKind::Phoenix);
+        assert_eq!(named(vec![], vec![phoenix()]), ConfigKind::Opaque);
+        assert_eq!(
+            named(vec![kv("service.name", s("phoenix-agent-x"))], vec![]),
+            ConfigKind::Opaque
+        );
+        assert_eq!(named(vec![], vec![]), ConfigKind::Opaque);
     }
 
     #[test]

@@ -17,9 +17,24 @@
 //! credential in `x-phoenix-agent-credential`, checked before the body is
 //! read; then the same per-instance rules (an enrolled id needs its own
 //! credential, a revoked id is refused, with `--client-ca` the certificate's
-//! Common Name must be the instance id). No credential is issued to an
-//! OpAMP agent (OpAMP's way to hand one over, connection settings offers,
-//! is not built yet).
+//! Common Name must be the instance id).
+//!
+//! Per-agent credentials: an agent that comes with the enrollment token and
+//! declares `AcceptsOpAMPConnectionSettings` is issued its own credential
+//! as a native agent is ([`crate::grpc::issue`]: 256 random bits, only the
+//! hash kept, pending), offered in `connection_settings.opamp.headers` as
+//! `x-phoenix-agent-credential` (same endpoint). Its first request that
+//! presents it confirms it; from then on the token no longer speaks for
+//! that instance uid. Until then every request with the token gets a fresh
+//! credential that replaces the pending one (the native rule: a lost
+//! offer costs nothing, and only the latest credential works). An agent
+//! without the capability keeps using the token.
+//!
+//! Remote config: the agent's desired push (its latest push target, as for
+//! a native agent) is offered in `remote_config` while the
+//! `last_remote_config_hash` it reports differs from the push's hash
+//! ([`pending_offer`]); the remote config statuses it reports for that hash
+//! move the push target (applying, applied, failed).
 //!
 //! What a bad request gets, and it changes nothing:
 //! - no token or credential: 401; a credential or id it may not use
@@ -53,8 +68,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::fleet::rollout;
 use crate::grpc::{Admission, AdmitError, Refusal, identity};
-use crate::store::{CredentialState, OpampRefusal};
+use crate::store::{CredentialState, Desired, OpampRefusal};
 use crate::tls::TlsListener;
 use crate::{Shared, blocking, now_ms};
 
@@ -69,7 +85,9 @@ pub const MAX_DECODED_BYTES: usize = 4 << 20;
 const PROTOBUF: &str = "application/x-protobuf";
 /// What this server does, as `ServerCapabilities` bits.
 pub const SERVER_CAPABILITIES: u64 = pb::ServerCapabilities::AcceptsStatus as u64
-    | pb::ServerCapabilities::AcceptsEffectiveConfig as u64;
+    | pb::ServerCapabilities::AcceptsEffectiveConfig as u64
+    | pb::ServerCapabilities::OffersRemoteConfig as u64
+    | pb::ServerCapabilities::OffersConnectionSettings as u64;
 
 /// The sequence number of each agent's last message, while it is online:
 /// what tells a missed message (or a restarted controller) apart.
@@ -419,7 +437,7 @@ pub(crate) async fn exchange(
     let store = shared.store.clone();
     let stored = report.clone();
     match blocking(move || store.opamp_report(&stored, connected, now)).await {
-        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Ok(changes))) => rollout::count_outcomes(shared, &changes),
         Ok(Ok(Err(OpampRefusal::OtherKind))) => {
             return Err(Failure::Refused(Refusal::OtherKind, Some(id)));
         }
@@ -428,6 +446,21 @@ pub(crate) async fn exchange(
             return Err(Failure::Unavailable(uid));
         }
     }
+    // Only once the report is stored: a store that cannot record the
+    // report issues nothing either. A refusal here is a race (the id was
+    // enrolled or revoked since the check above) and the report stays.
+    let accepts_settings =
+        message.capabilities & pb::AgentCapabilities::AcceptsOpAmpConnectionSettings as u64 != 0;
+    let connection_settings = match admission {
+        Admission::Enrollment if accepts_settings && message.agent_disconnect.is_none() => {
+            match crate::grpc::issue(shared, &id).await {
+                Ok((credential, hash)) => Some(credential_offer(credential, &hash)),
+                Err(AdmitError::Refused(r)) => return Err(Failure::Refused(r, Some(id))),
+                Err(AdmitError::Unavailable) => return Err(Failure::Unavailable(uid)),
+            }
+        }
+        _ => None,
+    };
     // What was remembered of an agent that went offline meanwhile is no
     // state to build on.
     let previous = online.and(shared.opamp.swap(&id, message.sequence_num));
@@ -448,6 +481,9 @@ pub(crate) async fn exchange(
             shared.metrics.store_errors.inc();
         }
         tracing::info!(agent = %id, "OpAMP agent disconnected");
+    }
+    let remote_config = if message.agent_disconnect.is_some() {
+        None
     } else {
         let (_, new) = shared
             .fleet
@@ -455,7 +491,8 @@ pub(crate) async fn exchange(
         if new {
             tracing::info!(agent = %id, peer = %peer.addr, "OpAMP agent online");
         }
-    }
+        pending_offer(shared, &id).await
+    };
     shared.changes.bump();
     Ok(pb::ServerToAgent {
         instance_uid: uid,
@@ -465,6 +502,151 @@ pub(crate) async fn exchange(
             0
         },
         capabilities: SERVER_CAPABILITIES,
+        remote_config,
+        connection_settings,
         ..Default::default()
     })
+}
+
+/// The remote config to offer the OpAMP agent `id` now: its desired push,
+/// unless the last remote config it reported on is that push (by hash).
+/// A target offered for the first time becomes `applying`. `exchange`
+/// puts it in every reply; a transport that can send unasked (WebSocket)
+/// calls it when `shared.changes` moves, to deliver a new push at once.
+/// It does not bump `shared.changes` itself, so such a caller never wakes
+/// itself. `None` also when the store cannot be read: the next message
+/// tries again.
+pub(crate) async fn pending_offer(shared: &Arc<Shared>, id: &str) -> Option<pb::AgentRemoteConfig> {
+    let store = shared.store.clone();
+    let agent = id.to_string();
+    let desired = match blocking(move || store.opamp_offer(&agent, now_ms())).await {
+        Ok(Ok(d)) => d?,
+        _ => {
+            shared.metrics.store_errors.inc();
+            return None;
+        }
+    };
+    let Some(config_hash) = hex_bytes(&desired.hash) else {
+        // Every hash the controller makes is lowercase hex; another could
+        // never be matched against what the agent reports.
+        tracing::error!(agent = id, push = %desired.push_id, "the push's hash is not hex: not offered");
+        return None;
+    };
+    tracing::info!(agent = id, push = %desired.push_id, hash = %desired.hash, "offering the desired config to an OpAMP agent");
+    Some(remote_config(desired, config_hash))
+}
+
+/// A desired config as OpAMP's remote config. A revert (to a Phoenix
+/// agent's local config) is an empty config map with the local config's
+/// hash: the Phoenix agent's client reads that as "back to your own".
+fn remote_config(desired: Desired, config_hash: Vec<u8>) -> pb::AgentRemoteConfig {
+    let config_map = if desired.revert_to_local {
+        Default::default()
+    } else {
+        [(
+            desired.file,
+            pb::AgentConfigFile {
+                body: desired.yaml.into_bytes(),
+                content_type: desired.content_type,
+            },
+        )]
+        .into()
+    };
+    pb::AgentRemoteConfig {
+        config: Some(pb::AgentConfigMap { config_map }),
+        config_hash,
+    }
+}
+
+/// A credential as OpAMP's connection settings: the header to present,
+/// same endpoint. The offer's hash is the credential's (what the store
+/// keeps): stable for this offer, new with every credential, and no
+/// secret.
+fn credential_offer(credential: String, hash: &str) -> pb::ConnectionSettingsOffers {
+    pb::ConnectionSettingsOffers {
+        hash: hex_bytes(hash).unwrap_or_default(),
+        opamp: Some(pb::OpAmpConnectionSettings {
+            headers: Some(pb::Headers {
+                headers: vec![pb::Header {
+                    key: identity::CREDENTIAL_METADATA.into(),
+                    value: credential,
+                }],
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Lowercase hex as bytes; `None` for anything else.
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_travel_as_the_bytes_their_hex_names() {
+        assert_eq!(hex_bytes("00ab10ff"), Some(vec![0x00, 0xab, 0x10, 0xff]));
+        assert_eq!(hex_bytes(""), Some(vec![]));
+        assert_eq!(hex_bytes("abc"), None);
+        assert_eq!(hex_bytes("AB"), None);
+        assert_eq!(hex_bytes("zz"), None);
+        let hash = phoenix_config::config_hash("x");
+        assert_eq!(
+            phoenix_processors::hash::hex(&hex_bytes(&hash).unwrap()),
+            hash
+        );
+    }
+
+    fn desired(revert_to_local: bool) -> Desired {
+        Desired {
+            push_id: "p1".into(),
+            hash: "abcd".into(),
+            yaml: if revert_to_local { "" } else { "a: 1\n" }.into(),
+            revert_to_local,
+            experiment_id: String::new(),
+            content_type: "text/yaml".into(),
+            file: "collector.yaml".into(),
+        }
+    }
+
+    #[test]
+    fn a_push_is_one_file_and_a_revert_an_empty_map() {
+        let offer = remote_config(desired(false), vec![0xab, 0xcd]);
+        assert_eq!(offer.config_hash, vec![0xab, 0xcd]);
+        let map = offer.config.unwrap().config_map;
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["collector.yaml"].body, b"a: 1\n");
+        assert_eq!(map["collector.yaml"].content_type, "text/yaml");
+        let revert = remote_config(desired(true), vec![0xab, 0xcd]);
+        assert!(revert.config.unwrap().config_map.is_empty());
+        assert_eq!(revert.config_hash, vec![0xab, 0xcd]);
+    }
+
+    #[test]
+    fn a_credential_offer_names_only_the_credential_header() {
+        let offer = credential_offer("secret".into(), "0a0b");
+        assert_eq!(offer.hash, vec![0x0a, 0x0b]);
+        let settings = offer.opamp.unwrap();
+        assert!(settings.destination_endpoint.is_empty());
+        let headers = settings.headers.unwrap().headers;
+        assert_eq!(headers.len(), 1);
+        assert_eq!(
+            (headers[0].key.as_str(), headers[0].value.as_str()),
+            ("x-phoenix-agent-credential", "secret")
+        );
+    }
 }

@@ -3,7 +3,9 @@
 //! either way is OpAMP's header (a varint, 0 today) followed by one
 //! `AgentToServer` or `ServerToAgent`. Unlike polling over HTTP, the
 //! controller can speak first: a push created while the agent is connected
-//! is sent at once instead of at its next heartbeat.
+//! is sent at once ([`Shared::pushes`](crate::Shared::pushes) wakes every
+//! connection, which asks [`pending_offer`](super::pending_offer) for its
+//! agent) instead of at its next heartbeat.
 //!
 //! Every message goes through the same [`exchange`](super::exchange) as an
 //! HTTP request, and the caller is admitted again for every message (with
@@ -117,11 +119,36 @@ async fn connection(
 ) {
     // The agent this connection speaks for, from its first valid message.
     let mut agent: Option<String> = None;
+    let mut uid = Vec::new();
+    // The hash of the remote config last sent on this connection: a push
+    // is sent unasked once, then with every answer until the agent reports
+    // on it (as over HTTP).
+    let mut offered: Option<Vec<u8>> = None;
+    let mut pushes = shared.pushes.subscribe();
     loop {
         let received = tokio::select! {
             _ = crate::stopped(&mut stop) => {
                 close(&mut socket, close_code::AWAY, "the controller is shutting down").await;
                 break;
+            }
+            Ok(()) = pushes.changed(), if agent.is_some() => {
+                let Some(id) = agent.as_deref() else { continue };
+                let Some(remote) = super::pending_offer(&shared, id).await else { continue };
+                if offered.as_ref() == Some(&remote.config_hash) {
+                    continue;
+                }
+                offered = Some(remote.config_hash.clone());
+                let unasked = pb::ServerToAgent {
+                    instance_uid: uid.clone(),
+                    remote_config: Some(remote),
+                    capabilities: super::SERVER_CAPABILITIES,
+                    ..Default::default()
+                };
+                if socket.send(Message::Binary(encode(&unasked))).await.is_err() {
+                    break;
+                }
+                shared.changes.bump();
+                continue;
             }
             received = socket.recv() => received,
         };
@@ -140,6 +167,12 @@ async fn connection(
         match next {
             Next::Reply(status, reply) => {
                 shared.metrics.opamp_response(status.as_u16());
+                if uid.is_empty() && agent.is_some() {
+                    uid = reply.instance_uid.clone();
+                }
+                if let Some(remote) = &reply.remote_config {
+                    offered = Some(remote.config_hash.clone());
+                }
                 if socket.send(Message::Binary(encode(&reply))).await.is_err() {
                     break;
                 }

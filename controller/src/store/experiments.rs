@@ -1206,6 +1206,9 @@ mod tests {
             revert_to_local: false,
             experiment_id: experiment.map(str::to_string),
             within: None,
+            config_kind: crate::store::ConfigKind::Phoenix,
+            content_type: "text/yaml".into(),
+            file: String::new(),
         };
         store.create_push(&push, now, &|_| Ok(())).unwrap();
     }

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_promotion_waves.sql")),
     (9, include_str!("migrations/0009_disqualified.sql")),
     (10, include_str!("migrations/0010_opamp_agents.sql")),
+    (11, include_str!("migrations/0011_config_kinds.sql")),
 ];
 
 /// The version this controller brings the schema to.

@@ -62,12 +62,23 @@ pub enum CreatePushError {
     UnknownAgents(Vec<String>),
     #[error("revoked agent id(s): {}", .0.join(", "))]
     RevokedAgents(Vec<String>),
-    /// Pushes reach Phoenix agents only (no remote config for OpAMP agents yet).
+    /// Some targets take the other config kind: a push reaches agents of
+    /// one config kind (a Phoenix config means nothing to a Collector).
     #[error(
-        "not Phoenix agent(s): {} (OpAMP agents receive no pushes yet)",
-        .0.join(", ")
+        "the push is a {} config but {} of its targets take {} configs: {}; \
+         push to each config kind separately",
+        .push.as_str(), .agents.len(), .push.other().as_str(), few(.agents)
     )]
-    NotPhoenix(Vec<String>),
+    OtherConfigKind {
+        push: ConfigKind,
+        agents: Vec<String>,
+    },
+    /// OpAMP targets that did not declare `AcceptsRemoteConfig`.
+    #[error(
+        "{} target(s) do not accept remote config (no AcceptsRemoteConfig capability): {}",
+        .0.len(), few(.0)
+    )]
+    NoRemoteConfig(Vec<String>),
     /// The config breaks the policy of some targets: every problem, each
     /// naming its agent.
     #[error("the config breaks the policy of some targets")]
@@ -292,7 +303,7 @@ impl Store {
                 // only time out.
                 let mut revoked = tx.prepare_cached(REVOKED)?;
                 let mut ids = Vec::new();
-                for id in agents_matching(&tx, labels, None, Some(AgentKind::Phoenix))? {
+                for id in agents_matching(&tx, labels, None, None)? {
                     if !revoked.exists([&id])? {
                         ids.push(id);
                     }
@@ -300,7 +311,7 @@ impl Store {
                 drop(revoked);
                 if ids.is_empty() {
                     return Err(CreatePushError::NoMatch(format!(
-                        "no known Phoenix agent has the labels {}",
+                        "no known agent has the labels {}",
                         format_labels(labels)
                     )));
                 }
@@ -309,29 +320,25 @@ impl Store {
             Selector::Agents(ids) => {
                 let mut unknown = Vec::new();
                 let mut revoked_ids = Vec::new();
-                let mut other_kind = Vec::new();
                 let mut known = Vec::new();
-                let mut kind = tx.prepare_cached("SELECT kind FROM agents WHERE id = ?1")?;
+                let mut exists = tx.prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?;
                 let mut revoked = tx.prepare_cached(REVOKED)?;
                 for id in ids {
                     if known.contains(id) {
                         continue;
                     }
-                    let found: Option<String> = kind.query_row([id], |r| r.get(0)).optional()?;
-                    match found {
-                        None => unknown.push(id.clone()),
-                        Some(_) if revoked.exists([id])? => revoked_ids.push(id.clone()),
-                        Some(k) if k != AgentKind::Phoenix.as_str() => other_kind.push(id.clone()),
-                        Some(_) => known.push(id.clone()),
+                    if !exists.exists([id])? {
+                        unknown.push(id.clone());
+                    } else if revoked.exists([id])? {
+                        revoked_ids.push(id.clone());
+                    } else {
+                        known.push(id.clone());
                     }
                 }
-                drop(kind);
+                drop(exists);
                 drop(revoked);
                 if !unknown.is_empty() {
                     return Err(CreatePushError::UnknownAgents(unknown));
-                }
-                if !other_kind.is_empty() {
-                    return Err(CreatePushError::NotPhoenix(other_kind));
                 }
                 if !revoked_ids.is_empty() {
                     return Err(CreatePushError::RevokedAgents(revoked_ids));
@@ -358,6 +365,8 @@ impl Store {
                 return Err(CreatePushError::OutOfScope(outside));
             }
         }
+        // After the scope: a caller learns nothing of agents it may not see.
+        check_config_kind(&tx, &targets, push.config_kind)?;
         {
             let mut policy = tx.prepare_cached("SELECT policy FROM agents WHERE id = ?1")?;
             let mut with_policies = Vec::with_capacity(targets.len());
@@ -383,8 +392,9 @@ impl Store {
             )?;
         }
         tx.execute(
-            "INSERT INTO pushes (id, selector, config_hash, template, author, created_at, deadline, experiment_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO pushes (id, selector, config_hash, template, author, created_at, deadline,
+                 experiment_id, config_kind, content_type, file_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 push.id,
                 // Maps and lists of strings always serialize.
@@ -394,7 +404,10 @@ impl Store {
                 push.actor.name,
                 now,
                 push.deadline,
-                push.experiment_id
+                push.experiment_id,
+                push.config_kind.as_str(),
+                push.content_type,
+                push.file
             ],
         )?;
         let mut superseded_count = 0;
@@ -426,6 +439,7 @@ impl Store {
                 "selector": push.selector.to_api(),
                 "hash": push.hash,
                 "template": push.template,
+                "config_kind": push.config_kind.as_str(),
                 "targets": targets.len(),
             }),
         )?;
@@ -701,7 +715,7 @@ fn push_select<'a>(
             labels_clause("t.agent_id", labels, args)
         ));
     }
-    sql.push_str(" FROM pushes p");
+    sql.push_str(", p.config_kind, p.content_type, p.file_name FROM pushes p");
     sql
 }
 
@@ -723,6 +737,9 @@ fn push_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PushRecord> {
             timeout: count(11)?,
             superseded: count(12)?,
         },
+        config_kind: named(r, 13, ConfigKind::parse)?,
+        content_type: r.get(14)?,
+        file: r.get(15)?,
         targets: Vec::new(),
     })
 }
@@ -762,22 +779,38 @@ fn named<T>(
 }
 
 impl Store {
-    /// Every agent carrying `labels`: (id, host name, reported policy JSON),
-    /// for checking an experiment's configs before it is stored.
+    /// Every agent carrying `labels`, for checking an experiment's configs
+    /// and targets before it is stored.
     pub fn policies_matching(
         &self,
         labels: &BTreeMap<String, String>,
-    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+    ) -> Result<Vec<AgentPolicyRow>, StoreError> {
         let conn = self.conn();
-        let mut row = conn.prepare_cached("SELECT host_name, policy FROM agents WHERE id = ?1")?;
+        let mut row =
+            conn.prepare_cached("SELECT host_name, policy, kind FROM agents WHERE id = ?1")?;
         let mut out = Vec::new();
-        for id in agents_matching(&conn, labels, None, Some(AgentKind::Phoenix))? {
-            let (host, policy): (String, Option<String>) =
-                row.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            out.push((id, host, policy));
+        for id in agents_matching(&conn, labels, None, None)? {
+            out.push(row.query_row([&id], |r| {
+                Ok(AgentPolicyRow {
+                    host_name: r.get(0)?,
+                    policy: r.get(1)?,
+                    kind: named(r, 2, AgentKind::parse)?,
+                    id: id.clone(),
+                })
+            })?);
         }
         Ok(out)
     }
+}
+
+/// An agent as an experiment's checks see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentPolicyRow {
+    pub id: String,
+    pub host_name: String,
+    /// The reported policy (JSON), None when it reported none.
+    pub policy: Option<String>,
+    pub kind: AgentKind,
 }
 
 /// `AND` the agent in `column` carries every label of `labels` (the
@@ -851,7 +884,8 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
                     a.cpu_seconds_total, a.resident_memory_bytes,
                     (SELECT state FROM push_targets t WHERE t.push_id = a.desired_push_id AND t.agent_id = a.id),
                     c.state, c.revoked_at, a.kind, a.opamp_capabilities, a.opamp_description,
-                    a.opamp_health, a.opamp_effective_config, a.opamp_remote_config_status
+                    a.opamp_health, a.opamp_effective_config, a.opamp_remote_config_status,
+                    a.config_kind
              FROM agents a LEFT JOIN pushes p ON p.id = a.desired_push_id
                  LEFT JOIN agent_credentials c ON c.agent_id = a.id
              WHERE a.id = ?1",
@@ -886,6 +920,7 @@ fn load_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, rusqli
                     },
                     revoked_at: r.get(18)?,
                     kind: named(r, 19, AgentKind::parse)?,
+                    config_kind: named(r, 25, ConfigKind::parse)?,
                     opamp: opamp::from_columns(r, 20)?,
                 })
             },
@@ -1058,7 +1093,9 @@ fn apply_status(
 }
 
 /// The desired config of an agent, when [`status::offer_desired`] says to
-/// (re)send it.
+/// (re)send it. What the agent runs is its effective hash for a native
+/// agent; for an OpAMP agent, the hash of the last remote config it
+/// reported on (OpAMP's rule: offer while that differs from the server's).
 fn desired_to_resend(
     tx: &Transaction<'_>,
     agent_id: &str,
@@ -1066,8 +1103,12 @@ fn desired_to_resend(
 ) -> Result<Option<Desired>, rusqlite::Error> {
     let row = tx
         .prepare_cached(
-            "SELECT p.id, p.config_hash, t.state, c.content, a.effective_hash, c.local,
-                    COALESCE(p.experiment_id, '')
+            "SELECT p.id, p.config_hash, t.state, c.content,
+                    CASE a.kind WHEN 'opamp'
+                        THEN COALESCE(json_extract(a.opamp_remote_config_status,
+                                                   '$.last_remote_config_hash'), '')
+                        ELSE a.effective_hash END,
+                    c.local, COALESCE(p.experiment_id, ''), p.content_type, p.file_name
              FROM agents a
              JOIN pushes p ON p.id = a.desired_push_id
              JOIN config_versions c ON c.hash = p.config_hash
@@ -1081,10 +1122,13 @@ fn desired_to_resend(
                 r.get::<_, String>(4)?,
                 r.get::<_, bool>(5)?,
                 r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
             ))
         })
         .optional()?;
-    let Some((target, yaml, effective, revert_to_local, experiment_id)) = row else {
+    let Some((target, yaml, effective, revert_to_local, experiment_id, content_type, file)) = row
+    else {
         return Ok(None);
     };
     let Offer::Send { mark_applying } = status::offer_desired(&target, &effective) else {
@@ -1103,7 +1147,66 @@ fn desired_to_resend(
         yaml,
         revert_to_local,
         experiment_id,
+        content_type,
+        file,
     }))
+}
+
+/// Refuse a push unless every target takes its config kind and every
+/// OpAMP target declared `AcceptsRemoteConfig` (a config it cannot take
+/// would only time out).
+fn check_config_kind(
+    tx: &Transaction<'_>,
+    targets: &[String],
+    kind: ConfigKind,
+) -> Result<(), CreatePushError> {
+    let mut row = tx.prepare_cached(
+        "SELECT config_kind, kind = 'opamp' AND (COALESCE(opamp_capabilities, 0) & ?2) = 0
+         FROM agents WHERE id = ?1",
+    )?;
+    let mut other = Vec::new();
+    let mut no_remote = Vec::new();
+    for id in targets {
+        let (config_kind, refuses): (String, bool) = row
+            .query_row(params![id, ACCEPTS_REMOTE_CONFIG], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        if config_kind != kind.as_str() {
+            other.push(id.clone());
+        } else if refuses {
+            no_remote.push(id.clone());
+        }
+    }
+    if !other.is_empty() {
+        return Err(CreatePushError::OtherConfigKind {
+            push: kind,
+            agents: other,
+        });
+    }
+    if !no_remote.is_empty() {
+        return Err(CreatePushError::NoRemoteConfig(no_remote));
+    }
+    Ok(())
+}
+
+/// OpAMP's `AcceptsRemoteConfig` capability bit.
+const ACCEPTS_REMOTE_CONFIG: i64 =
+    phoenix_proto::opamp::AgentCapabilities::AcceptsRemoteConfig as i64;
+
+/// A few ids of a list and how many more: enough to find them, short
+/// enough for an error message about a whole fleet.
+pub fn few(ids: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let shown = ids
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match ids.len().saturating_sub(SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
 }
 
 #[cfg(test)]

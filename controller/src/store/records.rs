@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 // The states and counts the API shows are the API's types.
 pub use phoenix_api::{
-    AgentKind, AgentStatus, PushCounts as TargetCounts, PushTargetState as TargetState,
+    AgentKind, AgentStatus, ConfigKind, PushCounts as TargetCounts, PushTargetState as TargetState,
 };
 
 /// The state an agent reports for a config (the proto's ConfigState).
@@ -86,6 +86,10 @@ pub struct Desired {
     /// Back to the agent's local config (`hash` is that config's hash).
     pub revert_to_local: bool,
     pub experiment_id: String,
+    /// How an OpAMP agent receives it: the content type and the file
+    /// name in its config map.
+    pub content_type: String,
+    pub file: String,
 }
 
 /// What a Hello changed.
@@ -169,6 +173,11 @@ pub struct NewPush {
     /// `yaml` is empty and `hash` names the agents' local config.
     pub revert_to_local: bool,
     pub experiment_id: Option<String>,
+    /// Every target must have this config kind, or nothing is stored.
+    pub config_kind: ConfigKind,
+    /// What OpAMP agents receive it as (see [`Desired`]).
+    pub content_type: String,
+    pub file: String,
     /// Every target must carry these labels (the caller's scope), or
     /// nothing is stored.
     pub within: Option<BTreeMap<String, String>>,
@@ -179,6 +188,7 @@ pub struct NewPush {
 pub struct AgentRecord {
     pub id: String,
     pub kind: AgentKind,
+    pub config_kind: ConfigKind,
     pub host_name: String,
     pub version: String,
     pub labels: BTreeMap<String, String>,
@@ -228,6 +238,9 @@ pub struct OpampDescribed {
     /// From `service.version`.
     pub version: String,
     pub labels: BTreeMap<String, String>,
+    /// From `service.name`: a Phoenix agent's own OpAMP client takes
+    /// Phoenix configs.
+    pub config_kind: ConfigKind,
 }
 
 /// The latest IntervalStats of an agent.
@@ -246,6 +259,9 @@ pub struct PushRecord {
     pub selector: String,
     pub hash: String,
     pub template: Option<String>,
+    pub config_kind: ConfigKind,
+    pub content_type: String,
+    pub file: String,
     pub author: String,
     pub created_at: i64,
     pub deadline: i64,

@@ -30,6 +30,9 @@ fn push(id: &str, hash: &str, selector: Selector) -> NewPush {
         revert_to_local: false,
         experiment_id: None,
         within: None,
+        config_kind: ConfigKind::Phoenix,
+        content_type: "text/yaml".into(),
+        file: String::new(),
     }
 }
 
@@ -51,25 +54,60 @@ fn migrations_run_once_and_reopening_keeps_the_data() {
     assert_eq!(mode, "wal");
 }
 
+/// A database in `dir` at schema `version`, as a controller of that
+/// release left it.
+fn at_schema(dir: &std::path::Path, version: i64) -> Connection {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut conn = Connection::open(dir.join("controller.db")).unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .unwrap();
+    let tx = conn.transaction().unwrap();
+    for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= version) {
+        tx.execute_batch(sql).unwrap();
+        tx.execute("INSERT INTO schema_version VALUES (?1, 0)", [v])
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    conn
+}
+
+#[test]
+fn agents_stored_before_config_kinds_get_theirs_from_their_description() {
+    let dir = tmp_dir("migrate-11");
+    {
+        let conn = at_schema(&dir, 10);
+        conn.execute_batch(
+            r#"INSERT INTO agents (id, host_name, version, capabilities, status, first_seen, last_seen)
+                   VALUES ('native', 'h', '1', '[]', 'offline', 1, 1);
+               INSERT INTO agents (id, kind, host_name, version, capabilities, status, first_seen,
+                   last_seen, opamp_description)
+                   VALUES ('phoenix-over-opamp', 'opamp', 'h', '1', '[]', 'offline', 1, 1,
+                       '{"identifying": {"service.name": "phoenix-agent"}, "non_identifying": {}}'),
+                          ('named-only-loosely', 'opamp', 'h', '1', '[]', 'offline', 1, 1,
+                       '{"identifying": {}, "non_identifying": {"service.name": "phoenix-agent"}}'),
+                          ('undescribed', 'opamp', 'h', '1', '[]', 'offline', 1, 1, NULL);"#,
+        )
+        .unwrap();
+    }
+    let s = Store::open_dir(&dir).unwrap();
+    let kind = |id: &str| s.agent(id).unwrap().unwrap().0.config_kind;
+    assert_eq!(kind("native"), ConfigKind::Phoenix);
+    assert_eq!(kind("phoenix-over-opamp"), ConfigKind::Phoenix);
+    assert_eq!(kind("named-only-loosely"), ConfigKind::Opaque);
+    assert_eq!(kind("undescribed"), ConfigKind::Opaque);
+}
+
 #[test]
 fn rebuilding_the_experiments_table_keeps_every_row_that_references_it() {
     // A database at schema 7 with an experiment and its history, as a
     // controller of the previous release left it.
     let dir = tmp_dir("migrate-8");
-    std::fs::create_dir_all(&dir).unwrap();
     {
-        let mut conn = Connection::open(dir.join("controller.db")).unwrap();
-        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-        conn.execute_batch(
-            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-        )
-        .unwrap();
+        let mut conn = at_schema(&dir, 7);
         let tx = conn.transaction().unwrap();
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 7) {
-            tx.execute_batch(sql).unwrap();
-            tx.execute("INSERT INTO schema_version VALUES (?1, 0)", [version])
-                .unwrap();
-        }
         tx.execute_batch(
             "INSERT INTO experiments (id, name, spec, state, author, config, config_hash,
                  created_at, updated_at) VALUES ('e', 'e', '{}', 'succeeded', 't', '', 'h', 1, 1);
