@@ -21,15 +21,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-pub use client::{Client, ControllerMetrics, Credentials};
+pub use client::{CREDENTIAL_METADATA, Client, ControllerMetrics, Credentials};
 
+use crate::exporter::otlp::retry::Backoff;
 use crate::exporter::otlp::{error_chain, read_ca_file};
-use crate::pipeline::{ReloadRequest, Service};
+use crate::pipeline::{ReloadError, ReloadOutcome, ReloadRequest, ReloadSource, Service};
+use phoenix_config::{AgentConfig, ReceiverConfig};
 use phoenix_telemetry::registry::Registry;
 
 /// How long establishing the TCP (and TLS) connection may take.
@@ -79,16 +81,7 @@ impl Connection {
         if !https && !url.starts_with("http://") {
             anyhow::bail!("--controller {url:?}: expected an http:// or https:// URL");
         }
-        if url
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(rest))
-            .is_some_and(|authority| authority.contains('@'))
-        {
-            // It would be logged with every connection state change.
-            anyhow::bail!(
-                "--controller: credentials in the URL are not supported; use --controller-token"
-            );
-        }
+        refuse_credentials_in_url("--controller", &url)?;
         let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| anyhow::anyhow!("--controller {url:?}: {}", error_chain(&e)))?
             .connect_timeout(CONNECT_TIMEOUT)
@@ -136,15 +129,8 @@ impl Connection {
             );
         }
 
-        if !https
-            && !settings.insecure_plaintext
-            && !endpoint.uri().host().is_some_and(is_loopback_host)
-        {
-            anyhow::bail!(
-                "--controller {url}: plain http:// to a host that is not loopback would send the \
-                 token, the agent's credential and every config in clear text; use https://, or \
-                 give --insecure-plaintext if the network is encrypted otherwise"
-            );
+        if !https && !settings.insecure_plaintext {
+            refuse_plaintext("--controller", &url, endpoint.uri().host())?;
         }
 
         let authorization = match settings.token.as_deref().map(str::trim) {
@@ -190,10 +176,7 @@ pub fn spawn(
     reloads: mpsc::Sender<ReloadRequest>,
     registry: &Registry,
 ) -> JoinHandle<()> {
-    let host_name = crate::receiver::procfs::hostname().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "gethostname failed; the controller sees no host name");
-        String::new()
-    });
+    let host_name = own_host_name();
     let instance_id = identity::load_or_create(state_dir, &host_name);
     if connection.token_in_clear_text() {
         tracing::warn!(
@@ -232,6 +215,123 @@ pub fn spawn(
         metrics,
     );
     tokio::spawn(client.run())
+}
+
+/// Credentials in a URL would be logged with every connection state change.
+pub(crate) fn refuse_credentials_in_url(flag: &str, url: &str) -> anyhow::Result<()> {
+    if url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(rest))
+        .is_some_and(|authority| authority.contains('@'))
+    {
+        anyhow::bail!("{flag}: credentials in the URL are not supported; use --controller-token");
+    }
+    Ok(())
+}
+
+/// A connection without TLS is refused unless it stays on this machine
+/// (`--insecure-plaintext` skips this check).
+pub(crate) fn refuse_plaintext(flag: &str, url: &str, host: Option<&str>) -> anyhow::Result<()> {
+    if host.is_some_and(is_loopback_host) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{flag} {url}: a connection without TLS to a host that is not loopback would send the \
+         token, the agent's credential and every config in clear text; use TLS (https://, \
+         wss://), or give --insecure-plaintext if the network is encrypted otherwise"
+    )
+}
+
+/// Reconnect waits: 1 s growing ×1.5 to 30 s, each ±50 %, so that a fleet
+/// that lost its controller together does not come back in lockstep.
+const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const BACKOFF_MULTIPLIER: f64 = 1.5;
+const BACKOFF_JITTER: f64 = 0.5;
+/// A session that lasted this long was healthy: the next reconnect starts
+/// from the first step again. A controller that accepts and drops at once
+/// keeps the waits growing instead of being hammered every second.
+pub(crate) const STABLE_SESSION: Duration = Duration::from_secs(10);
+
+/// The waits between reconnects, for the native and the OpAMP client alike.
+pub(crate) fn reconnect_backoff() -> Backoff {
+    Backoff::exponential(
+        BACKOFF_INITIAL,
+        BACKOFF_MAX,
+        BACKOFF_MULTIPLIER,
+        BACKOFF_JITTER,
+    )
+}
+
+/// Waits logged to the millisecond read as noise.
+pub(crate) fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64 / 100 * 100)
+}
+
+/// Apply a config from a controller (`None`: revert to the local config)
+/// through the dispatcher, as `POST /-/reload` does: the same validation
+/// within the local policy, the same swap, and the config is kept in
+/// `--state-dir` there.
+pub(crate) async fn request_reload(
+    reloads: &mpsc::Sender<ReloadRequest>,
+    text: Option<String>,
+) -> Result<ReloadOutcome, ReloadError> {
+    let (reply, answer) = oneshot::channel();
+    let request = ReloadRequest {
+        text,
+        source: ReloadSource::Controller,
+        reply,
+    };
+    let stopping = || ReloadError::Source("the agent is shutting down".into());
+    match reloads.send(request).await {
+        Ok(()) => answer.await.unwrap_or_else(|_| Err(stopping())),
+        Err(_) => Err(stopping()),
+    }
+}
+
+/// The error text of a FAILED status is bounded: it ends up in the
+/// controller's store and UI, and a hostile config can have endless errors.
+const MAX_ERROR_LINES: usize = 100;
+const MAX_ERROR_BYTES: usize = 32 * 1024;
+
+/// The error of a refused push as the controller shows it: for an invalid
+/// config every error on its own line, with component and location, as
+/// `phoenix-agent validate` prints them.
+pub(crate) fn error_text(e: &ReloadError) -> String {
+    let ReloadError::Invalid(errors) = e else {
+        return e.to_string();
+    };
+    let mut out = format!("invalid config: {} error(s):", errors.0.len());
+    for (i, error) in errors.0.iter().enumerate() {
+        let line = format!("\n  - {error}");
+        if i == MAX_ERROR_LINES || out.len() + line.len() > MAX_ERROR_BYTES {
+            out.push_str(&format!("\n  … and {} more", errors.0.len() - i));
+            break;
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
+/// The host name a controller is told: a DaemonSet names the node in the
+/// procfs receiver's `host_name` (its pod has a host name of its own), so
+/// that one wins over `gethostname(2)`.
+pub(crate) fn reported_host_name(config: &AgentConfig, own: &str) -> String {
+    config
+        .receivers
+        .values()
+        .find_map(|r| match r {
+            ReceiverConfig::Procfs(p) => p.host_name.clone(),
+        })
+        .unwrap_or_else(|| own.to_string())
+}
+
+/// `gethostname(2)`, or empty (with a warning) when it fails.
+pub(crate) fn own_host_name() -> String {
+    crate::receiver::procfs::hostname().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "gethostname failed; the controller sees no host name");
+        String::new()
+    })
 }
 
 /// `localhost` or a loopback address (`127.0.0.1`, `[::1]`).
@@ -279,6 +379,7 @@ pub fn parse_label(arg: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use phoenix_config::{ConfigError, ConfigErrors};
 
     fn settings(url: &str) -> ControllerSettings {
         ControllerSettings {
@@ -300,6 +401,50 @@ mod tests {
         assert!(parse_label("=x").is_err());
         assert!(parse_label("sp ace=x").is_err());
         assert!(parse_label("k=line\nbreak").is_err());
+    }
+
+    #[test]
+    fn every_validation_error_is_in_the_failure_text() {
+        let errors = phoenix_config::AgentConfig::load(
+            "receivers:\n  procfs: { collection_interval: soon }\nservice:\n  pipelines:\n    metrics/a: { receivers: [procfs], exporters: [missing] }\n",
+        )
+        .unwrap_err();
+        let n = errors.0.len();
+        assert!(n >= 2, "{errors}");
+        let text = error_text(&ReloadError::Invalid(errors.clone()));
+        assert!(
+            text.starts_with(&format!("invalid config: {n} error(s):")),
+            "{text}"
+        );
+        for e in &errors.0 {
+            assert!(text.contains(&e.to_string()), "{text}");
+        }
+        assert_eq!(
+            error_text(&ReloadError::Build("port in use".into())),
+            "config cannot be built: port in use"
+        );
+    }
+
+    #[test]
+    fn endless_errors_are_cut_short() {
+        let one = ConfigError {
+            component: None,
+            field: None,
+            message: "x".repeat(1000),
+            location: None,
+        };
+        let errors = ConfigErrors(vec![one; 10_000]);
+        let text = error_text(&ReloadError::Invalid(errors));
+        assert!(text.len() <= MAX_ERROR_BYTES + 100, "{}", text.len());
+        assert!(text.ends_with("more"), "{}", &text[text.len() - 40..]);
+    }
+
+    #[test]
+    fn waits_are_logged_to_the_tenth_of_a_second() {
+        assert_eq!(
+            round(Duration::from_millis(1234)),
+            Duration::from_millis(1200)
+        );
     }
 
     #[tokio::test]

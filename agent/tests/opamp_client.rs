@@ -1,0 +1,658 @@
+//! The OpAMP client (`--opamp`) against an in-test OpAMP server, over both
+//! transports: the real agent binary, a real HTTP server (axum) and a real
+//! WebSocket server (tokio-tungstenite), real files. The server records
+//! every message with its headers; the tests check the specification's
+//! sequences and what the agent does with what the server offers.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use futures_util::{SinkExt as _, StreamExt as _};
+use phoenix_proto::opamp as pb;
+use phoenix_tests::{TempDir, free_port, http_get, wait_for};
+use prost::Message as _;
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "opamp-enrollment-token";
+/// Generous: the machine runs other builds and tests at the same time.
+const WAIT: Duration = Duration::from_secs(20);
+const CAPABILITIES: u64 = 0x1 | 0x2 | 0x4 | 0x100 | 0x800 | 0x1000 | 0x2000;
+
+// ---------------------------------------------------------------- the server
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Transport {
+    Http,
+    WebSocket,
+}
+
+/// One message from the agent, with the headers of its request (HTTP) or
+/// of its connection's handshake (WebSocket).
+#[derive(Debug, Clone)]
+struct Seen {
+    message: pb::AgentToServer,
+    headers: HashMap<String, String>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    seen: std_mpsc::Sender<Seen>,
+    /// What the server sends next: with the next answer over HTTP, at once
+    /// over WebSocket.
+    outbox: Arc<Mutex<VecDeque<pb::ServerToAgent>>>,
+}
+
+struct Server {
+    transport: Transport,
+    addr: SocketAddr,
+    seen: std_mpsc::Receiver<Seen>,
+    outbox: Arc<Mutex<VecDeque<pb::ServerToAgent>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+fn headers_of(map: &HeaderMap) -> HashMap<String, String> {
+    map.iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+async fn http_handler(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Vec<u8>) {
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/x-protobuf")
+    );
+    let message = pb::AgentToServer::decode(body).expect("an AgentToServer");
+    let mut reply = shared
+        .outbox
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_default();
+    reply.instance_uid = message.instance_uid.clone();
+    let _ = shared.seen.send(Seen {
+        message,
+        headers: headers_of(&headers),
+    });
+    (StatusCode::OK, reply.encode_to_vec())
+}
+
+async fn websocket_connection(stream: tokio::net::TcpStream, shared: Shared) {
+    let handshake = Arc::new(Mutex::new(HashMap::new()));
+    let keep = handshake.clone();
+    // The signature is tokio-tungstenite's (its error is an HTTP response).
+    #[allow(clippy::result_large_err)]
+    let callback = move |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                         response| {
+        *keep.lock().unwrap() = headers_of(request.headers());
+        Ok(response)
+    };
+    let Ok(mut socket) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+        return;
+    };
+    let headers = handshake.lock().unwrap().clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            message = socket.next() => match message {
+                Some(Ok(Message::Binary(bytes))) => {
+                    assert_eq!(bytes[0], 0, "OpAMP's WebSocket header");
+                    let message = pb::AgentToServer::decode(&bytes[1..]).expect("an AgentToServer");
+                    let _ = shared.seen.send(Seen { message, headers: headers.clone() });
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            },
+            // Unprompted: the server speaks when it has something to say.
+            _ = tick.tick() => {
+                let next = shared.outbox.lock().unwrap().pop_front();
+                if let Some(reply) = next {
+                    let mut frame = vec![0u8];
+                    reply.encode(&mut frame).unwrap();
+                    if socket.send(Message::Binary(frame.into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Server {
+    fn start(transport: Transport) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, seen) = std_mpsc::channel();
+        let outbox = Arc::new(Mutex::new(VecDeque::new()));
+        let shared = Shared {
+            seen: tx,
+            outbox: outbox.clone(),
+        };
+        match transport {
+            Transport::Http => {
+                let app = axum::Router::new()
+                    .route("/v1/opamp", axum::routing::post(http_handler))
+                    .with_state(shared);
+                runtime.spawn(async move { axum::serve(listener, app).await });
+            }
+            Transport::WebSocket => {
+                runtime.spawn(async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        tokio::spawn(websocket_connection(stream, shared.clone()));
+                    }
+                });
+            }
+        }
+        Server {
+            transport,
+            addr,
+            seen,
+            outbox,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn url(&self) -> String {
+        let scheme = match self.transport {
+            Transport::Http => "http",
+            Transport::WebSocket => "ws",
+        };
+        format!("{scheme}://{}/v1/opamp", self.addr)
+    }
+
+    fn offer(&self, reply: pb::ServerToAgent) {
+        self.outbox.lock().unwrap().push_back(reply);
+    }
+
+    fn next(&self) -> Seen {
+        self.seen
+            .recv_timeout(WAIT)
+            .expect("a message from the agent")
+    }
+
+    /// The next message whose request carried `header`.
+    fn next_with_header(&self, header: &str) -> Seen {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("a message with {header} in time"));
+            let seen = self.seen.recv_timeout(left).expect("a message");
+            if seen.headers.contains_key(header) {
+                return seen;
+            }
+        }
+    }
+
+    /// The next message `pick` accepts.
+    fn next_where(&self, mut pick: impl FnMut(&pb::AgentToServer) -> bool) -> Seen {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .expect("the awaited message in time");
+            let seen = self.seen.recv_timeout(left).expect("the awaited message");
+            if pick(&seen.message) {
+                return seen;
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the agent
+
+struct Agent {
+    child: Child,
+    telemetry: u16,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, config: &Path, url: &str, telemetry: u16) -> Agent {
+        let log = dir.join(format!("agent-{}.log", unique()));
+        let child = Command::new(env!("CARGO_BIN_EXE_phoenix-agent"))
+            .arg("--config")
+            .arg(config)
+            .args(["--opamp", url, "--opamp-heartbeat", "1s"])
+            .args(["--label", "env=test", "--label", "team=metrics"])
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args([
+                "--log-level",
+                "debug,hyper=info,reqwest=info,tungstenite=info",
+            ])
+            .env("PHOENIX_CONTROLLER_TOKEN", TOKEN)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start phoenix-agent");
+        Agent {
+            child,
+            telemetry,
+            log,
+        }
+    }
+
+    /// The running config's hash, from `/healthz`.
+    fn hash(&self) -> Option<String> {
+        let (_, body) = http_get(self.telemetry, "/healthz")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["config"]["hash"].as_str().map(str::to_string)
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as a service manager stops it; waits for the exit.
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let exited = wait_for(WAIT, || self.child.try_wait().ok().flatten());
+        assert!(exited.is_some(), "the agent did not stop:\n{}", self.logs());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A 1 s procfs scrape into `out`, with the named pipelines; remote
+/// configs may write files in `out`'s directory only.
+fn config(out: &Path, telemetry: u16, pipelines: &[&str]) -> String {
+    let mut yaml = format!(
+        "receivers:\n  procfs:\n    collection_interval: 1s\n\
+         exporters:\n  file: {{ path: {} }}\n\
+         service:\n  telemetry: {{ address: \"127.0.0.1:{telemetry}\" }}\n\
+         \x20 remote_config: {{ file_export_dirs: [\"{}\"] }}\n  pipelines:\n",
+        out.display(),
+        out.parent().unwrap().display()
+    );
+    for p in pipelines {
+        yaml.push_str(&format!(
+            "    {p}: {{ receivers: [procfs], processors: [], exporters: [file] }}\n"
+        ));
+    }
+    yaml
+}
+
+fn lines_with(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+fn attributes(list: &[pb::KeyValue]) -> HashMap<String, String> {
+    list.iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(pb::any_value::Value::StringValue(s)) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), value)
+        })
+        .collect()
+}
+
+/// The one file of an effective config, as text.
+fn effective_text(m: &pb::AgentToServer) -> Option<String> {
+    let map = &m.effective_config.as_ref()?.config_map.as_ref()?.config_map;
+    assert_eq!(map.len(), 1, "one file: {:?}", map.keys());
+    let file = map.get("")?;
+    assert_eq!(file.content_type, "text/yaml");
+    Some(String::from_utf8(file.body.clone()).unwrap())
+}
+
+fn is_full(m: &pb::AgentToServer) -> bool {
+    m.agent_description.is_some()
+        && m.health.is_some()
+        && m.effective_config.is_some()
+        && m.remote_config_status.is_some()
+}
+
+fn remote_offer(files: &[(&str, &str)], hash: &[u8]) -> pb::ServerToAgent {
+    pb::ServerToAgent {
+        remote_config: Some(pb::AgentRemoteConfig {
+            config: Some(pb::AgentConfigMap {
+                config_map: files
+                    .iter()
+                    .map(|(name, body)| {
+                        let file = pb::AgentConfigFile {
+                            body: body.as_bytes().to_vec(),
+                            content_type: "text/yaml".into(),
+                        };
+                        (name.to_string(), file)
+                    })
+                    .collect(),
+            }),
+            config_hash: hash.to_vec(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn remote_status(m: &pb::AgentToServer, hash: &[u8]) -> Option<(pb::RemoteConfigStatuses, String)> {
+    let s = m.remote_config_status.as_ref()?;
+    if s.last_remote_config_hash != hash {
+        return None;
+    }
+    Some((
+        pb::RemoteConfigStatuses::try_from(s.status).unwrap(),
+        s.error_message.clone(),
+    ))
+}
+
+/// Messages until the one answering the offer of `hash` settles (APPLIED
+/// or FAILED); the statuses seen on the way, in order, and the last one.
+fn until_settled(server: &Server, hash: &[u8]) -> (Vec<pb::RemoteConfigStatuses>, Seen) {
+    let mut states = Vec::new();
+    let settled = server.next_where(|m| match remote_status(m, hash) {
+        Some((state, _)) => {
+            states.push(state);
+            state != pb::RemoteConfigStatuses::Applying
+        }
+        None => false,
+    });
+    (states, settled)
+}
+
+/// Checks every message of a connection: the same uid, sequence numbers
+/// one apart, the capabilities, the token.
+struct Sequence {
+    uid: Vec<u8>,
+    last: u64,
+}
+
+impl Sequence {
+    fn check(&mut self, seen: &Seen) {
+        let m = &seen.message;
+        assert_eq!(m.instance_uid, self.uid, "the same uid in every message");
+        assert_eq!(
+            m.sequence_num,
+            self.last + 1,
+            "sequence numbers go up by one"
+        );
+        self.last = m.sequence_num;
+        assert_eq!(
+            m.capabilities, CAPABILITIES,
+            "capabilities in every message"
+        );
+        assert_eq!(
+            seen.headers.get("authorization").map(String::as_str),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+}
+
+// ---------------------------------------------------------------- the conversation
+
+/// Everything, in one agent's life, over `transport`.
+fn conversation(transport: Transport) {
+    let dir = TempDir::new("opamp-client");
+    let out = dir.path().join("metrics.jsonl");
+    let telemetry = free_port();
+    let local = config(&out, telemetry, &["metrics/baseline"]);
+    let config_file = dir.path().join("agent.yaml");
+    std::fs::write(&config_file, &local).unwrap();
+    let server = Server::start(transport);
+    let agent = Agent::start(dir.path(), &config_file, &server.url(), telemetry);
+
+    // The first message: the full state.
+    let first = server.next();
+    let m = &first.message;
+    assert_eq!(m.instance_uid.len(), 16, "{:?}", agent.logs());
+    assert!(is_full(m), "the first message carries everything: {m:?}");
+    let mut sequence = Sequence {
+        uid: m.instance_uid.clone(),
+        last: m.sequence_num - 1,
+    };
+    sequence.check(&first);
+    let description = m.agent_description.as_ref().unwrap();
+    let identifying = attributes(&description.identifying_attributes);
+    assert_eq!(identifying["service.name"], "phoenix-agent");
+    assert_eq!(identifying["service.version"], env!("CARGO_PKG_VERSION"));
+    let uid_text = identifying["service.instance.id"].clone();
+    assert_eq!(uid_text.replace('-', "").len(), 32, "{uid_text}");
+    let instance_id = std::fs::read_to_string(dir.path().join("state/instance-id")).unwrap();
+    assert_eq!(
+        uid_text,
+        instance_id.trim(),
+        "the uid is the instance id's bytes"
+    );
+    let others = attributes(&description.non_identifying_attributes);
+    assert_eq!(others["env"], "test");
+    assert_eq!(others["team"], "metrics");
+    assert_eq!(others["os.type"], "linux");
+    assert!(!others["host.name"].is_empty());
+    let health = m.health.as_ref().unwrap();
+    assert!(health.healthy);
+    assert!(health.start_time_unix_nano > 0);
+    assert!(health.component_health_map["pipeline:metrics/baseline"].healthy);
+    assert_eq!(effective_text(m).as_deref(), Some(local.as_str()));
+    let status = m.remote_config_status.as_ref().unwrap();
+    assert_eq!(status.status, pb::RemoteConfigStatuses::Unset as i32);
+
+    // Heartbeats: nothing else in them.
+    for _ in 0..2 {
+        let beat = server.next();
+        sequence.check(&beat);
+        let m = &beat.message;
+        assert!(
+            m.agent_description.is_none()
+                && m.health.is_none()
+                && m.effective_config.is_none()
+                && m.remote_config_status.is_none()
+                && m.agent_disconnect.is_none(),
+            "a heartbeat carries only what changed (nothing): {m:?}"
+        );
+    }
+
+    // ReportFullState: the next message carries everything again.
+    server.offer(pb::ServerToAgent {
+        flags: pb::ServerToAgentFlags::ReportFullState as u64,
+        ..Default::default()
+    });
+    let full = server.next_where(|m| m.agent_description.is_some());
+    assert!(is_full(&full.message), "{:?}", full.message);
+
+    // A remote config: APPLYING, then APPLIED; it runs, and the effective
+    // config in the next message is the new one.
+    let pushed = config(&out, telemetry, &["metrics/baseline", "metrics/pushed"]);
+    let pushed_hash = phoenix_config::config_hash(&pushed);
+    server.offer(remote_offer(&[("agent.yaml", &pushed)], b"hash-1"));
+    let (states, applied) = until_settled(&server, b"hash-1");
+    assert_eq!(
+        states,
+        [
+            pb::RemoteConfigStatuses::Applying,
+            pb::RemoteConfigStatuses::Applied
+        ],
+        "{}",
+        agent.logs()
+    );
+    assert_eq!(
+        effective_text(&applied.message).as_deref(),
+        Some(pushed.as_str())
+    );
+    assert_eq!(agent.hash().as_deref(), Some(pushed_hash.as_str()));
+    assert!(
+        wait_for(WAIT, || (lines_with(&out, "metrics/pushed") > 0)
+            .then_some(()))
+        .is_some()
+    );
+    let kept = std::fs::read_to_string(dir.path().join("state/remote-config.yaml")).unwrap();
+    assert_eq!(kept, pushed, "kept in --state-dir as a native push is");
+
+    // The same hash again: reported, not applied again.
+    server.offer(remote_offer(&[("agent.yaml", &pushed)], b"hash-1"));
+    let again = server.next_where(|m| m.remote_config_status.is_some());
+    assert_eq!(
+        remote_status(&again.message, b"hash-1").map(|s| s.0),
+        Some(pb::RemoteConfigStatuses::Applied)
+    );
+
+    // An invalid config: FAILED with the loader's error; the running
+    // config stays and keeps exporting.
+    let invalid = pushed.replace("collection_interval: 1s", "collection_interval: soon");
+    server.offer(remote_offer(&[("", &invalid)], b"hash-2"));
+    let (states, failed) = until_settled(&server, b"hash-2");
+    assert_eq!(states.last(), Some(&pb::RemoteConfigStatuses::Failed));
+    let (_, error) = remote_status(&failed.message, b"hash-2").unwrap();
+    assert!(error.starts_with("invalid config: "), "{error}");
+    assert!(error.contains("soon"), "{error}");
+    assert_eq!(agent.hash().as_deref(), Some(pushed_hash.as_str()));
+    let before = lines_with(&out, "metrics/pushed");
+    assert!(
+        wait_for(WAIT, || (lines_with(&out, "metrics/pushed") > before)
+            .then_some(()))
+        .is_some(),
+        "the running config keeps exporting"
+    );
+
+    // A config the local policy refuses (a file outside the allowed
+    // directory): FAILED.
+    let outside = pushed.replace(
+        &out.display().to_string(),
+        &std::env::temp_dir()
+            .join("elsewhere/x.jsonl")
+            .display()
+            .to_string(),
+    );
+    server.offer(remote_offer(&[("", &outside)], b"hash-3"));
+    let (_, failed) = until_settled(&server, b"hash-3");
+    let (state, error) = remote_status(&failed.message, b"hash-3").unwrap();
+    assert_eq!(state, pb::RemoteConfigStatuses::Failed);
+    assert!(error.contains("file_export_dirs"), "{error}");
+    assert_eq!(agent.hash().as_deref(), Some(pushed_hash.as_str()));
+
+    // Two files: Phoenix takes one.
+    server.offer(remote_offer(
+        &[("a.yaml", &pushed), ("b.yaml", &local)],
+        b"hash-4",
+    ));
+    let (states, failed) = until_settled(&server, b"hash-4");
+    assert_eq!(states, [pb::RemoteConfigStatuses::Failed]);
+    let (_, error) = remote_status(&failed.message, b"hash-4").unwrap();
+    assert!(error.contains("one file"), "{error}");
+
+    // An empty config map: back to the local config.
+    server.offer(remote_offer(&[], b"hash-5"));
+    let (states, reverted) = until_settled(&server, b"hash-5");
+    assert_eq!(states.last(), Some(&pb::RemoteConfigStatuses::Applied));
+    assert_eq!(
+        effective_text(&reverted.message).as_deref(),
+        Some(local.as_str())
+    );
+    assert_eq!(
+        agent.hash().as_deref(),
+        Some(phoenix_config::config_hash(&local).as_str())
+    );
+    assert!(!dir.path().join("state/remote-config.yaml").exists());
+
+    // Connection settings: the offered headers go with every later
+    // request; the credential is kept in --state-dir.
+    let headers = |credential: &str| pb::ServerToAgent {
+        connection_settings: Some(pb::ConnectionSettingsOffers {
+            hash: credential.as_bytes().to_vec(),
+            opamp: Some(pb::OpAmpConnectionSettings {
+                headers: Some(pb::Headers {
+                    headers: vec![
+                        pb::Header {
+                            key: "x-phoenix-agent-credential".into(),
+                            value: credential.into(),
+                        },
+                        pb::Header {
+                            key: "x-team".into(),
+                            value: "metrics".into(),
+                        },
+                    ],
+                }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    server.offer(headers("c0ffee"));
+    let with = server.next_with_header("x-phoenix-agent-credential");
+    assert_eq!(with.headers["x-phoenix-agent-credential"], "c0ffee");
+    assert_eq!(with.headers["x-team"], "metrics");
+    let kept = std::fs::read_to_string(dir.path().join("state/agent-credential")).unwrap();
+    assert_eq!(kept.trim(), format!("{uid_text} c0ffee"));
+
+    // SIGTERM: the last message says goodbye.
+    agent.stop();
+    let mut last = None;
+    while let Ok(seen) = server.seen.recv_timeout(Duration::from_secs(2)) {
+        last = Some(seen);
+    }
+    let last = last.expect("a last message");
+    assert!(
+        last.message.agent_disconnect.is_some(),
+        "{:?}",
+        last.message
+    );
+
+    // A restart: the same uid, the kept credential presented at once.
+    let agent = Agent::start(dir.path(), &config_file, &server.url(), telemetry);
+    let first = server.next();
+    assert_eq!(first.message.instance_uid, sequence.uid);
+    assert!(is_full(&first.message));
+    assert_eq!(
+        first
+            .headers
+            .get("x-phoenix-agent-credential")
+            .map(String::as_str),
+        Some("c0ffee"),
+        "{}",
+        agent.logs()
+    );
+    agent.stop();
+}
+
+#[test]
+fn over_http() {
+    conversation(Transport::Http);
+}
+
+#[test]
+fn over_websocket() {
+    conversation(Transport::WebSocket);
+}
