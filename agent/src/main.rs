@@ -11,7 +11,7 @@ use phoenix_agent::agent::{
     Agent, AgentSettings, ConfigSources, ControllerLink, LoadedConfig, load_file,
 };
 use phoenix_agent::controller::{self, ControllerSettings};
-use phoenix_agent::opamp::{self, OpampSettings};
+use phoenix_agent::opamp;
 use phoenix_config::{AgentConfig, LogFormat};
 
 /// Exit codes: 0 clean stop, 1 runtime failure, 2 bad command line, 3 invalid config.
@@ -198,25 +198,12 @@ fn controller_link(cli: &Cli) -> Result<Option<ControllerLink>, String> {
         Some(path) => Some(token_from_file(path)?),
         None => cli.controller_token.clone(),
     };
-    if let Some(url) = &cli.opamp {
-        let settings = OpampSettings {
-            url: url.clone(),
-            token,
-            ca_file: cli.controller_ca.clone(),
-            client_cert: cli.controller_cert.clone(),
-            client_key: cli.controller_key.clone(),
-            labels,
-            insecure_plaintext: cli.insecure_plaintext,
-            heartbeat: cli.opamp_heartbeat,
-        };
-        let endpoint = opamp::Endpoint::new(&settings).map_err(|e| format!("{e:#}"))?;
-        return Ok(Some(ControllerLink::Opamp {
-            endpoint,
-            labels: settings.labels,
-        }));
-    }
     let settings = ControllerSettings {
-        url: cli.controller.clone().unwrap_or_default(),
+        url: cli
+            .opamp
+            .clone()
+            .or_else(|| cli.controller.clone())
+            .unwrap_or_default(),
         token,
         insecure_plaintext: cli.insecure_plaintext,
         ca_file: cli.controller_ca.clone(),
@@ -224,6 +211,14 @@ fn controller_link(cli: &Cli) -> Result<Option<ControllerLink>, String> {
         client_key: cli.controller_key.clone(),
         labels,
     };
+    if cli.opamp.is_some() {
+        let endpoint =
+            opamp::Endpoint::new(&settings, cli.opamp_heartbeat).map_err(|e| format!("{e:#}"))?;
+        return Ok(Some(ControllerLink::Opamp {
+            endpoint,
+            labels: settings.labels,
+        }));
+    }
     let connection = controller::Connection::new(&settings).map_err(|e| format!("{e:#}"))?;
     Ok(Some(ControllerLink::Native {
         connection: Box::new(connection),

@@ -7,7 +7,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use futures_util::{SinkExt as _, StreamExt as _};
 use phoenix_proto::opamp as pb;
-use phoenix_tests::{TempDir, free_port, http_get, wait_for};
+use phoenix_tests::fleet::agent_config;
+use phoenix_tests::{Running, TempDir, free_port, http_get, wait_for};
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -53,7 +53,8 @@ struct Server {
     addr: SocketAddr,
     seen: std_mpsc::Receiver<Seen>,
     outbox: Arc<Mutex<VecDeque<pb::ServerToAgent>>>,
-    runtime: Option<tokio::runtime::Runtime>,
+    /// The server runs as long as this: dropped, it stops.
+    _runtime: tokio::runtime::Runtime,
 }
 
 fn headers_of(map: &HeaderMap) -> HashMap<String, String> {
@@ -164,7 +165,7 @@ impl Server {
             addr,
             seen,
             outbox,
-            runtime: Some(runtime),
+            _runtime: runtime,
         }
     }
 
@@ -215,18 +216,11 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 // ---------------------------------------------------------------- the agent
 
+/// The real agent binary, its stderr in a file for the failure messages.
 struct Agent {
-    child: Child,
+    running: Running,
     telemetry: u16,
     log: PathBuf,
 }
@@ -234,26 +228,32 @@ struct Agent {
 impl Agent {
     fn start(dir: &Path, config: &Path, url: &str, telemetry: u16) -> Agent {
         let log = dir.join(format!("agent-{}.log", unique()));
-        let child = Command::new(env!("CARGO_BIN_EXE_phoenix-agent"))
-            .arg("--config")
-            .arg(config)
-            .args(["--opamp", url, "--opamp-heartbeat", "1s"])
-            .args(["--label", "env=test", "--label", "team=metrics"])
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .args([
-                "--log-level",
-                "debug,hyper=info,reqwest=info,tungstenite=info",
-            ])
-            .env("PHOENIX_CONTROLLER_TOKEN", TOKEN)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start phoenix-agent");
+        let (config, state) = (config.display().to_string(), dir.join("state"));
+        let args = [
+            "--config",
+            &config,
+            "--opamp",
+            url,
+            "--opamp-heartbeat",
+            "1s",
+            "--label",
+            "env=test",
+            "--label",
+            "team=metrics",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--log-level",
+            "debug,hyper=info,reqwest=info,tungstenite=info",
+        ];
+        let env = [("PHOENIX_CONTROLLER_TOKEN", TOKEN)];
+        let running = Running::start_logging_to(
+            Path::new(env!("CARGO_BIN_EXE_phoenix-agent")),
+            &args,
+            &env,
+            &log,
+        );
         Agent {
-            child,
+            running,
             telemetry,
             log,
         }
@@ -270,19 +270,15 @@ impl Agent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, as a service manager stops it; waits for the exit.
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let exited = wait_for(WAIT, || self.child.try_wait().ok().flatten());
-        assert!(exited.is_some(), "the agent did not stop:\n{}", self.logs());
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// SIGTERM, as a service manager stops it; waits for a clean exit.
+    fn stop(self) {
+        let Agent { running, log, .. } = self;
+        let status = running.stop(WAIT).status;
+        let logs = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            status.success(),
+            "the agent did not stop cleanly ({status}):\n{logs}"
+        );
     }
 }
 
@@ -291,25 +287,6 @@ fn unique() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-/// A 1 s procfs scrape into `out`, with the named pipelines; remote
-/// configs may write files in `out`'s directory only.
-fn config(out: &Path, telemetry: u16, pipelines: &[&str]) -> String {
-    let mut yaml = format!(
-        "receivers:\n  procfs:\n    collection_interval: 1s\n\
-         exporters:\n  file: {{ path: {} }}\n\
-         service:\n  telemetry: {{ address: \"127.0.0.1:{telemetry}\" }}\n\
-         \x20 remote_config: {{ file_export_dirs: [\"{}\"] }}\n  pipelines:\n",
-        out.display(),
-        out.parent().unwrap().display()
-    );
-    for p in pipelines {
-        yaml.push_str(&format!(
-            "    {p}: {{ receivers: [procfs], processors: [], exporters: [file] }}\n"
-        ));
-    }
-    yaml
 }
 
 fn lines_with(path: &Path, needle: &str) -> usize {
@@ -429,7 +406,7 @@ fn conversation(transport: Transport) {
     let dir = TempDir::new("opamp-client");
     let out = dir.path().join("metrics.jsonl");
     let telemetry = free_port();
-    let local = config(&out, telemetry, &["metrics/baseline"]);
+    let local = agent_config(&out, telemetry, "metrics/baseline", None);
     let config_file = dir.path().join("agent.yaml");
     std::fs::write(&config_file, &local).unwrap();
     let server = Server::start(transport);
@@ -495,7 +472,7 @@ fn conversation(transport: Transport) {
 
     // A remote config: APPLYING, then APPLIED; it runs, and the effective
     // config in the next message is the new one.
-    let pushed = config(&out, telemetry, &["metrics/baseline", "metrics/pushed"]);
+    let pushed = agent_config(&out, telemetry, "metrics/pushed", None);
     let pushed_hash = phoenix_config::config_hash(&pushed);
     server.offer(remote_offer(&[("agent.yaml", &pushed)], b"hash-1"));
     let (states, applied) = until_settled(&server, b"hash-1");

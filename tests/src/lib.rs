@@ -117,6 +117,28 @@ impl Running {
         Running { child }
     }
 
+    /// [`Running::start_with_env`] with stderr written to `log` (nothing
+    /// captured): for a long-running process that logs much, whose pipe
+    /// would fill up and block it.
+    pub fn start_logging_to(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Running {
+        let stderr = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let child = Command::new(binary)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        Running { child }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

@@ -43,10 +43,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the command line says about the controller.
+/// What the command line says about the controller: the native one
+/// (`--controller`) or an OpAMP server (`--opamp`, see [`crate::opamp`]).
 #[derive(Debug, Clone, Default)]
 pub struct ControllerSettings {
-    /// `http://host:port` or `https://host:port`.
+    /// `http://host:port` or `https://host:port`; for OpAMP
+    /// `http(s)://host:port/v1/opamp` or `ws(s)://host:port/v1/opamp`.
     pub url: String,
     /// The enrollment token, sent as `authorization: Bearer <token>` on
     /// every session: it admits an instance id the controller has not
@@ -94,8 +96,8 @@ impl Connection {
         // No `Endpoint::timeout`: it bounds whole requests, and the session
         // is one request meant to last for days.
 
+        check_tls_flags(settings, "--controller", https, "https://")?;
         let client_identity = match (&settings.client_cert, &settings.client_key) {
-            (None, None) => None,
             (Some(cert), Some(key)) => {
                 let read = |flag: &str, path: &PathBuf| {
                     std::fs::read(path)
@@ -106,7 +108,7 @@ impl Connection {
                     read("--controller-key", key)?,
                 ))
             }
-            _ => anyhow::bail!("--controller-cert and --controller-key go together"),
+            _ => None,
         };
         if https {
             let mut tls = match &settings.ca_file {
@@ -121,27 +123,17 @@ impl Connection {
             endpoint = endpoint.tls_config(tls).map_err(|e| {
                 anyhow::anyhow!("--controller: TLS setup failed: {}", error_chain(&e))
             })?;
-        } else if settings.ca_file.is_some() || client_identity.is_some() {
-            // Silently ignoring them would send the token in clear text to
-            // someone who believes it is protected.
-            anyhow::bail!(
-                "--controller-ca/--controller-cert need an https:// --controller URL (got {url})"
-            );
         }
 
         if !https && !settings.insecure_plaintext {
             refuse_plaintext("--controller", &url, endpoint.uri().host())?;
         }
 
-        let authorization = match settings.token.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(token) => {
-                let mut value =
-                    AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
-                        anyhow::anyhow!(
-                            "--controller-token: must be printable ASCII without line breaks"
-                        )
-                    })?;
+        let authorization = match bearer(settings)? {
+            None => None,
+            Some(bearer) => {
+                let mut value = AsciiMetadataValue::try_from(bearer)
+                    .map_err(|_| anyhow::anyhow!("--controller-token: not a metadata value"))?;
                 // Kept out of tonic's and hyper's debug output.
                 value.set_sensitive(true);
                 Some(value)
@@ -215,6 +207,42 @@ pub fn spawn(
         metrics,
     );
     tokio::spawn(client.run())
+}
+
+/// The TLS flags fit the URL: a client certificate comes with its key, and
+/// neither it nor a CA is given for a URL without TLS (ignoring them would
+/// send the token in clear text to someone who believes it is protected).
+pub(crate) fn check_tls_flags(
+    settings: &ControllerSettings,
+    flag: &str,
+    tls: bool,
+    schemes: &str,
+) -> anyhow::Result<()> {
+    let identity = match (&settings.client_cert, &settings.client_key) {
+        (None, None) => false,
+        (Some(_), Some(_)) => true,
+        _ => anyhow::bail!("--controller-cert and --controller-key go together"),
+    };
+    if !tls && (identity || settings.ca_file.is_some()) {
+        anyhow::bail!(
+            "--controller-ca/--controller-cert need an {schemes} {flag} URL (got {})",
+            settings.url.trim()
+        );
+    }
+    Ok(())
+}
+
+/// `Bearer <token>` for the `authorization` header, when a token is given.
+pub(crate) fn bearer(settings: &ControllerSettings) -> anyhow::Result<Option<String>> {
+    match settings.token.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(token) if token.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
+            Ok(Some(format!("Bearer {token}")))
+        }
+        Some(_) => {
+            anyhow::bail!("--controller-token: must be printable ASCII without line breaks")
+        }
+    }
 }
 
 /// Credentials in a URL would be logged with every connection state change.
@@ -437,6 +465,28 @@ mod tests {
         let text = error_text(&ReloadError::Invalid(errors));
         assert!(text.len() <= MAX_ERROR_BYTES + 100, "{}", text.len());
         assert!(text.ends_with("more"), "{}", &text[text.len() - 40..]);
+    }
+
+    #[test]
+    fn tls_flags_and_token_are_checked_for_either_protocol() {
+        let mut half = settings("https://127.0.0.1:4320");
+        half.client_key = Some("/x".into());
+        let e = check_tls_flags(&half, "--opamp", true, "wss://").unwrap_err();
+        assert!(e.to_string().contains("go together"), "{e}");
+        let mut ca = settings("ws://127.0.0.1:4320");
+        ca.ca_file = Some("/ca.pem".into());
+        let e = check_tls_flags(&ca, "--opamp", false, "wss://").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--controller-ca/--controller-cert need an wss:// --opamp URL (got ws://127.0.0.1:4320)"
+        );
+        assert!(check_tls_flags(&ca, "--opamp", true, "wss://").is_ok());
+        let mut token = settings("http://127.0.0.1:4320");
+        assert_eq!(bearer(&token).unwrap(), None);
+        token.token = Some("  t0k en \n".into());
+        assert_eq!(bearer(&token).unwrap().as_deref(), Some("Bearer t0k en"));
+        token.token = Some("a\u{7f}b".into());
+        assert!(bearer(&token).is_err());
     }
 
     #[test]

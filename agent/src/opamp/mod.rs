@@ -22,7 +22,7 @@ mod transport;
 pub mod uid;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,10 @@ use reqwest::header::HeaderValue;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::controller::{self, identity, refuse_credentials_in_url, refuse_plaintext};
+use crate::controller::{
+    self, ControllerSettings, bearer, check_tls_flags, identity, refuse_credentials_in_url,
+    refuse_plaintext,
+};
 use crate::exporter::otlp::read_ca_file;
 use crate::pipeline::{ReloadRequest, Service};
 
@@ -45,22 +48,6 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 /// think it gone.
 pub const MIN_HEARTBEAT: Duration = Duration::from_secs(1);
 pub const MAX_HEARTBEAT: Duration = Duration::from_secs(24 * 3600);
-
-/// What the command line says about the OpAMP server.
-#[derive(Debug, Clone)]
-pub struct OpampSettings {
-    /// `http(s)://host:port/v1/opamp` or `ws(s)://host:port/v1/opamp`.
-    pub url: String,
-    /// The enrollment token, sent as `authorization: Bearer <token>`.
-    pub token: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub client_cert: Option<PathBuf>,
-    pub client_key: Option<PathBuf>,
-    /// Reported as non-identifying attributes under their own keys.
-    pub labels: BTreeMap<String, String>,
-    pub insecure_plaintext: bool,
-    pub heartbeat: Duration,
-}
 
 /// Which OpAMP transport the URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +79,9 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(settings: &OpampSettings) -> anyhow::Result<Endpoint> {
+    /// From the native client's flags (`settings.url` is `--opamp`'s) and
+    /// the heartbeat interval.
+    pub fn new(settings: &ControllerSettings, heartbeat: Duration) -> anyhow::Result<Endpoint> {
         let text = settings.url.trim();
         refuse_credentials_in_url("--opamp", text)?;
         let url =
@@ -109,43 +98,26 @@ impl Endpoint {
         if url.host_str().is_none_or(str::is_empty) {
             anyhow::bail!("--opamp {text:?}: the URL names no host");
         }
-        let has_identity = match (&settings.client_cert, &settings.client_key) {
-            (None, None) => false,
-            (Some(_), Some(_)) => true,
-            _ => anyhow::bail!("--controller-cert and --controller-key go together"),
-        };
+        check_tls_flags(settings, "--opamp", secure, "https:// or wss://")?;
         let tls = if secure {
             Some(Arc::new(tls_config(settings)?))
-        } else if settings.ca_file.is_some() || has_identity {
-            // Ignoring them would send the token in clear text to someone
-            // who believes it is protected.
-            anyhow::bail!(
-                "--controller-ca/--controller-cert need an https:// or wss:// --opamp URL (got {text})"
-            );
         } else {
             if !settings.insecure_plaintext {
                 refuse_plaintext("--opamp", text, url.host_str())?;
             }
             None
         };
-        let authorization = match settings.token.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(token) => {
-                let mut value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
-                    anyhow::anyhow!(
-                        "--controller-token: must be printable ASCII without line breaks"
-                    )
-                })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-        };
+        // Marked sensitive: kept out of hyper's and tungstenite's debug output.
+        let authorization = bearer(settings)?
+            .map(|text| HeaderValue::try_from(text).map(sensitive))
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("--controller-token: not a header value"))?;
         Ok(Endpoint {
             url,
             transport,
             tls,
             authorization,
-            heartbeat: settings.heartbeat.clamp(MIN_HEARTBEAT, MAX_HEARTBEAT),
+            heartbeat: heartbeat.clamp(MIN_HEARTBEAT, MAX_HEARTBEAT),
         })
     }
 
@@ -165,11 +137,16 @@ impl Endpoint {
     }
 }
 
+fn sensitive(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
 /// The TLS client setup of both transports: the `--controller-ca` roots
 /// (instead of the system's) or the system roots, and the client
 /// certificate when given. Only HTTP/1.1 is offered in ALPN: OpAMP's
 /// HTTP transport and WebSocket upgrades both run over it.
-fn tls_config(settings: &OpampSettings) -> anyhow::Result<rustls::ClientConfig> {
+fn tls_config(settings: &ControllerSettings) -> anyhow::Result<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -275,28 +252,26 @@ pub fn spawn(
 mod tests {
     use super::*;
 
-    fn settings(url: &str) -> OpampSettings {
-        OpampSettings {
+    fn settings(url: &str) -> ControllerSettings {
+        ControllerSettings {
             url: url.into(),
-            token: None,
-            ca_file: None,
-            client_cert: None,
-            client_key: None,
-            labels: BTreeMap::new(),
-            insecure_plaintext: false,
-            heartbeat: DEFAULT_HEARTBEAT,
+            ..ControllerSettings::default()
         }
     }
 
-    fn err(s: OpampSettings) -> String {
-        format!("{:#}", Endpoint::new(&s).err().unwrap())
+    fn endpoint(s: &ControllerSettings) -> anyhow::Result<Endpoint> {
+        Endpoint::new(s, DEFAULT_HEARTBEAT)
+    }
+
+    fn err(s: ControllerSettings) -> String {
+        format!("{:#}", endpoint(&s).err().unwrap())
     }
 
     #[test]
     fn urls_schemes_and_flags_are_checked_at_start() {
-        let http = Endpoint::new(&settings("http://127.0.0.1:4321/v1/opamp")).unwrap();
+        let http = endpoint(&settings("http://127.0.0.1:4321/v1/opamp")).unwrap();
         assert_eq!(http.transport(), Transport::Http);
-        let ws = Endpoint::new(&settings("ws://localhost:4321/v1/opamp")).unwrap();
+        let ws = endpoint(&settings("ws://localhost:4321/v1/opamp")).unwrap();
         assert_eq!(ws.transport(), Transport::WebSocket);
         assert!(err(settings("grpc://127.0.0.1:1/v1/opamp")).contains("ws://"));
         assert!(err(settings("controller:4321")).contains("http://"));
@@ -305,25 +280,21 @@ mod tests {
         assert!(refused.contains("--insecure-plaintext"), "{refused}");
         let mut insecure = settings("ws://10.1.2.3:4321/v1/opamp");
         insecure.insecure_plaintext = true;
-        assert!(
-            Endpoint::new(&insecure)
-                .unwrap()
-                .in_clear_text_beyond_loopback()
-        );
-        let mut ca_on_http = settings("http://127.0.0.1:4321/v1/opamp");
-        ca_on_http.ca_file = Some("/nonexistent".into());
-        assert!(err(ca_on_http).contains("wss://"));
+        assert!(endpoint(&insecure).unwrap().in_clear_text_beyond_loopback());
+        // The TLS flags follow the scheme: ws:// is as plain as http://.
+        let mut ca_on_ws = settings("ws://127.0.0.1:4321/v1/opamp");
+        ca_on_ws.ca_file = Some("/nonexistent".into());
+        assert!(err(ca_on_ws).contains("https:// or wss://"));
         let mut missing_ca = settings("wss://127.0.0.1:4321/v1/opamp");
         missing_ca.ca_file = Some("/nonexistent/ca.pem".into());
         assert!(err(missing_ca).contains("--controller-ca"));
-        let mut half = settings("https://127.0.0.1:4321/v1/opamp");
-        half.client_key = Some("/x".into());
-        assert!(err(half).contains("go together"));
-        let mut bad_token = settings("http://127.0.0.1:4321/v1/opamp");
-        bad_token.token = Some("a\nb".into());
-        assert!(err(bad_token).contains("--controller-token"));
-        let mut fast = settings("http://127.0.0.1:4321/v1/opamp");
-        fast.heartbeat = Duration::from_millis(1);
-        assert_eq!(Endpoint::new(&fast).unwrap().heartbeat, MIN_HEARTBEAT);
+        let mut token = settings("http://127.0.0.1:4321/v1/opamp");
+        token.token = Some("s3cret".into());
+        let header = endpoint(&token).unwrap().authorization.unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(header.to_str().unwrap(), "Bearer s3cret");
+        let fast = settings("http://127.0.0.1:4321/v1/opamp");
+        let fast = Endpoint::new(&fast, Duration::from_millis(1)).unwrap();
+        assert_eq!(fast.heartbeat, MIN_HEARTBEAT);
     }
 }
