@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use futures_util::{SinkExt as _, StreamExt as _};
 use phoenix_proto::opamp as pb;
 use phoenix_tests::fleet::agent_config;
-use phoenix_tests::{Running, TempDir, free_port, http_get, wait_for};
+use phoenix_tests::{Running, TempDir, free_port, http_get, lines_with, wait_for};
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -287,14 +287,6 @@ fn unique() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-fn lines_with(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
 }
 
 fn attributes(list: &[pb::KeyValue]) -> HashMap<String, String> {

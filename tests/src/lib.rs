@@ -46,6 +46,16 @@ pub fn free_port() -> u16 {
         .expect("an ephemeral port")
 }
 
+/// How many lines of the file at `path` contain `needle` (0 when it cannot
+/// be read yet): how a test follows a file exporter's output.
+pub fn lines_with(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
 /// The files in `dir` named `*.<extension>`, sorted by name.
 pub fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)

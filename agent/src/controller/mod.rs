@@ -405,11 +405,13 @@ pub fn parse_label(arg: &str) -> Result<(String, String), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use phoenix_config::{ConfigError, ConfigErrors};
 
-    fn settings(url: &str) -> ControllerSettings {
+    /// Settings with only a URL, for the checks of the other flags (the
+    /// OpAMP client's tests use them too).
+    pub(crate) fn settings(url: &str) -> ControllerSettings {
         ControllerSettings {
             url: url.into(),
             ..ControllerSettings::default()

@@ -251,13 +251,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings(url: &str) -> ControllerSettings {
-        ControllerSettings {
-            url: url.into(),
-            ..ControllerSettings::default()
-        }
-    }
+    use crate::controller::tests::settings;
 
     fn endpoint(s: &ControllerSettings) -> anyhow::Result<Endpoint> {
         Endpoint::new(s, DEFAULT_HEARTBEAT)
