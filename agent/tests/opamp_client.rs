@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use phoenix_proto::opamp as pb;
 use phoenix_tests::fleet::agent_config;
@@ -38,7 +39,11 @@ enum Transport {
 struct Seen {
     message: pb::AgentToServer,
     headers: HashMap<String, String>,
+    at: Instant,
 }
+
+/// An HTTP error status for the next request, and its `Retry-After`.
+type Failure = (StatusCode, Option<u64>);
 
 #[derive(Clone)]
 struct Shared {
@@ -46,6 +51,8 @@ struct Shared {
     /// What the server sends next: with the next answer over HTTP, at once
     /// over WebSocket.
     outbox: Arc<Mutex<VecDeque<pb::ServerToAgent>>>,
+    /// HTTP only: the next requests are answered with these.
+    failures: Arc<Mutex<VecDeque<Failure>>>,
 }
 
 struct Server {
@@ -53,6 +60,7 @@ struct Server {
     addr: SocketAddr,
     seen: std_mpsc::Receiver<Seen>,
     outbox: Arc<Mutex<VecDeque<pb::ServerToAgent>>>,
+    failures: Arc<Mutex<VecDeque<Failure>>>,
     /// The server runs as long as this: dropped, it stops.
     _runtime: tokio::runtime::Runtime,
 }
@@ -67,24 +75,52 @@ async fn http_handler(
     axum::extract::State(shared): axum::extract::State<Shared>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, Vec<u8>) {
+) -> axum::response::Response {
     assert_eq!(
         headers.get("content-type").and_then(|v| v.to_str().ok()),
         Some("application/x-protobuf")
     );
     let message = pb::AgentToServer::decode(body).expect("an AgentToServer");
+    let seen = Seen {
+        message: message.clone(),
+        headers: headers_of(&headers),
+        at: Instant::now(),
+    };
+    let failure = shared.failures.lock().unwrap().pop_front();
+    if let Some((status, retry_after)) = failure {
+        let _ = shared.seen.send(seen);
+        // As OpAMP servers answer: the status, and an error response.
+        let r#type = if status == StatusCode::SERVICE_UNAVAILABLE {
+            pb::ServerErrorResponseType::Unavailable
+        } else {
+            pb::ServerErrorResponseType::BadRequest
+        };
+        let error = pb::ServerToAgent {
+            instance_uid: message.instance_uid,
+            error_response: Some(pb::ServerErrorResponse {
+                r#type: r#type as i32,
+                error_message: "as the test wants".into(),
+                details: None,
+            }),
+            ..Default::default()
+        };
+        let mut response = (status, error.encode_to_vec()).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", seconds.to_string().parse().unwrap());
+        }
+        return response;
+    }
     let mut reply = shared
         .outbox
         .lock()
         .unwrap()
         .pop_front()
         .unwrap_or_default();
-    reply.instance_uid = message.instance_uid.clone();
-    let _ = shared.seen.send(Seen {
-        message,
-        headers: headers_of(&headers),
-    });
-    (StatusCode::OK, reply.encode_to_vec())
+    reply.instance_uid = message.instance_uid;
+    let _ = shared.seen.send(seen);
+    (StatusCode::OK, reply.encode_to_vec()).into_response()
 }
 
 async fn websocket_connection(stream: tokio::net::TcpStream, shared: Shared) {
@@ -108,7 +144,7 @@ async fn websocket_connection(stream: tokio::net::TcpStream, shared: Shared) {
                 Some(Ok(Message::Binary(bytes))) => {
                     assert_eq!(bytes[0], 0, "OpAMP's WebSocket header");
                     let message = pb::AgentToServer::decode(&bytes[1..]).expect("an AgentToServer");
-                    let _ = shared.seen.send(Seen { message, headers: headers.clone() });
+                    let _ = shared.seen.send(Seen { message, headers: headers.clone(), at: Instant::now() });
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return,
@@ -141,9 +177,11 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (tx, seen) = std_mpsc::channel();
         let outbox = Arc::new(Mutex::new(VecDeque::new()));
+        let failures = Arc::new(Mutex::new(VecDeque::new()));
         let shared = Shared {
             seen: tx,
             outbox: outbox.clone(),
+            failures: failures.clone(),
         };
         match transport {
             Transport::Http => {
@@ -165,6 +203,7 @@ impl Server {
             addr,
             seen,
             outbox,
+            failures,
             _runtime: runtime,
         }
     }
@@ -175,6 +214,14 @@ impl Server {
             Transport::WebSocket => "ws",
         };
         format!("{scheme}://{}/v1/opamp", self.addr)
+    }
+
+    /// Answer the next HTTP request with `status` (and `Retry-After`).
+    fn fail_next(&self, status: StatusCode, retry_after: Option<u64>) {
+        self.failures
+            .lock()
+            .unwrap()
+            .push_back((status, retry_after));
     }
 
     fn offer(&self, reply: pb::ServerToAgent) {
@@ -624,4 +671,50 @@ fn over_http() {
 #[test]
 fn over_websocket() {
     conversation(Transport::WebSocket);
+}
+
+/// A message the server refuses (400, `BadRequest`) is not sent again: the
+/// next is the following heartbeat. A 503 with `Retry-After` keeps the
+/// agent quiet that long; then it sends its full state again.
+#[test]
+fn over_http_refusals_and_retry_after_are_honoured() {
+    let dir = TempDir::new("opamp-client-errors");
+    let out = dir.path().join("metrics.jsonl");
+    let telemetry = free_port();
+    let config_file = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config_file,
+        agent_config(&out, telemetry, "metrics/baseline", None),
+    )
+    .unwrap();
+    let server = Server::start(Transport::Http);
+    server.fail_next(StatusCode::BAD_REQUEST, None);
+    let agent = Agent::start(dir.path(), &config_file, &server.url(), telemetry);
+
+    let refused = server.next();
+    assert!(is_full(&refused.message));
+    let next = server.next();
+    assert_eq!(
+        next.message.sequence_num,
+        refused.message.sequence_num + 1,
+        "a new message, not the refused one again"
+    );
+    assert!(!is_full(&next.message), "not resent: {:?}", next.message);
+    let waited = next.at - refused.at;
+    assert!(
+        waited >= Duration::from_millis(800),
+        "the next heartbeat, not a retry loop: {waited:?}"
+    );
+
+    server.fail_next(StatusCode::SERVICE_UNAVAILABLE, Some(3));
+    let unavailable = server.next();
+    let after = server.next();
+    let waited = after.at - unavailable.at;
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "Retry-After: 3 was not honoured: {waited:?}\n{}",
+        agent.logs()
+    );
+    assert!(is_full(&after.message), "everything again after a failure");
+    agent.stop();
 }
