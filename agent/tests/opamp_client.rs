@@ -7,17 +7,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse as _;
+use axum::serve::Listener as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use phoenix_proto::opamp as pb;
 use phoenix_tests::fleet::agent_config;
 use phoenix_tests::{Running, TempDir, free_port, http_get, lines_with, wait_for};
 use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "opamp-enrollment-token";
@@ -57,6 +60,9 @@ struct Shared {
 
 struct Server {
     transport: Transport,
+    secure: bool,
+    /// TLS handshakes that failed (no or a wrong client certificate).
+    refused: Arc<AtomicUsize>,
     addr: SocketAddr,
     seen: std_mpsc::Receiver<Seen>,
     outbox: Arc<Mutex<VecDeque<pb::ServerToAgent>>>,
@@ -123,7 +129,7 @@ async fn http_handler(
     (StatusCode::OK, reply.encode_to_vec()).into_response()
 }
 
-async fn websocket_connection(stream: tokio::net::TcpStream, shared: Shared) {
+async fn websocket_connection(stream: Box<dyn Io>, shared: Shared) {
     let handshake = Arc::new(Mutex::new(HashMap::new()));
     let keep = handshake.clone();
     // The signature is tokio-tungstenite's (its error is an HTTP response).
@@ -164,8 +170,80 @@ async fn websocket_connection(stream: tokio::net::TcpStream, shared: Shared) {
     }
 }
 
+/// What a connection runs over: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The server's connections, with TLS when given (a failed handshake is
+/// counted and the connection dropped).
+struct Incoming {
+    tcp: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    refused: Arc<AtomicUsize>,
+}
+
+impl axum::serve::Listener for Incoming {
+    type Io = Box<dyn Io>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Box<dyn Io>, SocketAddr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            let Some(tls) = &self.tls else {
+                return (Box::new(tcp), addr);
+            };
+            match tls.accept(tcp).await {
+                Ok(stream) => return (Box::new(stream), addr),
+                Err(_) => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The test server certificate (localhost, 127.0.0.1), requiring a client
+/// certificate signed by the test client CA.
+fn mtls() -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(tls.join("client-ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .unwrap();
+    let chain = CertificateDer::pem_file_iter(tls.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(tls.join("server-key.pem")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 impl Server {
     fn start(transport: Transport) -> Server {
+        Self::start_with(transport, None)
+    }
+
+    fn start_with(transport: Transport, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -175,6 +253,13 @@ impl Server {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
+        let secure = tls.is_some();
+        let refused = Arc::new(AtomicUsize::new(0));
+        let mut incoming = Incoming {
+            tcp: listener,
+            tls: tls.map(tokio_rustls::TlsAcceptor::from),
+            refused: refused.clone(),
+        };
         let (tx, seen) = std_mpsc::channel();
         let outbox = Arc::new(Mutex::new(VecDeque::new()));
         let failures = Arc::new(Mutex::new(VecDeque::new()));
@@ -188,11 +273,12 @@ impl Server {
                 let app = axum::Router::new()
                     .route("/v1/opamp", axum::routing::post(http_handler))
                     .with_state(shared);
-                runtime.spawn(async move { axum::serve(listener, app).await });
+                runtime.spawn(async move { axum::serve(incoming, app).await });
             }
             Transport::WebSocket => {
                 runtime.spawn(async move {
-                    while let Ok((stream, _)) = listener.accept().await {
+                    loop {
+                        let (stream, _) = incoming.accept().await;
                         tokio::spawn(websocket_connection(stream, shared.clone()));
                     }
                 });
@@ -200,6 +286,8 @@ impl Server {
         }
         Server {
             transport,
+            secure,
+            refused,
             addr,
             seen,
             outbox,
@@ -209,9 +297,11 @@ impl Server {
     }
 
     fn url(&self) -> String {
-        let scheme = match self.transport {
-            Transport::Http => "http",
-            Transport::WebSocket => "ws",
+        let scheme = match (self.transport, self.secure) {
+            (Transport::Http, false) => "http",
+            (Transport::Http, true) => "https",
+            (Transport::WebSocket, false) => "ws",
+            (Transport::WebSocket, true) => "wss",
         };
         format!("{scheme}://{}/v1/opamp", self.addr)
     }
@@ -274,6 +364,11 @@ struct Agent {
 
 impl Agent {
     fn start(dir: &Path, config: &Path, url: &str, telemetry: u16) -> Agent {
+        Self::start_with(dir, config, url, telemetry, &[])
+    }
+
+    /// [`Agent::start`] with more flags.
+    fn start_with(dir: &Path, config: &Path, url: &str, telemetry: u16, extra: &[&str]) -> Agent {
         let log = dir.join(format!("agent-{}.log", unique()));
         let (config, state) = (config.display().to_string(), dir.join("state"));
         let args = [
@@ -292,6 +387,7 @@ impl Agent {
             "--log-level",
             "debug,hyper=info,reqwest=info,tungstenite=info",
         ];
+        let args = [&args[..], extra].concat();
         let env = [("PHOENIX_CONTROLLER_TOKEN", TOKEN)];
         let running = Running::start_logging_to(
             Path::new(env!("CARGO_BIN_EXE_phoenix-agent")),
@@ -717,4 +813,74 @@ fn over_http_refusals_and_retry_after_are_honoured() {
     );
     assert!(is_full(&after.message), "everything again after a failure");
     agent.stop();
+}
+
+/// `https://` and `wss://` with `--controller-ca` and a client certificate:
+/// without the certificate the server refuses the handshake and hears
+/// nothing; with it the agent reports.
+fn over_tls(transport: Transport) {
+    let dir = TempDir::new("opamp-client-tls");
+    let out = dir.path().join("metrics.jsonl");
+    let telemetry = free_port();
+    let config_file = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config_file,
+        agent_config(&out, telemetry, "metrics/baseline", None),
+    )
+    .unwrap();
+    let server = Server::start_with(transport, Some(mtls()));
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+    let path = |name: &str| tls.join(name).display().to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client-key.pem"));
+
+    let anonymous = Agent::start_with(
+        dir.path(),
+        &config_file,
+        &server.url(),
+        telemetry,
+        &["--controller-ca", &ca],
+    );
+    let refused = wait_for(WAIT, || {
+        (server.refused.load(Ordering::Relaxed) > 0).then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "no handshake was refused:\n{}",
+        anonymous.logs()
+    );
+    assert!(
+        server.seen.try_recv().is_err(),
+        "a message without a client certificate"
+    );
+    anonymous.stop();
+
+    let agent = Agent::start_with(
+        dir.path(),
+        &config_file,
+        &server.url(),
+        telemetry,
+        &[
+            "--controller-ca",
+            &ca,
+            "--controller-cert",
+            &cert,
+            "--controller-key",
+            &key,
+        ],
+    );
+    let first = server.seen.recv_timeout(WAIT).unwrap_or_else(|_| {
+        panic!("no message over TLS:\n{}", agent.logs());
+    });
+    assert!(is_full(&first.message));
+    agent.stop();
+}
+
+#[test]
+fn over_https_with_a_client_certificate() {
+    over_tls(Transport::Http);
+}
+
+#[test]
+fn over_wss_with_a_client_certificate() {
+    over_tls(Transport::WebSocket);
 }
