@@ -18,7 +18,7 @@ use axum::serve::Listener as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use phoenix_proto::opamp as pb;
 use phoenix_tests::fleet::agent_config;
-use phoenix_tests::{Running, TempDir, free_port, http_get, lines_with, wait_for};
+use phoenix_tests::{Running, TempDir, free_port, http_get, lines_with, sample, wait_for};
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
@@ -701,9 +701,9 @@ fn conversation(transport: Transport) {
 
     // Connection settings: the offered headers go with every later
     // request; the credential is kept in --state-dir.
-    let headers = |credential: &str| pb::ServerToAgent {
+    let headers = |hash: &str, credential: &str| pb::ServerToAgent {
         connection_settings: Some(pb::ConnectionSettingsOffers {
-            hash: credential.as_bytes().to_vec(),
+            hash: hash.as_bytes().to_vec(),
             opamp: Some(pb::OpAmpConnectionSettings {
                 headers: Some(pb::Headers {
                     headers: vec![
@@ -722,12 +722,46 @@ fn conversation(transport: Transport) {
         }),
         ..Default::default()
     };
-    server.offer(headers("c0ffee"));
+    server.offer(headers("offer-1", "c0ffee"));
     let with = server.next_with_header("x-phoenix-agent-credential");
     assert_eq!(with.headers["x-phoenix-agent-credential"], "c0ffee");
     assert_eq!(with.headers["x-team"], "metrics");
     let kept = std::fs::read_to_string(dir.path().join("state/agent-credential")).unwrap();
     assert_eq!(kept.trim(), format!("{uid_text} c0ffee"));
+
+    // An offer with the hash of the one applied changes nothing.
+    server.offer(headers("offer-1", "beef"));
+    wait_for(WAIT, || {
+        server.outbox.lock().unwrap().is_empty().then_some(())
+    })
+    .expect("the offer was delivered");
+    for _ in 0..2 {
+        let later = server.next();
+        assert_eq!(later.headers["x-phoenix-agent-credential"], "c0ffee");
+    }
+    let kept = std::fs::read_to_string(dir.path().join("state/agent-credential")).unwrap();
+    assert_eq!(kept.trim(), format!("{uid_text} c0ffee"));
+
+    // What happened is on /metrics.
+    let (_, page) = http_get(telemetry, "/metrics").expect("/metrics");
+    let metric = |series: &str| sample(&page, series).unwrap_or(-1.0);
+    assert_eq!(metric("phoenix_opamp_connected"), 1.0, "{page}");
+    assert_eq!(
+        metric("phoenix_opamp_remote_configs_total{result=\"applied\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric("phoenix_opamp_remote_configs_total{result=\"failed\"}"),
+        3.0
+    );
+    assert_eq!(
+        metric("phoenix_opamp_remote_configs_total{result=\"repeated\"}"),
+        1.0
+    );
+    assert!(
+        metric("phoenix_opamp_messages_total{result=\"sent\"}") >= 10.0,
+        "{page}"
+    );
 
     // SIGTERM: the last message says goodbye.
     agent.stop();

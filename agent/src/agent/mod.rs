@@ -140,6 +140,7 @@ impl Agent {
                     sources.state_dir.as_deref(),
                     service.clone(),
                     reloads.clone(),
+                    &registry,
                     stop_rx.clone(),
                 ),
                 says_goodbye: true,

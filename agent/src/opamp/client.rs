@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use phoenix_proto::opamp as pb;
@@ -23,6 +24,7 @@ use crate::controller::{
 use crate::exporter::otlp::retry::XorShift;
 use crate::exporter::otlp::sanitize;
 use crate::pipeline::{ReloadRequest, Service};
+use phoenix_telemetry::registry::{Counter, Gauge, Registry};
 
 /// What the agent does, declared in every message. Nothing more: a
 /// server may rely on each bit.
@@ -61,6 +63,52 @@ const TRANSPORT_HEADERS: [&str; 7] = [
     "upgrade",
 ];
 
+/// `phoenix_opamp_*` on the agent's `/metrics`.
+pub(super) struct OpampMetrics {
+    connected: Arc<Gauge>,
+    sent: Arc<Counter>,
+    failed: Arc<Counter>,
+    rejected: Arc<Counter>,
+    applied: Arc<Counter>,
+    refused: Arc<Counter>,
+    repeated: Arc<Counter>,
+}
+
+impl OpampMetrics {
+    pub(super) fn new(registry: &Registry) -> OpampMetrics {
+        let message = |result: &str| {
+            registry.counter(
+                "phoenix_opamp_messages_total",
+                "AgentToServer messages by result: sent (delivered), failed (not delivered: unreachable, 5xx, refused credentials; retried with backoff), rejected (the server would not take it: not sent again).",
+                &["result"],
+                &[result],
+            )
+        };
+        let remote = |result: &str| {
+            registry.counter(
+                "phoenix_opamp_remote_configs_total",
+                "Remote configs offered by the OpAMP server, by result: applied (reverts included), failed (invalid, against the local policy, not one file; the running config stays), repeated (an offer already handled, reported again).",
+                &["result"],
+                &[result],
+            )
+        };
+        OpampMetrics {
+            connected: registry.gauge(
+                "phoenix_opamp_connected",
+                "1 while the OpAMP server answers (the last exchange or the WebSocket is up), else 0.",
+                &[],
+                &[],
+            ),
+            sent: message("sent"),
+            failed: message("failed"),
+            rejected: message("rejected"),
+            applied: remote("applied"),
+            refused: remote("failed"),
+            repeated: remote("repeated"),
+        }
+    }
+}
+
 pub(super) struct Parts {
     pub endpoint: Endpoint,
     pub uid: [u8; 16],
@@ -70,6 +118,7 @@ pub(super) struct Parts {
     pub keep_in: Option<PathBuf>,
     pub service: Service,
     pub reloads: mpsc::Sender<ReloadRequest>,
+    pub metrics: OpampMetrics,
 }
 
 /// What the server was last told of each part, so that later messages
@@ -91,6 +140,7 @@ pub(super) struct Client {
     keep_in: Option<PathBuf>,
     service: Service,
     reloads: mpsc::Sender<ReloadRequest>,
+    metrics: OpampMetrics,
     started_unix_nano: u64,
     heartbeat: Duration,
     /// The agent's credential (kept, or offered by the server).
@@ -141,6 +191,7 @@ impl Client {
             keep_in: parts.keep_in,
             service: parts.service,
             reloads: parts.reloads,
+            metrics: parts.metrics,
             started_unix_nano: unix_nanos(SystemTime::now()),
             credential: parts.credential,
             offered: HeaderMap::new(),
@@ -173,6 +224,7 @@ impl Client {
                 End::Reconnect => continue,
                 End::Failed { failure, lasted } => (failure, lasted),
             };
+            self.metrics.connected.set(0.0);
             // Whatever the server got of the last messages, the next
             // connection starts with everything.
             self.full = true;
@@ -272,18 +324,27 @@ impl Client {
     /// heartbeat goes on.
     async fn send(&mut self, link: &mut Link) -> Result<(), Failure> {
         let message = self.message();
-        match link.send(&message, &self.headers()).await {
+        let result = link.send(&message, &self.headers()).await;
+        if result.is_ok() {
+            self.metrics.sent.inc();
+            self.metrics.connected.set(1.0);
+        }
+        match result {
             Ok(Some(reply)) => {
                 self.replies.push_back(reply);
                 Ok(())
             }
             Ok(None) => Ok(()),
             Err(Failure::Rejected(reason)) => {
+                self.metrics.rejected.inc();
                 tracing::error!(opamp = %self.endpoint.url(), sequence_num = message.sequence_num, reason = %reason,
                     "the OpAMP server refused a message; it is not sent again");
                 Ok(())
             }
-            Err(failure) => Err(failure),
+            Err(failure) => {
+                self.metrics.failed.inc();
+                Err(failure)
+            }
         }
     }
 
@@ -334,6 +395,7 @@ impl Client {
         ];
         if hash == self.remote.last_remote_config_hash && settled.contains(&self.remote.status) {
             // Already applied (or refused): say so again, change nothing.
+            self.metrics.repeated.inc();
             self.reported.remote = None;
             return self.send(link).await;
         }
@@ -368,10 +430,12 @@ impl Client {
         };
         self.remote = match outcome {
             Ok(outcome) => {
+                self.metrics.applied.inc();
                 tracing::info!(hash = %short, changed = outcome.changed, "remote config applied");
                 status(&hash, pb::RemoteConfigStatuses::Applied, "")
             }
             Err(message) => {
+                self.metrics.refused.inc();
                 // The reload path has logged a loader error itself.
                 tracing::warn!(hash = %short, "remote config refused, the running config stays");
                 status(&hash, pb::RemoteConfigStatuses::Failed, &message)

@@ -36,6 +36,7 @@ use crate::controller::{
 };
 use crate::exporter::otlp::read_ca_file;
 use crate::pipeline::{ReloadRequest, Service};
+use phoenix_telemetry::registry::Registry;
 
 pub use client::CAPABILITIES;
 
@@ -210,6 +211,7 @@ pub fn spawn(
     state_dir: Option<&Path>,
     service: Service,
     reloads: mpsc::Sender<ReloadRequest>,
+    registry: &Registry,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let host_name = controller::own_host_name();
@@ -244,6 +246,7 @@ pub fn spawn(
         keep_in: keep_in.map(Path::to_path_buf),
         service,
         reloads,
+        metrics: client::OpampMetrics::new(registry),
     });
     tokio::spawn(client.run(stop))
 }
