@@ -69,10 +69,10 @@ struct Cli {
     opamp: Option<String>,
 
     /// How often the OpAMP client polls (HTTP) or sends a heartbeat
-    /// (WebSocket) when nothing changed, e.g. 30s, 1m (1s to 24h). A
-    /// server's connection settings may set another.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, requires = "opamp")]
-    opamp_heartbeat: Duration,
+    /// (WebSocket) when nothing changed, e.g. 10s, 1m (1s to 24h; default
+    /// 30s). A server's connection settings may set another.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "opamp")]
+    opamp_heartbeat: Option<Duration>,
 
     /// Enrollment token presented to the controller or OpAMP server
     /// (`authorization: Bearer`). On first contact the controller issues
@@ -212,8 +212,8 @@ fn controller_link(cli: &Cli) -> Result<Option<ControllerLink>, String> {
         labels,
     };
     if cli.opamp.is_some() {
-        let endpoint =
-            opamp::Endpoint::new(&settings, cli.opamp_heartbeat).map_err(|e| format!("{e:#}"))?;
+        let heartbeat = cli.opamp_heartbeat.unwrap_or(opamp::DEFAULT_HEARTBEAT);
+        let endpoint = opamp::Endpoint::new(&settings, heartbeat).map_err(|e| format!("{e:#}"))?;
         return Ok(Some(ControllerLink::Opamp {
             endpoint,
             labels: settings.labels,

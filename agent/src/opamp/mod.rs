@@ -38,8 +38,6 @@ use crate::exporter::otlp::read_ca_file;
 use crate::pipeline::{ReloadRequest, Service};
 use phoenix_telemetry::registry::Registry;
 
-pub use client::CAPABILITIES;
-
 /// OpAMP's usual polling interval: what an HTTP client waits between two
 /// requests when nothing changed, and how often a WebSocket client says it
 /// is alive.
