@@ -261,6 +261,8 @@ impl Client {
             lasted: opened.elapsed(),
         };
         self.reconnect = false;
+        // Answers to the last connection's messages are moot now.
+        self.replies.clear();
         let mut link = match transport::connect(&self.endpoint, &self.headers()).await {
             Ok(link) => link,
             Err(failure) => return failed(failure),
@@ -418,11 +420,15 @@ impl Client {
             )),
         };
         tracing::info!(hash = %short, revert = matches!(text, Ok(None)), "remote config offered by the OpAMP server");
+        let mut applying = Ok(());
         let outcome = match text {
             Err(message) => Err(message),
             Ok(text) => {
                 self.remote = status(&hash, pb::RemoteConfigStatuses::Applying, "");
-                self.send(link).await?;
+                // Applied even when APPLYING could not be delivered: the
+                // outcome then goes with the next connection's full state,
+                // rather than APPLYING standing for good.
+                applying = self.send(link).await;
                 request_reload(&self.reloads, text)
                     .await
                     .map_err(|e| error_text(&e))
@@ -441,6 +447,7 @@ impl Client {
                 status(&hash, pb::RemoteConfigStatuses::Failed, &message)
             }
         };
+        applying?;
         self.send(link).await
     }
 
