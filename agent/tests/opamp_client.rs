@@ -534,16 +534,46 @@ impl Sequence {
     }
 }
 
+/// A scratch directory and the agent's local config in it: a 1 s procfs
+/// scrape into `metrics.jsonl` there (remote configs may write there too),
+/// its telemetry on a free port.
+struct Scene {
+    dir: TempDir,
+    out: PathBuf,
+    telemetry: u16,
+    config_file: PathBuf,
+    local: String,
+}
+
+impl Scene {
+    fn new(label: &str) -> Scene {
+        let dir = TempDir::new(label);
+        let out = dir.path().join("metrics.jsonl");
+        let telemetry = free_port();
+        let local = agent_config(&out, telemetry, "metrics/baseline", None);
+        let config_file = dir.path().join("agent.yaml");
+        std::fs::write(&config_file, &local).unwrap();
+        Scene {
+            dir,
+            out,
+            telemetry,
+            config_file,
+            local,
+        }
+    }
+}
+
 // ---------------------------------------------------------------- the conversation
 
 /// Everything, in one agent's life, over `transport`.
 fn conversation(transport: Transport) {
-    let dir = TempDir::new("opamp-client");
-    let out = dir.path().join("metrics.jsonl");
-    let telemetry = free_port();
-    let local = agent_config(&out, telemetry, "metrics/baseline", None);
-    let config_file = dir.path().join("agent.yaml");
-    std::fs::write(&config_file, &local).unwrap();
+    let Scene {
+        dir,
+        out,
+        telemetry,
+        config_file,
+        local,
+    } = Scene::new("opamp-client");
     let server = Server::start(transport);
     let agent = Agent::start(dir.path(), &config_file, &server.url(), telemetry);
 
@@ -808,15 +838,12 @@ fn over_websocket() {
 /// agent quiet that long; then it sends its full state again.
 #[test]
 fn over_http_refusals_and_retry_after_are_honoured() {
-    let dir = TempDir::new("opamp-client-errors");
-    let out = dir.path().join("metrics.jsonl");
-    let telemetry = free_port();
-    let config_file = dir.path().join("agent.yaml");
-    std::fs::write(
-        &config_file,
-        agent_config(&out, telemetry, "metrics/baseline", None),
-    )
-    .unwrap();
+    let Scene {
+        dir,
+        telemetry,
+        config_file,
+        ..
+    } = Scene::new("opamp-client-errors");
     let server = Server::start(Transport::Http);
     server.fail_next(StatusCode::BAD_REQUEST, None);
     let agent = Agent::start(dir.path(), &config_file, &server.url(), telemetry);
@@ -853,15 +880,12 @@ fn over_http_refusals_and_retry_after_are_honoured() {
 /// without the certificate the server refuses the handshake and hears
 /// nothing; with it the agent reports.
 fn over_tls(transport: Transport) {
-    let dir = TempDir::new("opamp-client-tls");
-    let out = dir.path().join("metrics.jsonl");
-    let telemetry = free_port();
-    let config_file = dir.path().join("agent.yaml");
-    std::fs::write(
-        &config_file,
-        agent_config(&out, telemetry, "metrics/baseline", None),
-    )
-    .unwrap();
+    let Scene {
+        dir,
+        telemetry,
+        config_file,
+        ..
+    } = Scene::new("opamp-client-tls");
     let server = Server::start_with(transport, Some(mtls()));
     let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
     let path = |name: &str| tls.join(name).display().to_string();
