@@ -772,6 +772,30 @@ fn conversation(transport: Transport) {
     let kept = std::fs::read_to_string(dir.path().join("state/agent-credential")).unwrap();
     assert_eq!(kept.trim(), format!("{uid_text} c0ffee"));
 
+    // An offered heartbeat interval replaces --opamp-heartbeat (1 s).
+    server.offer(pb::ServerToAgent {
+        connection_settings: Some(pb::ConnectionSettingsOffers {
+            hash: b"offer-2".to_vec(),
+            opamp: Some(pb::OpAmpConnectionSettings {
+                heartbeat_interval_seconds: 3,
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    });
+    wait_for(WAIT, || {
+        server.outbox.lock().unwrap().is_empty().then_some(())
+    })
+    .expect("the offer was delivered");
+    let _in_flight = server.next();
+    let (a, b) = (server.next(), server.next());
+    let every = b.at - a.at;
+    assert!(
+        every >= Duration::from_millis(2700),
+        "heartbeats every {every:?}"
+    );
+    assert_eq!(b.headers["x-phoenix-agent-credential"], "c0ffee");
+
     // What happened is on /metrics.
     let (_, page) = http_get(telemetry, "/metrics").expect("/metrics");
     let metric = |series: &str| sample(&page, series).unwrap_or(-1.0);
