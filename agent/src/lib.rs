@@ -9,6 +9,7 @@ pub mod agent;
 pub mod controller;
 pub mod exporter;
 pub mod k8s;
+pub mod opamp;
 pub mod pipeline;
 pub mod receiver;
 pub mod telemetry;

@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use phoenix_agent::agent::{
     Agent, AgentSettings, ConfigSources, ControllerLink, LoadedConfig, load_file,
 };
 use phoenix_agent::controller::{self, ControllerSettings};
+use phoenix_agent::opamp;
 use phoenix_config::{AgentConfig, LogFormat};
 
 /// Exit codes: 0 clean stop, 1 runtime failure, 2 bad command line, 3 invalid config.
@@ -18,6 +20,7 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_INVALID_CONFIG: u8 = 3;
 
 #[derive(Parser, Debug)]
+#[command(group(ArgGroup::new("link").args(["controller", "opamp"])))]
 #[command(
     name = "phoenix-agent",
     version,
@@ -50,14 +53,31 @@ struct Cli {
     state_dir: Option<PathBuf>,
 
     /// Controller to connect to (http://HOST:PORT or https://HOST:PORT): it
-    /// pushes configs and receives per-pipeline stats. Without it the agent
-    /// runs standalone.
-    #[arg(long, value_name = "URL")]
+    /// pushes configs and receives per-pipeline stats. Without it (or
+    /// --opamp) the agent runs standalone.
+    #[arg(long, value_name = "URL", conflicts_with = "opamp")]
     controller: Option<String>,
 
-    /// Enrollment token presented to the controller (gRPC `authorization:
-    /// Bearer`). On first contact the controller issues this agent its own
-    /// credential, kept in --state-dir (`agent-credential`, mode 0600) and
+    /// OpAMP server to connect to instead of --controller:
+    /// http(s)://HOST:PORT/v1/opamp (HTTP transport, polled every heartbeat)
+    /// or ws(s)://HOST:PORT/v1/opamp (WebSocket). The agent reports its
+    /// description, health and effective config, and applies the remote
+    /// config the server offers (one YAML file; an empty one reverts to the
+    /// local config) within the local policy. The token, CA, client
+    /// certificate, --label and --insecure-plaintext flags apply to it too.
+    #[arg(long, value_name = "URL", conflicts_with = "controller")]
+    opamp: Option<String>,
+
+    /// How often the OpAMP client polls (HTTP) or sends a heartbeat
+    /// (WebSocket) when nothing changed, e.g. 10s, 1m (1s to 24h; default
+    /// 30s). A server's connection settings may set another.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "opamp")]
+    opamp_heartbeat: Option<Duration>,
+
+    /// Enrollment token presented to the controller or OpAMP server
+    /// (`authorization: Bearer`). On first contact the controller issues
+    /// this agent its own credential (over OpAMP: in a connection settings
+    /// offer), kept in --state-dir (`agent-credential`, mode 0600) and
     /// required from then on. Prefer --controller-token-file or the
     /// environment variable: arguments show in `ps`.
     #[arg(
@@ -75,32 +95,35 @@ struct Cli {
         long,
         value_name = "FILE",
         env = "PHOENIX_CONTROLLER_TOKEN_FILE",
-        requires = "controller"
+        requires = "link"
     )]
     controller_token_file: Option<PathBuf>,
 
-    /// Allow a plain http:// --controller URL to a host that is not
-    /// loopback: the token, the agent's credential and configs then cross
-    /// the network in clear text.
-    #[arg(long, requires = "controller")]
+    /// Allow a plain http:// (or ws://) --controller or --opamp URL to a
+    /// host that is not loopback: the token, the agent's credential and
+    /// configs then cross the network in clear text.
+    #[arg(long, requires = "link")]
     insecure_plaintext: bool,
 
-    /// PEM CA certificate(s) the controller's certificate must chain to,
-    /// instead of the system roots (https:// only).
-    #[arg(long, value_name = "FILE", requires = "controller")]
+    /// PEM CA certificate(s) the controller's (or OpAMP server's)
+    /// certificate must chain to, instead of the system roots (https:// and
+    /// wss:// only).
+    #[arg(long, value_name = "FILE", requires = "link")]
     controller_ca: Option<PathBuf>,
 
-    /// PEM client certificate for controllers that require one (with --controller-key).
-    #[arg(long, value_name = "FILE", requires_all = ["controller", "controller_key"])]
+    /// PEM client certificate for controllers (and OpAMP servers) that
+    /// require one (with --controller-key).
+    #[arg(long, value_name = "FILE", requires_all = ["link", "controller_key"])]
     controller_cert: Option<PathBuf>,
 
     /// PEM private key of --controller-cert.
-    #[arg(long, value_name = "FILE", requires_all = ["controller", "controller_cert"])]
+    #[arg(long, value_name = "FILE", requires_all = ["link", "controller_cert"])]
     controller_key: Option<PathBuf>,
 
     /// A label the controller selects this agent by, e.g. `--label env=prod`
-    /// (repeatable).
-    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = controller::parse_label, requires = "controller")]
+    /// (repeatable). Over OpAMP each is a non-identifying attribute under
+    /// its own key.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = controller::parse_label, requires = "link")]
     labels: Vec<(String, String)>,
 
     #[command(subcommand)]
@@ -158,12 +181,13 @@ fn init_logging(cli: &Cli, config: &AgentConfig) {
     phoenix_telemetry::logging::init(level, format == LogFormat::Json);
 }
 
-/// The controller flags, checked before anything starts: a bad URL or an
-/// unreadable certificate would otherwise fail every reconnect, forever.
+/// The controller (or OpAMP) flags, checked before anything starts: a bad
+/// URL or an unreadable certificate would otherwise fail every reconnect,
+/// forever.
 fn controller_link(cli: &Cli) -> Result<Option<ControllerLink>, String> {
-    let Some(url) = &cli.controller else {
+    if cli.controller.is_none() && cli.opamp.is_none() {
         return Ok(None);
-    };
+    }
     let mut labels = BTreeMap::new();
     for (key, value) in &cli.labels {
         if labels.insert(key.clone(), value.clone()).is_some() {
@@ -175,7 +199,11 @@ fn controller_link(cli: &Cli) -> Result<Option<ControllerLink>, String> {
         None => cli.controller_token.clone(),
     };
     let settings = ControllerSettings {
-        url: url.clone(),
+        url: cli
+            .opamp
+            .clone()
+            .or_else(|| cli.controller.clone())
+            .unwrap_or_default(),
         token,
         insecure_plaintext: cli.insecure_plaintext,
         ca_file: cli.controller_ca.clone(),
@@ -183,11 +211,28 @@ fn controller_link(cli: &Cli) -> Result<Option<ControllerLink>, String> {
         client_key: cli.controller_key.clone(),
         labels,
     };
+    if cli.opamp.is_some() {
+        let heartbeat = cli.opamp_heartbeat.unwrap_or(opamp::DEFAULT_HEARTBEAT);
+        let endpoint = opamp::Endpoint::new(&settings, heartbeat).map_err(|e| format!("{e:#}"))?;
+        return Ok(Some(ControllerLink::Opamp {
+            endpoint,
+            labels: settings.labels,
+        }));
+    }
     let connection = controller::Connection::new(&settings).map_err(|e| format!("{e:#}"))?;
-    Ok(Some(ControllerLink {
-        connection,
+    Ok(Some(ControllerLink::Native {
+        connection: Box::new(connection),
         labels: settings.labels,
     }))
+}
+
+/// `--opamp-heartbeat`: `30s`, `1m`, within the bounds a heartbeat may have.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = phoenix_processors::time::parse_duration(text)?;
+    if !(opamp::MIN_HEARTBEAT..=opamp::MAX_HEARTBEAT).contains(&d) {
+        return Err(format!("{text:?}: must be between 1s and 24h"));
+    }
+    Ok(d)
 }
 
 /// The token in `path`, without surrounding whitespace. Errors name the

@@ -18,6 +18,7 @@ use phoenix_proto::v1::controller_message::Body as ToAgent;
 use phoenix_proto::v1::{
     AgentMessage, ConfigPush, ConfigState, ConfigStatus, ControllerMessage, Hello, ReportRequest,
 };
+use phoenix_tests::lines_with;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -411,14 +412,6 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn lines_with(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
 }
 
 fn state(s: &ConfigStatus) -> ConfigState {

@@ -171,6 +171,54 @@ pub fn start_agent_with(
     vars: &[(&str, &str)],
     credentials: &[&str],
 ) -> Agent {
+    let controller = format!("http://127.0.0.1:{grpc}");
+    start_linked_agent(
+        dir,
+        name,
+        env,
+        &["--controller", &controller],
+        vars,
+        credentials,
+    )
+}
+
+/// The real controller with its OpAMP server (`--opamp-listen`) on a free
+/// loopback port too, which is returned with it.
+pub fn start_controller_with_opamp(data: &Path, http: u16, grpc: u16) -> (Controller, u16) {
+    let opamp = free_port();
+    let listen = format!("127.0.0.1:{opamp}");
+    let controller = start_controller_with(
+        data,
+        http,
+        grpc,
+        &["--api-token", API_TOKEN, "--opamp-listen", &listen],
+    );
+    (controller, opamp)
+}
+
+/// [`start_agent`] as an OpAMP client of `url` (`--opamp`), with the
+/// enrollment token.
+pub fn start_opamp_agent(dir: &Path, name: &str, env: &str, url: &str) -> Agent {
+    start_linked_agent(
+        dir,
+        name,
+        env,
+        &["--opamp", url, "--opamp-heartbeat", "1s"],
+        &[],
+        &["--controller-token", AGENT_TOKEN],
+    )
+}
+
+/// An agent with its config, state dir and labels, linked to a controller
+/// by `link` (`--controller URL` or `--opamp URL`).
+fn start_linked_agent(
+    dir: &Path,
+    name: &str,
+    env: &str,
+    link: &[&str],
+    vars: &[(&str, &str)],
+    credentials: &[&str],
+) -> Agent {
     let telemetry = free_port();
     let out = dir.join(format!("{name}.jsonl"));
     let config = dir.join(format!("{name}.yaml"));
@@ -180,20 +228,18 @@ pub fn start_agent_with(
     )
     .unwrap();
     let state = dir.join(format!("{name}-state"));
-    let controller = format!("http://127.0.0.1:{grpc}");
     let (env_label, name_label) = (format!("env={env}"), format!("name={name}"));
     let mut args = vec![
         "--config",
         config.to_str().unwrap(),
         "--state-dir",
         state.to_str().unwrap(),
-        "--controller",
-        &controller,
         "--label",
         &env_label,
         "--label",
         &name_label,
     ];
+    args.extend_from_slice(link);
     args.extend_from_slice(credentials);
     let running = Running::start_with_env(&binary("phoenix-agent"), &args, vars);
     Agent {

@@ -46,6 +46,16 @@ pub fn free_port() -> u16 {
         .expect("an ephemeral port")
 }
 
+/// How many lines of the file at `path` contain `needle` (0 when it cannot
+/// be read yet): how a test follows a file exporter's output.
+pub fn lines_with(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
 /// The files in `dir` named `*.<extension>`, sorted by name.
 pub fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -112,6 +122,28 @@ impl Running {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        Running { child }
+    }
+
+    /// [`Running::start_with_env`] with stderr written to `log` (nothing
+    /// captured): for a long-running process that logs much, whose pipe
+    /// would fill up and block it.
+    pub fn start_logging_to(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Running {
+        let stderr = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let child = Command::new(binary)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         Running { child }

@@ -19,16 +19,37 @@ use tokio::task::JoinHandle;
 pub use sources::{ConfigSources, LoadedConfig, REMOTE_CONFIG_FILE, load_file};
 
 use crate::controller::{self, Connection};
+use crate::opamp;
 use crate::pipeline::{ReloadError, ReloadOutcome, ReloadRequest, ReloadSource, Service};
 use crate::telemetry::server::{self, Health, ReloadEndpoint};
 
 /// How often the config file is checked for changes.
 const FILE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long the OpAMP client may take for its last message at shutdown.
+const GOODBYE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// How to reach a controller and what to tell it about this agent.
-pub struct ControllerLink {
-    pub connection: Connection,
-    pub labels: BTreeMap<String, String>,
+pub enum ControllerLink {
+    /// The native gRPC session (`--controller`). Boxed: tonic's endpoint
+    /// is large, and a link is built once.
+    Native {
+        connection: Box<Connection>,
+        labels: BTreeMap<String, String>,
+    },
+    /// An OpAMP server (`--opamp`).
+    Opamp {
+        endpoint: opamp::Endpoint,
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// The running controller client, and whether it has a last message to
+/// send when the agent stops (OpAMP's `agent_disconnect`) or is simply
+/// aborted (the native session's end tells the controller).
+struct Session {
+    task: JoinHandle<()>,
+    says_goodbye: bool,
 }
 
 /// Everything an agent starts from.
@@ -100,15 +121,30 @@ impl Agent {
         // Started once the agent is up (a telemetry port in use ends it
         // first), so a controller never sees an agent about to exit. Pushes
         // come through the same loop as `POST /-/reload`.
-        let session = controller.map(|link| {
-            controller::spawn(
-                link.connection,
-                link.labels,
-                sources.state_dir.as_deref(),
-                service.clone(),
-                reloads.clone(),
-                &registry,
-            )
+        let session = controller.map(|link| match link {
+            ControllerLink::Native { connection, labels } => Session {
+                task: controller::spawn(
+                    *connection,
+                    labels,
+                    sources.state_dir.as_deref(),
+                    service.clone(),
+                    reloads.clone(),
+                    &registry,
+                ),
+                says_goodbye: false,
+            },
+            ControllerLink::Opamp { endpoint, labels } => Session {
+                task: opamp::spawn(
+                    endpoint,
+                    labels,
+                    sources.state_dir.as_deref(),
+                    service.clone(),
+                    reloads.clone(),
+                    &registry,
+                    stop_rx.clone(),
+                ),
+                says_goodbye: true,
+            },
         });
         // The file as it is now, before the loop runs: an edit made while
         // the loop task is still being scheduled must count as a change.
@@ -222,7 +258,7 @@ async fn run_loop(
     sources: ConfigSources,
     mut file_hash: Option<String>,
     mut requests: mpsc::Receiver<ReloadRequest>,
-    session: Option<JoinHandle<()>>,
+    session: Option<Session>,
     stop: watch::Receiver<bool>,
 ) {
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -274,10 +310,21 @@ async fn run_loop(
             }
         }
     }
-    // The session holds nothing that needs flushing: the controller sees
-    // the stream end and marks the agent offline.
-    if let Some(session) = session {
-        session.abort();
+    // The native session holds nothing that needs flushing: the controller
+    // sees the stream end and marks the agent offline. The OpAMP client
+    // says goodbye first (it watches the same stop signal), within a bound.
+    // A remote config the OpAMP client asked for now fails at once
+    // ("shutting down") instead of waiting on a loop that has ended.
+    drop(requests);
+    if let Some(mut session) = session {
+        if session.says_goodbye
+            && tokio::time::timeout(GOODBYE_DEADLINE, &mut session.task)
+                .await
+                .is_err()
+        {
+            tracing::debug!("the OpAMP client did not finish its goodbye in time");
+        }
+        session.task.abort();
     }
 }
 

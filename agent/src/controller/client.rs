@@ -11,19 +11,21 @@ use phoenix_proto::v1;
 use phoenix_proto::v1::agent_control_client::AgentControlClient;
 use phoenix_proto::v1::agent_message::Body as Outbound;
 use phoenix_proto::v1::controller_message::Body as Inbound;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::AsciiMetadataValue;
 
-use super::Connection;
 use super::convert::interval_stats;
 use super::identity::{self, InstanceId};
-use crate::exporter::otlp::retry::{Backoff, XorShift};
+use super::{
+    BACKOFF_MAX, Connection, STABLE_SESSION, error_text, reconnect_backoff, reported_host_name,
+    request_reload, round,
+};
+use crate::exporter::otlp::retry::XorShift;
 use crate::exporter::otlp::{error_chain, sanitize};
 use crate::pipeline::accounting::IntervalReport;
-use crate::pipeline::{ReloadError, ReloadRequest, ReloadSource, Service};
-use phoenix_config::ReceiverConfig;
+use crate::pipeline::{ReloadRequest, Service};
 use phoenix_config::{config_hash, short_hash as short};
 use phoenix_telemetry::process::OwnUsage;
 use phoenix_telemetry::registry::{Counter, Gauge, Registry};
@@ -35,16 +37,6 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// Until the controller answers the session request: one that accepted the
 /// connection but never answers is treated like one that is down.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
-/// Reconnect waits: 1 s growing ×1.5 to 30 s, each ±50 %, so that a fleet
-/// that lost its controller together does not come back in lockstep.
-const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-const BACKOFF_MULTIPLIER: f64 = 1.5;
-const BACKOFF_JITTER: f64 = 0.5;
-/// A session that lasted this long was healthy: the next reconnect starts
-/// from the first step again. A controller that accepts and drops at once
-/// keeps the waits growing instead of being hammered every second.
-const STABLE_SESSION: Duration = Duration::from_secs(10);
 /// Messages waiting for the network. Stats beyond it are dropped (and
 /// counted) rather than buffered without bound behind a slow controller.
 const OUTBOUND_QUEUE: usize = 64;
@@ -54,10 +46,6 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Push outcomes kept for the next session when the connection broke
 /// before they could be sent.
 const MAX_UNDELIVERED: usize = 16;
-/// The error text of a FAILED status is bounded: it ends up in the
-/// controller's store and UI, and a hostile config can have endless errors.
-const MAX_ERROR_LINES: usize = 100;
-const MAX_ERROR_BYTES: usize = 32 * 1024;
 
 /// `phoenix_controller_*` on the agent's `/metrics`.
 #[derive(Clone)]
@@ -207,12 +195,7 @@ impl Client {
     /// Keep a session open, forever. Only the agent stopping (aborting the
     /// task) ends this; nothing the controller sends can.
     pub async fn run(self) {
-        let mut backoff = Backoff::exponential(
-            BACKOFF_INITIAL,
-            BACKOFF_MAX,
-            BACKOFF_MULTIPLIER,
-            BACKOFF_JITTER,
-        );
+        let mut backoff = reconnect_backoff();
         let mut rng = XorShift::from_entropy();
         let mut undelivered: Vec<v1::ConfigStatus> = Vec::new();
         // Kinds of failure already logged during this outage: a controller
@@ -390,20 +373,16 @@ impl Client {
             tracing::warn!("ignoring an enrollment whose credential is not printable ASCII");
             return;
         }
-        if let Some(dir) = &self.keep_in {
-            let (dir, id, kept) = (dir.clone(), self.instance_id.id.clone(), credential.clone());
-            let stored =
-                tokio::task::spawn_blocking(move || identity::store_credential(&dir, &id, &kept))
-                    .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-            if let Err(error) = stored {
-                tracing::warn!(
-                    file = identity::CREDENTIAL_FILE,
-                    error = %error,
-                    "cannot keep the credential the controller issued in --state-dir; this agent enrolls again on its next session"
-                );
-                return;
-            }
+        if let Some(dir) = &self.keep_in
+            && let Err(error) =
+                identity::keep_credential(dir, &self.instance_id.id, &credential).await
+        {
+            tracing::warn!(
+                file = identity::CREDENTIAL_FILE,
+                error = %error,
+                "cannot keep the credential the controller issued in --state-dir; this agent enrolls again on its next session"
+            );
+            return;
         }
         *self.credential.lock().unwrap_or_else(|e| e.into_inner()) = Some(credential);
         tracing::info!(
@@ -479,20 +458,8 @@ impl Client {
         // Transient: not worth resending if the session breaks now.
         let _ = tx.send(config_status_message(applying)).await;
 
-        // Through the dispatcher, as `POST /-/reload` does: the same
-        // validation and swap, and the config is kept in --state-dir there.
-        let (reply, answer) = oneshot::channel();
-        let request = ReloadRequest {
-            text: (!push.revert_to_local).then_some(push.yaml),
-            source: ReloadSource::Controller,
-            reply,
-        };
-        let result = match self.reloads.send(request).await {
-            Ok(()) => answer
-                .await
-                .unwrap_or_else(|_| Err(ReloadError::Source("the agent is shutting down".into()))),
-            Err(_) => Err(ReloadError::Source("the agent is shutting down".into())),
-        };
+        let result =
+            request_reload(&self.reloads, (!push.revert_to_local).then_some(push.yaml)).await;
         let status = match result {
             Ok(outcome) => {
                 if outcome.changed {
@@ -590,15 +557,7 @@ impl Client {
     fn hello(&self) -> (v1::AgentMessage, String) {
         let applied = self.service.applied();
         let config = self.service.config();
-        // A DaemonSet names the node in the procfs receiver's `host_name`
-        // (its pod has a host name of its own): report that one.
-        let host_name = config
-            .receivers
-            .values()
-            .find_map(|r| match r {
-                ReceiverConfig::Procfs(p) => p.host_name.clone(),
-            })
-            .unwrap_or_else(|| self.host_name.clone());
+        let host_name = reported_host_name(&config, &self.host_name);
         let hash = applied.hash.clone();
         let local = self.service.local_config();
         let policy = &local.remote_policy;
@@ -681,25 +640,6 @@ fn heartbeat_message() -> v1::AgentMessage {
     }
 }
 
-/// The error of a refused push as the controller shows it: for an invalid
-/// config every error on its own line, with component and location, as
-/// `phoenix-agent validate` prints them.
-fn error_text(e: &ReloadError) -> String {
-    let ReloadError::Invalid(errors) = e else {
-        return e.to_string();
-    };
-    let mut out = format!("invalid config: {} error(s):", errors.0.len());
-    for (i, error) in errors.0.iter().enumerate() {
-        let line = format!("\n  - {error}");
-        if i == MAX_ERROR_LINES || out.len() + line.len() > MAX_ERROR_BYTES {
-            out.push_str(&format!("\n  … and {} more", errors.0.len() - i));
-            break;
-        }
-        out.push_str(&line);
-    }
-    out
-}
-
 /// A gRPC status for a log line: the code and the server's message (made
 /// printable and bounded), and for transport errors their cause.
 fn describe(status: &tonic::Status) -> String {
@@ -719,51 +659,9 @@ fn describe(status: &tonic::Status) -> String {
     out
 }
 
-/// Waits logged to the millisecond read as noise.
-fn round(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64 / 100 * 100)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phoenix_config::{ConfigError, ConfigErrors};
-
-    #[test]
-    fn every_validation_error_is_in_the_failure_text() {
-        let errors = phoenix_config::AgentConfig::load(
-            "receivers:\n  procfs: { collection_interval: soon }\nservice:\n  pipelines:\n    metrics/a: { receivers: [procfs], exporters: [missing] }\n",
-        )
-        .unwrap_err();
-        let n = errors.0.len();
-        assert!(n >= 2, "{errors}");
-        let text = error_text(&ReloadError::Invalid(errors.clone()));
-        assert!(
-            text.starts_with(&format!("invalid config: {n} error(s):")),
-            "{text}"
-        );
-        for e in &errors.0 {
-            assert!(text.contains(&e.to_string()), "{text}");
-        }
-        assert_eq!(
-            error_text(&ReloadError::Build("port in use".into())),
-            "config cannot be built: port in use"
-        );
-    }
-
-    #[test]
-    fn endless_errors_are_cut_short() {
-        let one = ConfigError {
-            component: None,
-            field: None,
-            message: "x".repeat(1000),
-            location: None,
-        };
-        let errors = ConfigErrors(vec![one; 10_000]);
-        let text = error_text(&ReloadError::Invalid(errors));
-        assert!(text.len() <= MAX_ERROR_BYTES + 100, "{}", text.len());
-        assert!(text.ends_with("more"), "{}", &text[text.len() - 40..]);
-    }
 
     #[test]
     fn heartbeats_carry_the_agents_own_cost() {
@@ -779,9 +677,5 @@ mod tests {
     fn statuses_describe_code_message_and_cause() {
         let s = tonic::Status::unauthenticated("bad token\u{1b}[2J");
         assert_eq!(describe(&s), "Unauthenticated: bad token [2J");
-        assert_eq!(
-            round(Duration::from_millis(1234)),
-            Duration::from_millis(1200)
-        );
     }
 }

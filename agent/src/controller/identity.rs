@@ -163,11 +163,32 @@ pub fn store_credential(dir: &Path, instance_id: &str, credential: &str) -> std:
     )
 }
 
+/// [`store_credential`] off the async workers (it syncs to disk).
+pub(crate) async fn keep_credential(
+    dir: &Path,
+    instance_id: &str,
+    credential: &str,
+) -> std::io::Result<()> {
+    let (dir, id, kept) = (
+        dir.to_path_buf(),
+        instance_id.to_string(),
+        credential.to_string(),
+    );
+    tokio::task::spawn_blocking(move || store_credential(&dir, &id, &kept))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+}
+
 /// Written to a temporary file and renamed, like the remote config: a crash
 /// never leaves an empty or half-written file behind. The temporary file is
 /// created afresh with `mode`, so a secret is never readable by others,
 /// not even for a moment.
-fn write_atomically(dir: &Path, name: &str, contents: &str, mode: u32) -> std::io::Result<()> {
+pub(crate) fn write_atomically(
+    dir: &Path,
+    name: &str,
+    contents: &str,
+    mode: u32,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     match std::fs::remove_file(&tmp) {
@@ -185,10 +206,18 @@ fn write_atomically(dir: &Path, name: &str, contents: &str, mode: u32) -> std::i
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// A random (version 4) UUID, lowercase hex with dashes. The bytes come
-/// from the OS; should that fail, from the clock-seeded generator the
-/// retries use, which is still unique enough to tell agents apart.
+/// A random (version 4) UUID, lowercase hex with dashes.
 fn random_uuid() -> String {
+    let mut b = random_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid_string(&b)
+}
+
+/// 16 random bytes. They come from the OS; should that fail, from the
+/// clock-seeded generator the retries use, which is still unique enough to
+/// tell agents apart.
+pub(crate) fn random_bytes() -> [u8; 16] {
     let mut b = [0u8; 16];
     let os = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
     if os.is_err() {
@@ -196,9 +225,12 @@ fn random_uuid() -> String {
         b[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
         b[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
     }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex = phoenix_processors::hash::hex(&b);
+    b
+}
+
+/// 16 bytes as a UUID string: lowercase hex with dashes.
+pub(crate) fn uuid_string(b: &[u8; 16]) -> String {
+    let hex = phoenix_processors::hash::hex(b);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
@@ -207,6 +239,24 @@ fn random_uuid() -> String {
         &hex[16..20],
         &hex[20..]
     )
+}
+
+/// The bytes of a UUID string (hyphenated, any case), or None.
+pub(crate) fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let groups: Vec<&str> = text.split('-').collect();
+    if groups.iter().map(|g| g.len()).collect::<Vec<_>>() != [8, 4, 4, 4, 12] {
+        return None;
+    }
+    let hex: String = groups.concat();
+    // `from_str_radix` would also take a sign.
+    if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -233,6 +283,14 @@ mod tests {
         assert_eq!(a.as_bytes()[14], b'4', "{a}");
         assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{a}");
         assert!(is_valid(&a));
+        assert_eq!(uuid_bytes(&a).map(|b| uuid_string(&b)), Some(a));
+        assert_eq!(
+            uuid_bytes(&b.to_uppercase()).map(|b| uuid_string(&b)),
+            Some(b)
+        );
+        assert_eq!(uuid_bytes("edge-agent-7"), None);
+        assert_eq!(uuid_bytes("0000000g-0000-0000-0000-000000000000"), None);
+        assert_eq!(uuid_bytes("00000000-0000-0000-0000-00000000000é"), None);
     }
 
     #[test]

@@ -21,15 +21,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-pub use client::{Client, ControllerMetrics, Credentials};
+pub use client::{CREDENTIAL_METADATA, Client, ControllerMetrics, Credentials};
 
+use crate::exporter::otlp::retry::Backoff;
 use crate::exporter::otlp::{error_chain, read_ca_file};
-use crate::pipeline::{ReloadRequest, Service};
+use crate::pipeline::{ReloadError, ReloadOutcome, ReloadRequest, ReloadSource, Service};
+use phoenix_config::{AgentConfig, ReceiverConfig};
 use phoenix_telemetry::registry::Registry;
 
 /// How long establishing the TCP (and TLS) connection may take.
@@ -41,10 +43,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the command line says about the controller.
+/// What the command line says about the controller: the native one
+/// (`--controller`) or an OpAMP server (`--opamp`, see [`crate::opamp`]).
 #[derive(Debug, Clone, Default)]
 pub struct ControllerSettings {
-    /// `http://host:port` or `https://host:port`.
+    /// `http://host:port` or `https://host:port`; for OpAMP
+    /// `http(s)://host:port/v1/opamp` or `ws(s)://host:port/v1/opamp`.
     pub url: String,
     /// The enrollment token, sent as `authorization: Bearer <token>` on
     /// every session: it admits an instance id the controller has not
@@ -79,16 +83,7 @@ impl Connection {
         if !https && !url.starts_with("http://") {
             anyhow::bail!("--controller {url:?}: expected an http:// or https:// URL");
         }
-        if url
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(rest))
-            .is_some_and(|authority| authority.contains('@'))
-        {
-            // It would be logged with every connection state change.
-            anyhow::bail!(
-                "--controller: credentials in the URL are not supported; use --controller-token"
-            );
-        }
+        refuse_credentials_in_url("--controller", &url)?;
         let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| anyhow::anyhow!("--controller {url:?}: {}", error_chain(&e)))?
             .connect_timeout(CONNECT_TIMEOUT)
@@ -101,8 +96,8 @@ impl Connection {
         // No `Endpoint::timeout`: it bounds whole requests, and the session
         // is one request meant to last for days.
 
+        check_tls_flags(settings, "--controller", https, "https://")?;
         let client_identity = match (&settings.client_cert, &settings.client_key) {
-            (None, None) => None,
             (Some(cert), Some(key)) => {
                 let read = |flag: &str, path: &PathBuf| {
                     std::fs::read(path)
@@ -113,7 +108,7 @@ impl Connection {
                     read("--controller-key", key)?,
                 ))
             }
-            _ => anyhow::bail!("--controller-cert and --controller-key go together"),
+            _ => None,
         };
         if https {
             let mut tls = match &settings.ca_file {
@@ -128,34 +123,17 @@ impl Connection {
             endpoint = endpoint.tls_config(tls).map_err(|e| {
                 anyhow::anyhow!("--controller: TLS setup failed: {}", error_chain(&e))
             })?;
-        } else if settings.ca_file.is_some() || client_identity.is_some() {
-            // Silently ignoring them would send the token in clear text to
-            // someone who believes it is protected.
-            anyhow::bail!(
-                "--controller-ca/--controller-cert need an https:// --controller URL (got {url})"
-            );
         }
 
-        if !https
-            && !settings.insecure_plaintext
-            && !endpoint.uri().host().is_some_and(is_loopback_host)
-        {
-            anyhow::bail!(
-                "--controller {url}: plain http:// to a host that is not loopback would send the \
-                 token, the agent's credential and every config in clear text; use https://, or \
-                 give --insecure-plaintext if the network is encrypted otherwise"
-            );
+        if !https && !settings.insecure_plaintext {
+            refuse_plaintext("--controller", &url, endpoint.uri().host())?;
         }
 
-        let authorization = match settings.token.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(token) => {
-                let mut value =
-                    AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
-                        anyhow::anyhow!(
-                            "--controller-token: must be printable ASCII without line breaks"
-                        )
-                    })?;
+        let authorization = match bearer(settings)? {
+            None => None,
+            Some(bearer) => {
+                let mut value = AsciiMetadataValue::try_from(bearer)
+                    .map_err(|_| anyhow::anyhow!("--controller-token: not a metadata value"))?;
                 // Kept out of tonic's and hyper's debug output.
                 value.set_sensitive(true);
                 Some(value)
@@ -190,10 +168,7 @@ pub fn spawn(
     reloads: mpsc::Sender<ReloadRequest>,
     registry: &Registry,
 ) -> JoinHandle<()> {
-    let host_name = crate::receiver::procfs::hostname().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "gethostname failed; the controller sees no host name");
-        String::new()
-    });
+    let host_name = own_host_name();
     let instance_id = identity::load_or_create(state_dir, &host_name);
     if connection.token_in_clear_text() {
         tracing::warn!(
@@ -232,6 +207,159 @@ pub fn spawn(
         metrics,
     );
     tokio::spawn(client.run())
+}
+
+/// The TLS flags fit the URL: a client certificate comes with its key, and
+/// neither it nor a CA is given for a URL without TLS (ignoring them would
+/// send the token in clear text to someone who believes it is protected).
+pub(crate) fn check_tls_flags(
+    settings: &ControllerSettings,
+    flag: &str,
+    tls: bool,
+    schemes: &str,
+) -> anyhow::Result<()> {
+    let identity = match (&settings.client_cert, &settings.client_key) {
+        (None, None) => false,
+        (Some(_), Some(_)) => true,
+        _ => anyhow::bail!("--controller-cert and --controller-key go together"),
+    };
+    if !tls && (identity || settings.ca_file.is_some()) {
+        anyhow::bail!(
+            "--controller-ca/--controller-cert need an {schemes} {flag} URL (got {})",
+            settings.url.trim()
+        );
+    }
+    Ok(())
+}
+
+/// `Bearer <token>` for the `authorization` header, when a token is given.
+pub(crate) fn bearer(settings: &ControllerSettings) -> anyhow::Result<Option<String>> {
+    match settings.token.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(token) if token.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
+            Ok(Some(format!("Bearer {token}")))
+        }
+        Some(_) => {
+            anyhow::bail!("--controller-token: must be printable ASCII without line breaks")
+        }
+    }
+}
+
+/// Credentials in a URL would be logged with every connection state change.
+pub(crate) fn refuse_credentials_in_url(flag: &str, url: &str) -> anyhow::Result<()> {
+    if url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(rest))
+        .is_some_and(|authority| authority.contains('@'))
+    {
+        anyhow::bail!("{flag}: credentials in the URL are not supported; use --controller-token");
+    }
+    Ok(())
+}
+
+/// A connection without TLS is refused unless it stays on this machine
+/// (`--insecure-plaintext` skips this check).
+pub(crate) fn refuse_plaintext(flag: &str, url: &str, host: Option<&str>) -> anyhow::Result<()> {
+    if host.is_some_and(is_loopback_host) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{flag} {url}: a connection without TLS to a host that is not loopback would send the \
+         token, the agent's credential and every config in clear text; use TLS (https://, \
+         wss://), or give --insecure-plaintext if the network is encrypted otherwise"
+    )
+}
+
+/// Reconnect waits: 1 s growing ×1.5 to 30 s, each ±50 %, so that a fleet
+/// that lost its controller together does not come back in lockstep.
+const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const BACKOFF_MULTIPLIER: f64 = 1.5;
+const BACKOFF_JITTER: f64 = 0.5;
+/// A session that lasted this long was healthy: the next reconnect starts
+/// from the first step again. A controller that accepts and drops at once
+/// keeps the waits growing instead of being hammered every second.
+pub(crate) const STABLE_SESSION: Duration = Duration::from_secs(10);
+
+/// The waits between reconnects, for the native and the OpAMP client alike.
+pub(crate) fn reconnect_backoff() -> Backoff {
+    Backoff::exponential(
+        BACKOFF_INITIAL,
+        BACKOFF_MAX,
+        BACKOFF_MULTIPLIER,
+        BACKOFF_JITTER,
+    )
+}
+
+/// Waits logged to the millisecond read as noise.
+pub(crate) fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64 / 100 * 100)
+}
+
+/// Apply a config from a controller (`None`: revert to the local config)
+/// through the dispatcher, as `POST /-/reload` does: the same validation
+/// within the local policy, the same swap, and the config is kept in
+/// `--state-dir` there.
+pub(crate) async fn request_reload(
+    reloads: &mpsc::Sender<ReloadRequest>,
+    text: Option<String>,
+) -> Result<ReloadOutcome, ReloadError> {
+    let (reply, answer) = oneshot::channel();
+    let request = ReloadRequest {
+        text,
+        source: ReloadSource::Controller,
+        reply,
+    };
+    let stopping = || ReloadError::Source("the agent is shutting down".into());
+    match reloads.send(request).await {
+        Ok(()) => answer.await.unwrap_or_else(|_| Err(stopping())),
+        Err(_) => Err(stopping()),
+    }
+}
+
+/// The error text of a FAILED status is bounded: it ends up in the
+/// controller's store and UI, and a hostile config can have endless errors.
+const MAX_ERROR_LINES: usize = 100;
+const MAX_ERROR_BYTES: usize = 32 * 1024;
+
+/// The error of a refused push as the controller shows it: for an invalid
+/// config every error on its own line, with component and location, as
+/// `phoenix-agent validate` prints them.
+pub(crate) fn error_text(e: &ReloadError) -> String {
+    let ReloadError::Invalid(errors) = e else {
+        return e.to_string();
+    };
+    let mut out = format!("invalid config: {} error(s):", errors.0.len());
+    for (i, error) in errors.0.iter().enumerate() {
+        let line = format!("\n  - {error}");
+        if i == MAX_ERROR_LINES || out.len() + line.len() > MAX_ERROR_BYTES {
+            out.push_str(&format!("\n  … and {} more", errors.0.len() - i));
+            break;
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
+/// The host name a controller is told: a DaemonSet names the node in the
+/// procfs receiver's `host_name` (its pod has a host name of its own), so
+/// that one wins over `gethostname(2)`.
+pub(crate) fn reported_host_name(config: &AgentConfig, own: &str) -> String {
+    config
+        .receivers
+        .values()
+        .find_map(|r| match r {
+            ReceiverConfig::Procfs(p) => p.host_name.clone(),
+        })
+        .unwrap_or_else(|| own.to_string())
+}
+
+/// `gethostname(2)`, or empty (with a warning) when it fails.
+pub(crate) fn own_host_name() -> String {
+    crate::receiver::procfs::hostname().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "gethostname failed; the controller sees no host name");
+        String::new()
+    })
 }
 
 /// `localhost` or a loopback address (`127.0.0.1`, `[::1]`).
@@ -277,10 +405,13 @@ pub fn parse_label(arg: &str) -> Result<(String, String), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use phoenix_config::{ConfigError, ConfigErrors};
 
-    fn settings(url: &str) -> ControllerSettings {
+    /// Settings with only a URL, for the checks of the other flags (the
+    /// OpAMP client's tests use them too).
+    pub(crate) fn settings(url: &str) -> ControllerSettings {
         ControllerSettings {
             url: url.into(),
             ..ControllerSettings::default()
@@ -300,6 +431,72 @@ mod tests {
         assert!(parse_label("=x").is_err());
         assert!(parse_label("sp ace=x").is_err());
         assert!(parse_label("k=line\nbreak").is_err());
+    }
+
+    #[test]
+    fn every_validation_error_is_in_the_failure_text() {
+        let errors = phoenix_config::AgentConfig::load(
+            "receivers:\n  procfs: { collection_interval: soon }\nservice:\n  pipelines:\n    metrics/a: { receivers: [procfs], exporters: [missing] }\n",
+        )
+        .unwrap_err();
+        let n = errors.0.len();
+        assert!(n >= 2, "{errors}");
+        let text = error_text(&ReloadError::Invalid(errors.clone()));
+        assert!(
+            text.starts_with(&format!("invalid config: {n} error(s):")),
+            "{text}"
+        );
+        for e in &errors.0 {
+            assert!(text.contains(&e.to_string()), "{text}");
+        }
+        assert_eq!(
+            error_text(&ReloadError::Build("port in use".into())),
+            "config cannot be built: port in use"
+        );
+    }
+
+    #[test]
+    fn endless_errors_are_cut_short() {
+        let one = ConfigError {
+            component: None,
+            field: None,
+            message: "x".repeat(1000),
+            location: None,
+        };
+        let errors = ConfigErrors(vec![one; 10_000]);
+        let text = error_text(&ReloadError::Invalid(errors));
+        assert!(text.len() <= MAX_ERROR_BYTES + 100, "{}", text.len());
+        assert!(text.ends_with("more"), "{}", &text[text.len() - 40..]);
+    }
+
+    #[test]
+    fn tls_flags_and_token_are_checked_for_either_protocol() {
+        let mut half = settings("https://127.0.0.1:4320");
+        half.client_key = Some("/x".into());
+        let e = check_tls_flags(&half, "--opamp", true, "wss://").unwrap_err();
+        assert!(e.to_string().contains("go together"), "{e}");
+        let mut ca = settings("ws://127.0.0.1:4320");
+        ca.ca_file = Some("/ca.pem".into());
+        let e = check_tls_flags(&ca, "--opamp", false, "wss://").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--controller-ca/--controller-cert need an wss:// --opamp URL (got ws://127.0.0.1:4320)"
+        );
+        assert!(check_tls_flags(&ca, "--opamp", true, "wss://").is_ok());
+        let mut token = settings("http://127.0.0.1:4320");
+        assert_eq!(bearer(&token).unwrap(), None);
+        token.token = Some("  t0k en \n".into());
+        assert_eq!(bearer(&token).unwrap().as_deref(), Some("Bearer t0k en"));
+        token.token = Some("a\u{7f}b".into());
+        assert!(bearer(&token).is_err());
+    }
+
+    #[test]
+    fn waits_are_logged_to_the_tenth_of_a_second() {
+        assert_eq!(
+            round(Duration::from_millis(1234)),
+            Duration::from_millis(1200)
+        );
     }
 
     #[tokio::test]

@@ -129,6 +129,8 @@ impl ReloadMetrics {
 struct Shared {
     topology: ArcSwap<Topology>,
     config: ArcSwap<AgentConfig>,
+    /// The running config's text, as OpAMP reports it (its effective config).
+    text: ArcSwap<String>,
     /// The node's own config (its `--config` file or the embedded default):
     /// its `service.remote_config` policy and telemetry govern every remote
     /// config. Equal to `config` unless a remote config runs.
@@ -183,6 +185,7 @@ impl Service {
                 topology: ArcSwap::from_pointee(topology),
                 local: ArcSwap::from_pointee(config.clone()),
                 config: ArcSwap::from_pointee(config),
+                text: ArcSwap::from_pointee(text.to_string()),
                 applied: Mutex::new(applied),
                 registry: registry.clone(),
                 health,
@@ -207,6 +210,11 @@ impl Service {
     /// The running config.
     pub fn config(&self) -> Arc<AgentConfig> {
         self.shared.config.load_full()
+    }
+
+    /// The running config's text (YAML, before `${env:}` substitution).
+    pub fn config_text(&self) -> Arc<String> {
+        self.shared.text.load_full()
     }
 
     /// The node's own config, whose policy remote configs are loaded within.
@@ -285,7 +293,7 @@ impl Service {
             Origin::Remote => AgentConfig::load_remote(&owned, &local),
         };
         let result = match tokio::task::spawn_blocking(load).await {
-            Ok(Ok(config)) => self.apply(config, &hash, source, origin),
+            Ok(Ok(config)) => self.apply(config, text, &hash, source, origin),
             Ok(Err(errors)) => Err(ReloadError::Invalid(errors)),
             // A loader bug must not take the reload loop down: the config
             // is refused, the running one stays.
@@ -316,6 +324,7 @@ impl Service {
     fn apply(
         &self,
         config: AgentConfig,
+        text: &str,
         hash: &str,
         source: ReloadSource,
         origin: Origin,
@@ -337,6 +346,7 @@ impl Service {
             self.shared.local.store(config.clone());
         }
         self.shared.config.store(config);
+        self.shared.text.store(Arc::new(text.to_string()));
         let applied = AppliedConfig {
             hash: hash.to_string(),
             applied_at_unix_seconds: unix_now(),

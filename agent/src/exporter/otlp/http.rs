@@ -187,7 +187,7 @@ fn classify_transport_error(e: &reqwest::Error) -> SendError {
 
 /// `Retry-After: <seconds>`. The HTTP-date form is rare for throttling
 /// APIs and is treated as absent (the backoff applies instead).
-fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
@@ -196,7 +196,7 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     text.parse::<u64>().ok().map(Duration::from_secs)
 }
 
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+pub(crate) async fn read_limited(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
     let mut out = Vec::new();
     // A body that fails half-way is only used for messages: keep what came.
     while let Ok(Some(chunk)) = response.chunk().await {
