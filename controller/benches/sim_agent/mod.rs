@@ -12,8 +12,10 @@
 //! heartbeat every 10 s.
 //!
 //! Used by `fanout.rs` and `experiments.rs` (`mod sim_agent;`); each uses
-//! part of it.
+//! part of it. [`opamp`] holds OpAMP agents (WebSocket and HTTP).
 #![allow(dead_code)]
+
+pub mod opamp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
