@@ -50,6 +50,11 @@ use crate::{Shared, blocking};
 const HEADER: u64 = 0;
 /// A close reason must fit a control frame (125 bytes with its code).
 const MAX_CLOSE_REASON: usize = 120;
+/// What one read from a connection's socket takes at most.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes waiting to be written to one agent at most: a remote config (its
+/// body at most 1 MiB, within a message of at most 4 MiB) and then some.
+const MAX_QUEUED_BYTES: usize = 2 * MAX_DECODED_BYTES;
 
 /// How many WebSocket connections each agent has open: the agent goes
 /// offline when its last one closes (a reconnect may overlap the end of
@@ -92,6 +97,15 @@ pub async fn upgrade(
         Ok(_) => upgrade
             .max_message_size(MAX_DECODED_BYTES)
             .max_frame_size(MAX_DECODED_BYTES)
+            // The library's 128 KiB read buffer per connection was most of
+            // a connection's memory (the fan-out bench: ~140 KiB each); a
+            // heartbeat is a few dozen bytes and a larger message only
+            // takes more reads.
+            .read_buffer_size(READ_BUFFER_BYTES)
+            // Each message is written out at once; what an agent that stops
+            // reading leaves queued is bounded, and ends its connection.
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_QUEUED_BYTES)
             .on_upgrade({
                 let shared = shared.clone();
                 move |socket| connection(shared, peer, headers, socket, stop)
