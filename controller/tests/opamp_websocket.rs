@@ -3,7 +3,8 @@
 //! connection is open and offline when it closes, each message is framed
 //! with OpAMP's header, and a bad peer is refused, answered with an error
 //! or disconnected with a close code that names the problem, changing
-//! nothing.
+//! nothing. A push is sent at once, unasked. Over TLS (`wss://`) the
+//! `--client-ca` rule holds as over HTTP.
 
 mod common;
 
@@ -385,4 +386,103 @@ async fn stopping_the_controller_closes_open_connections() {
         .await
         .expect("the controller stops with a WebSocket open")
         .unwrap();
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A `wss://` connection to `port` trusting the test CA, presenting the
+/// test agent's certificate (CN `test-agent`) if asked.
+async fn connect_wss(
+    port: u16,
+    client_certificate: bool,
+) -> Result<WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>, Box<dyn std::error::Error>>
+{
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(fixture("ca.pem"))? {
+        roots.add(ca?)?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots);
+    let mut config = if client_certificate {
+        let certs =
+            CertificateDer::pem_file_iter(fixture("agent.pem"))?.collect::<Result<Vec<_>, _>>()?;
+        builder.with_client_auth_cert(certs, PrivateKeyDer::from_pem_file(fixture("agent.key"))?)?
+    } else {
+        builder.with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let mut request = format!("wss://localhost:{port}/v1/opamp").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {AGENT_TOKEN}").parse()?);
+    let (socket, _) = tokio_tungstenite::client_async(request, tls).await?;
+    Ok(socket)
+}
+
+#[tokio::test]
+async fn websockets_over_tls_follow_the_client_certificate_rule() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    for client_ca in [None, Some(fixture("ca.pem"))] {
+        let dir = temp_dir("opamp-wss");
+        let mut s = settings(&dir);
+        s.opamp_listen = Some("127.0.0.1:0".parse().unwrap());
+        let mutual = client_ca.is_some();
+        s.tls = Some(
+            phoenix_controller::tls::TlsMaterial::load(&phoenix_controller::tls::TlsFiles {
+                cert: fixture("server.pem"),
+                key: fixture("server.key"),
+                client_ca,
+            })
+            .unwrap(),
+        );
+        // (The API is on TLS too: the test's plain HTTP client cannot ask
+        // it; what the agent is answered tells.)
+        let c = TestController::start(s).await;
+        let port = c.running.opamp_addr.unwrap().port();
+        if mutual {
+            // No certificate: no connection.
+            match connect_wss(port, false).await {
+                Err(_) => {}
+                Ok(mut socket) => assert!(
+                    !matches!(socket.next().await, Some(Ok(Message::Binary(_)))),
+                    "a connection without a client certificate was served"
+                ),
+            }
+            // A certificate whose CN is not the instance uid: refused at
+            // the first message, nothing recorded.
+            let mut socket = connect_wss(port, true).await.unwrap();
+            socket.send(frame(&message(&UID, 0))).await.unwrap();
+            let (code, reason) = match socket.next().await {
+                Some(Ok(Message::Close(Some(f)))) => (f.code, f.reason.to_string()),
+                other => panic!("expected a close, got {other:?}"),
+            };
+            assert_eq!(code, CloseCode::Policy);
+            assert!(reason.contains("certificate"), "{reason}");
+        } else {
+            let mut socket = connect_wss(port, false).await.unwrap();
+            socket.send(frame(&message(&UID, 0))).await.unwrap();
+            match socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => {
+                    let answer = pb::ServerToAgent::decode(&bytes[1..]).unwrap();
+                    assert!(answer.error_response.is_none(), "{answer:?}");
+                    assert_eq!(answer.instance_uid, UID.to_vec());
+                }
+                other => panic!("expected an answer, got {other:?}"),
+            }
+        }
+        c.stop().await;
+    }
 }
