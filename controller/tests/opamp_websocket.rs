@@ -257,6 +257,26 @@ async fn a_push_reaches_a_connected_agent_at_once_and_its_status_answers_it() {
     c.stop().await;
 }
 
+/// A reconnect overlaps the connection it replaces (the agent presents new
+/// headers on a new connection, then closes the old one): closing the old
+/// one does not take the agent offline; closing its last one does.
+#[tokio::test]
+async fn an_agent_is_offline_only_when_its_last_connection_closes() {
+    let c = start().await;
+    let mut old = connect_agent(&c).await;
+    answer(&mut old, &message(&UID, 0)).await;
+    let mut new = connect_agent(&c).await;
+    answer(&mut new, &message(&UID, 1)).await;
+    drop(old);
+    // The old connection's end is noticed at once; give it time to count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&c, UID_STRING).await, AgentStatus::Online);
+    answer(&mut new, &message(&UID, 2)).await;
+    drop(new);
+    wait_status(&c, UID_STRING, AgentStatus::Offline).await;
+    c.stop().await;
+}
+
 #[tokio::test]
 async fn an_upgrade_without_a_token_or_with_a_wrong_one_is_refused() {
     let c = start().await;

@@ -171,8 +171,10 @@ enum Event {
 /// How a session ended.
 enum End {
     Stopped,
-    /// New connection settings: connect again at once.
-    Reconnect,
+    /// New connection settings: connect again at once. The connection it
+    /// replaces stays open until the new one has spoken, so the server
+    /// never sees the agent without one (it would mark it offline).
+    Reconnect(Link),
     Failed {
         failure: Failure,
         lasted: Duration,
@@ -215,15 +217,21 @@ impl Client {
         // down is logged once, not at every retry.
         let mut logged = BTreeSet::new();
         let url = self.endpoint.url().to_string();
+        let mut replaced = None;
         loop {
             if *stop.borrow() {
                 return;
             }
-            let (failure, lasted) = match self.session(&mut stop).await {
+            let (failure, lasted) = match self.session(&mut stop, &mut replaced).await {
                 End::Stopped => return,
-                End::Reconnect => continue,
+                End::Reconnect(old) => {
+                    replaced = Some(old);
+                    continue;
+                }
                 End::Failed { failure, lasted } => (failure, lasted),
             };
+            // A connection being replaced ends with the attempt.
+            replaced = None;
             self.metrics.connected.set(0.0);
             // Whatever the server got of the last messages, the next
             // connection starts with everything.
@@ -254,7 +262,13 @@ impl Client {
         }
     }
 
-    async fn session(&mut self, stop: &mut watch::Receiver<bool>) -> End {
+    /// One connection, from its first message to its end. `replaced`: the
+    /// connection this one replaces, closed once this one has spoken.
+    async fn session(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        replaced: &mut Option<Link>,
+    ) -> End {
         let opened = Instant::now();
         let failed = |failure| End::Failed {
             failure,
@@ -271,6 +285,9 @@ impl Client {
         if let Err(failure) = self.send(&mut link).await {
             return failed(failure);
         }
+        if let Some(old) = replaced.take() {
+            old.close().await;
+        }
         tracing::info!(opamp = %self.endpoint.url(), instance_uid = %self.uid_text, "OpAMP connection open");
         let mut reports = self.service.subscribe_reports();
         let mut reports_open = true;
@@ -281,8 +298,7 @@ impl Client {
                 return failed(failure);
             }
             if self.reconnect {
-                link.close().await;
-                return End::Reconnect;
+                return End::Reconnect(link);
             }
             if self.heartbeat != heartbeat_every {
                 heartbeat_every = self.heartbeat;
