@@ -3,18 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
 use phoenix_api::{AgentList, AgentStatus, Push, PushCreated, PushStatus};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 /// Run phoenixctl against `base` off the async workers.
 async fn ctl(base: &str, token: Option<&str>, args: &[&str]) -> Output {

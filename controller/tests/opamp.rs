@@ -330,12 +330,6 @@ async fn a_revoked_opamp_agent_is_refused() {
     c.stop().await;
 }
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 /// HTTPS on the OpAMP port (HTTP/1.1 over the controller's certificate),
 /// and with `--client-ca` the client certificate's Common Name must be the
 /// instance uid: the fixture's `test-agent` is not, so it is refused.
@@ -363,19 +357,8 @@ async fn opamp_over_tls_with_the_client_certificate_rule() {
                 .map(|r| r.status().as_u16())
         }
     };
-    for client_ca in [None, Some(fixture("ca.pem"))] {
-        let dir = temp_dir("opamp-tls");
-        let mut s = settings(&dir);
-        s.opamp_listen = Some("127.0.0.1:0".parse().unwrap());
-        let mutual = client_ca.is_some();
-        s.tls = Some(
-            phoenix_controller::tls::TlsMaterial::load(&phoenix_controller::tls::TlsFiles {
-                cert: fixture("server.pem"),
-                key: fixture("server.key"),
-                client_ca,
-            })
-            .unwrap(),
-        );
+    for mutual in [false, true] {
+        let s = opamp_tls_settings(&temp_dir("opamp-tls"), mutual);
         let c = TestController::start(s).await;
         let port = c.running.opamp_addr.unwrap().port();
         if mutual {

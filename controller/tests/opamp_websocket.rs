@@ -408,12 +408,6 @@ async fn stopping_the_controller_closes_open_connections() {
         .unwrap();
 }
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 /// A `wss://` connection to `port` trusting the test CA, presenting the
 /// test agent's certificate (CN `test-agent`) if asked.
 async fn connect_wss(
@@ -455,19 +449,8 @@ async fn connect_wss(
 #[tokio::test]
 async fn websockets_over_tls_follow_the_client_certificate_rule() {
     use futures_util::{SinkExt as _, StreamExt as _};
-    for client_ca in [None, Some(fixture("ca.pem"))] {
-        let dir = temp_dir("opamp-wss");
-        let mut s = settings(&dir);
-        s.opamp_listen = Some("127.0.0.1:0".parse().unwrap());
-        let mutual = client_ca.is_some();
-        s.tls = Some(
-            phoenix_controller::tls::TlsMaterial::load(&phoenix_controller::tls::TlsFiles {
-                cert: fixture("server.pem"),
-                key: fixture("server.key"),
-                client_ca,
-            })
-            .unwrap(),
-        );
+    for mutual in [false, true] {
+        let s = opamp_tls_settings(&temp_dir("opamp-wss"), mutual);
         // (The API is on TLS too: the test's plain HTTP client cannot ask
         // it; what the agent is answered tells.)
         let c = TestController::start(s).await;

@@ -64,6 +64,31 @@ pub fn template(name: &str) -> String {
     std::fs::read_to_string(templates_dir().join(format!("{name}.yaml"))).unwrap()
 }
 
+/// A file of `tests/fixtures` (the test CA, the server's and an agent's
+/// certificates and keys; `generate.sh` makes them).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// [`settings`] with the OpAMP port on and TLS on every port from the
+/// fixtures; with `client_ca`, agents must present a certificate of the
+/// test CA.
+pub fn opamp_tls_settings(data_dir: &Path, client_ca: bool) -> Settings {
+    let mut s = settings(data_dir);
+    s.opamp_listen = Some("127.0.0.1:0".parse().unwrap());
+    s.tls = Some(
+        phoenix_controller::tls::TlsMaterial::load(&phoenix_controller::tls::TlsFiles {
+            cert: fixture("server.pem"),
+            key: fixture("server.key"),
+            client_ca: client_ca.then(|| fixture("ca.pem")),
+        })
+        .unwrap(),
+    );
+    s
+}
+
 pub fn settings(data_dir: &Path) -> Settings {
     Settings {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
