@@ -548,6 +548,28 @@ fn receiver_follows_exit_pid_reuse_exec_and_reparenting() {
     );
     assert!(r.metric("process.cpu.utilization").is_some());
 
+    // Caught mid-exec: the new name already, the command line not yet
+    // (empty). The next scrape reads it again rather than keeping none.
+    p.comm = "java";
+    p.cmdline = b"";
+    p.exe = Some("/usr/bin/java");
+    root.add(&p);
+    let batch = receiver.scrape();
+    let r = find(&batch, 100).expect("mid-exec");
+    assert_eq!(r.attributes.get_str("process.command_line"), None);
+    p.cmdline = b"java\0-jar\0app.jar\0";
+    root.add(&p);
+    let batch = receiver.scrape();
+    let r = find(&batch, 100).expect("after the exec");
+    assert_eq!(
+        r.attributes.get_str("process.command_line"),
+        Some("java -jar app.jar")
+    );
+    assert_eq!(
+        r.attributes.get_str("process.executable.name"),
+        Some("java")
+    );
+
     // PID reuse: the same PID with a later start time is a new process.
     p.starttime = 90_000;
     p.comm = "redis-server";

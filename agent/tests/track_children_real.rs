@@ -77,14 +77,44 @@ fn a_shell_and_its_descendants_become_one_resource() {
 
     let mut receiver =
         ProcfsReceiver::new(&ProcfsConfig::default(), &Registry::new()).expect("receiver");
-    // Wait until the whole tree is up: the root, two sleeps, the subshell and its sleep.
+    // Wait until the whole tree is up: the root, two sleeps, the subshell
+    // and its sleep, each past its exec. One scrape reads the processes one
+    // after the other (the root first, its pid being the lowest): it may
+    // read the root as the `bash` it was before its exec and still find
+    // the children the exec'd shell started, so the root's command line is
+    // part of the condition.
     let deadline = Instant::now() + Duration::from_secs(30);
     let batch = loop {
         let batch = receiver.scrape();
-        if tree(&batch, root).len() == 5 {
+        let members = tree(&batch, root);
+        let str_attr = |r: &Resource, key: &str| match r.attributes.get(key) {
+            Some(Value::Str(s)) => s.to_string(),
+            _ => String::new(),
+        };
+        let root_execed = members.iter().any(|r| {
+            pid_of(r) == Some(root)
+                && str_attr(r, "process.command_line").starts_with("phoenix-track-root ")
+        });
+        let sleeping = members
+            .iter()
+            .filter(|r| str_attr(r, "process.executable.name") == "sleep")
+            .count();
+        if members.len() == 5 && root_execed && sleeping == 3 {
             break batch;
         }
-        assert!(Instant::now() < deadline, "the tree never had 5 processes");
+        assert!(
+            Instant::now() < deadline,
+            "the tree never had 5 processes past their exec: {:?}",
+            members
+                .iter()
+                .map(|r| (
+                    pid_of(r),
+                    parent_of(r),
+                    str_attr(r, "process.executable.name"),
+                    str_attr(r, "process.command_line")
+                ))
+                .collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let members = tree(&batch, root);

@@ -598,7 +598,15 @@ impl ProcfsReceiver {
                 &identities.keys,
             ))
         })?;
-        if *process.comm != *stat.comm {
+        // Read mid-exec, a process may show its new name with an empty
+        // command line (the kernel switches the name before it lays out the
+        // new arguments): a live user process without one is read again
+        // until it has one, rather than keeping the empty one for good.
+        let caught_mid_exec = process.identity.command.is_none()
+            && identities.keys.needs_cmdline()
+            && !stat.is_kernel_thread()
+            && stat.state != b'Z';
+        if *process.comm != *stat.comm || caught_mid_exec {
             // Same PID and start time but a new name: the process exec'd
             // (its command line and executable changed) or renamed itself.
             let creation = process.creation_unix_nano;
