@@ -6,7 +6,7 @@
 //! `PID/stat` and `PID/io`. Everything else is kept off that path:
 //! - identity (command line, executable, owner, creation time, container from
 //!   `PID/cgroup`, `cgroup.rs`) is read once per process and cached with its
-//!   resource attributes (`cache.rs`);
+//!   resource attributes (`cache.rs`), and again after an exec;
 //! - `PID/status` and `PID/fd` are touched only for the metrics that need them;
 //! - files are read into one reused buffer through one reused relative path
 //!   (`sys.rs`) and parsed in place (`parse.rs`);
