@@ -314,14 +314,7 @@ async fn bad_and_unauthenticated_requests_are_refused_and_change_nothing() {
 async fn a_revoked_opamp_agent_is_refused() {
     let c = start().await;
     post(&c, &full_state(0)).await;
-    let (status, body) = c
-        .http
-        .post(
-            &format!("/api/v1/agents/{UID_STRING}/revoke"),
-            json!({"reason": "test"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    c.http.revoke(UID_STRING).await;
     let (status, body) = post_raw(&c, Some(AGENT_TOKEN), &[], heartbeat(1).encode_to_vec()).await;
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     tokio::time::sleep(Duration::from_millis(10)).await;

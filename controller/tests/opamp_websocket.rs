@@ -378,14 +378,7 @@ async fn revoking_a_connected_agent_closes_its_connection_at_its_next_message() 
     let c = start().await;
     let mut socket = connect_agent(&c).await;
     answer(&mut socket, &message(&UID, 0)).await;
-    let (status, body) = c
-        .http
-        .post(
-            &format!("/api/v1/agents/{UID_STRING}/revoke"),
-            json!({"reason": "test"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    c.http.revoke(UID_STRING).await;
     send(&mut socket, frame(&message(&UID, 1))).await;
     let (code, reason) = closed_with(&mut socket).await;
     assert_eq!(code, CloseCode::Policy);

@@ -207,6 +207,17 @@ impl Http {
             .await
     }
 
+    /// Revoke agent `id` through the API; the revocation must succeed.
+    pub async fn revoke(&self, id: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/agents/{id}/revoke"),
+                serde_json::json!({"reason": "test"}),
+            )
+            .await;
+        assert_eq!(status, 200, "revoke {id}: {body}");
+    }
+
     /// Poll `GET /api/v1/pushes/{id}` until `done` holds (10 s at most).
     pub async fn wait_push(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
